@@ -1,0 +1,321 @@
+//! Machine configuration (TOML) shared by every layer.
+//!
+//! A machine config says what the emulated hardware is (RAM, CPUs, swap
+//! devices) and how the kernel knobs are set; what runs on it is a separate
+//! workload file, named by `workload` or given on the command line.
+//! Relative paths inside a config are relative to the config file's folder,
+//! as in Cargo manifests, so a config works from any current directory.
+//!
+//! Every error names the file, and the field or line (TOML errors carry the
+//! line and column).
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Smallest emulated RAM swapvm accepts: below this the watermarks leave
+/// nothing to run in.
+pub const MIN_RAM_MIB: u64 = 4;
+/// Largest emulated RAM swapvm accepts.
+pub const MAX_RAM_MIB: u64 = 1 << 20;
+/// Most swap devices a machine can have (the kernel's MAX_SWAPFILES).
+pub const MAX_SWAP_DEVICES: usize = 32;
+
+/// A configuration or definition file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this type (syntax, unknown field, wrong
+    /// type); the cause names the line, column and field.
+    #[error("{}: invalid", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, with line and field.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A field has a value swapvm cannot use.
+    #[error("{}: field `{field}`: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted path of the field, e.g. `machine.ram_mib`.
+        field: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+/// Reads and deserialises a TOML file, naming the file in any error.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_toml(&text, path)
+}
+
+/// Deserialises TOML `text` that came from `path`.
+pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Checks `ok`, else builds [`ConfigError::Invalid`].
+pub fn ensure(ok: bool, path: &Path, field: &str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason: reason(),
+        })
+    }
+}
+
+/// A whole machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    /// The hardware and the run.
+    pub machine: MachineSection,
+    /// Swap devices, in the order they are enabled.
+    #[serde(default)]
+    pub swap: Vec<SwapDeviceConfig>,
+    /// Reclaim knobs.
+    #[serde(default)]
+    pub reclaim: ReclaimConfig,
+    /// Default workload file, relative to this config's folder.
+    #[serde(default)]
+    pub workload: Option<PathBuf>,
+    /// Folder of the config file; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The config file itself (for error messages and reports).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// `[machine]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSection {
+    /// Emulated RAM in MiB.
+    pub ram_mib: u64,
+    /// Emulated CPUs; processes are spread over them.
+    #[serde(default = "one_u32")]
+    pub cpus: u32,
+    /// The run's seed: the same config and seed give the same counters.
+    #[serde(default = "one_u64")]
+    pub seed: u64,
+    /// Memory accesses each runnable process makes per tick.
+    #[serde(default = "default_tick_accesses")]
+    pub tick_accesses: u32,
+    /// Ticks after submission at which an I/O is delivered to the emulation
+    /// (deterministic mode waits for the real completion if it is late).
+    #[serde(default = "one_u32")]
+    pub io_latency_ticks: u32,
+    /// Stop after this many ticks (0: run until every process exits).
+    #[serde(default)]
+    pub max_ticks: u64,
+}
+
+/// One `[[swap]]` device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapDeviceConfig {
+    /// Swap image file (or block device), relative to the config's folder.
+    pub path: PathBuf,
+    /// Size in MiB used when swapvm creates the image.
+    pub size_mib: u64,
+    /// Higher priority devices are used first (`swapon -p`).
+    #[serde(default)]
+    pub priority: i32,
+    /// io_uring queue depth.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: u32,
+    /// Create (mkswap) the image if it does not exist.
+    #[serde(default = "yes")]
+    pub create: bool,
+    /// Open with O_DIRECT.
+    #[serde(default = "yes")]
+    pub direct: bool,
+    /// Label written when swapvm creates the image.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// `[reclaim]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReclaimConfig {
+    /// `vm.watermark_scale_factor`, in 1/10000 of RAM.
+    #[serde(default = "default_wsf")]
+    pub watermark_scale_factor: u32,
+    /// `vm.min_free_kbytes`; derived from RAM size as the kernel does when absent.
+    #[serde(default)]
+    pub min_free_kbytes: Option<u64>,
+    /// `SWAP_CLUSTER_MAX`: folios isolated per scan batch.
+    #[serde(default = "default_cluster_max")]
+    pub swap_cluster_max: u32,
+}
+
+impl Default for ReclaimConfig {
+    fn default() -> Self {
+        ReclaimConfig {
+            watermark_scale_factor: default_wsf(),
+            min_free_kbytes: None,
+            swap_cluster_max: default_cluster_max(),
+        }
+    }
+}
+
+fn one_u32() -> u32 {
+    1
+}
+fn one_u64() -> u64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_tick_accesses() -> u32 {
+    256
+}
+fn default_queue_depth() -> u32 {
+    64
+}
+fn default_wsf() -> u32 {
+    10
+}
+fn default_cluster_max() -> u32 {
+    32
+}
+
+impl MachineConfig {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates `text`, which came from `path`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: MachineConfig = parse_toml(text, path)?;
+        cfg.source = path.to_owned();
+        cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Resolves a path from this config against its folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// RAM in 4 KiB pages.
+    pub fn ram_pages(&self) -> u64 {
+        self.machine.ram_mib * 256
+    }
+
+    /// Checks every field's range; errors name the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.source;
+        let m = &self.machine;
+        ensure(m.ram_mib >= MIN_RAM_MIB, p, "machine.ram_mib", || {
+            format!("{} MiB is below the minimum of {MIN_RAM_MIB} MiB", m.ram_mib)
+        })?;
+        ensure(m.ram_mib <= MAX_RAM_MIB, p, "machine.ram_mib", || {
+            format!("{} MiB is above the maximum of {MAX_RAM_MIB} MiB", m.ram_mib)
+        })?;
+        ensure((1..=256).contains(&m.cpus), p, "machine.cpus", || {
+            format!("{} is outside 1..=256", m.cpus)
+        })?;
+        ensure(m.tick_accesses >= 1, p, "machine.tick_accesses", || "must be at least 1".into())?;
+        ensure((1..=1000).contains(&m.io_latency_ticks), p, "machine.io_latency_ticks", || {
+            format!("{} is outside 1..=1000", m.io_latency_ticks)
+        })?;
+        ensure(self.swap.len() <= MAX_SWAP_DEVICES, p, "swap", || {
+            format!("{} devices; at most {MAX_SWAP_DEVICES}", self.swap.len())
+        })?;
+        for (i, s) in self.swap.iter().enumerate() {
+            ensure(s.size_mib >= 1, p, &format!("swap[{i}].size_mib"), || "must be at least 1 MiB".into())?;
+            ensure(s.size_mib <= 1 << 24, p, &format!("swap[{i}].size_mib"), || {
+                format!("{} MiB is above 16 TiB", s.size_mib)
+            })?;
+            ensure((1..=4096).contains(&s.queue_depth), p, &format!("swap[{i}].queue_depth"), || {
+                format!("{} is outside 1..=4096", s.queue_depth)
+            })?;
+            ensure(s.label.len() <= 16, p, &format!("swap[{i}].label"), || {
+                format!("{} bytes; a swap label holds at most 16", s.label.len())
+            })?;
+        }
+        let r = &self.reclaim;
+        ensure((1..=3000).contains(&r.watermark_scale_factor), p, "reclaim.watermark_scale_factor", || {
+            format!("{} is outside 1..=3000 (the kernel's range)", r.watermark_scale_factor)
+        })?;
+        ensure((1..=4096).contains(&r.swap_cluster_max), p, "reclaim.swap_cluster_max", || {
+            format!("{} is outside 1..=4096", r.swap_cluster_max)
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MachineConfig, ConfigError> {
+        MachineConfig::from_toml(text, Path::new("/cfg/test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("[machine]\nram_mib = 64\n").unwrap();
+        assert_eq!(c.machine.cpus, 1);
+        assert_eq!(c.ram_pages(), 64 * 256);
+        assert_eq!(c.reclaim.watermark_scale_factor, 10);
+        assert_eq!(c.resolve(Path::new("a.img")), Path::new("/cfg/a.img"));
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let e = parse("[machine]\nram_mib = 64\nbogus = 1\n").unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(msg.contains("/cfg/test.toml"), "{msg}");
+        assert!(msg.contains("bogus"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn ram_below_minimum_names_field() {
+        let e = parse("[machine]\nram_mib = 1\n").unwrap_err();
+        assert!(e.to_string().contains("machine.ram_mib"), "{e}");
+        assert!(e.to_string().contains("/cfg/test.toml"), "{e}");
+    }
+
+    #[test]
+    fn swap_field_errors_name_the_device() {
+        let e = parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a\"\nsize_mib = 0\n").unwrap_err();
+        assert!(e.to_string().contains("swap[0].size_mib"), "{e}");
+    }
+}

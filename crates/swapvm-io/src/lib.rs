@@ -1,0 +1,283 @@
+//! swapvm-io owns the block I/O engines: requests to read or write whole
+//! 4 KiB-aligned blocks at byte offsets of a swap file or block device go in,
+//! completions come out, in any order. [`UringEngine`] drives io_uring from
+//! its own thread with batched submission and O_DIRECT; [`SyncEngine`] does
+//! plain pread/pwrite on the calling thread, as the reference for
+//! differential tests and as a fallback. It is the only crate in the
+//! workspace with `unsafe` code, and all of it is here: the aligned buffer
+//! and the hand-off of buffers to the kernel. It refuses to know about swap
+//! slots, swap entries, clusters or folios: it moves bytes at byte offsets,
+//! and the swap layer above decides which bytes go where.
+//!
+//! # Ownership model
+//!
+//! A request owns its [`AlignedBuf`]. Submitting moves the request into the
+//! engine; the matching [`IoCompletion`] hands the same buffer back, on
+//! success and on error alike. A request rejected before submission comes
+//! back inside [`IoError::Rejected`]. No buffer is ever borrowed by the
+//! kernel while Rust code can reach it.
+
+// This is the one crate of the workspace that opts out of `unsafe_code = "deny"`.
+#![allow(unsafe_code)]
+#![warn(missing_docs)]
+
+mod buf;
+mod psync;
+mod uring;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub use buf::AlignedBuf;
+pub use psync::SyncEngine;
+pub use uring::UringEngine;
+
+/// Size of one block, and the alignment of every offset, length and buffer.
+pub const BLOCK_SIZE: usize = 4096;
+
+const _: () = assert!(BLOCK_SIZE.is_power_of_two());
+
+/// Direction of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    /// Fill the buffer from the device.
+    Read,
+    /// Write the whole buffer to the device.
+    Write,
+}
+
+/// One block request.
+///
+/// `offset` must be a multiple of [`BLOCK_SIZE`]. A `Read` fills `buf`; a
+/// `Write` writes `buf.len()` bytes from `buf`.
+#[derive(Debug)]
+pub struct IoRequest {
+    /// Caller's identifier, returned unchanged in the completion.
+    pub tag: u64,
+    /// Read or write.
+    pub kind: IoKind,
+    /// Byte offset on the device; a multiple of [`BLOCK_SIZE`].
+    pub offset: u64,
+    /// Data to write, or room for the data read.
+    pub buf: AlignedBuf,
+}
+
+/// The outcome of one [`IoRequest`].
+#[derive(Debug)]
+pub struct IoCompletion {
+    /// The request's tag.
+    pub tag: u64,
+    /// The request's direction.
+    pub kind: IoKind,
+    /// The request's offset.
+    pub offset: u64,
+    /// The request's buffer, handed back always, also on error.
+    pub buf: AlignedBuf,
+    /// Bytes transferred. A short transfer (for example a read crossing the
+    /// end of the file) is `Ok(n)` with `n < buf.len()`.
+    pub result: Result<usize, io::Error>,
+    /// Nanoseconds from submission to the kernel until the completion was
+    /// reaped.
+    pub latency_ns: u64,
+}
+
+/// How to open an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Ring entries for [`UringEngine`], and the most requests it keeps in
+    /// the kernel at once. Ignored by [`SyncEngine`].
+    pub queue_depth: u32,
+    /// Open with `O_DIRECT`, bypassing the page cache.
+    pub direct: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            queue_depth: 64,
+            direct: true,
+        }
+    }
+}
+
+/// Errors of the block I/O engines.
+///
+/// An I/O error on a submitted request is not an `IoError`: it arrives as
+/// the completion's `result`, together with the buffer.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    /// The device or file could not be opened (or sized).
+    #[error("cannot open swap device {}", path.display())]
+    Open {
+        /// The path given to `open`.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// io_uring could not be set up: the kernel lacks it, it is disabled
+    /// (`/proc/sys/kernel/io_uring_disabled`), or a resource limit was hit.
+    #[error(
+        "io_uring setup FAILED for {}: is io_uring available and enabled \
+         (kernel >= 5.6, /proc/sys/kernel/io_uring_disabled = 0)?",
+        path.display()
+    )]
+    Setup {
+        /// The path given to `open`.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// The engine thread is gone (shut down or panicked), or nothing is in
+    /// flight, so no completion can ever arrive.
+    #[error("the I/O engine has exited or has nothing in flight: no completion can arrive")]
+    EngineGone,
+    /// The request was rejected before submission; it is handed back.
+    #[error("I/O request rejected before submission: {reason}")]
+    Rejected {
+        /// Which rule the request broke.
+        reason: &'static str,
+        /// The request, untouched.
+        request: Box<IoRequest>,
+    },
+}
+
+/// A block I/O engine: requests in, completions out. Completions may arrive
+/// in any order.
+pub trait BlockEngine: Send {
+    /// Queues `req` for I/O. Never blocks for long: it only enqueues.
+    ///
+    /// # Errors
+    ///
+    /// [`IoError::Rejected`] (with the request) if the offset is not a
+    /// multiple of [`BLOCK_SIZE`] or the request cannot be expressed to the
+    /// kernel; [`IoError::EngineGone`] if the engine has exited.
+    fn submit(&self, req: IoRequest) -> Result<(), IoError>;
+
+    /// Takes one completion if one is ready. Never blocks.
+    fn try_complete(&self) -> Option<IoCompletion>;
+
+    /// Blocks until one completion is ready and takes it.
+    ///
+    /// # Errors
+    ///
+    /// [`IoError::EngineGone`] if no completion can ever come: nothing is in
+    /// flight, or the engine thread has exited.
+    fn wait_complete(&self) -> Result<IoCompletion, IoError>;
+
+    /// Requests submitted and not yet returned by `try_complete` or
+    /// `wait_complete`.
+    fn in_flight(&self) -> usize;
+
+    /// Size of the device or file in bytes, as measured at open.
+    fn size_bytes(&self) -> u64;
+}
+
+/// Checks what the kernel would otherwise reject or misinterpret, and hands
+/// the request back if it is wrong.
+///
+/// The buffer's own alignment and length are guaranteed by [`AlignedBuf`].
+fn validate(req: IoRequest) -> Result<IoRequest, IoError> {
+    let reason = if req.offset % BLOCK_SIZE as u64 != 0 {
+        Some("offset is not a multiple of BLOCK_SIZE")
+    } else if u32::try_from(req.buf.len()).is_err() {
+        Some("buffer longer than one io_uring request can carry (u32::MAX bytes)")
+    } else if req
+        .offset
+        .checked_add(req.buf.len() as u64)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
+        Some("offset + length beyond the largest file offset (i64::MAX)")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(req),
+        Some(reason) => Err(IoError::Rejected {
+            reason,
+            request: Box::new(req),
+        }),
+    }
+}
+
+/// Opens `path` read-write (with `O_DIRECT` if asked), without creating or
+/// truncating it, and measures its size.
+///
+/// Seeking to the end gives the size of a regular file and of a block device
+/// alike, with no ioctl.
+fn open_device(path: &Path, direct: bool) -> Result<(File, u64), IoError> {
+    let open_err = |source| IoError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true);
+    if direct {
+        opts.custom_flags(libc::O_DIRECT);
+    }
+    let mut file = opts.open(path).map_err(open_err)?;
+    let size_bytes = file.seek(SeekFrom::End(0)).map_err(open_err)?;
+    Ok((file, size_bytes))
+}
+
+/// Converts an elapsed duration to whole nanoseconds, saturating.
+fn duration_ns(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(offset: u64) -> IoRequest {
+        IoRequest {
+            tag: 9,
+            kind: IoKind::Read,
+            offset,
+            buf: AlignedBuf::new_zeroed(BLOCK_SIZE),
+        }
+    }
+
+    #[test]
+    fn validate_accepts_aligned() {
+        assert!(validate(req(0)).is_ok());
+        assert!(validate(req(BLOCK_SIZE as u64 * 1000)).is_ok());
+    }
+
+    #[test]
+    fn validate_rejects_misaligned_and_hands_back() {
+        match validate(req(512)) {
+            Err(IoError::Rejected { request, reason }) => {
+                assert_eq!(request.tag, 9);
+                assert_eq!(request.offset, 512);
+                assert!(reason.contains("offset"));
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validate_rejects_offset_overflow() {
+        let off = (i64::MAX as u64) & !(BLOCK_SIZE as u64 - 1);
+        assert!(matches!(
+            validate(req(off)),
+            Err(IoError::Rejected { .. })
+        ));
+    }
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn check<T: std::error::Error + Send + Sync + 'static>() {}
+        check::<IoError>();
+    }
+
+    #[test]
+    fn default_config() {
+        let cfg = EngineConfig::default();
+        assert_eq!(cfg.queue_depth, 64);
+        assert!(cfg.direct);
+    }
+}

@@ -1,0 +1,2 @@
+//! swap
+pub mod header;
