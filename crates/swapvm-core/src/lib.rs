@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod ids;
+pub mod list;
 pub mod pte;
 pub mod rng;
 pub mod vmstat;

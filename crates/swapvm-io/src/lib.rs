@@ -262,10 +262,7 @@ mod tests {
     #[test]
     fn validate_rejects_offset_overflow() {
         let off = (i64::MAX as u64) & !(BLOCK_SIZE as u64 - 1);
-        assert!(matches!(
-            validate(req(off)),
-            Err(IoError::Rejected { .. })
-        ));
+        assert!(matches!(validate(req(off)), Err(IoError::Rejected { .. })));
     }
 
     #[test]

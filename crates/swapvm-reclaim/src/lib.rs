@@ -1,1 +1,304 @@
-//! placeholder
+//! swapvm-reclaim: what to evict and when (mm/vmscan.c).
+//!
+//! It owns the reclaim policy over the anon LRU lists that swapvm-mm keeps:
+//! kswapd (woken below the low watermark, reclaiming to high) and direct
+//! reclaim (a fault that found free memory below min), the active/inactive
+//! balance, `folio_check_references`, and `shrink_folio_list`: allocate
+//! swap, unmap through rmap, write out, and free the folio once its
+//! writeback completes.
+//!
+//! It refuses to know how pages are mapped or stored: rmap, unmap and the
+//! swap cache are swapvm-mm's and swapvm-swap's. The policy sits behind
+//! [`Reclaimer`]'s few entry points so a second policy (MGLRU) can be added
+//! beside this one reusing the same mechanics.
+
+#![warn(missing_docs)]
+
+use swapvm_core::config::ReclaimConfig;
+use swapvm_core::{Pfn, VmEvent};
+use swapvm_mm::{pg, LruList, Memory};
+use swapvm_swap::{SwapError, SwapSubsystem};
+
+/// Who is reclaiming (for the `_kswapd` / `_direct` counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// The kswapd task.
+    Kswapd,
+    /// A faulting task.
+    Direct,
+}
+
+/// Outcome of one reclaim pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Folios scanned on the inactive list.
+    pub scanned: u64,
+    /// Folios freed at once (clean swap-cache folios).
+    pub reclaimed: u64,
+    /// Folios whose swap-out write was submitted (freed when it completes).
+    pub writeback: u64,
+}
+
+impl Progress {
+    fn add(&mut self, o: Progress) {
+        self.scanned += o.scanned;
+        self.reclaimed += o.reclaimed;
+        self.writeback += o.writeback;
+    }
+    /// Anything reclaimed or on its way.
+    pub fn made(&self) -> bool {
+        self.reclaimed + self.writeback > 0
+    }
+}
+
+/// What `folio_check_references` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FolioRef {
+    Activate,
+    Keep,
+    Reclaim,
+}
+
+/// The reclaim policy state of a machine.
+#[derive(Debug)]
+pub struct Reclaimer {
+    cfg: ReclaimConfig,
+    kswapd_awake: bool,
+    nr_writeback: u64,
+    inactive_ratio: u64,
+    /// Most kswapd batches per tick (bounds the work of one tick).
+    pub kswapd_batches_per_tick: u32,
+}
+
+impl Reclaimer {
+    /// A reclaimer for a machine of `ram_pages`.
+    pub fn new(cfg: ReclaimConfig, ram_pages: u64) -> Self {
+        // inactive_is_low: ratio sqrt(10 * GiB), 1 below 1 GiB.
+        let gb = ram_pages >> 18;
+        let inactive_ratio = if gb == 0 { 1 } else { ((10 * gb) as f64).sqrt() as u64 };
+        Reclaimer { cfg, kswapd_awake: false, nr_writeback: 0, inactive_ratio, kswapd_batches_per_tick: 32 }
+    }
+
+    /// Swap-out writes in flight.
+    pub fn nr_writeback(&self) -> u64 {
+        self.nr_writeback
+    }
+    /// kswapd is running.
+    pub fn kswapd_awake(&self) -> bool {
+        self.kswapd_awake
+    }
+
+    /// `wakeup_kswapd` if free memory is below the low watermark.
+    pub fn maybe_wake_kswapd(&mut self, mem: &Memory) {
+        if !self.kswapd_awake && mem.nr_free() < mem.wmark.low {
+            self.kswapd_awake = true;
+            mem.stat.inc(VmEvent::KswapdWake);
+        }
+    }
+
+    /// One tick of kswapd (`balance_pgdat`): reclaims until free memory
+    /// plus writes in flight reach the high watermark, then sleeps once free
+    /// memory itself is there.
+    pub fn kswapd_tick(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, cpu: usize, now: u64) -> Progress {
+        let mut total = Progress::default();
+        if !self.kswapd_awake {
+            return total;
+        }
+        for _ in 0..self.kswapd_batches_per_tick {
+            if mem.nr_free() + self.nr_writeback >= mem.wmark.high {
+                break;
+            }
+            let p = self.shrink_lruvec(mem, swap, Who::Kswapd, cpu, now);
+            total.add(p);
+            if !p.made() {
+                break;
+            }
+        }
+        if mem.nr_free() >= mem.wmark.high {
+            self.kswapd_awake = false;
+        }
+        total
+    }
+
+    /// Direct reclaim for a task whose allocation failed below min
+    /// (`try_to_free_pages`). Counts `allocstall`.
+    pub fn direct_reclaim(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, cpu: usize, now: u64) -> Progress {
+        mem.stat.inc(VmEvent::AllocStall);
+        self.maybe_wake_kswapd(mem);
+        let want = u64::from(self.cfg.swap_cluster_max);
+        let mut total = Progress::default();
+        for _ in 0..4 {
+            let p = self.shrink_lruvec(mem, swap, Who::Direct, cpu, now);
+            total.add(p);
+            if !p.made() || total.reclaimed + total.writeback >= want {
+                break;
+            }
+        }
+        total
+    }
+
+    /// `shrink_lruvec` for the anon lists: refill the inactive list when it
+    /// is low, then shrink a batch of it.
+    fn shrink_lruvec(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, who: Who, cpu: usize, now: u64) -> Progress {
+        let batch = self.cfg.swap_cluster_max;
+        let inactive = u64::from(mem.lru.len(LruList::InactiveAnon));
+        let active = u64::from(mem.lru.len(LruList::ActiveAnon));
+        if inactive * self.inactive_ratio < active {
+            self.shrink_active_list(mem, batch);
+        }
+        self.shrink_inactive_list(mem, swap, batch, who, cpu, now)
+    }
+
+    /// `shrink_active_list`: moves folios from the active tail to the
+    /// inactive list. Anonymous folios are deactivated whether referenced
+    /// or not (only executable file pages get another round).
+    fn shrink_active_list(&mut self, mem: &mut Memory, nr: u32) {
+        for _ in 0..nr {
+            let Some(i) = mem.lru.list(LruList::ActiveAnon).last() else { break };
+            let pfn = Pfn(i);
+            mem.lru.del(&mut mem.folios, pfn);
+            mem.stat.inc(VmEvent::PgRefill);
+            mem.folio_referenced(pfn);
+            let p = mem.folios.get_mut(pfn);
+            p.clear(pg::ACTIVE | pg::REFERENCED);
+            mem.lru.add(&mut mem.folios, pfn);
+            mem.stat.inc(VmEvent::PgDeactivate);
+        }
+    }
+
+    /// `shrink_inactive_list`: isolates up to `nr` folios from the inactive
+    /// tail and runs `shrink_folio_list` on them.
+    fn shrink_inactive_list(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, nr: u32, who: Who, cpu: usize, now: u64) -> Progress {
+        let mut isolated = Vec::with_capacity(nr as usize);
+        for _ in 0..nr {
+            let Some(i) = mem.lru.list(LruList::InactiveAnon).last() else { break };
+            mem.lru.del(&mut mem.folios, Pfn(i));
+            isolated.push(Pfn(i));
+        }
+        let scanned = isolated.len() as u64;
+        mem.stat.add(if who == Who::Kswapd { VmEvent::PgScanKswapd } else { VmEvent::PgScanDirect }, scanned);
+        mem.stat.add(VmEvent::PgScanAnon, scanned);
+        let mut prog = Progress { scanned, ..Progress::default() };
+        for pfn in isolated {
+            self.shrink_folio(mem, swap, pfn, who, cpu, now, &mut prog);
+        }
+        if prog.reclaimed > 0 {
+            self.count_steal(mem, who, prog.reclaimed);
+        }
+        prog
+    }
+
+    fn count_steal(&self, mem: &Memory, who: Who, n: u64) {
+        mem.stat.add(if who == Who::Kswapd { VmEvent::PgStealKswapd } else { VmEvent::PgStealDirect }, n);
+        mem.stat.add(VmEvent::PgStealAnon, n);
+    }
+
+    /// `folio_check_references`.
+    fn check_references(mem: &mut Memory, pfn: Pfn) -> FolioRef {
+        let referenced_ptes = mem.folio_referenced(pfn);
+        let p = mem.folios.get_mut(pfn);
+        let referenced_folio = p.test(pg::REFERENCED);
+        p.clear(pg::REFERENCED);
+        if referenced_ptes > 0 {
+            // Every mapped folio starts referenced by the fault that made
+            // it; look twice before activating.
+            p.set(pg::REFERENCED);
+            if referenced_folio || referenced_ptes > 1 {
+                return FolioRef::Activate;
+            }
+            return FolioRef::Keep;
+        }
+        FolioRef::Reclaim
+    }
+
+    fn putback(mem: &mut Memory, pfn: Pfn, activate: bool) {
+        if activate {
+            mem.folios.get_mut(pfn).set(pg::ACTIVE);
+            mem.stat.inc(VmEvent::PgActivate);
+        }
+        mem.lru.add(&mut mem.folios, pfn);
+    }
+
+    /// One folio of `shrink_folio_list`.
+    #[allow(clippy::too_many_arguments)]
+    fn shrink_folio(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, pfn: Pfn, who: Who, cpu: usize, now: u64, prog: &mut Progress) {
+        let p = *mem.folios.get(pfn);
+        if p.test(pg::LOCKED | pg::WRITEBACK) || !p.test(pg::UPTODATE) {
+            return Self::putback(mem, pfn, false);
+        }
+        match Self::check_references(mem, pfn) {
+            FolioRef::Activate => return Self::putback(mem, pfn, true),
+            FolioRef::Keep => return Self::putback(mem, pfn, false),
+            FolioRef::Reclaim => {}
+        }
+        mem.folios.get_mut(pfn).set(pg::LOCKED);
+        if mem.folios.get(pfn).swap.is_none() {
+            match swap.folio_alloc_swap(&mut mem.folios.folio(pfn), cpu) {
+                // A folio just added to swap must be written.
+                Ok(_) => mem.folios.get_mut(pfn).set(pg::DIRTY),
+                Err(_) => {
+                    mem.folios.get_mut(pfn).clear(pg::LOCKED);
+                    return Self::putback(mem, pfn, true);
+                }
+            }
+        }
+        if mem.folios.get(pfn).mapcount > 0 && !mem.try_to_unmap(swap, pfn) {
+            mem.folios.get_mut(pfn).clear(pg::LOCKED);
+            return Self::putback(mem, pfn, false);
+        }
+        if mem.folios.get(pfn).test(pg::DIRTY) {
+            match self.pageout(mem, swap, pfn, who, now) {
+                Ok(()) => prog.writeback += 1,
+                Err(e) => {
+                    tracing::warn!("pageout of {pfn:?} failed to start: {e}");
+                    mem.folios.get_mut(pfn).clear(pg::LOCKED);
+                    Self::putback(mem, pfn, true);
+                }
+            }
+            return;
+        }
+        // Clean and unmapped: its swap copy is current; drop it now.
+        mem.remove_mapping(swap, pfn, None);
+        prog.reclaimed += 1;
+    }
+
+    /// `pageout` → `swap_writepage`: submits the write and leaves the folio
+    /// isolated, unlocked, under writeback; [`Self::writeback_done`] frees it.
+    fn pageout(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, pfn: Pfn, who: Who, now: u64) -> Result<(), SwapError> {
+        let Some(entry) = mem.folios.get(pfn).swap else {
+            return Err(SwapError::Refused { func: "pageout", rule: "folio not in swap cache" });
+        };
+        swap.swap_writepage(entry, mem.ram.page(pfn), u64::from(pfn.0), now)?;
+        let f = mem.folios.get_mut(pfn);
+        f.clear(pg::DIRTY | pg::LOCKED);
+        f.set(pg::WRITEBACK | pg::RECLAIM);
+        if who == Who::Direct {
+            f.set(pg::RECLAIM_DIRECT);
+        }
+        self.nr_writeback += 1;
+        Ok(())
+    }
+
+    /// End of a swap-out write (`folio_end_writeback`). On success a folio
+    /// written for reclaim that is still unmapped and clean is freed (its
+    /// data now lives only in swap); otherwise it returns to the LRU. On
+    /// error the folio stays in memory, dirty.
+    pub fn writeback_done(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, pfn: Pfn, ok: bool) {
+        self.nr_writeback = self.nr_writeback.saturating_sub(1);
+        let f = mem.folios.get_mut(pfn);
+        let direct = f.test(pg::RECLAIM_DIRECT);
+        f.clear(pg::WRITEBACK | pg::RECLAIM | pg::RECLAIM_DIRECT);
+        if !ok {
+            f.set(pg::DIRTY);
+            return Self::putback(mem, pfn, true);
+        }
+        let p = *mem.folios.get(pfn);
+        if p.mapcount == 0 && !p.test(pg::DIRTY | pg::LOCKED) && p.swap.is_some() {
+            mem.folios.get_mut(pfn).set(pg::LOCKED);
+            mem.remove_mapping(swap, pfn, None);
+            self.count_steal(mem, if direct { Who::Direct } else { Who::Kswapd }, 1);
+        } else {
+            Self::putback(mem, pfn, false);
+        }
+    }
+}

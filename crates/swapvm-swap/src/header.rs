@@ -96,7 +96,7 @@ pub enum HeaderError {
     /// The last 10 bytes of page 0 are not `SWAPSPACE2`.
     #[error(
         "{path}: not a swap area: no SWAPSPACE2 signature at byte {OFF_MAGIC} (found \"{found}\"){hint}",
-        hint = if found == "SWAP-SPACE" { "; that is the obsolete version-0 format, run mkswap again" } else { "" }
+        hint = v0_hint(found)
     )]
     BadSignature {
         /// The file.
@@ -190,8 +190,18 @@ pub enum HeaderError {
     },
 }
 
+/// A hint for [`HeaderError::BadSignature`] when the signature found is the
+/// version-0 one.
+fn v0_hint(found: &str) -> &'static str {
+    if found.as_bytes() == SWAP_MAGIC_V0 {
+        "; that is the obsolete version-0 format, run mkswap again"
+    } else {
+        ""
+    }
+}
+
 impl HeaderError {
-    fn io(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Self + '_ {
+    fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Self + 'a {
         move |source| HeaderError::Io {
             path: path.to_path_buf(),
             op,

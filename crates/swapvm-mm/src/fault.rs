@@ -1,0 +1,237 @@
+//! Page faults (mm/memory.c): the resident fast path, anonymous and write
+//! faults, and swap-in (`do_swap_page`).
+//!
+//! A fault that needs I/O or memory does not block: it returns
+//! [`FaultStop::Retry`] (the kernel's `VM_FAULT_RETRY`) and the task awaits
+//! the named event, then retries the access.
+
+use crate::folio::pg;
+use crate::memory::{Memory, MmId};
+use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, Vpn, VmEvent, WarnSite, PAGE_SIZE};
+use swapvm_swap::{SwapError, SwapSubsystem};
+
+/// What a task waits for before retrying a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Folio `Pfn` to be unlocked (its swap read to complete).
+    Folio(Pfn),
+    /// Free memory (reclaim to make progress).
+    Memory,
+}
+
+/// Why an access did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultStop {
+    /// Retry after the event (`VM_FAULT_RETRY`).
+    Retry(Wait),
+    /// No VMA covers the address (`SIGSEGV`).
+    Segv,
+    /// The page's swap copy could not be read (`SIGBUS`).
+    SigBus,
+}
+
+const SWAPIN_SETUP: WarnSite = WarnSite { func: "do_swap_page", rule: "swap-in could not bind the swap cache" };
+
+impl Memory {
+    /// One memory access by `id` at `vpn`. The fast path (a present PTE
+    /// that allows the access) is a four-level walk and a bit update.
+    /// Returns the frame accessed.
+    #[inline]
+    pub fn access(&mut self, swap: &mut SwapSubsystem, id: MmId, vpn: Vpn, write: bool, now: u64) -> Result<Pfn, FaultStop> {
+        let pgd = self.mm(id).pgd;
+        if let Some(leaf) = self.pt.walk(pgd, vpn) {
+            let pte = self.pt.pte(leaf);
+            if pte.is_present() && (!write || pte.has(Pte::WRITE)) {
+                let want = if write { Pte::ACCESSED | Pte::DIRTY } else { Pte::ACCESSED };
+                if !pte.has(want) {
+                    self.pt.set_pte(leaf, pte.with(want));
+                }
+                return Ok(pte.pfn());
+            }
+        }
+        self.handle_mm_fault(swap, id, vpn, write, now)?;
+        // The fault installed a PTE allowing this access; account it.
+        let leaf = self.pt.walk(pgd, vpn).ok_or(FaultStop::Segv)?;
+        let pte = self.pt.pte(leaf);
+        let want = if write { Pte::ACCESSED | Pte::DIRTY } else { Pte::ACCESSED };
+        self.pt.set_pte(leaf, pte.with(want));
+        Ok(pte.pfn())
+    }
+
+    /// `handle_mm_fault`.
+    pub fn handle_mm_fault(&mut self, swap: &mut SwapSubsystem, id: MmId, vpn: Vpn, write: bool, now: u64) -> Result<(), FaultStop> {
+        self.stat.inc(VmEvent::PgFault);
+        let vma_start = self.find_vma(id, vpn).ok_or(FaultStop::Segv)?.start.0;
+        let pgd = self.mm(id).pgd;
+        let leaf = self.pt.walk_alloc(pgd, vpn);
+        match self.pt.pte(leaf).kind() {
+            PteKind::None => self.do_anonymous_page(id, vma_start, vpn, leaf, write),
+            PteKind::Swap(entry) => self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now),
+            PteKind::Present { writable, .. } if write && !writable => self.do_wp_page(swap, id, vpn, leaf),
+            PteKind::Present { .. } => Ok(()),
+        }
+    }
+
+    fn do_anonymous_page(&mut self, id: MmId, vma_start: u64, vpn: Vpn, leaf: (u32, usize), write: bool) -> Result<(), FaultStop> {
+        let pfn = self.alloc_frame(false).ok_or(FaultStop::Retry(Wait::Memory))?;
+        self.ram.page_mut(pfn).fill(0);
+        let av = self.anon_vma_prepare(id, vma_start);
+        self.folio_add_new_anon_rmap(pfn, av, vpn);
+        self.folios.get_mut(pfn).set(pg::UPTODATE);
+        self.lru.add(&mut self.folios, pfn);
+        self.pt.set_pte(leaf, Pte::present(pfn, true, true, write));
+        self.mm_mut(id).rss_anon += 1;
+        Ok(())
+    }
+
+    /// `folio_add_new_anon_rmap`: a fresh exclusive anon folio mapped once.
+    fn folio_add_new_anon_rmap(&mut self, pfn: Pfn, anon_vma: u32, vpn: Vpn) {
+        let p = self.folios.get_mut(pfn);
+        p.set(pg::ANON | pg::SWAPBACKED);
+        p.mapcount = 1;
+        p.anon_vma = anon_vma;
+        p.index = vpn.0;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn do_swap_page(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        leaf: (u32, usize),
+        entry: SwpEntry,
+        write: bool,
+        now: u64,
+    ) -> Result<(), FaultStop> {
+        let Some(pfn) = swap.swap_cache_get_folio(entry) else {
+            return self.swapin(swap, id, vma_start, vpn, entry, now);
+        };
+        let p = self.folios.get(pfn);
+        if p.test(pg::LOCKED) {
+            return Err(FaultStop::Retry(Wait::Folio(pfn)));
+        }
+        if p.test(pg::IO_ERROR) {
+            return Err(FaultStop::SigBus);
+        }
+        self.stat.inc(VmEvent::SwapCacheHit);
+        // Context for the folio helpers: folio locked, in the swap cache;
+        // the page-table slot (our PTL) is held by this single-threaded walk.
+        self.folios.get_mut(pfn).set(pg::LOCKED);
+        self.folios.get_mut(pfn).mapcount += 1;
+        swap.folio_put_swap(&self.folios.folio(pfn), None);
+        let exclusive = swap.swap_count(entry) == 0;
+        if (write || swap.vm_swap_full()) && !self.folios.get(pfn).test(pg::WRITEBACK) {
+            swap.folio_free_swap(&mut self.folios.folio(pfn));
+        }
+        let writable = write && exclusive;
+        self.pt.set_pte(leaf, Pte::present(pfn, writable, true, write && writable));
+        self.folios.get_mut(pfn).clear(pg::LOCKED);
+        let mm = self.mm_mut(id);
+        mm.rss_swap -= 1;
+        mm.rss_anon += 1;
+        Ok(())
+    }
+
+    /// Starts the swap-in read of `entry` into a new folio in the swap cache.
+    fn swapin(&mut self, swap: &mut SwapSubsystem, id: MmId, vma_start: u64, vpn: Vpn, entry: SwpEntry, now: u64) -> Result<(), FaultStop> {
+        let pfn = self.alloc_frame(false).ok_or(FaultStop::Retry(Wait::Memory))?;
+        let av = self.anon_vma_prepare(id, vma_start);
+        {
+            let p = self.folios.get_mut(pfn);
+            p.set(pg::ANON | pg::SWAPBACKED | pg::LOCKED);
+            p.anon_vma = av;
+            p.index = vpn.0;
+        }
+        let bound = swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry);
+        if let Err(e) = bound {
+            self.warn.warn_on(true, SWAPIN_SETUP, || format!("{entry:?} at {vpn:?}: {e}"));
+            self.folios.get_mut(pfn).clear(pg::LOCKED);
+            self.free_frame(pfn);
+            return Err(match e {
+                SwapError::Exists { .. } => FaultStop::Retry(Wait::Memory),
+                _ => FaultStop::SigBus,
+            });
+        }
+        if let Err(e) = swap.swap_read_folio(entry, 1, u64::from(pfn.0), now) {
+            tracing::error!("swap read of {entry:?} failed to start: {e}");
+            let mut f = self.folios.folio(pfn);
+            swap.swap_cache_del_folio(&mut f, None);
+            f.page.clear(pg::LOCKED);
+            self.free_frame(pfn);
+            return Err(FaultStop::SigBus);
+        }
+        self.stat.inc(VmEvent::PgMajFault);
+        self.lru.add(&mut self.folios, pfn);
+        Err(FaultStop::Retry(Wait::Folio(pfn)))
+    }
+
+    /// Completes a swap read into folio `pfn` (`swap_read_folio` end_io):
+    /// fills it, marks it up to date and unlocks it; on error marks it so
+    /// the fault raises SIGBUS.
+    pub fn swap_read_done(&mut self, pfn: Pfn, data: Result<&[u8], ()>) {
+        match data {
+            Ok(bytes) => {
+                self.ram.page_mut(pfn).copy_from_slice(&bytes[..PAGE_SIZE]);
+                self.folios.get_mut(pfn).set(pg::UPTODATE);
+            }
+            Err(()) => self.folios.get_mut(pfn).set(pg::IO_ERROR),
+        }
+        self.folios.get_mut(pfn).clear(pg::LOCKED);
+    }
+
+    /// `do_wp_page`: a write to a present, write-protected PTE. Reuses an
+    /// exclusive folio (dropping its now-stale swap copy), copies a shared one.
+    fn do_wp_page(&mut self, swap: &mut SwapSubsystem, id: MmId, vpn: Vpn, leaf: (u32, usize)) -> Result<(), FaultStop> {
+        let pte = self.pt.pte(leaf);
+        let old = pte.pfn();
+        let p = *self.folios.get(old);
+        if p.test(pg::LOCKED) {
+            return Err(FaultStop::Retry(Wait::Folio(old)));
+        }
+        let in_cache_shared = p.swap.is_some_and(|e| swap.swap_count(e) > 0);
+        if p.mapcount == 1 && !in_cache_shared {
+            if p.swap.is_some() && !p.test(pg::WRITEBACK) {
+                self.folios.get_mut(old).set(pg::LOCKED);
+                swap.folio_free_swap(&mut self.folios.folio(old));
+                self.folios.get_mut(old).clear(pg::LOCKED);
+            }
+            self.pt.set_pte(leaf, pte.with(Pte::WRITE | Pte::DIRTY | Pte::ACCESSED));
+            return Ok(());
+        }
+        // Copy on write.
+        let new = self.alloc_frame(false).ok_or(FaultStop::Retry(Wait::Memory))?;
+        self.ram.copy_page(new, old);
+        self.folio_add_new_anon_rmap(new, p.anon_vma, vpn);
+        self.folios.get_mut(new).set(pg::UPTODATE);
+        self.lru.add(&mut self.folios, new);
+        self.pt.set_pte(leaf, Pte::present(new, true, true, true));
+        self.stat.inc(VmEvent::CowFault);
+        self.folios.get_mut(old).mapcount -= 1;
+        self.try_free_folio(swap, old);
+        let _ = id;
+        Ok(())
+    }
+
+    /// Frees folio `pfn` if nothing holds it any more: unmapped, unlocked,
+    /// no I/O, and (if in the swap cache) no swap owner left
+    /// (`free_swap_cache` + the final `folio_put`).
+    pub fn try_free_folio(&mut self, swap: &mut SwapSubsystem, pfn: Pfn) -> bool {
+        let p = *self.folios.get(pfn);
+        if !p.test(pg::ALLOCATED) || p.mapcount > 0 || p.test(pg::LOCKED | pg::WRITEBACK) {
+            return false;
+        }
+        if p.swap.is_some() {
+            self.folios.get_mut(pfn).set(pg::LOCKED);
+            let freed = swap.folio_free_swap(&mut self.folios.folio(pfn));
+            self.folios.get_mut(pfn).clear(pg::LOCKED);
+            if !freed {
+                return false;
+            }
+        }
+        self.lru.del(&mut self.folios, pfn);
+        self.free_frame(pfn);
+        true
+    }
+}

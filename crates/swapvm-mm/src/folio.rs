@@ -1,0 +1,148 @@
+//! Per-frame metadata (`struct page` / `struct folio`) and folio handles.
+//!
+//! One [`Page`] per frame, 40 bytes: flags, order, mapcount, the anon_vma
+//! and linear index used by rmap, `folio->swap`, and the LRU links. Only a
+//! folio's head frame carries meaning (swapvm has order-0 folios for now).
+
+use swapvm_core::list::{Link, Linked};
+use swapvm_core::{Order, Pfn, SwpEntry};
+use swapvm_swap::SwapFolio;
+
+/// Folio flag bits (`PG_*`).
+pub mod pg {
+    /// `PG_locked`: owned by an I/O or a reclaim pass.
+    pub const LOCKED: u16 = 1 << 0;
+    /// `PG_uptodate`: the bytes are valid.
+    pub const UPTODATE: u16 = 1 << 1;
+    /// `PG_dirty`: differs from its swap copy (or has none).
+    pub const DIRTY: u16 = 1 << 2;
+    /// `PG_writeback`: a swap write is in flight.
+    pub const WRITEBACK: u16 = 1 << 3;
+    /// `PG_swapbacked`: anonymous or shmem memory.
+    pub const SWAPBACKED: u16 = 1 << 4;
+    /// `PG_active`: on (or bound for) the active list.
+    pub const ACTIVE: u16 = 1 << 5;
+    /// `PG_referenced`: seen referenced by a previous scan.
+    pub const REFERENCED: u16 = 1 << 6;
+    /// `PG_lru`: on an LRU list.
+    pub const LRU: u16 = 1 << 7;
+    /// Anonymous folio (mapping is an anon_vma).
+    pub const ANON: u16 = 1 << 8;
+    /// In use (allocated frame).
+    pub const ALLOCATED: u16 = 1 << 9;
+    /// `PG_reclaim`: reclaim wrote it out and frees it when the write ends.
+    pub const RECLAIM: u16 = 1 << 10;
+    /// The reclaim that wrote it out was direct reclaim (for pgsteal_direct).
+    pub const RECLAIM_DIRECT: u16 = 1 << 11;
+    /// A swap read failed: the bytes are not valid (SIGBUS on map).
+    pub const IO_ERROR: u16 = 1 << 12;
+}
+
+/// Metadata of one frame.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Page {
+    /// `PG_*` bits, see [`pg`].
+    pub flags: u16,
+    /// Folio order (head only).
+    pub order: u8,
+    /// Page-table mappings of the folio (head only).
+    pub mapcount: i32,
+    /// anon_vma index (`folio->mapping` for anon), `u32::MAX` if none.
+    pub anon_vma: u32,
+    /// Linear page index inside the anon_vma (`folio->index`): its vpn.
+    pub index: u64,
+    /// `folio->swap` while in the swap cache.
+    pub swap: Option<SwpEntry>,
+    /// LRU links.
+    pub lru: Link,
+}
+
+const _: () = assert!(std::mem::size_of::<Page>() <= 48);
+
+impl Page {
+    /// Tests flag bits.
+    #[inline]
+    pub fn test(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+    /// Sets flag bits.
+    #[inline]
+    pub fn set(&mut self, f: u16) {
+        self.flags |= f;
+    }
+    /// Clears flag bits.
+    #[inline]
+    pub fn clear(&mut self, f: u16) {
+        self.flags &= !f;
+    }
+}
+
+/// All frames' metadata.
+#[derive(Debug)]
+pub struct Folios {
+    pages: Vec<Page>,
+}
+
+impl Folios {
+    /// `nr` free frames.
+    pub fn new(nr: u32) -> Self {
+        Folios { pages: vec![Page { anon_vma: u32::MAX, ..Page::default() }; nr as usize] }
+    }
+    /// Frames.
+    pub fn len(&self) -> u32 {
+        self.pages.len() as u32
+    }
+    /// True if there are no frames.
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+    /// Frame `pfn`'s metadata.
+    #[inline]
+    pub fn get(&self, pfn: Pfn) -> &Page {
+        &self.pages[pfn.idx()]
+    }
+    /// Frame `pfn`'s metadata, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, pfn: Pfn) -> &mut Page {
+        &mut self.pages[pfn.idx()]
+    }
+    /// A handle on folio `pfn` that the swap layer accepts.
+    pub fn folio(&mut self, pfn: Pfn) -> FolioMut<'_> {
+        FolioMut { pfn, page: &mut self.pages[pfn.idx()] }
+    }
+}
+
+impl Linked for Folios {
+    fn link(&mut self, i: u32) -> &mut Link {
+        &mut self.pages[i as usize].lru
+    }
+}
+
+/// A mutable view of one folio, as the swap layer sees it.
+#[derive(Debug)]
+pub struct FolioMut<'a> {
+    pfn: Pfn,
+    /// The head frame's metadata.
+    pub page: &'a mut Page,
+}
+
+impl SwapFolio for FolioMut<'_> {
+    fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+    fn order(&self) -> Order {
+        Order::new(self.page.order)
+    }
+    fn is_locked(&self) -> bool {
+        self.page.test(pg::LOCKED)
+    }
+    fn is_writeback(&self) -> bool {
+        self.page.test(pg::WRITEBACK)
+    }
+    fn swap(&self) -> Option<SwpEntry> {
+        self.page.swap
+    }
+    fn set_swap(&mut self, entry: Option<SwpEntry>) {
+        self.page.swap = entry;
+    }
+}

@@ -1,0 +1,207 @@
+//! The memory of one machine: frames, address spaces, VMAs, anon_vmas, the
+//! zone's free frames and watermarks (mm/page_alloc.c, mm/mmap.c).
+
+use crate::folio::{pg, Folios};
+use crate::lru::Lruvec;
+use crate::pgtable::{PageTables, TableId};
+use crate::ram::Ram;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use swapvm_core::{Pfn, Vpn, VmEvent, VmStat, Warnings};
+
+/// Address-space id (one per process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MmId(pub u32);
+
+/// A virtual memory area (`struct vm_area_struct`): anonymous, private.
+#[derive(Clone, Debug)]
+pub struct Vma {
+    /// First page.
+    pub start: Vpn,
+    /// One past the last page.
+    pub end: Vpn,
+    /// Its anon_vma, made at the first fault (`anon_vma_prepare`).
+    pub anon_vma: Option<u32>,
+}
+
+/// One address space (`struct mm_struct`).
+#[derive(Debug)]
+pub struct MmStruct {
+    /// Root of the page tables.
+    pub pgd: TableId,
+    /// VMAs by start page.
+    pub vmas: BTreeMap<u64, Vma>,
+    /// Resident anonymous pages (`MM_ANONPAGES`).
+    pub rss_anon: u64,
+    /// Swap entries in the page tables (`MM_SWAPENTS`).
+    pub rss_swap: u64,
+    next_va: u64,
+}
+
+/// An anon_vma: the set of VMAs a folio's rmap walk visits.
+#[derive(Debug, Default, Clone)]
+pub struct AnonVma {
+    /// `(mm, vma start)` of each VMA linked to it (the anon_vma_chain).
+    pub vmas: Vec<(MmId, u64)>,
+}
+
+/// Zone watermarks in frames (`WMARK_MIN/LOW/HIGH`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Below this only reclaim may allocate; faults enter direct reclaim.
+    pub min: u64,
+    /// Below this kswapd is woken.
+    pub low: u64,
+    /// kswapd reclaims until free frames reach this.
+    pub high: u64,
+}
+
+impl Watermarks {
+    /// The kernel's derivation (`__setup_per_zone_wmarks`): min from
+    /// `min_free_kbytes` (default `sqrt(16 * RAM in KiB)`, clamped to
+    /// 128 KiB..256 MiB), then low and high each a further
+    /// `max(min / 4, RAM * watermark_scale_factor / 10000)` above.
+    pub fn derive(ram_pages: u64, min_free_kbytes: Option<u64>, watermark_scale_factor: u32) -> Self {
+        let ram_kb = ram_pages * 4;
+        let min_kb = min_free_kbytes.unwrap_or_else(|| ((16 * ram_kb) as f64).sqrt() as u64).clamp(128, 262_144);
+        let min = (min_kb / 4).min(ram_pages / 4);
+        let step = (min / 4).max(ram_pages * u64::from(watermark_scale_factor) / 10_000);
+        Watermarks { min, low: min + step, high: min + 2 * step }
+    }
+}
+
+/// All memory state of a machine.
+#[derive(Debug)]
+pub struct Memory {
+    /// Page bytes.
+    pub ram: Ram,
+    /// Per-frame metadata.
+    pub folios: Folios,
+    /// Page-table slab.
+    pub pt: PageTables,
+    /// Address spaces by id.
+    pub mms: Vec<Option<MmStruct>>,
+    /// anon_vmas by index.
+    pub anon_vmas: Vec<AnonVma>,
+    /// The LRU lists.
+    pub lru: Lruvec,
+    /// Zone watermarks.
+    pub wmark: Watermarks,
+    free: Vec<Pfn>,
+    /// Shared counters.
+    pub stat: Arc<VmStat>,
+    /// Shared warning registry.
+    pub warn: Arc<Warnings>,
+}
+
+/// First virtual address handed out by `mmap` (like a 64-bit mmap base).
+pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
+
+impl Memory {
+    /// A machine with `ram_pages` frames, all free.
+    pub fn new(ram_pages: u32, wmark: Watermarks, stat: Arc<VmStat>, warn: Arc<Warnings>) -> std::io::Result<Self> {
+        Ok(Memory {
+            ram: Ram::new(ram_pages)?,
+            folios: Folios::new(ram_pages),
+            pt: PageTables::default(),
+            mms: Vec::new(),
+            anon_vmas: Vec::new(),
+            lru: Lruvec::default(),
+            wmark,
+            // Popped from the back: low frames first.
+            free: (0..ram_pages).rev().map(Pfn).collect(),
+            stat,
+            warn,
+        })
+    }
+
+    /// Free frames (`NR_FREE_PAGES`).
+    pub fn nr_free(&self) -> u64 {
+        self.free.len() as u64
+    }
+    /// Frames in RAM.
+    pub fn nr_frames(&self) -> u64 {
+        u64::from(self.folios.len())
+    }
+
+    /// Allocates one frame. An ordinary allocation fails below the min
+    /// watermark (the caller enters reclaim and retries); `reserve` allows
+    /// dipping into it (`ALLOC_HARDER`-style, for paths that free memory).
+    pub fn alloc_frame(&mut self, reserve: bool) -> Option<Pfn> {
+        if !reserve && self.nr_free() <= self.wmark.min {
+            return None;
+        }
+        let pfn = self.free.pop()?;
+        let p = self.folios.get_mut(pfn);
+        debug_assert!(!p.test(pg::ALLOCATED));
+        *p = crate::folio::Page { flags: pg::ALLOCATED, anon_vma: u32::MAX, ..Default::default() };
+        self.stat.inc(VmEvent::PgAlloc);
+        Some(pfn)
+    }
+
+    /// Returns a frame to the free pool.
+    ///
+    /// # Context
+    /// Unmapped, off the LRU, not in the swap cache, no I/O.
+    pub fn free_frame(&mut self, pfn: Pfn) {
+        let p = self.folios.get_mut(pfn);
+        assert!(
+            p.test(pg::ALLOCATED) && p.mapcount == 0 && p.swap.is_none() && !p.test(pg::LRU | pg::WRITEBACK),
+            "freeing busy frame {pfn:?}: {p:?}"
+        );
+        *p = crate::folio::Page { anon_vma: u32::MAX, ..Default::default() };
+        self.free.push(pfn);
+        self.stat.inc(VmEvent::PgFree);
+    }
+
+    /// Creates an empty address space.
+    pub fn mm_create(&mut self) -> MmId {
+        let pgd = self.pt.alloc_table();
+        let mm = MmStruct { pgd, vmas: BTreeMap::new(), rss_anon: 0, rss_swap: 0, next_va: MMAP_BASE };
+        self.mms.push(Some(mm));
+        MmId((self.mms.len() - 1) as u32)
+    }
+
+    /// The address space `id`.
+    ///
+    /// # Panics
+    /// If it does not exist: ids come from [`Memory::mm_create`].
+    pub fn mm(&self, id: MmId) -> &MmStruct {
+        self.mms[id.0 as usize].as_ref().expect("live mm")
+    }
+    /// The address space `id`, mutably.
+    pub fn mm_mut(&mut self, id: MmId) -> &mut MmStruct {
+        self.mms[id.0 as usize].as_mut().expect("live mm")
+    }
+
+    /// Maps `pages` anonymous pages (`mmap(MAP_PRIVATE|MAP_ANONYMOUS)`),
+    /// returning the first page. Leaves a one-page guard gap after it.
+    pub fn mmap_anon(&mut self, id: MmId, pages: u64) -> Vpn {
+        let mm = self.mm_mut(id);
+        let start = Vpn::from_addr(mm.next_va);
+        let end = start.add(pages);
+        mm.next_va = end.add(1).addr();
+        mm.vmas.insert(start.0, Vma { start, end, anon_vma: None });
+        start
+    }
+
+    /// The VMA containing `vpn`.
+    #[inline]
+    pub fn find_vma(&self, id: MmId, vpn: Vpn) -> Option<&Vma> {
+        let (_, v) = self.mm(id).vmas.range(..=vpn.0).next_back()?;
+        (vpn < v.end).then_some(v)
+    }
+
+    /// `anon_vma_prepare`: the VMA's anon_vma, created on first use.
+    pub fn anon_vma_prepare(&mut self, id: MmId, vma_start: u64) -> u32 {
+        if let Some(a) = self.mm(id).vmas.get(&vma_start).and_then(|v| v.anon_vma) {
+            return a;
+        }
+        self.anon_vmas.push(AnonVma { vmas: vec![(id, vma_start)] });
+        let a = (self.anon_vmas.len() - 1) as u32;
+        if let Some(v) = self.mm_mut(id).vmas.get_mut(&vma_start) {
+            v.anon_vma = Some(a);
+        }
+        a
+    }
+}

@@ -1,0 +1,158 @@
+//! Four-level page tables on a slab of 512-entry tables.
+//!
+//! Upper levels hold `table index + 1` (0 = empty); the last level holds raw
+//! [`Pte`] words. A walk is four array loads and shifts: no hashing, no
+//! locking, no allocation. Page-table pages come from this slab, not from
+//! emulated RAM (a simplification: the kernel charges them to RAM).
+
+use swapvm_core::{Pte, Vpn};
+
+const ENTRIES: usize = 512;
+const LEVEL_BITS: u32 = 9;
+
+/// Index of a table in the slab.
+pub type TableId = u32;
+
+/// The slab of tables shared by all address spaces.
+#[derive(Debug, Default)]
+pub struct PageTables {
+    tables: Vec<[u64; ENTRIES]>,
+    free: Vec<TableId>,
+}
+
+#[inline]
+fn idx(vpn: Vpn, level: u32) -> usize {
+    ((vpn.0 >> (LEVEL_BITS * level)) & (ENTRIES as u64 - 1)) as usize
+}
+
+impl PageTables {
+    /// Allocates an empty table (a PGD for a new address space, or a lower level).
+    pub fn alloc_table(&mut self) -> TableId {
+        match self.free.pop() {
+            Some(t) => {
+                self.tables[t as usize] = [0; ENTRIES];
+                t
+            }
+            None => {
+                self.tables.push([0; ENTRIES]);
+                (self.tables.len() - 1) as TableId
+            }
+        }
+    }
+
+    /// Tables in use.
+    pub fn tables_in_use(&self) -> usize {
+        self.tables.len() - self.free.len()
+    }
+
+    /// The leaf table and slot for `vpn`, if all levels exist.
+    #[inline]
+    pub fn walk(&self, pgd: TableId, vpn: Vpn) -> Option<(TableId, usize)> {
+        let mut t = pgd;
+        for level in (1..4).rev() {
+            let e = self.tables[t as usize][idx(vpn, level)];
+            if e == 0 {
+                return None;
+            }
+            t = (e - 1) as TableId;
+        }
+        Some((t, idx(vpn, 0)))
+    }
+
+    /// Like [`Self::walk`], creating missing levels.
+    pub fn walk_alloc(&mut self, pgd: TableId, vpn: Vpn) -> (TableId, usize) {
+        let mut t = pgd;
+        for level in (1..4).rev() {
+            let i = idx(vpn, level);
+            let e = self.tables[t as usize][i];
+            t = if e == 0 {
+                let n = self.alloc_table();
+                self.tables[t as usize][i] = u64::from(n) + 1;
+                n
+            } else {
+                (e - 1) as TableId
+            };
+        }
+        (t, idx(vpn, 0))
+    }
+
+    /// The PTE at a leaf slot.
+    #[inline]
+    pub fn pte(&self, leaf: (TableId, usize)) -> Pte {
+        Pte::from_raw(self.tables[leaf.0 as usize][leaf.1])
+    }
+
+    /// Sets the PTE at a leaf slot.
+    #[inline]
+    pub fn set_pte(&mut self, leaf: (TableId, usize), pte: Pte) {
+        self.tables[leaf.0 as usize][leaf.1] = pte.raw();
+    }
+
+    /// The PTE for `vpn`, `Pte::NONE` if unmapped.
+    #[inline]
+    pub fn lookup(&self, pgd: TableId, vpn: Vpn) -> Pte {
+        self.walk(pgd, vpn).map_or(Pte::NONE, |l| self.pte(l))
+    }
+
+    /// Calls `f(vpn, pte)` for every non-empty PTE of the tree (checker and
+    /// teardown use; cost is proportional to the tables in use).
+    pub fn for_each_pte(&self, pgd: TableId, mut f: impl FnMut(Vpn, Pte)) {
+        self.visit(pgd, 3, 0, &mut f);
+    }
+
+    fn visit(&self, t: TableId, level: u32, base: u64, f: &mut impl FnMut(Vpn, Pte)) {
+        for (i, &e) in self.tables[t as usize].iter().enumerate() {
+            if e == 0 {
+                continue;
+            }
+            let vpn = base | ((i as u64) << (LEVEL_BITS * level));
+            if level == 0 {
+                f(Vpn(vpn), Pte::from_raw(e));
+            } else {
+                self.visit((e - 1) as TableId, level - 1, vpn, f);
+            }
+        }
+    }
+
+    /// Frees the whole tree under `pgd`, `pgd` included (`free_pgtables`).
+    /// The caller has zapped every PTE first.
+    pub fn free_tree(&mut self, pgd: TableId) {
+        self.free_level(pgd, 3);
+    }
+
+    fn free_level(&mut self, t: TableId, level: u32) {
+        if level > 0 {
+            for i in 0..ENTRIES {
+                let e = self.tables[t as usize][i];
+                if e != 0 {
+                    self.free_level((e - 1) as TableId, level - 1);
+                }
+            }
+        }
+        self.free.push(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swapvm_core::Pfn;
+
+    #[test]
+    fn walk_alloc_set_lookup() {
+        let mut pt = PageTables::default();
+        let pgd = pt.alloc_table();
+        let v = Vpn::from_addr(0x7f12_3456_7000);
+        assert!(pt.walk(pgd, v).is_none());
+        let leaf = pt.walk_alloc(pgd, v);
+        pt.set_pte(leaf, Pte::present(Pfn(7), true, false, false));
+        assert_eq!(pt.lookup(pgd, v).pfn(), Pfn(7));
+        assert!(pt.lookup(pgd, v.add(1)).is_none());
+        let mut seen = vec![];
+        pt.for_each_pte(pgd, |vpn, _| seen.push(vpn));
+        assert_eq!(seen, vec![v]);
+        assert_eq!(pt.tables_in_use(), 4);
+        pt.free_tree(pgd);
+        assert_eq!(pt.tables_in_use(), 0);
+    }
+}

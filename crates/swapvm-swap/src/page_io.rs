@@ -1,0 +1,236 @@
+//! Swap I/O (mm/page_io.c): `swap_writepage` and `swap_read_folio` as real
+//! block requests to the device's engine, and their delivery back to the
+//! emulation.
+//!
+//! Determinism: each request is due `io_latency_ticks` after the tick it was
+//! submitted in. [`SwapSubsystem::complete_due`] hands back every request
+//! due by `now`, in submission order, waiting for the real completion if the
+//! disk is slower than the emulated latency. The real latency is measured
+//! and reported, but never reorders the emulation, so the same seed gives
+//! the same counters on any disk.
+
+use crate::swapfile::{SwapError, SwapSubsystem};
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use swapvm_core::{SwapType, SwpEntry, VmEvent, PAGE_SIZE};
+use swapvm_io::{AlignedBuf, BlockEngine, IoCompletion, IoKind, IoRequest};
+
+/// A finished swap I/O, as the emulation sees it.
+#[derive(Debug)]
+pub struct SwapIoDone {
+    /// The caller's cookie (the folio's head pfn, for swapvm-mm).
+    pub cookie: u64,
+    /// Read or write.
+    pub kind: IoKind,
+    /// First slot.
+    pub entry: SwpEntry,
+    /// Slots.
+    pub nr: u32,
+    /// The data read (for reads), or the buffer written.
+    pub buf: AlignedBuf,
+    /// The engine's result; a short transfer is reported as an error here.
+    pub result: io::Result<()>,
+    /// Real latency.
+    pub latency_ns: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    tag: u64,
+    due: u64,
+    cookie: u64,
+    kind: IoKind,
+    entry: SwpEntry,
+    nr: u32,
+}
+
+/// Per-device I/O figures.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeviceIoStats {
+    /// Reads submitted.
+    pub reads: u64,
+    /// Writes submitted.
+    pub writes: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Most requests in flight at once.
+    pub max_in_flight: u64,
+}
+
+/// The engines and the in-flight queue.
+pub(crate) struct PageIo {
+    engines: Vec<Option<Box<dyn BlockEngine>>>,
+    stats: Vec<DeviceIoStats>,
+    pending: VecDeque<Pending>,
+    arrived: BTreeMap<u64, IoCompletion>,
+    next_tag: u64,
+    latency_ticks: u64,
+    pool: Vec<AlignedBuf>,
+}
+
+impl std::fmt::Debug for PageIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageIo").field("pending", &self.pending.len()).finish()
+    }
+}
+
+impl PageIo {
+    pub(crate) fn new(latency_ticks: u64) -> Self {
+        PageIo {
+            engines: Vec::new(),
+            stats: Vec::new(),
+            pending: VecDeque::new(),
+            arrived: BTreeMap::new(),
+            next_tag: 1,
+            latency_ticks: latency_ticks.max(1),
+            pool: Vec::new(),
+        }
+    }
+
+    pub(crate) fn attach(&mut self, ty: SwapType, engine: Box<dyn BlockEngine>) {
+        let i = ty.0 as usize;
+        if self.engines.len() <= i {
+            self.engines.resize_with(i + 1, || None);
+            self.stats.resize(i + 1, DeviceIoStats::default());
+        }
+        self.engines[i] = Some(engine);
+        self.stats[i] = DeviceIoStats::default();
+    }
+
+    fn buf(&mut self, len: usize) -> AlignedBuf {
+        match self.pool.pop() {
+            Some(b) if b.len() == len => b,
+            _ => AlignedBuf::new_zeroed(len),
+        }
+    }
+}
+
+impl SwapSubsystem {
+    fn submit(&mut self, kind: IoKind, entry: SwpEntry, nr: u32, buf: AlignedBuf, cookie: u64, now: u64) -> Result<(), SwapError> {
+        let ty = entry.ty();
+        let path = self.device_path(ty).map(|p| p.to_owned()).unwrap_or_default();
+        let io = &mut self.io;
+        let Some(engine) = io.engines.get(ty.0 as usize).and_then(Option::as_ref) else {
+            return Err(SwapError::Engine { path, source: swapvm_io::IoError::EngineGone });
+        };
+        let tag = io.next_tag;
+        let req = IoRequest { tag, kind, offset: entry.offset().0 * PAGE_SIZE as u64, buf };
+        engine.submit(req).map_err(|source| SwapError::Engine { path, source })?;
+        let in_flight = engine.in_flight() as u64;
+        io.next_tag += 1;
+        io.pending.push_back(Pending { tag, due: now + io.latency_ticks, cookie, kind, entry, nr });
+        let st = &mut io.stats[ty.0 as usize];
+        let bytes = u64::from(nr) * PAGE_SIZE as u64;
+        match kind {
+            IoKind::Read => {
+                st.reads += 1;
+                st.bytes_read += bytes;
+            }
+            IoKind::Write => {
+                st.writes += 1;
+                st.bytes_written += bytes;
+            }
+        }
+        st.max_in_flight = st.max_in_flight.max(in_flight);
+        Ok(())
+    }
+
+    /// `swap_writepage`: writes `data` (whole pages) to the slots from
+    /// `entry`. Counts `pswpout`.
+    ///
+    /// # Context
+    /// The folio is locked, unmapped and marked under writeback by the
+    /// caller until the completion is delivered.
+    pub fn swap_writepage(&mut self, entry: SwpEntry, data: &[u8], cookie: u64, now: u64) -> Result<(), SwapError> {
+        let nr = (data.len() / PAGE_SIZE) as u32;
+        let mut buf = self.io.buf(data.len());
+        buf.as_mut_slice().copy_from_slice(data);
+        self.submit(IoKind::Write, entry, nr, buf, cookie, now)?;
+        self.stat.add(VmEvent::PswpOut, u64::from(nr));
+        Ok(())
+    }
+
+    /// `swap_read_folio`: reads `nr` slots from `entry`. Counts `pswpin`.
+    ///
+    /// # Context
+    /// The target folio is locked and in the swap cache until the
+    /// completion is delivered.
+    pub fn swap_read_folio(&mut self, entry: SwpEntry, nr: u32, cookie: u64, now: u64) -> Result<(), SwapError> {
+        let buf = self.io.buf(nr as usize * PAGE_SIZE);
+        self.submit(IoKind::Read, entry, nr, buf, cookie, now)?;
+        self.stat.add(VmEvent::PswpIn, u64::from(nr));
+        Ok(())
+    }
+
+    /// Swap I/Os submitted and not yet delivered.
+    pub fn io_in_flight(&self) -> usize {
+        self.io.pending.len()
+    }
+
+    /// Tick at which the oldest in-flight I/O is due.
+    pub fn next_io_due(&self) -> Option<u64> {
+        self.io.pending.front().map(|p| p.due)
+    }
+
+    /// Every I/O due by tick `now`, in submission order; blocks for real
+    /// completions that have not arrived yet.
+    pub fn complete_due(&mut self, now: u64) -> Vec<SwapIoDone> {
+        let mut out = Vec::new();
+        while self.io.pending.front().is_some_and(|p| p.due <= now) {
+            let Some(p) = self.io.pending.pop_front() else { break };
+            let c = self.wait_tag(p.entry.ty(), p.tag);
+            let want = p.nr as usize * PAGE_SIZE;
+            let (result, buf, latency_ns) = match c {
+                Ok(c) => {
+                    let r = match c.result {
+                        Ok(n) if n == want => Ok(()),
+                        Ok(n) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("short transfer: {n} of {want} bytes"))),
+                        Err(e) => Err(e),
+                    };
+                    (r, c.buf, c.latency_ns)
+                }
+                Err(e) => (Err(e), AlignedBuf::new_zeroed(want), 0),
+            };
+            if result.is_err() {
+                if let Some(st) = self.io.stats.get_mut(p.entry.ty().0 as usize) {
+                    st.errors += 1;
+                }
+            }
+            out.push(SwapIoDone { cookie: p.cookie, kind: p.kind, entry: p.entry, nr: p.nr, buf, result, latency_ns });
+        }
+        out
+    }
+
+    fn wait_tag(&mut self, ty: SwapType, tag: u64) -> io::Result<IoCompletion> {
+        loop {
+            if let Some(c) = self.io.arrived.remove(&tag) {
+                return Ok(c);
+            }
+            let Some(engine) = self.io.engines.get(ty.0 as usize).and_then(Option::as_ref) else {
+                return Err(io::Error::other("swap device engine gone"));
+            };
+            match engine.wait_complete() {
+                Ok(c) => {
+                    self.io.arrived.insert(c.tag, c);
+                }
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            }
+        }
+    }
+
+    /// Returns a buffer from a delivered I/O for reuse.
+    pub fn recycle(&mut self, buf: AlignedBuf) {
+        if buf.len() == PAGE_SIZE && self.io.pool.len() < 1024 {
+            self.io.pool.push(buf);
+        }
+    }
+
+    /// I/O figures of device `ty`.
+    pub fn io_stats(&self, ty: SwapType) -> DeviceIoStats {
+        self.io.stats.get(ty.0 as usize).copied().unwrap_or_default()
+    }
+}

@@ -1,0 +1,744 @@
+//! Swap devices and the swap-entry lifecycle (mm/swapfile.c).
+//!
+//! Allocation always starts from a folio: [`SwapSubsystem::folio_alloc_swap`]
+//! binds fresh slots to a locked folio by adding it to the swap cache, with
+//! counts at zero. Owners then take and drop references with
+//! `folio_dup_swap` / `folio_put_swap` (folio locked and in the swap cache)
+//! or, where there is no folio, `swap_dup_entry_direct` /
+//! `swap_put_entries_direct` (caller holds the owner's lock). A slot is
+//! freed when its count is zero and no folio is bound: by
+//! `folio_free_swap`, by `swap_cache_del_folio`, or by a direct put that
+//! drops the last reference of an uncached slot. Hibernation slots are a
+//! separate, exclusive pair of routines.
+//!
+//! Every "Context:" rule is checked and a violation is counted in the
+//! warning registry at a named [`WarnSite`]; the operation is then refused
+//! rather than applied to the wrong slot.
+
+use crate::cluster::{Clusters, SWAPFILE_CLUSTER};
+use crate::header::{self, HeaderError, SwapHeader};
+use crate::page_io::PageIo;
+use crate::table::{Slot, SlotBinding, SwapTable, COUNT_LIMIT};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use swapvm_core::{Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat, WarnSite, Warnings};
+use swapvm_io::{EngineConfig, IoError, UringEngine};
+
+/// What the swap layer needs to see of a folio. swapvm-mm's folios
+/// implement it; the swap layer never reaches further into memory.
+pub trait SwapFolio {
+    /// Head frame: the folio's identity in the swap cache.
+    fn pfn(&self) -> Pfn;
+    /// Folio order.
+    fn order(&self) -> Order;
+    /// `folio_test_locked`.
+    fn is_locked(&self) -> bool;
+    /// `folio_test_writeback`.
+    fn is_writeback(&self) -> bool;
+    /// `folio->swap` while the folio is in the swap cache, else `None`.
+    fn swap(&self) -> Option<SwpEntry>;
+    /// Sets `folio->swap` and the swap-cache flag together.
+    fn set_swap(&mut self, entry: Option<SwpEntry>);
+}
+
+/// Expected failures of swap operations. Contract violations are not
+/// errors: they are counted warnings (and the call is refused with
+/// [`SwapError::Refused`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    /// No device has a free run of slots for the folio's order.
+    #[error("no swap space for an order-{order} folio")]
+    NoSpace {
+        /// The order asked for.
+        order: u8,
+    },
+    /// A slot's count is at its limit (continuation not available).
+    #[error("swap count of {entry} at its limit")]
+    CountLimit {
+        /// The slot.
+        entry: SwpEntry,
+    },
+    /// The call broke a contract; the warning registry has the details.
+    #[error("refused: {rule} ({func})")]
+    Refused {
+        /// Function.
+        func: &'static str,
+        /// The broken rule.
+        rule: &'static str,
+    },
+    /// The slot is not in use (swap-in raced with a free).
+    #[error("{entry} is not allocated")]
+    NotAllocated {
+        /// The slot.
+        entry: SwpEntry,
+    },
+    /// Another folio is already in the swap cache for the slot.
+    #[error("{entry} already has a folio in the swap cache")]
+    Exists {
+        /// The slot.
+        entry: SwpEntry,
+    },
+    /// Opening the device's image failed.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// The I/O engine failed.
+    #[error("swap device {}: I/O engine", path.display())]
+    Engine {
+        /// The device.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: IoError,
+    },
+    /// All 32 swap types are in use.
+    #[error("too many swap devices")]
+    TooManyDevices,
+}
+
+macro_rules! site {
+    ($func:literal, $rule:literal) => {
+        WarnSite { func: $func, rule: $rule }
+    };
+}
+
+/// The contract sites of this module, public so tests can count them.
+pub mod sites {
+    use swapvm_core::WarnSite;
+    /// `folio_alloc_swap` on an unlocked folio.
+    pub const ALLOC_NOT_LOCKED: WarnSite = site!("folio_alloc_swap", "folio not locked");
+    /// `folio_alloc_swap` on a folio already in the swap cache.
+    pub const ALLOC_IN_CACHE: WarnSite = site!("folio_alloc_swap", "folio already in swap cache");
+    /// `folio_dup_swap` / `folio_put_swap` on an unlocked folio.
+    pub const FOLIO_NOT_LOCKED: WarnSite = site!("folio_dup_swap/folio_put_swap", "folio not locked");
+    /// `folio_dup_swap` / `folio_put_swap` on a folio not in the swap cache.
+    pub const FOLIO_NOT_IN_CACHE: WarnSite =
+        site!("folio_dup_swap/folio_put_swap", "folio not in swap cache");
+    /// The folio's entry is not aligned to its size.
+    pub const ENTRY_UNALIGNED: WarnSite = site!("folio_dup_swap/folio_put_swap", "entry not aligned to folio");
+    /// A slot of the folio is not bound to it.
+    pub const SLOT_NOT_BOUND: WarnSite = site!("folio_dup_swap/folio_put_swap", "slot not bound to this folio");
+    /// A put found the count already zero.
+    pub const PUT_UNDERFLOW: WarnSite = site!("folio_put_swap/swap_put_entries_direct", "swap count underflow");
+    /// A subpage index beyond the folio.
+    pub const SUBPAGE_RANGE: WarnSite = site!("folio_dup_swap/folio_put_swap", "subpage outside folio");
+    /// Direct dup on a slot with count zero.
+    pub const DIRECT_DUP_ZERO: WarnSite = site!("swap_dup_entry_direct", "entry has no swap count");
+    /// An entry outside any active device.
+    pub const BAD_ENTRY: WarnSite = site!("swap entry", "entry outside an active device");
+    /// Ordinary routine applied to a hibernation slot.
+    pub const HIBERNATION_SLOT: WarnSite = site!("swap entry", "ordinary routine on a hibernation slot");
+    /// Direct put range crosses a cluster.
+    pub const PUT_CROSSES_CLUSTER: WarnSite = site!("swap_put_entries_direct", "range crosses a cluster");
+    /// `folio_free_swap` / `swap_cache_del_folio` context violations.
+    pub const FREE_NOT_LOCKED: WarnSite = site!("folio_free_swap/swap_cache_del_folio", "folio not locked");
+    /// `swap_cache_del_folio` on a folio under writeback.
+    pub const DEL_WRITEBACK: WarnSite = site!("swap_cache_del_folio", "folio under writeback");
+    /// `swap_cache_add_folio` context violations.
+    pub const ADD_NOT_LOCKED: WarnSite = site!("swap_cache_add_folio", "folio not locked");
+    /// Freeing a hibernation slot that is not one.
+    pub const HIB_FREE_NOT_HIB: WarnSite = site!("swap_free_hibernation_slot", "slot not owned by hibernation");
+}
+use sites::*;
+
+/// Options for enabling a device (`swapon`).
+#[derive(Debug, Clone)]
+pub struct SwapOnOptions {
+    /// The image file or block device.
+    pub path: PathBuf,
+    /// Priority: higher first.
+    pub priority: i32,
+    /// io_uring engine settings.
+    pub engine: EngineConfig,
+}
+
+/// One active swap device (`struct swap_info_struct`).
+#[derive(Debug)]
+pub struct SwapInfo {
+    /// Its type.
+    pub ty: SwapType,
+    /// Priority.
+    pub priority: i32,
+    /// The image.
+    pub path: PathBuf,
+    /// The on-disk header read at swapon.
+    pub header: SwapHeader,
+    table: SwapTable,
+    clusters: Clusters,
+    /// Usable slots (`si->pages`).
+    pub pages: u64,
+    /// Slots allocated (`si->inuse_pages`).
+    pub inuse_pages: u64,
+}
+
+impl SwapInfo {
+    /// Slots in the table, header included (`si->max`).
+    pub fn max(&self) -> u64 {
+        self.table.len()
+    }
+    /// Decoded state of slot `off`.
+    pub fn slot(&self, off: SwapOffset) -> Slot {
+        self.table.get(off.0)
+    }
+    /// The cluster allocator (for reports and checks).
+    pub fn clusters(&mut self) -> &mut Clusters {
+        &mut self.clusters
+    }
+    fn valid(&self, off: u64) -> bool {
+        off > 0 && off < self.table.len()
+    }
+}
+
+/// Result of a direct put: folios whose slots dropped to count zero while
+/// still in the swap cache. The caller tries to reclaim them
+/// (`__try_to_reclaim_swap`); until it does, the cache pins the slots.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PutDirect {
+    /// Slots freed outright.
+    pub freed: u32,
+    /// Swap-cache folios now unreferenced by swap owners.
+    pub cached: Vec<Pfn>,
+}
+
+/// All swap devices of a machine and the global counters.
+#[derive(Debug)]
+pub struct SwapSubsystem {
+    devices: Vec<Option<SwapInfo>>,
+    /// Device types in allocation order: priority descending.
+    avail: Vec<SwapType>,
+    nr_swap_pages: i64,
+    total_swap_pages: u64,
+    pub(crate) stat: Arc<VmStat>,
+    pub(crate) warn: Arc<Warnings>,
+    pub(crate) io: PageIo,
+    cpus: usize,
+}
+
+impl SwapSubsystem {
+    /// A machine with no swap device yet.
+    pub fn new(stat: Arc<VmStat>, warn: Arc<Warnings>, cpus: usize, io_latency_ticks: u64) -> Self {
+        SwapSubsystem {
+            devices: Vec::new(),
+            avail: Vec::new(),
+            nr_swap_pages: 0,
+            total_swap_pages: 0,
+            stat,
+            warn,
+            io: PageIo::new(io_latency_ticks),
+            cpus: cpus.max(1),
+        }
+    }
+
+    /// Enables the swap image at `opts.path` (`swapon`): reads and checks
+    /// its header and opens its io_uring engine.
+    pub fn swapon(&mut self, opts: &SwapOnOptions) -> Result<SwapType, SwapError> {
+        let header = header::read_header(&opts.path)?;
+        let engine = UringEngine::open(&opts.path, &opts.engine).map_err(|source| SwapError::Engine {
+            path: opts.path.clone(),
+            source,
+        })?;
+        let ty_idx = match self.devices.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.devices.len() < SwapType::MAX as usize => {
+                self.devices.push(None);
+                self.devices.len() - 1
+            }
+            None => return Err(SwapError::TooManyDevices),
+        };
+        let ty = SwapType(ty_idx as u8);
+        let info = Self::make_info(ty, opts, header, self.cpus);
+        self.nr_swap_pages += info.pages as i64;
+        self.total_swap_pages += info.pages;
+        self.devices[ty_idx] = Some(info);
+        self.io.attach(ty, Box::new(engine));
+        self.avail.push(ty);
+        let devices = &self.devices;
+        self.avail.sort_by_key(|t| {
+            std::cmp::Reverse(devices[t.0 as usize].as_ref().map_or(i32::MIN, |d| d.priority))
+        });
+        tracing::info!(path = %opts.path.display(), ty = ty.0, "swapon");
+        Ok(ty)
+    }
+
+    fn make_info(ty: SwapType, opts: &SwapOnOptions, header: SwapHeader, cpus: usize) -> SwapInfo {
+        let nr = header.nr_slots();
+        let mut table = SwapTable::new(nr);
+        table.set_bad(0);
+        let mut bad = 1;
+        for &b in &header.badpages {
+            if u64::from(b) < nr && !table.get(u64::from(b)).is_bad() {
+                table.set_bad(u64::from(b));
+                bad += 1;
+            }
+        }
+        let clusters = Clusters::new(&table, cpus);
+        SwapInfo {
+            ty,
+            priority: opts.priority,
+            path: opts.path.clone(),
+            header,
+            table,
+            clusters,
+            pages: nr - bad,
+            inuse_pages: 0,
+        }
+    }
+
+    /// Free slots, all devices (`get_nr_swap_pages`).
+    pub fn nr_swap_pages(&self) -> i64 {
+        self.nr_swap_pages
+    }
+    /// Usable slots, all devices.
+    pub fn total_swap_pages(&self) -> u64 {
+        self.total_swap_pages
+    }
+    /// True when more than half of swap is in use (`vm_swap_full`).
+    pub fn vm_swap_full(&self) -> bool {
+        self.nr_swap_pages * 2 < self.total_swap_pages as i64
+    }
+    /// The device of type `ty`, if active.
+    pub fn device(&self, ty: SwapType) -> Option<&SwapInfo> {
+        self.devices.get(ty.0 as usize)?.as_ref()
+    }
+    /// The device of type `ty`, if active, mutably (reports, checker).
+    pub fn device_mut(&mut self, ty: SwapType) -> Option<&mut SwapInfo> {
+        self.devices.get_mut(ty.0 as usize)?.as_mut()
+    }
+    /// Active device types in allocation order.
+    pub fn device_types(&self) -> &[SwapType] {
+        &self.avail
+    }
+    /// The shared counters.
+    pub fn stat(&self) -> &Arc<VmStat> {
+        &self.stat
+    }
+    /// The shared warning registry.
+    pub fn warnings(&self) -> &Arc<Warnings> {
+        &self.warn
+    }
+
+    /// Decoded slot of `entry`, if it names a slot of an active device.
+    pub fn slot(&self, entry: SwpEntry) -> Option<Slot> {
+        let d = self.device(entry.ty())?;
+        d.valid(entry.offset().0).then(|| d.table.get(entry.offset().0))
+    }
+
+    /// Swap count of `entry` (`swp_swapcount`), 0 for an invalid entry.
+    pub fn swap_count(&self, entry: SwpEntry) -> u16 {
+        self.slot(entry).map_or(0, |s| s.count)
+    }
+
+    fn dev_for(&mut self, entry: SwpEntry, nr: u64) -> Option<&mut SwapInfo> {
+        let ok = self
+            .device(entry.ty())
+            .is_some_and(|d| d.valid(entry.offset().0) && d.valid(entry.offset().0 + nr - 1));
+        if self.warn.warn_on(!ok, BAD_ENTRY, || format!("{entry:?} (+{nr})")) {
+            return None;
+        }
+        self.device_mut(entry.ty())
+    }
+
+    /// Frees `nr` slots at `off`: count zero, nothing bound
+    /// (`swap_entries_free` → `swap_range_free`).
+    fn free_slots(&mut self, ty: SwapType, off: u64, nr: u64) {
+        let Some(d) = self.device_mut(ty) else { return };
+        for i in off..off + nr {
+            d.table.clear(i);
+        }
+        d.clusters.free(off, nr);
+        d.inuse_pages -= nr;
+        self.nr_swap_pages += nr as i64;
+    }
+
+    // ---- folio-based lifecycle -------------------------------------------
+
+    /// `folio_alloc_swap`: allocates `1 << order` contiguous, aligned slots
+    /// in one cluster and binds them to `folio` by adding it to the swap
+    /// cache. Counts start at zero.
+    ///
+    /// # Context
+    /// Folio locked and not in the swap cache.
+    ///
+    /// # Errors
+    /// [`SwapError::NoSpace`] when no device has room for the order (the
+    /// caller splits a large folio and retries, or keeps it in memory).
+    pub fn folio_alloc_swap(&mut self, folio: &mut impl SwapFolio, cpu: usize) -> Result<SwpEntry, SwapError> {
+        let pfn = folio.pfn();
+        if self.warn.warn_on(!folio.is_locked(), ALLOC_NOT_LOCKED, || format!("{pfn:?}")) {
+            return Err(SwapError::Refused { func: ALLOC_NOT_LOCKED.func, rule: ALLOC_NOT_LOCKED.rule });
+        }
+        if self.warn.warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || format!("{pfn:?}")) {
+            return Err(SwapError::Refused { func: ALLOC_IN_CACHE.func, rule: ALLOC_IN_CACHE.rule });
+        }
+        let order = folio.order().get();
+        let nr = 1u64 << order;
+        for i in 0..self.avail.len() {
+            let ty = self.avail[i];
+            let Some(d) = self.devices[ty.0 as usize].as_mut() else { continue };
+            let Some(off) = d.clusters.alloc(&d.table, order, cpu) else { continue };
+            for s in off..off + nr {
+                debug_assert!(d.table.get(s).is_free());
+                d.table.clear(s);
+                d.table.set_binding(s, SlotBinding::Folio(pfn));
+            }
+            d.inuse_pages += nr;
+            self.nr_swap_pages -= nr as i64;
+            let entry = SwpEntry::new(ty, SwapOffset(off)).expect("allocated offsets are non-zero");
+            folio.set_swap(Some(entry));
+            return Ok(entry);
+        }
+        self.stat.inc(VmEvent::SwapAllocFail);
+        Err(SwapError::NoSpace { order })
+    }
+
+    /// Checks the folio-helper context and returns the slot range.
+    fn folio_range(&self, folio: &impl SwapFolio, subpage: Option<u32>) -> Result<(SwpEntry, u64), SwapError> {
+        let pfn = folio.pfn();
+        let w = &self.warn;
+        let refuse = |s: WarnSite| Err(SwapError::Refused { func: s.func, rule: s.rule });
+        if w.warn_on(!folio.is_locked(), FOLIO_NOT_LOCKED, || format!("{pfn:?}")) {
+            return refuse(FOLIO_NOT_LOCKED);
+        }
+        let Some(entry) = folio.swap() else {
+            w.warn_on(true, FOLIO_NOT_IN_CACHE, || format!("{pfn:?}"));
+            return refuse(FOLIO_NOT_IN_CACHE);
+        };
+        let nr = u64::from(folio.order().nr_pages());
+        if w.warn_on(entry.offset().0 % nr != 0, ENTRY_UNALIGNED, || format!("{pfn:?} {entry:?} nr {nr}")) {
+            return refuse(ENTRY_UNALIGNED);
+        }
+        match subpage {
+            Some(i) if u64::from(i) >= nr => {
+                w.warn_on(true, SUBPAGE_RANGE, || format!("{pfn:?} subpage {i} of {nr}"));
+                refuse(SUBPAGE_RANGE)
+            }
+            Some(i) => Ok((entry.add(u64::from(i)), 1)),
+            None => Ok((entry, nr)),
+        }
+    }
+
+    fn check_bound(&self, entry: SwpEntry, nr: u64, pfn: Pfn) -> Result<(), SwapError> {
+        let bound = (0..nr).all(|i| {
+            self.slot(entry.add(i))
+                .is_some_and(|s| s.binding == SlotBinding::Folio(pfn))
+        });
+        if self.warn.warn_on(!bound, SLOT_NOT_BOUND, || format!("{pfn:?} {entry:?} nr {nr}")) {
+            return Err(SwapError::Refused { func: SLOT_NOT_BOUND.func, rule: SLOT_NOT_BOUND.rule });
+        }
+        Ok(())
+    }
+
+    /// `folio_dup_swap`: +1 on the folio's slots, or on one subpage's slot.
+    ///
+    /// # Context
+    /// Folio locked and in the swap cache; the caller holds the lock of the
+    /// new owner (the page-table lock for a swap PTE).
+    ///
+    /// # Errors
+    /// [`SwapError::CountLimit`] if a count is at its maximum (nothing is
+    /// changed); [`SwapError::Refused`] on a contract violation.
+    pub fn folio_dup_swap(&mut self, folio: &impl SwapFolio, subpage: Option<u32>) -> Result<(), SwapError> {
+        let (entry, nr) = self.folio_range(folio, subpage)?;
+        self.check_bound(entry, nr, folio.pfn())?;
+        let Some(d) = self.dev_for(entry, nr) else {
+            return Err(SwapError::Refused { func: BAD_ENTRY.func, rule: BAD_ENTRY.rule });
+        };
+        let off = entry.offset().0;
+        if let Some(i) = (off..off + nr).find(|&i| d.table.count(i) >= COUNT_LIMIT) {
+            return Err(SwapError::CountLimit { entry: entry.add(i - off) });
+        }
+        for i in off..off + nr {
+            d.table.set_count(i, d.table.count(i) + 1);
+        }
+        Ok(())
+    }
+
+    /// `folio_put_swap`: −1 on the folio's slots, or on one subpage's slot.
+    /// Never frees: the swap cache still pins the slots (lazy freeing saves
+    /// a write if the folio is reclaimed again).
+    ///
+    /// # Context
+    /// Folio locked and in the swap cache; the caller holds the lock of the
+    /// owner that drops its entry.
+    pub fn folio_put_swap(&mut self, folio: &impl SwapFolio, subpage: Option<u32>) {
+        let Ok((entry, nr)) = self.folio_range(folio, subpage) else { return };
+        if self.check_bound(entry, nr, folio.pfn()).is_err() {
+            return;
+        }
+        let warn = Arc::clone(&self.warn);
+        let Some(d) = self.dev_for(entry, nr) else { return };
+        let off = entry.offset().0;
+        for i in off..off + nr {
+            let c = d.table.count(i);
+            if !warn.warn_on(c == 0, PUT_UNDERFLOW, || format!("{:?}", entry.add(i - off))) {
+                d.table.set_count(i, c - 1);
+            }
+        }
+    }
+
+    /// `folio_free_swap`: if no slot of the folio has a count left, drops
+    /// the cache binding and frees the slots. Returns whether it did.
+    ///
+    /// # Context
+    /// Folio locked, not under writeback.
+    pub fn folio_free_swap(&mut self, folio: &mut impl SwapFolio) -> bool {
+        let pfn = folio.pfn();
+        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}")) {
+            return false;
+        }
+        let Some(entry) = folio.swap() else { return false };
+        if folio.is_writeback() {
+            return false;
+        }
+        let nr = u64::from(folio.order().nr_pages());
+        if (0..nr).any(|i| self.swap_count(entry.add(i)) > 0) {
+            return false;
+        }
+        if self.check_bound(entry, nr, pfn).is_err() {
+            return false;
+        }
+        self.free_slots(entry.ty(), entry.offset().0, nr);
+        folio.set_swap(None);
+        true
+    }
+
+    // ---- the swap cache (mm/swap_state.c) --------------------------------
+
+    /// `swap_cache_get_folio`: the folio cached for `entry`, if any.
+    pub fn swap_cache_get_folio(&self, entry: SwpEntry) -> Option<Pfn> {
+        match self.slot(entry)?.binding {
+            SlotBinding::Folio(pfn) => Some(pfn),
+            _ => None,
+        }
+    }
+
+    /// `swap_cache_add_folio` for swap-in: binds `folio` to the in-use slots
+    /// at `entry`. Returns the shadow the first slot held, if any.
+    ///
+    /// # Context
+    /// Folio locked, not in the swap cache; `entry` aligned to its size.
+    ///
+    /// # Errors
+    /// [`SwapError::NotAllocated`] if a slot has no owner left (the entry
+    /// was freed: the caller retries the fault); [`SwapError::Exists`] if
+    /// another folio is cached there.
+    pub fn swap_cache_add_folio(&mut self, folio: &mut impl SwapFolio, entry: SwpEntry) -> Result<Option<u64>, SwapError> {
+        let pfn = folio.pfn();
+        if self.warn.warn_on(!folio.is_locked(), ADD_NOT_LOCKED, || format!("{pfn:?}")) {
+            return Err(SwapError::Refused { func: ADD_NOT_LOCKED.func, rule: ADD_NOT_LOCKED.rule });
+        }
+        if self.warn.warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || format!("{pfn:?}")) {
+            return Err(SwapError::Refused { func: ALLOC_IN_CACHE.func, rule: ALLOC_IN_CACHE.rule });
+        }
+        let nr = u64::from(folio.order().nr_pages());
+        if self.warn.warn_on(entry.offset().0 % nr != 0, ENTRY_UNALIGNED, || format!("{entry:?} nr {nr}")) {
+            return Err(SwapError::Refused { func: ENTRY_UNALIGNED.func, rule: ENTRY_UNALIGNED.rule });
+        }
+        let Some(d) = self.dev_for(entry, nr) else {
+            return Err(SwapError::Refused { func: BAD_ENTRY.func, rule: BAD_ENTRY.rule });
+        };
+        let off = entry.offset().0;
+        let mut shadow = None;
+        for i in off..off + nr {
+            let s = d.table.get(i);
+            match s.binding {
+                SlotBinding::Folio(_) => return Err(SwapError::Exists { entry: entry.add(i - off) }),
+                SlotBinding::Hibernation => return Err(SwapError::NotAllocated { entry: entry.add(i - off) }),
+                SlotBinding::Shadow(v) if i == off => shadow = Some(v),
+                _ => {}
+            }
+            if s.count == 0 || s.is_bad() {
+                return Err(SwapError::NotAllocated { entry: entry.add(i - off) });
+            }
+        }
+        for i in off..off + nr {
+            d.table.set_binding(i, SlotBinding::Folio(pfn));
+        }
+        folio.set_swap(Some(entry));
+        Ok(shadow)
+    }
+
+    /// `swap_cache_del_folio`: removes the folio from the swap cache. Slots
+    /// still referenced keep `shadow` (for workingset refault detection);
+    /// slots with no owner left are freed.
+    ///
+    /// # Context
+    /// Folio locked, in the swap cache, not under writeback.
+    pub fn swap_cache_del_folio(&mut self, folio: &mut impl SwapFolio, shadow: Option<u64>) {
+        let pfn = folio.pfn();
+        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}")) {
+            return;
+        }
+        if self.warn.warn_on(folio.is_writeback(), DEL_WRITEBACK, || format!("{pfn:?}")) {
+            return;
+        }
+        let Some(entry) = folio.swap() else {
+            self.warn.warn_on(true, FOLIO_NOT_IN_CACHE, || format!("{pfn:?} (swap_cache_del_folio)"));
+            return;
+        };
+        let nr = u64::from(folio.order().nr_pages());
+        if self.check_bound(entry, nr, pfn).is_err() {
+            return;
+        }
+        let off = entry.offset().0;
+        let ty = entry.ty();
+        for i in off..off + nr {
+            let Some(d) = self.device_mut(ty) else { return };
+            if d.table.count(i) == 0 {
+                self.free_slots(ty, i, 1);
+            } else {
+                let b = shadow.map_or(SlotBinding::None, SlotBinding::Shadow);
+                d.table.set_binding(i, b);
+            }
+        }
+        folio.set_swap(None);
+    }
+
+    // ---- direct helpers (no folio) ----------------------------------------
+
+    /// `swap_dup_entry_direct`: +1 on an entry held by an owner with no
+    /// folio at hand (fork copying a swap PTE).
+    ///
+    /// # Context
+    /// Caller holds the lock of whatever references the entry, and the entry
+    /// already has a swap count (it cannot be freed under the caller).
+    pub fn swap_dup_entry_direct(&mut self, entry: SwpEntry) -> Result<(), SwapError> {
+        let warn = Arc::clone(&self.warn);
+        let Some(d) = self.dev_for(entry, 1) else {
+            return Err(SwapError::Refused { func: BAD_ENTRY.func, rule: BAD_ENTRY.rule });
+        };
+        let off = entry.offset().0;
+        let s = d.table.get(off);
+        if warn.warn_on(s.binding == SlotBinding::Hibernation, HIBERNATION_SLOT, || format!("{entry:?} dup")) {
+            return Err(SwapError::Refused { func: HIBERNATION_SLOT.func, rule: HIBERNATION_SLOT.rule });
+        }
+        if warn.warn_on(s.count == 0 || s.is_bad(), DIRECT_DUP_ZERO, || format!("{entry:?}")) {
+            return Err(SwapError::Refused { func: DIRECT_DUP_ZERO.func, rule: DIRECT_DUP_ZERO.rule });
+        }
+        if s.count >= COUNT_LIMIT {
+            return Err(SwapError::CountLimit { entry });
+        }
+        d.table.set_count(off, s.count + 1);
+        Ok(())
+    }
+
+    /// `swap_put_entries_direct`: −1 on `nr` entries from `entry` (one
+    /// cluster at most). An uncached slot reaching zero is freed; a cached
+    /// one is reported in [`PutDirect::cached`] for the caller to reclaim.
+    ///
+    /// # Context
+    /// Caller holds the lock of whatever references the entries (the
+    /// page-table lock when zapping, the mapping lock for shmem truncate).
+    pub fn swap_put_entries_direct(&mut self, entry: SwpEntry, nr: u64) -> PutDirect {
+        let mut out = PutDirect::default();
+        let off = entry.offset().0;
+        let crosses = off / SWAPFILE_CLUSTER != (off + nr.max(1) - 1) / SWAPFILE_CLUSTER;
+        if self.warn.warn_on(crosses, PUT_CROSSES_CLUSTER, || format!("{entry:?} nr {nr}")) {
+            return out;
+        }
+        let warn = Arc::clone(&self.warn);
+        let ty = entry.ty();
+        if self.dev_for(entry, nr.max(1)).is_none() {
+            return out;
+        }
+        for i in off..off + nr {
+            let Some(d) = self.device_mut(ty) else { break };
+            let s = d.table.get(i);
+            let e = entry.add(i - off);
+            if warn.warn_on(s.binding == SlotBinding::Hibernation, HIBERNATION_SLOT, || format!("{e:?} put")) {
+                continue;
+            }
+            if warn.warn_on(s.count == 0 || s.is_bad(), PUT_UNDERFLOW, || format!("{e:?} direct")) {
+                continue;
+            }
+            d.table.set_count(i, s.count - 1);
+            if s.count == 1 {
+                match s.binding {
+                    SlotBinding::Folio(pfn) => {
+                        if out.cached.last() != Some(&pfn) {
+                            out.cached.push(pfn);
+                        }
+                    }
+                    _ => {
+                        self.free_slots(ty, i, 1);
+                        out.freed += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    // ---- hibernation --------------------------------------------------------
+
+    /// `swap_alloc_hibernation_slot`: one exclusive slot of device `ty`,
+    /// never touched by the routines above. `nr_swap_pages` drops by one.
+    pub fn swap_alloc_hibernation_slot(&mut self, ty: SwapType) -> Option<SwpEntry> {
+        let d = self.devices.get_mut(ty.0 as usize)?.as_mut()?;
+        let off = d.clusters.alloc(&d.table, 0, 0)?;
+        d.table.clear(off);
+        d.table.set_count(off, 1);
+        d.table.set_binding(off, SlotBinding::Hibernation);
+        d.inuse_pages += 1;
+        self.nr_swap_pages -= 1;
+        SwpEntry::new(ty, SwapOffset(off))
+    }
+
+    /// `swap_free_hibernation_slot`: frees a slot from
+    /// [`Self::swap_alloc_hibernation_slot`].
+    pub fn swap_free_hibernation_slot(&mut self, entry: SwpEntry) {
+        let Some(s) = self.slot(entry) else {
+            self.warn.warn_on(true, BAD_ENTRY, || format!("{entry:?} hibernation free"));
+            return;
+        };
+        if self.warn.warn_on(s.binding != SlotBinding::Hibernation, HIB_FREE_NOT_HIB, || format!("{entry:?}")) {
+            return;
+        }
+        self.free_slots(entry.ty(), entry.offset().0, 1);
+    }
+
+    // ---- self-check -----------------------------------------------------------
+
+    /// Checks the swap layer's own bookkeeping: per device, `inuse_pages`
+    /// equals the slots in use and the cluster counts; globally,
+    /// `nr_swap_pages == total − allocated`. Returns one line per violation.
+    pub fn check_accounting(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        let mut inuse_total = 0u64;
+        for d in self.devices.iter().flatten() {
+            let mut inuse = 0u64;
+            for ci in 0..d.clusters.len() {
+                let base = ci as u64 * SWAPFILE_CLUSTER;
+                let end = (base + SWAPFILE_CLUSTER).min(d.table.len());
+                let used = (base..end).filter(|&i| !d.table.get(i).is_free()).count() as u64;
+                let bad_slots = (base..end).filter(|&i| d.table.get(i).is_bad()).count() as u64;
+                let beyond = base + SWAPFILE_CLUSTER - end;
+                let want = u64::from(d.clusters.info(ci).count);
+                if used + beyond != want {
+                    bad.push(format!(
+                        "swap type {} cluster {ci}: count {want}, slots in use {}",
+                        d.ty.0,
+                        used + beyond
+                    ));
+                }
+                inuse += used - bad_slots;
+            }
+            if inuse != d.inuse_pages {
+                bad.push(format!("swap type {}: inuse_pages {} but {inuse} slots in use", d.ty.0, d.inuse_pages));
+            }
+            inuse_total += inuse;
+        }
+        let want = self.total_swap_pages as i64 - inuse_total as i64;
+        if self.nr_swap_pages != want {
+            bad.push(format!(
+                "nr_swap_pages {} but total {} − allocated {inuse_total} = {want}",
+                self.nr_swap_pages, self.total_swap_pages
+            ));
+        }
+        bad
+    }
+
+    /// The path of device `ty`.
+    pub fn device_path(&self, ty: SwapType) -> Option<&Path> {
+        self.device(ty).map(|d| d.path.as_path())
+    }
+}

@@ -1,0 +1,705 @@
+//! Workload files: parsing, validation, scaling and instantiation.
+//!
+//! A workload file names itself and lists `[[process]]` tables; each table
+//! becomes `count` emulated processes. Parsing is two steps. Serde reads the
+//! file into private `Raw*` mirrors of the TOML, rejecting unknown fields so
+//! that a misspelt knob is an error rather than silently ignored. Validation
+//! then checks every range and builds the public types, naming the file and
+//! the field (`process[0].size_mib`) in each error, as machine configs do.
+
+use crate::usemem::ProcessGen;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use swapvm_core::config::{ensure, load_toml, parse_toml, ConfigError};
+use swapvm_core::{SimRng, PAGE_SIZE};
+
+/// 4 KiB pages in one MiB.
+pub const PAGES_PER_MIB: u64 = (1 << 20) / PAGE_SIZE as u64;
+/// Largest `size_mib` a process may ask for: 1 TiB.
+pub const SIZE_MIB_MAX: f64 = (1u64 << 20) as f64;
+/// Most processes one `[[process]]` table may start (`count`).
+pub const COUNT_MAX: u32 = 1024;
+/// Most passes after the touch pass (`passes`).
+pub const PASSES_MAX: u32 = 1_000_000;
+/// Most accesses in one pass (`accesses_per_pass`): 2^40, so that
+/// `passes * accesses_per_pass` cannot overflow a `u64`.
+pub const ACCESSES_PER_PASS_MAX: u64 = 1 << 40;
+
+const _: () =
+    assert!((PASSES_MAX as u128) * (ACCESSES_PER_PASS_MAX as u128) < (u64::MAX as u128) / 2);
+
+/// A parsed, validated workload file.
+#[derive(Debug, Clone)]
+pub struct WorkloadSpec {
+    /// Short name, e.g. `quickstart`.
+    pub name: String,
+    /// One line saying what the workload does.
+    pub description: String,
+    /// The `[[process]]` tables, in file order.
+    pub processes: Vec<ProcessSpec>,
+    /// The file it came from (for error messages and reports).
+    pub source: PathBuf,
+}
+
+/// One `[[process]]` table.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// Which generator runs.
+    pub kind: ProcessKind,
+    /// How many identical processes this table starts (like `usemem -n`).
+    pub count: u32,
+    /// Size of the process's one region, in 4 KiB pages (from `size_mib`).
+    pub size_pages: u64,
+    /// Passes after the touch pass that writes every page.
+    pub passes: u32,
+    /// How each of those passes picks pages.
+    pub pattern: Pattern,
+    /// Probability that a pass access is a store (the touch pass always
+    /// stores).
+    pub write_ratio: f64,
+    /// Accesses in each pass (defaults to `size_pages`).
+    pub accesses_per_pass: u64,
+}
+
+/// The program a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessKind {
+    /// vm-scalability's `usemem`: map one anonymous region, write every page,
+    /// then make `passes` passes over it, unmap and exit.
+    Usemem,
+}
+
+impl ProcessKind {
+    /// The name used in workload files and process names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessKind::Usemem => "usemem",
+        }
+    }
+}
+
+/// How a pass picks the page of each access.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pattern {
+    /// Pages in order from 0; the walk wraps at the end of the region and
+    /// carries on where the previous pass stopped.
+    Sequential,
+    /// Uniformly random pages.
+    Random,
+    /// A page from the first `hot_fraction` of the region with probability
+    /// `hot_probability`, else a uniform page from the rest.
+    HotCold {
+        /// Share of the region that is hot, in (0, 1).
+        hot_fraction: f64,
+        /// Probability that an access goes to the hot set, in 0..=1.
+        hot_probability: f64,
+    },
+}
+
+/// The file as written: mirrors the TOML, checked by [`WorkloadSpec::from_raw`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default, rename = "process")]
+    processes: Vec<RawProcess>,
+}
+
+/// One `[[process]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcess {
+    kind: ProcessKind,
+    #[serde(default = "one_u32")]
+    count: u32,
+    size_mib: f64,
+    #[serde(default = "one_u32")]
+    passes: u32,
+    pattern: PatternName,
+    #[serde(default)]
+    write_ratio: f64,
+    accesses_per_pass: Option<u64>,
+    hot_fraction: Option<f64>,
+    hot_probability: Option<f64>,
+}
+
+/// `pattern = "..."`; the parameters of `hotcold` are separate keys.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PatternName {
+    Sequential,
+    Random,
+    HotCold,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+impl WorkloadSpec {
+    /// Loads and validates a workload file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming `path`, and the line or field at fault.
+    pub fn load(path: &Path) -> Result<WorkloadSpec, ConfigError> {
+        Self::from_raw(load_toml(path)?, path)
+    }
+
+    /// Parses and validates `text`, which came from `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] for bad TOML, unknown fields or unknown
+    /// `kind`/`pattern` names (the cause lists the allowed ones);
+    /// [`ConfigError::Invalid`] for a value out of range, naming the field
+    /// as in `process[0].size_mib`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<WorkloadSpec, ConfigError> {
+        Self::from_raw(parse_toml(text, path)?, path)
+    }
+
+    fn from_raw(raw: RawWorkload, path: &Path) -> Result<WorkloadSpec, ConfigError> {
+        ensure(!raw.name.trim().is_empty(), path, "name", || {
+            "must not be empty".into()
+        })?;
+        ensure(!raw.processes.is_empty(), path, "process", || {
+            "a workload needs at least one [[process]] table".into()
+        })?;
+        let processes = raw
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.validate(i, path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(WorkloadSpec {
+            name: raw.name,
+            description: raw.description,
+            processes,
+            source: path.to_owned(),
+        })
+    }
+
+    /// Shrinks every size and access count by `factor` (0 < factor <= 1), at
+    /// least 1 page; for quick test runs of shipped workloads.
+    ///
+    /// Counts round up, so a scaled workload never loses a process's region
+    /// or a pass; `count`, `passes`, the pattern and the ratios are kept.
+    ///
+    /// # Panics
+    ///
+    /// If `factor` is not in (0, 1]: callers check user input first.
+    pub fn scaled(&self, factor: f64) -> WorkloadSpec {
+        assert!(
+            factor > 0.0 && factor <= 1.0,
+            "scale factor {factor} is outside (0, 1]"
+        );
+        let scale = |n: u64| (n as f64 * factor).ceil() as u64;
+        let mut spec = self.clone();
+        for p in &mut spec.processes {
+            p.size_pages = scale(p.size_pages).max(1);
+            p.accesses_per_pass = scale(p.accesses_per_pass);
+        }
+        spec
+    }
+
+    /// One generator per emulated process (a ProcessSpec with count = N
+    /// gives N), in a fixed order; process i draws from
+    /// `SimRng::derive(seed, i as u64 + 1)`.
+    ///
+    /// Process `i` is named `<kind>.<i>`, e.g. `usemem.0`. Stream 0 is left
+    /// to the caller, so the machine may draw from `derive(seed, 0)` without
+    /// perturbing any process.
+    pub fn instantiate(&self, seed: u64) -> Vec<ProcessGen> {
+        let mut gens = Vec::new();
+        for spec in &self.processes {
+            for _ in 0..spec.count {
+                let i = gens.len();
+                gens.push(ProcessGen::new(spec, i, SimRng::derive(seed, i as u64 + 1)));
+            }
+        }
+        gens
+    }
+
+    /// Total accesses all generators will emit (for a progress bar).
+    pub fn total_accesses(&self) -> u64 {
+        self.processes.iter().fold(0u64, |sum, p| {
+            sum.saturating_add(u64::from(p.count).saturating_mul(p.accesses_total()))
+        })
+    }
+}
+
+impl ProcessSpec {
+    /// Accesses one process of this table makes: the touch pass over every
+    /// page plus `passes * accesses_per_pass` (none at all for an empty
+    /// region).
+    pub fn accesses_total(&self) -> u64 {
+        if self.size_pages == 0 {
+            return 0;
+        }
+        let passes = u64::from(self.passes).saturating_mul(self.accesses_per_pass);
+        self.size_pages.saturating_add(passes)
+    }
+}
+
+impl RawProcess {
+    /// Checks the table at index `i` of `path` and converts it.
+    fn validate(&self, i: usize, path: &Path) -> Result<ProcessSpec, ConfigError> {
+        let field = |name: &str| format!("process[{i}].{name}");
+        ensure(
+            (1..=COUNT_MAX).contains(&self.count),
+            path,
+            &field("count"),
+            || format!("{} is outside 1..={COUNT_MAX}", self.count),
+        )?;
+        // Written so that NaN fails too.
+        ensure(self.size_mib > 0.0, path, &field("size_mib"), || {
+            format!("{} MiB; must be above 0", self.size_mib)
+        })?;
+        ensure(
+            self.size_mib <= SIZE_MIB_MAX,
+            path,
+            &field("size_mib"),
+            || {
+                format!(
+                    "{} MiB is above the maximum of {SIZE_MIB_MAX} MiB (1 TiB)",
+                    self.size_mib
+                )
+            },
+        )?;
+        ensure(self.passes <= PASSES_MAX, path, &field("passes"), || {
+            format!("{} is above the maximum of {PASSES_MAX}", self.passes)
+        })?;
+        check_probability(self.write_ratio, path, &field("write_ratio"))?;
+        let size_pages = mib_to_pages(self.size_mib);
+        let accesses_per_pass = self.accesses_per_pass.unwrap_or(size_pages);
+        ensure(
+            (1..=ACCESSES_PER_PASS_MAX).contains(&accesses_per_pass),
+            path,
+            &field("accesses_per_pass"),
+            || {
+                format!("{accesses_per_pass} is outside 1..={ACCESSES_PER_PASS_MAX} (use passes = 0 for none)")
+            },
+        )?;
+        Ok(ProcessSpec {
+            kind: self.kind,
+            count: self.count,
+            size_pages,
+            passes: self.passes,
+            pattern: self.pattern(path, &field)?,
+            write_ratio: self.write_ratio,
+            accesses_per_pass,
+        })
+    }
+
+    /// Builds the pattern: `hot_*` are required with `hotcold` and refused
+    /// with anything else, so a stray knob cannot be silently ignored.
+    fn pattern(&self, path: &Path, field: &dyn Fn(&str) -> String) -> Result<Pattern, ConfigError> {
+        let simple = match self.pattern {
+            PatternName::Sequential => Pattern::Sequential,
+            PatternName::Random => Pattern::Random,
+            PatternName::HotCold => {
+                let hot_fraction = required(self.hot_fraction, path, &field("hot_fraction"))?;
+                let hot_probability =
+                    required(self.hot_probability, path, &field("hot_probability"))?;
+                // Written so that NaN fails too.
+                ensure(
+                    hot_fraction > 0.0 && hot_fraction < 1.0,
+                    path,
+                    &field("hot_fraction"),
+                    || {
+                        format!("{hot_fraction} is outside (0, 1): both the hot and the cold set need pages")
+                    },
+                )?;
+                check_probability(hot_probability, path, &field("hot_probability"))?;
+                return Ok(Pattern::HotCold {
+                    hot_fraction,
+                    hot_probability,
+                });
+            }
+        };
+        for (name, value) in [
+            ("hot_fraction", self.hot_fraction),
+            ("hot_probability", self.hot_probability),
+        ] {
+            ensure(value.is_none(), path, &field(name), || {
+                "only allowed with pattern = \"hotcold\"".into()
+            })?;
+        }
+        Ok(simple)
+    }
+}
+
+/// A `hotcold` parameter that must be given.
+fn required(value: Option<f64>, path: &Path, field: &str) -> Result<f64, ConfigError> {
+    value.ok_or_else(|| ConfigError::Invalid {
+        path: path.to_owned(),
+        field: field.to_owned(),
+        reason: "required with pattern = \"hotcold\"".into(),
+    })
+}
+
+/// Checks a probability-like value is in 0..=1 (NaN is not).
+fn check_probability(v: f64, path: &Path, field: &str) -> Result<(), ConfigError> {
+    ensure((0.0..=1.0).contains(&v), path, field, || {
+        format!("{v} is outside 0..=1")
+    })
+}
+
+/// `size_mib` to pages, rounding a partial page up; at most 2^28 pages for
+/// a validated size, which an `f64` holds exactly.
+fn mib_to_pages(size_mib: f64) -> u64 {
+    ((size_mib * PAGES_PER_MIB as f64).ceil() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Op;
+    use proptest::prelude::*;
+
+    const FILE: &str = "/w/test.toml";
+
+    fn parse(text: &str) -> Result<WorkloadSpec, ConfigError> {
+        WorkloadSpec::from_toml(text, Path::new(FILE))
+    }
+
+    /// The whole message a user sees: the error and its causes.
+    fn message(e: &ConfigError) -> String {
+        let mut msg = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        msg
+    }
+
+    /// `text` must fail, naming the file and `field`.
+    fn assert_rejected(text: &str, field: &str) -> String {
+        let e = parse(text).expect_err(text);
+        let msg = message(&e);
+        assert!(msg.contains(FILE), "no file in: {msg}");
+        assert!(msg.contains(field), "no `{field}` in: {msg}");
+        msg
+    }
+
+    /// A one-process workload with `extra` lines in the process table.
+    fn one(extra: &str) -> String {
+        format!("name = \"t\"\n[[process]]\nkind = \"usemem\"\n{extra}\n")
+    }
+
+    fn workloads_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workloads")
+    }
+
+    #[test]
+    fn example_gets_defaults() {
+        let w = parse(&one("size_mib = 1\npattern = \"sequential\"")).unwrap();
+        assert_eq!(w.name, "t");
+        assert_eq!(w.description, "");
+        assert_eq!(w.source, Path::new(FILE));
+        let p = &w.processes[0];
+        assert_eq!(p.kind, ProcessKind::Usemem);
+        assert_eq!((p.count, p.size_pages, p.passes), (1, 256, 1));
+        assert_eq!(p.pattern, Pattern::Sequential);
+        assert_eq!(p.write_ratio, 0.0);
+        assert_eq!(p.accesses_per_pass, 256);
+        assert_eq!(w.total_accesses(), 512);
+    }
+
+    #[test]
+    fn fractional_sizes_round_up_to_pages() {
+        let pages = |mib: &str| {
+            parse(&one(&format!("size_mib = {mib}\npattern = \"random\"")))
+                .unwrap()
+                .processes[0]
+                .size_pages
+        };
+        assert_eq!(pages("0.5"), 128);
+        assert_eq!(pages("192"), 192 * 256);
+        assert_eq!(pages("0.000001"), 1);
+        assert_eq!(pages("1048576"), 1 << 28);
+    }
+
+    #[test]
+    fn hotcold_parses() {
+        let w = parse(&one(
+            "size_mib = 4\npattern = \"hotcold\"\nhot_fraction = 0.1\nhot_probability = 0.9\naccesses_per_pass = 7",
+        ))
+        .unwrap();
+        let p = &w.processes[0];
+        assert_eq!(
+            p.pattern,
+            Pattern::HotCold {
+                hot_fraction: 0.1,
+                hot_probability: 0.9
+            }
+        );
+        assert_eq!(p.accesses_per_pass, 7);
+    }
+
+    #[test]
+    fn shipped_workloads_parse() {
+        let quick = WorkloadSpec::load(&workloads_dir().join("quickstart.toml")).unwrap();
+        assert_eq!(quick.name, "quickstart");
+        assert!(!quick.description.is_empty());
+        let p = &quick.processes[0];
+        assert_eq!((p.count, p.size_pages, p.passes), (1, 192 * 256, 2));
+        assert_eq!((p.pattern, p.write_ratio), (Pattern::Random, 0.5));
+
+        let seq = WorkloadSpec::load(&workloads_dir().join("usemem-seq.toml")).unwrap();
+        assert_eq!(seq.name, "usemem-seq");
+        assert!(!seq.description.is_empty());
+        let p = &seq.processes[0];
+        assert_eq!((p.count, p.size_pages, p.passes), (1, 96 * 256, 3));
+        assert_eq!((p.pattern, p.write_ratio), (Pattern::Sequential, 0.25));
+    }
+
+    #[test]
+    fn every_shipped_workload_parses() {
+        let mut n = 0;
+        for entry in std::fs::read_dir(workloads_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let w = WorkloadSpec::load(&path).unwrap_or_else(|e| panic!("{}", message(&e)));
+                assert!(
+                    !w.description.is_empty(),
+                    "{}: no description",
+                    path.display()
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 2);
+    }
+
+    #[test]
+    fn load_names_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.toml");
+        let e = WorkloadSpec::load(&path).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(e.to_string().contains("absent.toml"), "{e}");
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, one("size_mib = 2\npattern = \"random\"\ncount = 2")).unwrap();
+        let w = WorkloadSpec::load(&path).unwrap();
+        assert_eq!(w.source, path);
+        assert_eq!(w.instantiate(1).len(), 2);
+    }
+
+    #[test]
+    fn workload_errors_name_file_and_field() {
+        assert_rejected("name = \"t\"\n", "process");
+        assert_rejected(
+            "name = \" \"\n[[process]]\nkind = \"usemem\"\nsize_mib = 1\npattern = \"random\"\n",
+            "name",
+        );
+        assert_rejected("description = \"no name\"\n", "name");
+    }
+
+    #[test]
+    fn process_range_errors_name_file_and_field() {
+        let base = "size_mib = 1\npattern = \"random\"";
+        let cases = [
+            ("count = 0", "process[0].count"),
+            ("count = 1025", "process[0].count"),
+            ("passes = 1000001", "process[0].passes"),
+            ("write_ratio = 1.5", "process[0].write_ratio"),
+            ("write_ratio = -0.1", "process[0].write_ratio"),
+            ("write_ratio = nan", "process[0].write_ratio"),
+            ("accesses_per_pass = 0", "process[0].accesses_per_pass"),
+            (
+                "accesses_per_pass = 1099511627777",
+                "process[0].accesses_per_pass",
+            ),
+        ];
+        for (line, field) in cases {
+            assert_rejected(&one(&format!("{base}\n{line}")), field);
+        }
+        for size in ["0", "-1", "nan", "inf", "1048577"] {
+            assert_rejected(
+                &one(&format!("size_mib = {size}\npattern = \"random\"")),
+                "process[0].size_mib",
+            );
+        }
+    }
+
+    #[test]
+    fn hot_parameter_errors_name_file_and_field() {
+        let hot = |extra: &str| one(&format!("size_mib = 1\npattern = \"hotcold\"\n{extra}"));
+        let cases = [
+            (hot("hot_probability = 0.9"), "process[0].hot_fraction"),
+            (hot("hot_fraction = 0.1"), "process[0].hot_probability"),
+            (
+                hot("hot_fraction = 0\nhot_probability = 0.9"),
+                "process[0].hot_fraction",
+            ),
+            (
+                hot("hot_fraction = 1\nhot_probability = 0.9"),
+                "process[0].hot_fraction",
+            ),
+            (
+                hot("hot_fraction = 0.1\nhot_probability = 1.1"),
+                "process[0].hot_probability",
+            ),
+            (
+                hot("hot_fraction = nan\nhot_probability = 0.5"),
+                "process[0].hot_fraction",
+            ),
+            (
+                one("size_mib = 1\npattern = \"random\"\nhot_fraction = 0.1"),
+                "process[0].hot_fraction",
+            ),
+            (
+                one("size_mib = 1\npattern = \"sequential\"\nhot_probability = 0.9"),
+                "process[0].hot_probability",
+            ),
+        ];
+        for (text, field) in cases {
+            assert_rejected(&text, field);
+        }
+    }
+
+    #[test]
+    fn later_tables_are_named_by_index() {
+        let text =
+            "name = \"t\"\n[[process]]\nkind = \"usemem\"\nsize_mib = 1\npattern = \"random\"\n\
+                    [[process]]\nkind = \"usemem\"\nsize_mib = 0\npattern = \"random\"\n";
+        assert_rejected(text, "process[1].size_mib");
+    }
+
+    #[test]
+    fn unknown_names_list_the_allowed_values() {
+        let msg = assert_rejected(&one("size_mib = 1\npattern = \"zipf\""), "pattern");
+        for allowed in ["zipf", "sequential", "random", "hotcold"] {
+            assert!(msg.contains(allowed), "{msg}");
+        }
+        let msg = assert_rejected(
+            "name = \"t\"\n[[process]]\nkind = \"stream\"\nsize_mib = 1\npattern = \"random\"\n",
+            "kind",
+        );
+        assert!(msg.contains("usemem"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_line() {
+        let msg = assert_rejected(
+            &one("size_mib = 1\npattern = \"random\"\nsize_gib = 1"),
+            "size_gib",
+        );
+        assert!(msg.contains("line 6"), "{msg}");
+        assert_rejected("name = \"t\"\nbogus = 1\n", "bogus");
+    }
+
+    #[test]
+    fn scaled_shrinks_sizes_and_accesses() {
+        let w = parse(&one(
+            "size_mib = 192\npattern = \"random\"\npasses = 2\naccesses_per_pass = 1000",
+        ))
+        .unwrap();
+        let s = w.scaled(0.01);
+        let p = &s.processes[0];
+        assert_eq!(p.size_pages, 492); // 49152 * 0.01 = 491.52, rounded up
+        assert_eq!(p.accesses_per_pass, 10);
+        assert_eq!((p.count, p.passes, p.pattern), (1, 2, Pattern::Random));
+        assert_eq!(s.total_accesses(), 492 + 2 * 10);
+
+        let tiny = w.scaled(1e-12).processes[0].clone();
+        assert_eq!((tiny.size_pages, tiny.accesses_per_pass), (1, 1));
+        assert_eq!(w.scaled(1.0).processes[0].size_pages, 192 * 256);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside (0, 1]")]
+    fn scaled_refuses_a_factor_above_one() {
+        let w = parse(&one("size_mib = 1\npattern = \"random\"")).unwrap();
+        let _ = w.scaled(2.0);
+    }
+
+    #[test]
+    fn count_gives_that_many_distinct_processes() {
+        let w = parse(&one(
+            "size_mib = 1\npattern = \"random\"\ncount = 3\nwrite_ratio = 0.5",
+        ))
+        .unwrap();
+        let mut gens = w.instantiate(9);
+        let names: Vec<&str> = gens.iter().map(ProcessGen::name).collect();
+        assert_eq!(names, ["usemem.0", "usemem.1", "usemem.2"]);
+        let streams: Vec<Vec<_>> = gens
+            .iter_mut()
+            .map(|g| std::iter::from_fn(|| g.next_op()).collect())
+            .collect();
+        assert_ne!(streams[0], streams[1]);
+        assert_ne!(streams[1], streams[2]);
+        assert_ne!(streams[0], streams[2]);
+    }
+
+    #[test]
+    fn total_accesses_matches_the_generators() {
+        let text = "name = \"t\"\n[[process]]\nkind = \"usemem\"\nsize_mib = 0.25\npattern = \"random\"\ncount = 2\npasses = 3\n\
+                    [[process]]\nkind = \"usemem\"\nsize_mib = 0.1\npattern = \"sequential\"\naccesses_per_pass = 5\n";
+        let w = parse(text).unwrap();
+        let mut emitted = 0;
+        for mut g in w.instantiate(3) {
+            while let Some(op) = g.next_op() {
+                emitted += u64::from(matches!(op, Op::Access { .. }));
+            }
+            assert_eq!(g.accesses_done(), g.accesses_total());
+        }
+        assert_eq!(w.total_accesses(), emitted);
+        assert_eq!(emitted, 2 * (64 + 3 * 64) + (26 + 5));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_values_never_panic(
+            count in -2i64..2000,
+            size_mib in prop_oneof![-1.0f64..8.0, Just(f64::NAN), Just(f64::INFINITY), Just(2e6)],
+            passes in -1i64..4,
+            pattern in prop_oneof![Just("sequential"), Just("random"), Just("hotcold"), Just("bogus")],
+            write_ratio in -0.5f64..1.5,
+            hot_fraction in proptest::option::of(-0.5f64..1.5),
+            hot_probability in proptest::option::of(-0.5f64..1.5),
+            accesses_per_pass in proptest::option::of(-1i64..3000),
+            seed: u64,
+        ) {
+            let mut text = format!(
+                "count = {count}\nsize_mib = {size_mib:?}\npasses = {passes}\npattern = \"{pattern}\"\nwrite_ratio = {write_ratio:?}"
+            );
+            for (key, value) in [("hot_fraction", hot_fraction), ("hot_probability", hot_probability)] {
+                if let Some(v) = value {
+                    text.push_str(&format!("\n{key} = {v:?}"));
+                }
+            }
+            if let Some(n) = accesses_per_pass {
+                text.push_str(&format!("\naccesses_per_pass = {n}"));
+            }
+            let Ok(w) = parse(&one(&text)) else { return Ok(()) };
+            let w = w.scaled(0.05);
+            let mut emitted = 0u64;
+            for mut g in w.instantiate(seed) {
+                let Some(Op::Mmap { pages, .. }) = g.next_op() else { panic!("no mmap first") };
+                while let Some(op) = g.next_op() {
+                    if let Op::Access { page, .. } = op {
+                        prop_assert!(page < pages);
+                        emitted += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(emitted, w.total_accesses());
+        }
+    }
+}
