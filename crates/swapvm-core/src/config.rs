@@ -73,7 +73,12 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Con
 }
 
 /// Checks `ok`, else builds [`ConfigError::Invalid`].
-pub fn ensure(ok: bool, path: &Path, field: &str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
+pub fn ensure(
+    ok: bool,
+    path: &Path,
+    field: &str,
+    reason: impl FnOnce() -> String,
+) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -242,40 +247,70 @@ impl MachineConfig {
         let p = &self.source;
         let m = &self.machine;
         ensure(m.ram_mib >= MIN_RAM_MIB, p, "machine.ram_mib", || {
-            format!("{} MiB is below the minimum of {MIN_RAM_MIB} MiB", m.ram_mib)
+            format!(
+                "{} MiB is below the minimum of {MIN_RAM_MIB} MiB",
+                m.ram_mib
+            )
         })?;
         ensure(m.ram_mib <= MAX_RAM_MIB, p, "machine.ram_mib", || {
-            format!("{} MiB is above the maximum of {MAX_RAM_MIB} MiB", m.ram_mib)
+            format!(
+                "{} MiB is above the maximum of {MAX_RAM_MIB} MiB",
+                m.ram_mib
+            )
         })?;
         ensure((1..=256).contains(&m.cpus), p, "machine.cpus", || {
             format!("{} is outside 1..=256", m.cpus)
         })?;
-        ensure(m.tick_accesses >= 1, p, "machine.tick_accesses", || "must be at least 1".into())?;
-        ensure((1..=1000).contains(&m.io_latency_ticks), p, "machine.io_latency_ticks", || {
-            format!("{} is outside 1..=1000", m.io_latency_ticks)
+        ensure(m.tick_accesses >= 1, p, "machine.tick_accesses", || {
+            "must be at least 1".into()
         })?;
+        ensure(
+            (1..=1000).contains(&m.io_latency_ticks),
+            p,
+            "machine.io_latency_ticks",
+            || format!("{} is outside 1..=1000", m.io_latency_ticks),
+        )?;
         ensure(self.swap.len() <= MAX_SWAP_DEVICES, p, "swap", || {
             format!("{} devices; at most {MAX_SWAP_DEVICES}", self.swap.len())
         })?;
         for (i, s) in self.swap.iter().enumerate() {
-            ensure(s.size_mib >= 1, p, &format!("swap[{i}].size_mib"), || "must be at least 1 MiB".into())?;
-            ensure(s.size_mib <= 1 << 24, p, &format!("swap[{i}].size_mib"), || {
-                format!("{} MiB is above 16 TiB", s.size_mib)
+            ensure(s.size_mib >= 1, p, &format!("swap[{i}].size_mib"), || {
+                "must be at least 1 MiB".into()
             })?;
-            ensure((1..=4096).contains(&s.queue_depth), p, &format!("swap[{i}].queue_depth"), || {
-                format!("{} is outside 1..=4096", s.queue_depth)
-            })?;
-            ensure(s.label.len() <= 16, p, &format!("swap[{i}].label"), || {
-                format!("{} bytes; a swap label holds at most 16", s.label.len())
+            ensure(
+                s.size_mib <= 1 << 24,
+                p,
+                &format!("swap[{i}].size_mib"),
+                || format!("{} MiB is above 16 TiB", s.size_mib),
+            )?;
+            ensure(
+                (1..=4096).contains(&s.queue_depth),
+                p,
+                &format!("swap[{i}].queue_depth"),
+                || format!("{} is outside 1..=4096", s.queue_depth),
+            )?;
+            ensure(s.label.len() <= 15, p, &format!("swap[{i}].label"), || {
+                format!("{} bytes; a swap label holds at most 15", s.label.len())
             })?;
         }
         let r = &self.reclaim;
-        ensure((1..=3000).contains(&r.watermark_scale_factor), p, "reclaim.watermark_scale_factor", || {
-            format!("{} is outside 1..=3000 (the kernel's range)", r.watermark_scale_factor)
-        })?;
-        ensure((1..=4096).contains(&r.swap_cluster_max), p, "reclaim.swap_cluster_max", || {
-            format!("{} is outside 1..=4096", r.swap_cluster_max)
-        })?;
+        ensure(
+            (1..=3000).contains(&r.watermark_scale_factor),
+            p,
+            "reclaim.watermark_scale_factor",
+            || {
+                format!(
+                    "{} is outside 1..=3000 (the kernel's range)",
+                    r.watermark_scale_factor
+                )
+            },
+        )?;
+        ensure(
+            (1..=4096).contains(&r.swap_cluster_max),
+            p,
+            "reclaim.swap_cluster_max",
+            || format!("{} is outside 1..=4096", r.swap_cluster_max),
+        )?;
         Ok(())
     }
 }
@@ -315,7 +350,8 @@ mod tests {
 
     #[test]
     fn swap_field_errors_name_the_device() {
-        let e = parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a\"\nsize_mib = 0\n").unwrap_err();
+        let e =
+            parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a\"\nsize_mib = 0\n").unwrap_err();
         assert!(e.to_string().contains("swap[0].size_mib"), "{e}");
     }
 }

@@ -25,6 +25,7 @@ impl Pfn {
     }
     /// The frame `n` pages after this one (tail pages of a folio).
     #[inline]
+    #[allow(clippy::should_implement_trait)] // explicit arithmetic, no operators by design
     pub fn add(self, n: u32) -> Pfn {
         Pfn(self.0 + n)
     }
@@ -58,6 +59,7 @@ impl Vpn {
     }
     /// The page `n` pages after this one.
     #[inline]
+    #[allow(clippy::should_implement_trait)] // explicit arithmetic, no operators by design
     pub fn add(self, n: u64) -> Vpn {
         Vpn(self.0 + n)
     }
@@ -84,7 +86,11 @@ impl Order {
     /// # Panics
     /// If `order > Order::MAX`; orders come from code, not from input.
     pub fn new(order: u8) -> Order {
-        assert!(order <= Self::MAX, "folio order {order} beyond {}", Self::MAX);
+        assert!(
+            order <= Self::MAX,
+            "folio order {order} beyond {}",
+            Self::MAX
+        );
         Order(order)
     }
     /// The raw order.
@@ -121,6 +127,7 @@ impl SwapOffset {
     }
     /// The slot `n` after this one.
     #[inline]
+    #[allow(clippy::should_implement_trait)] // explicit arithmetic, no operators by design
     pub fn add(self, n: u64) -> SwapOffset {
         SwapOffset(self.0 + n)
     }
@@ -174,6 +181,7 @@ impl SwpEntry {
     /// # Panics
     /// If the offset overflows; callers stay within one cluster.
     #[inline]
+    #[allow(clippy::should_implement_trait)] // explicit arithmetic, no operators by design
     pub fn add(self, n: u64) -> SwpEntry {
         let off = self.offset().0 + n;
         assert!(off <= Self::OFFSET_MAX);

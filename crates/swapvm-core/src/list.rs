@@ -19,7 +19,10 @@ pub struct Link {
 
 impl Default for Link {
     fn default() -> Self {
-        Link { prev: NIL, next: NIL }
+        Link {
+            prev: NIL,
+            next: NIL,
+        }
     }
 }
 
@@ -51,7 +54,11 @@ pub struct ListHead {
 
 impl Default for ListHead {
     fn default() -> Self {
-        ListHead { head: NIL, tail: NIL, len: 0 }
+        ListHead {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
     }
 }
 
@@ -79,7 +86,10 @@ impl ListHead {
 
     /// Adds `i` at the front (`list_add`).
     pub fn push_front<L: Linked + ?Sized>(&mut self, links: &mut L, i: u32) {
-        *links.link(i) = Link { prev: NIL, next: self.head };
+        *links.link(i) = Link {
+            prev: NIL,
+            next: self.head,
+        };
         if self.head != NIL {
             links.link(self.head).prev = i;
         } else {
@@ -91,7 +101,10 @@ impl ListHead {
 
     /// Adds `i` at the back (`list_add_tail`).
     pub fn push_back<L: Linked + ?Sized>(&mut self, links: &mut L, i: u32) {
-        *links.link(i) = Link { prev: self.tail, next: NIL };
+        *links.link(i) = Link {
+            prev: self.tail,
+            next: NIL,
+        };
         if self.tail != NIL {
             links.link(self.tail).next = i;
         } else {

@@ -123,7 +123,10 @@ impl VmStat {
     }
     /// `(name, value)` for every event, in report order.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        VmEvent::ALL.iter().map(|&e| (e.name(), self.get(e))).collect()
+        VmEvent::ALL
+            .iter()
+            .map(|&e| (e.name(), self.get(e)))
+            .collect()
     }
 }
 

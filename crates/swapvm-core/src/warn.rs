@@ -70,7 +70,11 @@ impl Warnings {
             .and_modify(|r| r.count += 1)
             .or_insert_with(|| {
                 tracing::warn!(func = site.func, rule = site.rule, "{msg}");
-                WarnRecord { site, count: 1, first: msg }
+                WarnRecord {
+                    site,
+                    count: 1,
+                    first: msg,
+                }
             });
     }
 
@@ -98,7 +102,10 @@ impl Warnings {
 mod tests {
     use super::*;
 
-    const SITE: WarnSite = WarnSite { func: "folio_dup_swap", rule: "folio not in swap cache" };
+    const SITE: WarnSite = WarnSite {
+        func: "folio_dup_swap",
+        rule: "folio not in swap cache",
+    };
 
     #[test]
     fn counts_per_site_and_keeps_first_message() {

@@ -7,7 +7,7 @@
 
 use crate::folio::pg;
 use crate::memory::{Memory, MmId};
-use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, Vpn, VmEvent, WarnSite, PAGE_SIZE};
+use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, VmEvent, Vpn, WarnSite, PAGE_SIZE};
 use swapvm_swap::{SwapError, SwapSubsystem};
 
 /// What a task waits for before retrying a fault.
@@ -30,19 +30,33 @@ pub enum FaultStop {
     SigBus,
 }
 
-const SWAPIN_SETUP: WarnSite = WarnSite { func: "do_swap_page", rule: "swap-in could not bind the swap cache" };
+const SWAPIN_SETUP: WarnSite = WarnSite {
+    func: "do_swap_page",
+    rule: "swap-in could not bind the swap cache",
+};
 
 impl Memory {
     /// One memory access by `id` at `vpn`. The fast path (a present PTE
     /// that allows the access) is a four-level walk and a bit update.
     /// Returns the frame accessed.
     #[inline]
-    pub fn access(&mut self, swap: &mut SwapSubsystem, id: MmId, vpn: Vpn, write: bool, now: u64) -> Result<Pfn, FaultStop> {
+    pub fn access(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vpn: Vpn,
+        write: bool,
+        now: u64,
+    ) -> Result<Pfn, FaultStop> {
         let pgd = self.mm(id).pgd;
         if let Some(leaf) = self.pt.walk(pgd, vpn) {
             let pte = self.pt.pte(leaf);
             if pte.is_present() && (!write || pte.has(Pte::WRITE)) {
-                let want = if write { Pte::ACCESSED | Pte::DIRTY } else { Pte::ACCESSED };
+                let want = if write {
+                    Pte::ACCESSED | Pte::DIRTY
+                } else {
+                    Pte::ACCESSED
+                };
                 if !pte.has(want) {
                     self.pt.set_pte(leaf, pte.with(want));
                 }
@@ -53,27 +67,51 @@ impl Memory {
         // The fault installed a PTE allowing this access; account it.
         let leaf = self.pt.walk(pgd, vpn).ok_or(FaultStop::Segv)?;
         let pte = self.pt.pte(leaf);
-        let want = if write { Pte::ACCESSED | Pte::DIRTY } else { Pte::ACCESSED };
+        let want = if write {
+            Pte::ACCESSED | Pte::DIRTY
+        } else {
+            Pte::ACCESSED
+        };
         self.pt.set_pte(leaf, pte.with(want));
         Ok(pte.pfn())
     }
 
     /// `handle_mm_fault`.
-    pub fn handle_mm_fault(&mut self, swap: &mut SwapSubsystem, id: MmId, vpn: Vpn, write: bool, now: u64) -> Result<(), FaultStop> {
+    pub fn handle_mm_fault(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vpn: Vpn,
+        write: bool,
+        now: u64,
+    ) -> Result<(), FaultStop> {
         self.stat.inc(VmEvent::PgFault);
         let vma_start = self.find_vma(id, vpn).ok_or(FaultStop::Segv)?.start.0;
         let pgd = self.mm(id).pgd;
         let leaf = self.pt.walk_alloc(pgd, vpn);
         match self.pt.pte(leaf).kind() {
             PteKind::None => self.do_anonymous_page(id, vma_start, vpn, leaf, write),
-            PteKind::Swap(entry) => self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now),
-            PteKind::Present { writable, .. } if write && !writable => self.do_wp_page(swap, id, vpn, leaf),
+            PteKind::Swap(entry) => {
+                self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now)
+            }
+            PteKind::Present { writable, .. } if write && !writable => {
+                self.do_wp_page(swap, id, vpn, leaf)
+            }
             PteKind::Present { .. } => Ok(()),
         }
     }
 
-    fn do_anonymous_page(&mut self, id: MmId, vma_start: u64, vpn: Vpn, leaf: (u32, usize), write: bool) -> Result<(), FaultStop> {
-        let pfn = self.alloc_frame(false).ok_or(FaultStop::Retry(Wait::Memory))?;
+    fn do_anonymous_page(
+        &mut self,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        leaf: (u32, usize),
+        write: bool,
+    ) -> Result<(), FaultStop> {
+        let pfn = self
+            .alloc_frame(false)
+            .ok_or(FaultStop::Retry(Wait::Memory))?;
         self.ram.page_mut(pfn).fill(0);
         let av = self.anon_vma_prepare(id, vma_start);
         self.folio_add_new_anon_rmap(pfn, av, vpn);
@@ -126,7 +164,8 @@ impl Memory {
             swap.folio_free_swap(&mut self.folios.folio(pfn));
         }
         let writable = write && exclusive;
-        self.pt.set_pte(leaf, Pte::present(pfn, writable, true, write && writable));
+        self.pt
+            .set_pte(leaf, Pte::present(pfn, writable, true, write && writable));
         self.folios.get_mut(pfn).clear(pg::LOCKED);
         let mm = self.mm_mut(id);
         mm.rss_swap -= 1;
@@ -135,8 +174,18 @@ impl Memory {
     }
 
     /// Starts the swap-in read of `entry` into a new folio in the swap cache.
-    fn swapin(&mut self, swap: &mut SwapSubsystem, id: MmId, vma_start: u64, vpn: Vpn, entry: SwpEntry, now: u64) -> Result<(), FaultStop> {
-        let pfn = self.alloc_frame(false).ok_or(FaultStop::Retry(Wait::Memory))?;
+    fn swapin(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        entry: SwpEntry,
+        now: u64,
+    ) -> Result<(), FaultStop> {
+        let pfn = self
+            .alloc_frame(false)
+            .ok_or(FaultStop::Retry(Wait::Memory))?;
         let av = self.anon_vma_prepare(id, vma_start);
         {
             let p = self.folios.get_mut(pfn);
@@ -146,7 +195,8 @@ impl Memory {
         }
         let bound = swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry);
         if let Err(e) = bound {
-            self.warn.warn_on(true, SWAPIN_SETUP, || format!("{entry:?} at {vpn:?}: {e}"));
+            self.warn
+                .warn_on(true, SWAPIN_SETUP, || format!("{entry:?} at {vpn:?}: {e}"));
             self.folios.get_mut(pfn).clear(pg::LOCKED);
             self.free_frame(pfn);
             return Err(match e {
@@ -183,7 +233,13 @@ impl Memory {
 
     /// `do_wp_page`: a write to a present, write-protected PTE. Reuses an
     /// exclusive folio (dropping its now-stale swap copy), copies a shared one.
-    fn do_wp_page(&mut self, swap: &mut SwapSubsystem, id: MmId, vpn: Vpn, leaf: (u32, usize)) -> Result<(), FaultStop> {
+    fn do_wp_page(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vpn: Vpn,
+        leaf: (u32, usize),
+    ) -> Result<(), FaultStop> {
         let pte = self.pt.pte(leaf);
         let old = pte.pfn();
         let p = *self.folios.get(old);
@@ -197,11 +253,14 @@ impl Memory {
                 swap.folio_free_swap(&mut self.folios.folio(old));
                 self.folios.get_mut(old).clear(pg::LOCKED);
             }
-            self.pt.set_pte(leaf, pte.with(Pte::WRITE | Pte::DIRTY | Pte::ACCESSED));
+            self.pt
+                .set_pte(leaf, pte.with(Pte::WRITE | Pte::DIRTY | Pte::ACCESSED));
             return Ok(());
         }
         // Copy on write.
-        let new = self.alloc_frame(false).ok_or(FaultStop::Retry(Wait::Memory))?;
+        let new = self
+            .alloc_frame(false)
+            .ok_or(FaultStop::Retry(Wait::Memory))?;
         self.ram.copy_page(new, old);
         self.folio_add_new_anon_rmap(new, p.anon_vma, vpn);
         self.folios.get_mut(new).set(pg::UPTODATE);

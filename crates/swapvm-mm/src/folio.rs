@@ -86,7 +86,15 @@ pub struct Folios {
 impl Folios {
     /// `nr` free frames.
     pub fn new(nr: u32) -> Self {
-        Folios { pages: vec![Page { anon_vma: u32::MAX, ..Page::default() }; nr as usize] }
+        Folios {
+            pages: vec![
+                Page {
+                    anon_vma: u32::MAX,
+                    ..Page::default()
+                };
+                nr as usize
+            ],
+        }
     }
     /// Frames.
     pub fn len(&self) -> u32 {
@@ -108,7 +116,10 @@ impl Folios {
     }
     /// A handle on folio `pfn` that the swap layer accepts.
     pub fn folio(&mut self, pfn: Pfn) -> FolioMut<'_> {
-        FolioMut { pfn, page: &mut self.pages[pfn.idx()] }
+        FolioMut {
+            pfn,
+            page: &mut self.pages[pfn.idx()],
+        }
     }
 }
 

@@ -39,7 +39,11 @@ impl Lruvec {
         let p = folios.get_mut(pfn);
         debug_assert!(!p.test(pg::LRU));
         p.set(pg::LRU);
-        let l = if p.test(pg::ACTIVE) { LruList::ActiveAnon } else { LruList::InactiveAnon };
+        let l = if p.test(pg::ACTIVE) {
+            LruList::ActiveAnon
+        } else {
+            LruList::InactiveAnon
+        };
         self.lists[l as usize].push_front(folios, pfn.0);
     }
 
@@ -47,7 +51,11 @@ impl Lruvec {
     pub fn add_tail(&mut self, folios: &mut Folios, pfn: Pfn) {
         let p = folios.get_mut(pfn);
         p.set(pg::LRU);
-        let l = if p.test(pg::ACTIVE) { LruList::ActiveAnon } else { LruList::InactiveAnon };
+        let l = if p.test(pg::ACTIVE) {
+            LruList::ActiveAnon
+        } else {
+            LruList::InactiveAnon
+        };
         self.lists[l as usize].push_back(folios, pfn.0);
     }
 
@@ -58,7 +66,11 @@ impl Lruvec {
             return false;
         }
         p.clear(pg::LRU);
-        let l = if p.test(pg::ACTIVE) { LruList::ActiveAnon } else { LruList::InactiveAnon };
+        let l = if p.test(pg::ACTIVE) {
+            LruList::ActiveAnon
+        } else {
+            LruList::InactiveAnon
+        };
         self.lists[l as usize].remove(folios, pfn.0);
         true
     }

@@ -7,7 +7,7 @@ use crate::pgtable::{PageTables, TableId};
 use crate::ram::Ram;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use swapvm_core::{Pfn, Vpn, VmEvent, VmStat, Warnings};
+use swapvm_core::{Pfn, VmEvent, VmStat, Vpn, Warnings};
 
 /// Address-space id (one per process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,12 +61,22 @@ impl Watermarks {
     /// `min_free_kbytes` (default `sqrt(16 * RAM in KiB)`, clamped to
     /// 128 KiB..256 MiB), then low and high each a further
     /// `max(min / 4, RAM * watermark_scale_factor / 10000)` above.
-    pub fn derive(ram_pages: u64, min_free_kbytes: Option<u64>, watermark_scale_factor: u32) -> Self {
+    pub fn derive(
+        ram_pages: u64,
+        min_free_kbytes: Option<u64>,
+        watermark_scale_factor: u32,
+    ) -> Self {
         let ram_kb = ram_pages * 4;
-        let min_kb = min_free_kbytes.unwrap_or_else(|| ((16 * ram_kb) as f64).sqrt() as u64).clamp(128, 262_144);
+        let min_kb = min_free_kbytes
+            .unwrap_or_else(|| ((16 * ram_kb) as f64).sqrt() as u64)
+            .clamp(128, 262_144);
         let min = (min_kb / 4).min(ram_pages / 4);
         let step = (min / 4).max(ram_pages * u64::from(watermark_scale_factor) / 10_000);
-        Watermarks { min, low: min + step, high: min + 2 * step }
+        Watermarks {
+            min,
+            low: min + step,
+            high: min + 2 * step,
+        }
     }
 }
 
@@ -99,7 +109,12 @@ pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
 
 impl Memory {
     /// A machine with `ram_pages` frames, all free.
-    pub fn new(ram_pages: u32, wmark: Watermarks, stat: Arc<VmStat>, warn: Arc<Warnings>) -> std::io::Result<Self> {
+    pub fn new(
+        ram_pages: u32,
+        wmark: Watermarks,
+        stat: Arc<VmStat>,
+        warn: Arc<Warnings>,
+    ) -> std::io::Result<Self> {
         Ok(Memory {
             ram: Ram::new(ram_pages)?,
             folios: Folios::new(ram_pages),
@@ -134,7 +149,11 @@ impl Memory {
         let pfn = self.free.pop()?;
         let p = self.folios.get_mut(pfn);
         debug_assert!(!p.test(pg::ALLOCATED));
-        *p = crate::folio::Page { flags: pg::ALLOCATED, anon_vma: u32::MAX, ..Default::default() };
+        *p = crate::folio::Page {
+            flags: pg::ALLOCATED,
+            anon_vma: u32::MAX,
+            ..Default::default()
+        };
         self.stat.inc(VmEvent::PgAlloc);
         Some(pfn)
     }
@@ -146,10 +165,16 @@ impl Memory {
     pub fn free_frame(&mut self, pfn: Pfn) {
         let p = self.folios.get_mut(pfn);
         assert!(
-            p.test(pg::ALLOCATED) && p.mapcount == 0 && p.swap.is_none() && !p.test(pg::LRU | pg::WRITEBACK),
+            p.test(pg::ALLOCATED)
+                && p.mapcount == 0
+                && p.swap.is_none()
+                && !p.test(pg::LRU | pg::WRITEBACK),
             "freeing busy frame {pfn:?}: {p:?}"
         );
-        *p = crate::folio::Page { anon_vma: u32::MAX, ..Default::default() };
+        *p = crate::folio::Page {
+            anon_vma: u32::MAX,
+            ..Default::default()
+        };
         self.free.push(pfn);
         self.stat.inc(VmEvent::PgFree);
     }
@@ -157,7 +182,13 @@ impl Memory {
     /// Creates an empty address space.
     pub fn mm_create(&mut self) -> MmId {
         let pgd = self.pt.alloc_table();
-        let mm = MmStruct { pgd, vmas: BTreeMap::new(), rss_anon: 0, rss_swap: 0, next_va: MMAP_BASE };
+        let mm = MmStruct {
+            pgd,
+            vmas: BTreeMap::new(),
+            rss_anon: 0,
+            rss_swap: 0,
+            next_va: MMAP_BASE,
+        };
         self.mms.push(Some(mm));
         MmId((self.mms.len() - 1) as u32)
     }
@@ -181,7 +212,14 @@ impl Memory {
         let start = Vpn::from_addr(mm.next_va);
         let end = start.add(pages);
         mm.next_va = end.add(1).addr();
-        mm.vmas.insert(start.0, Vma { start, end, anon_vma: None });
+        mm.vmas.insert(
+            start.0,
+            Vma {
+                start,
+                end,
+                anon_vma: None,
+            },
+        );
         start
     }
 
@@ -197,7 +235,9 @@ impl Memory {
         if let Some(a) = self.mm(id).vmas.get(&vma_start).and_then(|v| v.anon_vma) {
             return a;
         }
-        self.anon_vmas.push(AnonVma { vmas: vec![(id, vma_start)] });
+        self.anon_vmas.push(AnonVma {
+            vmas: vec![(id, vma_start)],
+        });
         let a = (self.anon_vmas.len() - 1) as u32;
         if let Some(v) = self.mm_mut(id).vmas.get_mut(&vma_start) {
             v.anon_vma = Some(a);

@@ -13,7 +13,11 @@ use swapvm_swap::SwapSubsystem;
 impl Memory {
     /// Visits every PTE slot mapping `pfn` (`rmap_walk_anon`); `f` returns
     /// false to stop early.
-    pub fn rmap_walk(&mut self, pfn: Pfn, mut f: impl FnMut(&mut Self, MmId, Vpn, (TableId, usize)) -> bool) {
+    pub fn rmap_walk(
+        &mut self,
+        pfn: Pfn,
+        mut f: impl FnMut(&mut Self, MmId, Vpn, (TableId, usize)) -> bool,
+    ) {
         let p = *self.folios.get(pfn);
         if !p.test(pg::ANON) || p.anon_vma == u32::MAX {
             return;
@@ -24,12 +28,18 @@ impl Memory {
         while i < self.anon_vmas[av].vmas.len() {
             let (mm, start) = self.anon_vmas[av].vmas[i];
             i += 1;
-            let Some(Some(m)) = self.mms.get(mm.0 as usize) else { continue };
-            let Some(v) = m.vmas.get(&start) else { continue };
+            let Some(Some(m)) = self.mms.get(mm.0 as usize) else {
+                continue;
+            };
+            let Some(v) = m.vmas.get(&start) else {
+                continue;
+            };
             if vpn < v.start || vpn >= v.end {
                 continue;
             }
-            let Some(leaf) = self.pt.walk(m.pgd, vpn) else { continue };
+            let Some(leaf) = self.pt.walk(m.pgd, vpn) else {
+                continue;
+            };
             let pte = self.pt.pte(leaf);
             if pte.is_present() && pte.pfn() == pfn && !f(self, mm, vpn, leaf) {
                 return;
@@ -60,7 +70,9 @@ impl Memory {
     /// # Context
     /// Folio locked and in the swap cache.
     pub fn try_to_unmap(&mut self, swap: &mut SwapSubsystem, pfn: Pfn) -> bool {
-        let Some(entry) = self.folios.get(pfn).swap else { return false };
+        let Some(entry) = self.folios.get(pfn).swap else {
+            return false;
+        };
         let mut ok = true;
         self.rmap_walk(pfn, |m, mm, _, leaf| {
             let pte = m.pt.pte(leaf);
@@ -130,11 +142,15 @@ impl Memory {
 
     /// `munmap` of the whole VMA starting at `start`.
     pub fn munmap(&mut self, swap: &mut SwapSubsystem, id: MmId, start: Vpn) -> bool {
-        let Some(v) = self.mm(id).vmas.get(&start.0).cloned() else { return false };
+        let Some(v) = self.mm(id).vmas.get(&start.0).cloned() else {
+            return false;
+        };
         self.zap_range(swap, id, v.start, v.end);
         self.mm_mut(id).vmas.remove(&start.0);
         if let Some(a) = v.anon_vma {
-            self.anon_vmas[a as usize].vmas.retain(|&(m, s)| !(m == id && s == start.0));
+            self.anon_vmas[a as usize]
+                .vmas
+                .retain(|&(m, s)| !(m == id && s == start.0));
         }
         true
     }

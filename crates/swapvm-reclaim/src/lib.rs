@@ -75,8 +75,18 @@ impl Reclaimer {
     pub fn new(cfg: ReclaimConfig, ram_pages: u64) -> Self {
         // inactive_is_low: ratio sqrt(10 * GiB), 1 below 1 GiB.
         let gb = ram_pages >> 18;
-        let inactive_ratio = if gb == 0 { 1 } else { ((10 * gb) as f64).sqrt() as u64 };
-        Reclaimer { cfg, kswapd_awake: false, nr_writeback: 0, inactive_ratio, kswapd_batches_per_tick: 32 }
+        let inactive_ratio = if gb == 0 {
+            1
+        } else {
+            ((10 * gb) as f64).sqrt() as u64
+        };
+        Reclaimer {
+            cfg,
+            kswapd_awake: false,
+            nr_writeback: 0,
+            inactive_ratio,
+            kswapd_batches_per_tick: 32,
+        }
     }
 
     /// Swap-out writes in flight.
@@ -99,7 +109,13 @@ impl Reclaimer {
     /// One tick of kswapd (`balance_pgdat`): reclaims until free memory
     /// plus writes in flight reach the high watermark, then sleeps once free
     /// memory itself is there.
-    pub fn kswapd_tick(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, cpu: usize, now: u64) -> Progress {
+    pub fn kswapd_tick(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        cpu: usize,
+        now: u64,
+    ) -> Progress {
         let mut total = Progress::default();
         if !self.kswapd_awake {
             return total;
@@ -122,7 +138,13 @@ impl Reclaimer {
 
     /// Direct reclaim for a task whose allocation failed below min
     /// (`try_to_free_pages`). Counts `allocstall`.
-    pub fn direct_reclaim(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, cpu: usize, now: u64) -> Progress {
+    pub fn direct_reclaim(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        cpu: usize,
+        now: u64,
+    ) -> Progress {
         mem.stat.inc(VmEvent::AllocStall);
         self.maybe_wake_kswapd(mem);
         let want = u64::from(self.cfg.swap_cluster_max);
@@ -139,7 +161,14 @@ impl Reclaimer {
 
     /// `shrink_lruvec` for the anon lists: refill the inactive list when it
     /// is low, then shrink a batch of it.
-    fn shrink_lruvec(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, who: Who, cpu: usize, now: u64) -> Progress {
+    fn shrink_lruvec(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        who: Who,
+        cpu: usize,
+        now: u64,
+    ) -> Progress {
         let batch = self.cfg.swap_cluster_max;
         let inactive = u64::from(mem.lru.len(LruList::InactiveAnon));
         let active = u64::from(mem.lru.len(LruList::ActiveAnon));
@@ -154,7 +183,9 @@ impl Reclaimer {
     /// or not (only executable file pages get another round).
     fn shrink_active_list(&mut self, mem: &mut Memory, nr: u32) {
         for _ in 0..nr {
-            let Some(i) = mem.lru.list(LruList::ActiveAnon).last() else { break };
+            let Some(i) = mem.lru.list(LruList::ActiveAnon).last() else {
+                break;
+            };
             let pfn = Pfn(i);
             mem.lru.del(&mut mem.folios, pfn);
             mem.stat.inc(VmEvent::PgRefill);
@@ -168,17 +199,37 @@ impl Reclaimer {
 
     /// `shrink_inactive_list`: isolates up to `nr` folios from the inactive
     /// tail and runs `shrink_folio_list` on them.
-    fn shrink_inactive_list(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, nr: u32, who: Who, cpu: usize, now: u64) -> Progress {
+    fn shrink_inactive_list(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        nr: u32,
+        who: Who,
+        cpu: usize,
+        now: u64,
+    ) -> Progress {
         let mut isolated = Vec::with_capacity(nr as usize);
         for _ in 0..nr {
-            let Some(i) = mem.lru.list(LruList::InactiveAnon).last() else { break };
+            let Some(i) = mem.lru.list(LruList::InactiveAnon).last() else {
+                break;
+            };
             mem.lru.del(&mut mem.folios, Pfn(i));
             isolated.push(Pfn(i));
         }
         let scanned = isolated.len() as u64;
-        mem.stat.add(if who == Who::Kswapd { VmEvent::PgScanKswapd } else { VmEvent::PgScanDirect }, scanned);
+        mem.stat.add(
+            if who == Who::Kswapd {
+                VmEvent::PgScanKswapd
+            } else {
+                VmEvent::PgScanDirect
+            },
+            scanned,
+        );
         mem.stat.add(VmEvent::PgScanAnon, scanned);
-        let mut prog = Progress { scanned, ..Progress::default() };
+        let mut prog = Progress {
+            scanned,
+            ..Progress::default()
+        };
         for pfn in isolated {
             self.shrink_folio(mem, swap, pfn, who, cpu, now, &mut prog);
         }
@@ -189,7 +240,14 @@ impl Reclaimer {
     }
 
     fn count_steal(&self, mem: &Memory, who: Who, n: u64) {
-        mem.stat.add(if who == Who::Kswapd { VmEvent::PgStealKswapd } else { VmEvent::PgStealDirect }, n);
+        mem.stat.add(
+            if who == Who::Kswapd {
+                VmEvent::PgStealKswapd
+            } else {
+                VmEvent::PgStealDirect
+            },
+            n,
+        );
         mem.stat.add(VmEvent::PgStealAnon, n);
     }
 
@@ -221,7 +279,16 @@ impl Reclaimer {
 
     /// One folio of `shrink_folio_list`.
     #[allow(clippy::too_many_arguments)]
-    fn shrink_folio(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, pfn: Pfn, who: Who, cpu: usize, now: u64, prog: &mut Progress) {
+    fn shrink_folio(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        pfn: Pfn,
+        who: Who,
+        cpu: usize,
+        now: u64,
+        prog: &mut Progress,
+    ) {
         let p = *mem.folios.get(pfn);
         if p.test(pg::LOCKED | pg::WRITEBACK) || !p.test(pg::UPTODATE) {
             return Self::putback(mem, pfn, false);
@@ -264,9 +331,19 @@ impl Reclaimer {
 
     /// `pageout` → `swap_writepage`: submits the write and leaves the folio
     /// isolated, unlocked, under writeback; [`Self::writeback_done`] frees it.
-    fn pageout(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, pfn: Pfn, who: Who, now: u64) -> Result<(), SwapError> {
+    fn pageout(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        pfn: Pfn,
+        who: Who,
+        now: u64,
+    ) -> Result<(), SwapError> {
         let Some(entry) = mem.folios.get(pfn).swap else {
-            return Err(SwapError::Refused { func: "pageout", rule: "folio not in swap cache" });
+            return Err(SwapError::Refused {
+                func: "pageout",
+                rule: "folio not in swap cache",
+            });
         };
         swap.swap_writepage(entry, mem.ram.page(pfn), u64::from(pfn.0), now)?;
         let f = mem.folios.get_mut(pfn);
@@ -283,7 +360,13 @@ impl Reclaimer {
     /// written for reclaim that is still unmapped and clean is freed (its
     /// data now lives only in swap); otherwise it returns to the LRU. On
     /// error the folio stays in memory, dirty.
-    pub fn writeback_done(&mut self, mem: &mut Memory, swap: &mut SwapSubsystem, pfn: Pfn, ok: bool) {
+    pub fn writeback_done(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        pfn: Pfn,
+        ok: bool,
+    ) {
         self.nr_writeback = self.nr_writeback.saturating_sub(1);
         let f = mem.folios.get_mut(pfn);
         let direct = f.test(pg::RECLAIM_DIRECT);

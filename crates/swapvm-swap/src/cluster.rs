@@ -69,7 +69,14 @@ impl Clusters {
     pub fn new(table: &SwapTable, cpus: usize) -> Self {
         let nr = table.len().div_ceil(SWAPFILE_CLUSTER) as usize;
         let mut c = Clusters {
-            info: vec![ClusterInfo { count: 0, order: 0, list: ClusterList::Free }; nr],
+            info: vec![
+                ClusterInfo {
+                    count: 0,
+                    order: 0,
+                    list: ClusterList::Free
+                };
+                nr
+            ],
             links: vec![Link::default(); nr],
             free: ListHead::default(),
             nonfull: [ListHead::default(); NR_ORDERS],
@@ -190,7 +197,13 @@ impl Clusters {
         None
     }
 
-    fn alloc_from_list(&mut self, table: &SwapTable, l: ClusterList, order: u8, cpu: usize) -> Option<u64> {
+    fn alloc_from_list(
+        &mut self,
+        table: &SwapTable,
+        l: ClusterList,
+        order: u8,
+        cpu: usize,
+    ) -> Option<u64> {
         // Each failed scan moves the cluster off `l` (to frag or full), so
         // this loop visits every cluster on the list at most once.
         let mut budget = self.head(l).len();
@@ -210,12 +223,21 @@ impl Clusters {
     }
 
     /// Scans cluster `ci` from `start` (wrapping) for an aligned free run.
-    fn scan(&mut self, table: &SwapTable, ci: u32, order: u8, start: u64, cpu: usize) -> Option<u64> {
+    fn scan(
+        &mut self,
+        table: &SwapTable,
+        ci: u32,
+        order: u8,
+        start: u64,
+        cpu: usize,
+    ) -> Option<u64> {
         let nr = 1u64 << order;
         let base = ci as u64 * SWAPFILE_CLUSTER;
         let end = (base + SWAPFILE_CLUSTER).min(table.len());
         let first = (start.max(base) & !(nr - 1)).min(end);
-        let candidates = (first..end).step_by(nr as usize).chain((base..first).step_by(nr as usize));
+        let candidates = (first..end)
+            .step_by(nr as usize)
+            .chain((base..first).step_by(nr as usize));
         for off in candidates {
             if off + nr <= end && (off..off + nr).all(|i| table.get(i).is_free()) {
                 let info = &mut self.info[ci as usize];
@@ -292,7 +314,11 @@ mod tests {
         let b = c.alloc(&t, 4, 0).unwrap();
         assert_eq!(b % 16, 0);
         take(&mut t, b, 4);
-        assert_ne!(a / SWAPFILE_CLUSTER, b / SWAPFILE_CLUSTER, "a cluster serves one order");
+        assert_ne!(
+            a / SWAPFILE_CLUSTER,
+            b / SWAPFILE_CLUSTER,
+            "a cluster serves one order"
+        );
     }
 
     #[test]

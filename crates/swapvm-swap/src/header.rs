@@ -225,6 +225,7 @@ impl HeaderError {
 /// | 1052..1068   | `volume_name: [u8; 16]` | label, NUL padded                     |
 /// | 1068..1536   | `padding: [u32; 117]`| zero                                     |
 /// | 1536..4084   | `badpages: [u32; 637]` | slot numbers never to use             |
+/// | 4084..4086   | unused               | zero                                     |
 /// | 4086..4096   | magic                | `SWAPSPACE2`                             |
 ///
 /// Slot 0 is the header page and never a swap slot; the usable slots are

@@ -24,5 +24,7 @@ pub mod swapfile;
 pub mod table;
 
 pub use page_io::{DeviceIoStats, SwapIoDone};
-pub use swapfile::{sites, PutDirect, SwapError, SwapFolio, SwapInfo, SwapOnOptions, SwapSubsystem};
+pub use swapfile::{
+    sites, PutDirect, SwapError, SwapFolio, SwapInfo, SwapOnOptions, SwapSubsystem,
+};
 pub use table::{Slot, SlotBinding};

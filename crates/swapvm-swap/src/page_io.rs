@@ -74,7 +74,9 @@ pub(crate) struct PageIo {
 
 impl std::fmt::Debug for PageIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PageIo").field("pending", &self.pending.len()).finish()
+        f.debug_struct("PageIo")
+            .field("pending", &self.pending.len())
+            .finish()
     }
 }
 
@@ -110,19 +112,47 @@ impl PageIo {
 }
 
 impl SwapSubsystem {
-    fn submit(&mut self, kind: IoKind, entry: SwpEntry, nr: u32, buf: AlignedBuf, cookie: u64, now: u64) -> Result<(), SwapError> {
+    fn submit(
+        &mut self,
+        kind: IoKind,
+        entry: SwpEntry,
+        nr: u32,
+        buf: AlignedBuf,
+        cookie: u64,
+        now: u64,
+    ) -> Result<(), SwapError> {
         let ty = entry.ty();
-        let path = self.device_path(ty).map(|p| p.to_owned()).unwrap_or_default();
+        let path = self
+            .device_path(ty)
+            .map(|p| p.to_owned())
+            .unwrap_or_default();
         let io = &mut self.io;
         let Some(engine) = io.engines.get(ty.0 as usize).and_then(Option::as_ref) else {
-            return Err(SwapError::Engine { path, source: swapvm_io::IoError::EngineGone });
+            return Err(SwapError::Engine {
+                path,
+                source: swapvm_io::IoError::EngineGone,
+            });
         };
         let tag = io.next_tag;
-        let req = IoRequest { tag, kind, offset: entry.offset().0 * PAGE_SIZE as u64, buf };
-        engine.submit(req).map_err(|source| SwapError::Engine { path, source })?;
+        let req = IoRequest {
+            tag,
+            kind,
+            offset: entry.offset().0 * PAGE_SIZE as u64,
+            buf,
+        };
+        engine
+            .submit(req)
+            .map_err(|source| SwapError::Engine { path, source })?;
         let in_flight = engine.in_flight() as u64;
         io.next_tag += 1;
-        io.pending.push_back(Pending { tag, due: now + io.latency_ticks, cookie, kind, entry, nr });
+        io.pending.push_back(Pending {
+            tag,
+            due: now + io.latency_ticks,
+            cookie,
+            kind,
+            entry,
+            nr,
+        });
         let st = &mut io.stats[ty.0 as usize];
         let bytes = u64::from(nr) * PAGE_SIZE as u64;
         match kind {
@@ -145,7 +175,13 @@ impl SwapSubsystem {
     /// # Context
     /// The folio is locked, unmapped and marked under writeback by the
     /// caller until the completion is delivered.
-    pub fn swap_writepage(&mut self, entry: SwpEntry, data: &[u8], cookie: u64, now: u64) -> Result<(), SwapError> {
+    pub fn swap_writepage(
+        &mut self,
+        entry: SwpEntry,
+        data: &[u8],
+        cookie: u64,
+        now: u64,
+    ) -> Result<(), SwapError> {
         let nr = (data.len() / PAGE_SIZE) as u32;
         let mut buf = self.io.buf(data.len());
         buf.as_mut_slice().copy_from_slice(data);
@@ -159,7 +195,13 @@ impl SwapSubsystem {
     /// # Context
     /// The target folio is locked and in the swap cache until the
     /// completion is delivered.
-    pub fn swap_read_folio(&mut self, entry: SwpEntry, nr: u32, cookie: u64, now: u64) -> Result<(), SwapError> {
+    pub fn swap_read_folio(
+        &mut self,
+        entry: SwpEntry,
+        nr: u32,
+        cookie: u64,
+        now: u64,
+    ) -> Result<(), SwapError> {
         let buf = self.io.buf(nr as usize * PAGE_SIZE);
         self.submit(IoKind::Read, entry, nr, buf, cookie, now)?;
         self.stat.add(VmEvent::PswpIn, u64::from(nr));
@@ -181,14 +223,19 @@ impl SwapSubsystem {
     pub fn complete_due(&mut self, now: u64) -> Vec<SwapIoDone> {
         let mut out = Vec::new();
         while self.io.pending.front().is_some_and(|p| p.due <= now) {
-            let Some(p) = self.io.pending.pop_front() else { break };
+            let Some(p) = self.io.pending.pop_front() else {
+                break;
+            };
             let c = self.wait_tag(p.entry.ty(), p.tag);
             let want = p.nr as usize * PAGE_SIZE;
             let (result, buf, latency_ns) = match c {
                 Ok(c) => {
                     let r = match c.result {
                         Ok(n) if n == want => Ok(()),
-                        Ok(n) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("short transfer: {n} of {want} bytes"))),
+                        Ok(n) => Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("short transfer: {n} of {want} bytes"),
+                        )),
                         Err(e) => Err(e),
                     };
                     (r, c.buf, c.latency_ns)
@@ -200,7 +247,15 @@ impl SwapSubsystem {
                     st.errors += 1;
                 }
             }
-            out.push(SwapIoDone { cookie: p.cookie, kind: p.kind, entry: p.entry, nr: p.nr, buf, result, latency_ns });
+            out.push(SwapIoDone {
+                cookie: p.cookie,
+                kind: p.kind,
+                entry: p.entry,
+                nr: p.nr,
+                buf,
+                result,
+                latency_ns,
+            });
         }
         out
     }
@@ -231,6 +286,10 @@ impl SwapSubsystem {
 
     /// I/O figures of device `ty`.
     pub fn io_stats(&self, ty: SwapType) -> DeviceIoStats {
-        self.io.stats.get(ty.0 as usize).copied().unwrap_or_default()
+        self.io
+            .stats
+            .get(ty.0 as usize)
+            .copied()
+            .unwrap_or_default()
     }
 }

@@ -21,7 +21,9 @@ use crate::page_io::PageIo;
 use crate::table::{Slot, SlotBinding, SwapTable, COUNT_LIMIT};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use swapvm_core::{Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat, WarnSite, Warnings};
+use swapvm_core::{
+    Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat, WarnSite, Warnings,
+};
 use swapvm_io::{EngineConfig, IoError, UringEngine};
 
 /// What the swap layer needs to see of a folio. swapvm-mm's folios
@@ -97,7 +99,10 @@ pub enum SwapError {
 
 macro_rules! site {
     ($func:literal, $rule:literal) => {
-        WarnSite { func: $func, rule: $rule }
+        WarnSite {
+            func: $func,
+            rule: $rule,
+        }
     };
 }
 
@@ -109,34 +114,51 @@ pub mod sites {
     /// `folio_alloc_swap` on a folio already in the swap cache.
     pub const ALLOC_IN_CACHE: WarnSite = site!("folio_alloc_swap", "folio already in swap cache");
     /// `folio_dup_swap` / `folio_put_swap` on an unlocked folio.
-    pub const FOLIO_NOT_LOCKED: WarnSite = site!("folio_dup_swap/folio_put_swap", "folio not locked");
+    pub const FOLIO_NOT_LOCKED: WarnSite =
+        site!("folio_dup_swap/folio_put_swap", "folio not locked");
     /// `folio_dup_swap` / `folio_put_swap` on a folio not in the swap cache.
     pub const FOLIO_NOT_IN_CACHE: WarnSite =
         site!("folio_dup_swap/folio_put_swap", "folio not in swap cache");
     /// The folio's entry is not aligned to its size.
-    pub const ENTRY_UNALIGNED: WarnSite = site!("folio_dup_swap/folio_put_swap", "entry not aligned to folio");
+    pub const ENTRY_UNALIGNED: WarnSite = site!(
+        "folio_dup_swap/folio_put_swap",
+        "entry not aligned to folio"
+    );
     /// A slot of the folio is not bound to it.
-    pub const SLOT_NOT_BOUND: WarnSite = site!("folio_dup_swap/folio_put_swap", "slot not bound to this folio");
+    pub const SLOT_NOT_BOUND: WarnSite = site!(
+        "folio_dup_swap/folio_put_swap",
+        "slot not bound to this folio"
+    );
     /// A put found the count already zero.
-    pub const PUT_UNDERFLOW: WarnSite = site!("folio_put_swap/swap_put_entries_direct", "swap count underflow");
+    pub const PUT_UNDERFLOW: WarnSite = site!(
+        "folio_put_swap/swap_put_entries_direct",
+        "swap count underflow"
+    );
     /// A subpage index beyond the folio.
-    pub const SUBPAGE_RANGE: WarnSite = site!("folio_dup_swap/folio_put_swap", "subpage outside folio");
+    pub const SUBPAGE_RANGE: WarnSite =
+        site!("folio_dup_swap/folio_put_swap", "subpage outside folio");
     /// Direct dup on a slot with count zero.
     pub const DIRECT_DUP_ZERO: WarnSite = site!("swap_dup_entry_direct", "entry has no swap count");
     /// An entry outside any active device.
     pub const BAD_ENTRY: WarnSite = site!("swap entry", "entry outside an active device");
     /// Ordinary routine applied to a hibernation slot.
-    pub const HIBERNATION_SLOT: WarnSite = site!("swap entry", "ordinary routine on a hibernation slot");
+    pub const HIBERNATION_SLOT: WarnSite =
+        site!("swap entry", "ordinary routine on a hibernation slot");
     /// Direct put range crosses a cluster.
-    pub const PUT_CROSSES_CLUSTER: WarnSite = site!("swap_put_entries_direct", "range crosses a cluster");
+    pub const PUT_CROSSES_CLUSTER: WarnSite =
+        site!("swap_put_entries_direct", "range crosses a cluster");
     /// `folio_free_swap` / `swap_cache_del_folio` context violations.
-    pub const FREE_NOT_LOCKED: WarnSite = site!("folio_free_swap/swap_cache_del_folio", "folio not locked");
+    pub const FREE_NOT_LOCKED: WarnSite =
+        site!("folio_free_swap/swap_cache_del_folio", "folio not locked");
     /// `swap_cache_del_folio` on a folio under writeback.
     pub const DEL_WRITEBACK: WarnSite = site!("swap_cache_del_folio", "folio under writeback");
     /// `swap_cache_add_folio` context violations.
     pub const ADD_NOT_LOCKED: WarnSite = site!("swap_cache_add_folio", "folio not locked");
     /// Freeing a hibernation slot that is not one.
-    pub const HIB_FREE_NOT_HIB: WarnSite = site!("swap_free_hibernation_slot", "slot not owned by hibernation");
+    pub const HIB_FREE_NOT_HIB: WarnSite = site!(
+        "swap_free_hibernation_slot",
+        "slot not owned by hibernation"
+    );
 }
 use sites::*;
 
@@ -232,10 +254,11 @@ impl SwapSubsystem {
     /// its header and opens its io_uring engine.
     pub fn swapon(&mut self, opts: &SwapOnOptions) -> Result<SwapType, SwapError> {
         let header = header::read_header(&opts.path)?;
-        let engine = UringEngine::open(&opts.path, &opts.engine).map_err(|source| SwapError::Engine {
-            path: opts.path.clone(),
-            source,
-        })?;
+        let engine =
+            UringEngine::open(&opts.path, &opts.engine).map_err(|source| SwapError::Engine {
+                path: opts.path.clone(),
+                source,
+            })?;
         let ty_idx = match self.devices.iter().position(Option::is_none) {
             Some(i) => i,
             None if self.devices.len() < SwapType::MAX as usize => {
@@ -253,7 +276,11 @@ impl SwapSubsystem {
         self.avail.push(ty);
         let devices = &self.devices;
         self.avail.sort_by_key(|t| {
-            std::cmp::Reverse(devices[t.0 as usize].as_ref().map_or(i32::MIN, |d| d.priority))
+            std::cmp::Reverse(
+                devices[t.0 as usize]
+                    .as_ref()
+                    .map_or(i32::MIN, |d| d.priority),
+            )
         });
         tracing::info!(path = %opts.path.display(), ty = ty.0, "swapon");
         Ok(ty)
@@ -319,7 +346,8 @@ impl SwapSubsystem {
     /// Decoded slot of `entry`, if it names a slot of an active device.
     pub fn slot(&self, entry: SwpEntry) -> Option<Slot> {
         let d = self.device(entry.ty())?;
-        d.valid(entry.offset().0).then(|| d.table.get(entry.offset().0))
+        d.valid(entry.offset().0)
+            .then(|| d.table.get(entry.offset().0))
     }
 
     /// Swap count of `entry` (`swp_swapcount`), 0 for an invalid entry.
@@ -331,7 +359,10 @@ impl SwapSubsystem {
         let ok = self
             .device(entry.ty())
             .is_some_and(|d| d.valid(entry.offset().0) && d.valid(entry.offset().0 + nr - 1));
-        if self.warn.warn_on(!ok, BAD_ENTRY, || format!("{entry:?} (+{nr})")) {
+        if self
+            .warn
+            .warn_on(!ok, BAD_ENTRY, || format!("{entry:?} (+{nr})"))
+        {
             return None;
         }
         self.device_mut(entry.ty())
@@ -361,20 +392,42 @@ impl SwapSubsystem {
     /// # Errors
     /// [`SwapError::NoSpace`] when no device has room for the order (the
     /// caller splits a large folio and retries, or keeps it in memory).
-    pub fn folio_alloc_swap(&mut self, folio: &mut impl SwapFolio, cpu: usize) -> Result<SwpEntry, SwapError> {
+    pub fn folio_alloc_swap(
+        &mut self,
+        folio: &mut impl SwapFolio,
+        cpu: usize,
+    ) -> Result<SwpEntry, SwapError> {
         let pfn = folio.pfn();
-        if self.warn.warn_on(!folio.is_locked(), ALLOC_NOT_LOCKED, || format!("{pfn:?}")) {
-            return Err(SwapError::Refused { func: ALLOC_NOT_LOCKED.func, rule: ALLOC_NOT_LOCKED.rule });
+        if self
+            .warn
+            .warn_on(!folio.is_locked(), ALLOC_NOT_LOCKED, || format!("{pfn:?}"))
+        {
+            return Err(SwapError::Refused {
+                func: ALLOC_NOT_LOCKED.func,
+                rule: ALLOC_NOT_LOCKED.rule,
+            });
         }
-        if self.warn.warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || format!("{pfn:?}")) {
-            return Err(SwapError::Refused { func: ALLOC_IN_CACHE.func, rule: ALLOC_IN_CACHE.rule });
+        if self
+            .warn
+            .warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || {
+                format!("{pfn:?}")
+            })
+        {
+            return Err(SwapError::Refused {
+                func: ALLOC_IN_CACHE.func,
+                rule: ALLOC_IN_CACHE.rule,
+            });
         }
         let order = folio.order().get();
         let nr = 1u64 << order;
         for i in 0..self.avail.len() {
             let ty = self.avail[i];
-            let Some(d) = self.devices[ty.0 as usize].as_mut() else { continue };
-            let Some(off) = d.clusters.alloc(&d.table, order, cpu) else { continue };
+            let Some(d) = self.devices[ty.0 as usize].as_mut() else {
+                continue;
+            };
+            let Some(off) = d.clusters.alloc(&d.table, order, cpu) else {
+                continue;
+            };
             for s in off..off + nr {
                 debug_assert!(d.table.get(s).is_free());
                 d.table.clear(s);
@@ -391,10 +444,19 @@ impl SwapSubsystem {
     }
 
     /// Checks the folio-helper context and returns the slot range.
-    fn folio_range(&self, folio: &impl SwapFolio, subpage: Option<u32>) -> Result<(SwpEntry, u64), SwapError> {
+    fn folio_range(
+        &self,
+        folio: &impl SwapFolio,
+        subpage: Option<u32>,
+    ) -> Result<(SwpEntry, u64), SwapError> {
         let pfn = folio.pfn();
         let w = &self.warn;
-        let refuse = |s: WarnSite| Err(SwapError::Refused { func: s.func, rule: s.rule });
+        let refuse = |s: WarnSite| {
+            Err(SwapError::Refused {
+                func: s.func,
+                rule: s.rule,
+            })
+        };
         if w.warn_on(!folio.is_locked(), FOLIO_NOT_LOCKED, || format!("{pfn:?}")) {
             return refuse(FOLIO_NOT_LOCKED);
         }
@@ -403,12 +465,16 @@ impl SwapSubsystem {
             return refuse(FOLIO_NOT_IN_CACHE);
         };
         let nr = u64::from(folio.order().nr_pages());
-        if w.warn_on(entry.offset().0 % nr != 0, ENTRY_UNALIGNED, || format!("{pfn:?} {entry:?} nr {nr}")) {
+        if w.warn_on(entry.offset().0 % nr != 0, ENTRY_UNALIGNED, || {
+            format!("{pfn:?} {entry:?} nr {nr}")
+        }) {
             return refuse(ENTRY_UNALIGNED);
         }
         match subpage {
             Some(i) if u64::from(i) >= nr => {
-                w.warn_on(true, SUBPAGE_RANGE, || format!("{pfn:?} subpage {i} of {nr}"));
+                w.warn_on(true, SUBPAGE_RANGE, || {
+                    format!("{pfn:?} subpage {i} of {nr}")
+                });
                 refuse(SUBPAGE_RANGE)
             }
             Some(i) => Ok((entry.add(u64::from(i)), 1)),
@@ -421,8 +487,13 @@ impl SwapSubsystem {
             self.slot(entry.add(i))
                 .is_some_and(|s| s.binding == SlotBinding::Folio(pfn))
         });
-        if self.warn.warn_on(!bound, SLOT_NOT_BOUND, || format!("{pfn:?} {entry:?} nr {nr}")) {
-            return Err(SwapError::Refused { func: SLOT_NOT_BOUND.func, rule: SLOT_NOT_BOUND.rule });
+        if self.warn.warn_on(!bound, SLOT_NOT_BOUND, || {
+            format!("{pfn:?} {entry:?} nr {nr}")
+        }) {
+            return Err(SwapError::Refused {
+                func: SLOT_NOT_BOUND.func,
+                rule: SLOT_NOT_BOUND.rule,
+            });
         }
         Ok(())
     }
@@ -436,15 +507,24 @@ impl SwapSubsystem {
     /// # Errors
     /// [`SwapError::CountLimit`] if a count is at its maximum (nothing is
     /// changed); [`SwapError::Refused`] on a contract violation.
-    pub fn folio_dup_swap(&mut self, folio: &impl SwapFolio, subpage: Option<u32>) -> Result<(), SwapError> {
+    pub fn folio_dup_swap(
+        &mut self,
+        folio: &impl SwapFolio,
+        subpage: Option<u32>,
+    ) -> Result<(), SwapError> {
         let (entry, nr) = self.folio_range(folio, subpage)?;
         self.check_bound(entry, nr, folio.pfn())?;
         let Some(d) = self.dev_for(entry, nr) else {
-            return Err(SwapError::Refused { func: BAD_ENTRY.func, rule: BAD_ENTRY.rule });
+            return Err(SwapError::Refused {
+                func: BAD_ENTRY.func,
+                rule: BAD_ENTRY.rule,
+            });
         };
         let off = entry.offset().0;
         if let Some(i) = (off..off + nr).find(|&i| d.table.count(i) >= COUNT_LIMIT) {
-            return Err(SwapError::CountLimit { entry: entry.add(i - off) });
+            return Err(SwapError::CountLimit {
+                entry: entry.add(i - off),
+            });
         }
         for i in off..off + nr {
             d.table.set_count(i, d.table.count(i) + 1);
@@ -460,16 +540,22 @@ impl SwapSubsystem {
     /// Folio locked and in the swap cache; the caller holds the lock of the
     /// owner that drops its entry.
     pub fn folio_put_swap(&mut self, folio: &impl SwapFolio, subpage: Option<u32>) {
-        let Ok((entry, nr)) = self.folio_range(folio, subpage) else { return };
+        let Ok((entry, nr)) = self.folio_range(folio, subpage) else {
+            return;
+        };
         if self.check_bound(entry, nr, folio.pfn()).is_err() {
             return;
         }
         let warn = Arc::clone(&self.warn);
-        let Some(d) = self.dev_for(entry, nr) else { return };
+        let Some(d) = self.dev_for(entry, nr) else {
+            return;
+        };
         let off = entry.offset().0;
         for i in off..off + nr {
             let c = d.table.count(i);
-            if !warn.warn_on(c == 0, PUT_UNDERFLOW, || format!("{:?}", entry.add(i - off))) {
+            if !warn.warn_on(c == 0, PUT_UNDERFLOW, || {
+                format!("{:?}", entry.add(i - off))
+            }) {
                 d.table.set_count(i, c - 1);
             }
         }
@@ -482,10 +568,15 @@ impl SwapSubsystem {
     /// Folio locked, not under writeback.
     pub fn folio_free_swap(&mut self, folio: &mut impl SwapFolio) -> bool {
         let pfn = folio.pfn();
-        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}")) {
+        if self
+            .warn
+            .warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}"))
+        {
             return false;
         }
-        let Some(entry) = folio.swap() else { return false };
+        let Some(entry) = folio.swap() else {
+            return false;
+        };
         if folio.is_writeback() {
             return false;
         }
@@ -521,33 +612,72 @@ impl SwapSubsystem {
     /// [`SwapError::NotAllocated`] if a slot has no owner left (the entry
     /// was freed: the caller retries the fault); [`SwapError::Exists`] if
     /// another folio is cached there.
-    pub fn swap_cache_add_folio(&mut self, folio: &mut impl SwapFolio, entry: SwpEntry) -> Result<Option<u64>, SwapError> {
+    pub fn swap_cache_add_folio(
+        &mut self,
+        folio: &mut impl SwapFolio,
+        entry: SwpEntry,
+    ) -> Result<Option<u64>, SwapError> {
         let pfn = folio.pfn();
-        if self.warn.warn_on(!folio.is_locked(), ADD_NOT_LOCKED, || format!("{pfn:?}")) {
-            return Err(SwapError::Refused { func: ADD_NOT_LOCKED.func, rule: ADD_NOT_LOCKED.rule });
+        if self
+            .warn
+            .warn_on(!folio.is_locked(), ADD_NOT_LOCKED, || format!("{pfn:?}"))
+        {
+            return Err(SwapError::Refused {
+                func: ADD_NOT_LOCKED.func,
+                rule: ADD_NOT_LOCKED.rule,
+            });
         }
-        if self.warn.warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || format!("{pfn:?}")) {
-            return Err(SwapError::Refused { func: ALLOC_IN_CACHE.func, rule: ALLOC_IN_CACHE.rule });
+        if self
+            .warn
+            .warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || {
+                format!("{pfn:?}")
+            })
+        {
+            return Err(SwapError::Refused {
+                func: ALLOC_IN_CACHE.func,
+                rule: ALLOC_IN_CACHE.rule,
+            });
         }
         let nr = u64::from(folio.order().nr_pages());
-        if self.warn.warn_on(entry.offset().0 % nr != 0, ENTRY_UNALIGNED, || format!("{entry:?} nr {nr}")) {
-            return Err(SwapError::Refused { func: ENTRY_UNALIGNED.func, rule: ENTRY_UNALIGNED.rule });
+        if self
+            .warn
+            .warn_on(entry.offset().0 % nr != 0, ENTRY_UNALIGNED, || {
+                format!("{entry:?} nr {nr}")
+            })
+        {
+            return Err(SwapError::Refused {
+                func: ENTRY_UNALIGNED.func,
+                rule: ENTRY_UNALIGNED.rule,
+            });
         }
         let Some(d) = self.dev_for(entry, nr) else {
-            return Err(SwapError::Refused { func: BAD_ENTRY.func, rule: BAD_ENTRY.rule });
+            return Err(SwapError::Refused {
+                func: BAD_ENTRY.func,
+                rule: BAD_ENTRY.rule,
+            });
         };
         let off = entry.offset().0;
         let mut shadow = None;
         for i in off..off + nr {
             let s = d.table.get(i);
             match s.binding {
-                SlotBinding::Folio(_) => return Err(SwapError::Exists { entry: entry.add(i - off) }),
-                SlotBinding::Hibernation => return Err(SwapError::NotAllocated { entry: entry.add(i - off) }),
+                SlotBinding::Folio(_) => {
+                    return Err(SwapError::Exists {
+                        entry: entry.add(i - off),
+                    })
+                }
+                SlotBinding::Hibernation => {
+                    return Err(SwapError::NotAllocated {
+                        entry: entry.add(i - off),
+                    })
+                }
                 SlotBinding::Shadow(v) if i == off => shadow = Some(v),
                 _ => {}
             }
             if s.count == 0 || s.is_bad() {
-                return Err(SwapError::NotAllocated { entry: entry.add(i - off) });
+                return Err(SwapError::NotAllocated {
+                    entry: entry.add(i - off),
+                });
             }
         }
         for i in off..off + nr {
@@ -565,14 +695,22 @@ impl SwapSubsystem {
     /// Folio locked, in the swap cache, not under writeback.
     pub fn swap_cache_del_folio(&mut self, folio: &mut impl SwapFolio, shadow: Option<u64>) {
         let pfn = folio.pfn();
-        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}")) {
+        if self
+            .warn
+            .warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}"))
+        {
             return;
         }
-        if self.warn.warn_on(folio.is_writeback(), DEL_WRITEBACK, || format!("{pfn:?}")) {
+        if self
+            .warn
+            .warn_on(folio.is_writeback(), DEL_WRITEBACK, || format!("{pfn:?}"))
+        {
             return;
         }
         let Some(entry) = folio.swap() else {
-            self.warn.warn_on(true, FOLIO_NOT_IN_CACHE, || format!("{pfn:?} (swap_cache_del_folio)"));
+            self.warn.warn_on(true, FOLIO_NOT_IN_CACHE, || {
+                format!("{pfn:?} (swap_cache_del_folio)")
+            });
             return;
         };
         let nr = u64::from(folio.order().nr_pages());
@@ -604,15 +742,30 @@ impl SwapSubsystem {
     pub fn swap_dup_entry_direct(&mut self, entry: SwpEntry) -> Result<(), SwapError> {
         let warn = Arc::clone(&self.warn);
         let Some(d) = self.dev_for(entry, 1) else {
-            return Err(SwapError::Refused { func: BAD_ENTRY.func, rule: BAD_ENTRY.rule });
+            return Err(SwapError::Refused {
+                func: BAD_ENTRY.func,
+                rule: BAD_ENTRY.rule,
+            });
         };
         let off = entry.offset().0;
         let s = d.table.get(off);
-        if warn.warn_on(s.binding == SlotBinding::Hibernation, HIBERNATION_SLOT, || format!("{entry:?} dup")) {
-            return Err(SwapError::Refused { func: HIBERNATION_SLOT.func, rule: HIBERNATION_SLOT.rule });
+        if warn.warn_on(
+            s.binding == SlotBinding::Hibernation,
+            HIBERNATION_SLOT,
+            || format!("{entry:?} dup"),
+        ) {
+            return Err(SwapError::Refused {
+                func: HIBERNATION_SLOT.func,
+                rule: HIBERNATION_SLOT.rule,
+            });
         }
-        if warn.warn_on(s.count == 0 || s.is_bad(), DIRECT_DUP_ZERO, || format!("{entry:?}")) {
-            return Err(SwapError::Refused { func: DIRECT_DUP_ZERO.func, rule: DIRECT_DUP_ZERO.rule });
+        if warn.warn_on(s.count == 0 || s.is_bad(), DIRECT_DUP_ZERO, || {
+            format!("{entry:?}")
+        }) {
+            return Err(SwapError::Refused {
+                func: DIRECT_DUP_ZERO.func,
+                rule: DIRECT_DUP_ZERO.rule,
+            });
         }
         if s.count >= COUNT_LIMIT {
             return Err(SwapError::CountLimit { entry });
@@ -632,7 +785,9 @@ impl SwapSubsystem {
         let mut out = PutDirect::default();
         let off = entry.offset().0;
         let crosses = off / SWAPFILE_CLUSTER != (off + nr.max(1) - 1) / SWAPFILE_CLUSTER;
-        if self.warn.warn_on(crosses, PUT_CROSSES_CLUSTER, || format!("{entry:?} nr {nr}")) {
+        if self.warn.warn_on(crosses, PUT_CROSSES_CLUSTER, || {
+            format!("{entry:?} nr {nr}")
+        }) {
             return out;
         }
         let warn = Arc::clone(&self.warn);
@@ -644,10 +799,16 @@ impl SwapSubsystem {
             let Some(d) = self.device_mut(ty) else { break };
             let s = d.table.get(i);
             let e = entry.add(i - off);
-            if warn.warn_on(s.binding == SlotBinding::Hibernation, HIBERNATION_SLOT, || format!("{e:?} put")) {
+            if warn.warn_on(
+                s.binding == SlotBinding::Hibernation,
+                HIBERNATION_SLOT,
+                || format!("{e:?} put"),
+            ) {
                 continue;
             }
-            if warn.warn_on(s.count == 0 || s.is_bad(), PUT_UNDERFLOW, || format!("{e:?} direct")) {
+            if warn.warn_on(s.count == 0 || s.is_bad(), PUT_UNDERFLOW, || {
+                format!("{e:?} direct")
+            }) {
                 continue;
             }
             d.table.set_count(i, s.count - 1);
@@ -687,10 +848,15 @@ impl SwapSubsystem {
     /// [`Self::swap_alloc_hibernation_slot`].
     pub fn swap_free_hibernation_slot(&mut self, entry: SwpEntry) {
         let Some(s) = self.slot(entry) else {
-            self.warn.warn_on(true, BAD_ENTRY, || format!("{entry:?} hibernation free"));
+            self.warn
+                .warn_on(true, BAD_ENTRY, || format!("{entry:?} hibernation free"));
             return;
         };
-        if self.warn.warn_on(s.binding != SlotBinding::Hibernation, HIB_FREE_NOT_HIB, || format!("{entry:?}")) {
+        if self.warn.warn_on(
+            s.binding != SlotBinding::Hibernation,
+            HIB_FREE_NOT_HIB,
+            || format!("{entry:?}"),
+        ) {
             return;
         }
         self.free_slots(entry.ty(), entry.offset().0, 1);
@@ -723,7 +889,10 @@ impl SwapSubsystem {
                 inuse += used - bad_slots;
             }
             if inuse != d.inuse_pages {
-                bad.push(format!("swap type {}: inuse_pages {} but {inuse} slots in use", d.ty.0, d.inuse_pages));
+                bad.push(format!(
+                    "swap type {}: inuse_pages {} but {inuse} slots in use",
+                    d.ty.0, d.inuse_pages
+                ));
             }
             inuse_total += inuse;
         }

@@ -76,7 +76,9 @@ pub struct SwapTable {
 impl SwapTable {
     /// `nr` slots, all free.
     pub fn new(nr: u64) -> Self {
-        SwapTable { words: vec![0; nr as usize] }
+        SwapTable {
+            words: vec![0; nr as usize],
+        }
     }
     /// Slots in the table.
     pub fn len(&self) -> u64 {
@@ -150,7 +152,13 @@ mod tests {
         assert!(t.get(1).is_free());
         t.set_binding(1, SlotBinding::Folio(Pfn(0xabcdef)));
         t.set_count(1, 3);
-        assert_eq!(t.get(1), Slot { count: 3, binding: SlotBinding::Folio(Pfn(0xabcdef)) });
+        assert_eq!(
+            t.get(1),
+            Slot {
+                count: 3,
+                binding: SlotBinding::Folio(Pfn(0xabcdef))
+            }
+        );
         t.set_binding(1, SlotBinding::Shadow(SHADOW_MAX));
         assert_eq!(t.get(1).binding, SlotBinding::Shadow(SHADOW_MAX));
         assert_eq!(t.count(1), 3);

@@ -4,6 +4,10 @@
 //! accepted by `read_header`. The tools are required, not optional: a
 //! missing tool fails the test with a request to install util-linux.
 
+// Tests may unwrap; clippy's allow-unwrap-in-tests does not reach the
+// helpers and proptest bodies of an integration-test crate.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};

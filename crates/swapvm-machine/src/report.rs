@@ -1,0 +1,202 @@
+//! The run report: counters under kernel names, swap I/O figures and
+//! latency percentiles, verification, invariant and warning results.
+
+use crate::Machine;
+use serde::Serialize;
+use swapvm_core::VmEvent;
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Latency {
+    /// Requests measured.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+/// One swap device's figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceReport {
+    /// Image path.
+    pub path: String,
+    /// Priority.
+    pub priority: i32,
+    /// Usable slots.
+    pub slots: u64,
+    /// Slots in use at the end.
+    pub slots_used: u64,
+    /// Reads and writes submitted.
+    pub reads: u64,
+    /// Writes submitted.
+    pub writes: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Most requests in flight at once.
+    pub max_in_flight: u64,
+}
+
+/// A whole run's outcome.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// Config file.
+    pub config: String,
+    /// Workload name.
+    pub workload: String,
+    /// Seed.
+    pub seed: u64,
+    /// swapvm version.
+    pub version: String,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Memory accesses completed.
+    pub accesses: u64,
+    /// Every vmstat counter, in report order.
+    pub vmstat: Vec<(String, u64)>,
+    /// Swap devices.
+    pub devices: Vec<DeviceReport>,
+    /// Swap-in read latency.
+    pub read_latency: Latency,
+    /// Swap-out write latency.
+    pub write_latency: Latency,
+    /// Swap-ins verified against their last write.
+    pub swapin_verified: u64,
+    /// Loads whose content stamp was verified.
+    pub stamps_verified: u64,
+    /// Verification failures.
+    pub mismatches: u64,
+    /// The first failures.
+    pub mismatch_details: Vec<String>,
+    /// Times the invariant checker ran.
+    pub checks_run: u64,
+    /// Violations found (empty: every invariant held).
+    pub violations: Vec<String>,
+    /// Contract warnings fired, all sites.
+    pub warnings: u64,
+    /// `func: rule (count): first message` per site.
+    pub warning_sites: Vec<String>,
+    /// Processes killed, with the reason.
+    pub killed: Vec<String>,
+}
+
+impl Report {
+    /// The value of counter `ev`.
+    pub fn counter(&self, ev: VmEvent) -> u64 {
+        self.vmstat
+            .iter()
+            .find(|(n, _)| n == ev.name())
+            .map_or(0, |(_, v)| *v)
+    }
+    /// True when data verified, invariants held and no warning fired.
+    pub fn passed(&self) -> bool {
+        self.mismatches == 0
+            && self.violations.is_empty()
+            && self.warnings == 0
+            && self.killed.is_empty()
+    }
+    /// The counters only, as `name value` lines (the `/proc/vmstat` format),
+    /// for comparing runs.
+    pub fn vmstat_text(&self) -> String {
+        self.vmstat
+            .iter()
+            .map(|(n, v)| format!("{n} {v}\n"))
+            .collect()
+    }
+}
+
+fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+    }
+}
+
+pub(crate) fn build(m: &mut Machine) -> Report {
+    let devices = m
+        .swap
+        .device_types()
+        .to_vec()
+        .into_iter()
+        .filter_map(|ty| {
+            let d = m.swap.device(ty)?;
+            let io = m.swap.io_stats(ty);
+            Some(DeviceReport {
+                path: d.path.display().to_string(),
+                priority: d.priority,
+                slots: d.pages,
+                slots_used: d.inuse_pages,
+                reads: io.reads,
+                writes: io.writes,
+                bytes_read: io.bytes_read,
+                bytes_written: io.bytes_written,
+                errors: io.errors,
+                max_in_flight: io.max_in_flight,
+            })
+        })
+        .collect();
+    let warning_sites = m
+        .warn
+        .records()
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{}: {} ({}): {}",
+                r.site.func, r.site.rule, r.count, r.first
+            )
+        })
+        .collect();
+    Report {
+        config: m.cfg.source.display().to_string(),
+        workload: m.workload.name.clone(),
+        seed: m.seed,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ticks: m.tick,
+        accesses: m.accesses,
+        vmstat: m
+            .stat
+            .snapshot()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect(),
+        devices,
+        read_latency: latency(&m.latency_us[0]),
+        write_latency: latency(&m.latency_us[1]),
+        swapin_verified: m.verify.swapin_verified,
+        stamps_verified: m.verify.stamps_verified,
+        mismatches: m.verify.mismatches,
+        mismatch_details: m
+            .verify
+            .first
+            .iter()
+            .map(|x| format!("tick {}: {}", x.tick, x.what))
+            .collect(),
+        checks_run: m.checks_run,
+        violations: m.violations.clone(),
+        warnings: m.warn.total(),
+        warning_sites,
+        killed: m
+            .procs
+            .iter()
+            .filter_map(|p| {
+                p.killed
+                    .as_ref()
+                    .map(|k| format!("pid {} {}: {k}", p.pid, p.name))
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,126 @@
+//! Data verification: every page read back from swap must equal what was
+//! last written to it, and every page a process reads must carry the stamp
+//! of its own last write.
+//!
+//! Swap side: at each completed swap-out write the checksum (xxh3) of the
+//! written bytes is recorded per slot; at each completed swap-in read the
+//! bytes read are checked against it. Process side: each store writes a
+//! content stamp (pid, vpn, version) at the start of the page; each load
+//! checks it against the version the process last wrote.
+
+use swapvm_core::{SwpEntry, PAGE_SIZE};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Bytes of the content stamp at the start of a page.
+pub const STAMP_LEN: usize = 24;
+
+/// The stamp a store of `version` by `pid` at `vpn` writes.
+pub fn stamp(pid: u32, vpn: u64, version: u32) -> [u8; STAMP_LEN] {
+    let mut s = [0u8; STAMP_LEN];
+    s[0..4].copy_from_slice(&pid.to_le_bytes());
+    s[4..8].copy_from_slice(&version.to_le_bytes());
+    s[8..16].copy_from_slice(&vpn.to_le_bytes());
+    let mix = (u64::from(pid) << 32 | u64::from(version)) ^ vpn.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    s[16..24].copy_from_slice(&mix.to_le_bytes());
+    s
+}
+
+/// A verification failure, with where it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Tick.
+    pub tick: u64,
+    /// What and where.
+    pub what: String,
+}
+
+/// Per-slot checksums and the verification counts.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    sums: Vec<Vec<u64>>,
+    /// Swap-in reads checked against the checksum of their last write.
+    pub swapin_verified: u64,
+    /// Process loads whose stamp was checked.
+    pub stamps_verified: u64,
+    /// Failures (swap-in and stamp).
+    pub mismatches: u64,
+    /// The first few failures.
+    pub first: Vec<Mismatch>,
+}
+
+impl Verifier {
+    /// Room for device `ty` with `slots` slots.
+    pub fn add_device(&mut self, ty: u8, slots: u64) {
+        let i = ty as usize;
+        if self.sums.len() <= i {
+            self.sums.resize_with(i + 1, Vec::new);
+        }
+        self.sums[i] = vec![0; slots as usize];
+    }
+
+    fn fail(&mut self, tick: u64, what: String) {
+        self.mismatches += 1;
+        if self.first.len() < 16 {
+            tracing::error!(tick, "{what}");
+            self.first.push(Mismatch { tick, what });
+        }
+    }
+
+    /// Records the bytes written to the slots from `entry`.
+    pub fn written(&mut self, entry: SwpEntry, data: &[u8]) {
+        for (i, page) in data.chunks_exact(PAGE_SIZE).enumerate() {
+            let off = entry.offset().idx() + i;
+            if let Some(s) = self
+                .sums
+                .get_mut(entry.ty().0 as usize)
+                .and_then(|v| v.get_mut(off))
+            {
+                // 0 means "never written"; a page that hashes to 0 is
+                // recorded as 1 and checked the same way.
+                *s = xxh3_64(page).max(1);
+            }
+        }
+    }
+
+    /// Checks the bytes read from the slots from `entry`.
+    pub fn read(&mut self, tick: u64, entry: SwpEntry, data: &[u8]) {
+        for (i, page) in data.chunks_exact(PAGE_SIZE).enumerate() {
+            let e = entry.add(i as u64);
+            let want = self
+                .sums
+                .get(e.ty().0 as usize)
+                .and_then(|v| v.get(e.offset().idx()))
+                .copied();
+            match want {
+                Some(w) if w == xxh3_64(page).max(1) => self.swapin_verified += 1,
+                Some(0) | None => {
+                    self.fail(tick, format!("swap-in of {e:?}: slot was never written"))
+                }
+                Some(_) => self.fail(
+                    tick,
+                    format!("swap-in of {e:?}: bytes differ from the last write"),
+                ),
+            }
+        }
+    }
+
+    /// Checks a loaded page's stamp against the process's last store.
+    pub fn check_stamp(&mut self, tick: u64, pid: u32, vpn: u64, version: u32, page: &[u8]) {
+        let ok = if version == 0 {
+            page[..STAMP_LEN].iter().all(|&b| b == 0)
+        } else {
+            page[..STAMP_LEN] == stamp(pid, vpn, version)
+        };
+        if ok {
+            self.stamps_verified += 1;
+        } else {
+            self.fail(
+                tick,
+                format!(
+                    "pid {pid} load at {:#x}: content is not version {version}",
+                    vpn << 12
+                ),
+            );
+        }
+    }
+}
