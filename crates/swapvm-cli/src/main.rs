@@ -172,7 +172,7 @@ fn run(cli: Cli) -> Result<i32> {
             println!("  version     {}", h.version);
             println!(
                 "  size        {} MiB ({} pages incl. header)",
-                (u64::from(h.last_page) + 1) * 4096 >> 20,
+                ((u64::from(h.last_page) + 1) * 4096) >> 20,
                 u64::from(h.last_page) + 1
             );
             println!("  label       {:?}", h.label);

@@ -154,14 +154,13 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
             }
         }
     }
-    for i in 0..n as usize {
+    for (i, &lists) in on.iter().enumerate() {
         let p = mem.folios.get(Pfn(i as u32));
-        if p.test(pg::LRU) != (on[i] == 1) || on[i] > 1 {
+        if p.test(pg::LRU) != (lists == 1) || lists > 1 {
             bad.push(format!(
-                "{:?}: PG_lru {} but on {} lists",
+                "{:?}: PG_lru {} but on {lists} lists",
                 Pfn(i as u32),
                 p.test(pg::LRU),
-                on[i]
             ));
         }
         // An allocated folio off the LRU must be under I/O (isolated by
