@@ -206,7 +206,14 @@ fn print_summary(r: &Report) -> Result<()> {
         "swapvm {}: {} with workload {} (seed {})",
         r.version, r.config, r.workload, r.seed
     )?;
-    writeln!(o, "  ticks {}, accesses {}", r.ticks, r.accesses)?;
+    writeln!(
+        o,
+        "  ticks {}, accesses {}, wall time {:.2} s, swap I/O {:.1} MB/s",
+        r.ticks,
+        r.accesses,
+        r.wall_ms as f64 / 1e3,
+        r.swap_mb_per_s()
+    )?;
     writeln!(o, "vmstat:")?;
     for (n, v) in r.vmstat.iter().filter(|(_, v)| *v > 0) {
         writeln!(o, "  {n:<26} {v}")?;
@@ -215,7 +222,7 @@ fn print_summary(r: &Report) -> Result<()> {
     for d in &r.devices {
         writeln!(
             o,
-            "  {} prio {}: {}/{} slots used; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, queue depth reached {}",
+            "  {} prio {}: {}/{} slots used; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, most in flight {}",
             d.path,
             d.priority,
             d.slots_used,

@@ -132,6 +132,7 @@ pub struct Machine {
     checks_run: u64,
     violations: Vec<String>,
     accesses: u64,
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Machine {
@@ -261,6 +262,7 @@ impl Machine {
             checks_run: 0,
             violations: Vec::new(),
             accesses: 0,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -484,7 +486,10 @@ impl Machine {
             .build()
             .map_err(|source| MachineError::Ram { mib: 0, source })?;
         let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, tick_loop(self, progress))
+        let mut this = self;
+        this.started = std::time::Instant::now();
+        let machine = this;
+        local.block_on(&rt, tick_loop(machine, progress))
     }
 }
 

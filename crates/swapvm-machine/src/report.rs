@@ -60,6 +60,9 @@ pub struct Report {
     pub ticks: u64,
     /// Memory accesses completed.
     pub accesses: u64,
+    /// Wall-clock time of the run in milliseconds (measured, not part of
+    /// the deterministic counters).
+    pub wall_ms: u64,
     /// Every vmstat counter, in report order.
     pub vmstat: Vec<(String, u64)>,
     /// Swap devices.
@@ -102,6 +105,16 @@ impl Report {
             && self.violations.is_empty()
             && self.warnings == 0
             && self.killed.is_empty()
+    }
+    /// Swap I/O throughput over the run's wall time, MB/s (10^6 bytes),
+    /// reads and writes together.
+    pub fn swap_mb_per_s(&self) -> f64 {
+        let bytes: u64 = self
+            .devices
+            .iter()
+            .map(|d| d.bytes_read + d.bytes_written)
+            .sum();
+        bytes as f64 / 1e6 / (self.wall_ms.max(1) as f64 / 1e3)
     }
     /// The counters only, as `name value` lines (the `/proc/vmstat` format),
     /// for comparing runs.
@@ -167,6 +180,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         ticks: m.tick,
         accesses: m.accesses,
+        wall_ms: m.started.elapsed().as_millis() as u64,
         vmstat: m
             .stat
             .snapshot()
