@@ -44,7 +44,8 @@ pub enum MachineError {
         config: PathBuf,
     },
     /// A swap device could not be created or enabled.
-    #[error("swap device {}", path.display())]
+    // The cause names the image; saying it twice only clutters the message.
+    #[error("cannot use swap device")]
     Swap {
         /// The image.
         path: PathBuf,
@@ -216,6 +217,7 @@ impl Machine {
                 engine: EngineConfig {
                     queue_depth: s.queue_depth,
                     direct: s.direct,
+                    ..EngineConfig::default()
                 },
             };
             let ty = swap
@@ -608,6 +610,10 @@ async fn tick_loop(
     drop(tasks);
     drop(kswapd);
     let mut g = m.borrow_mut();
+    // The tick in which the last process exits breaks out of the loop
+    // before its progress call; report that tick's accesses too, so the
+    // caller sees the run reach its total.
+    progress(g.accesses, total);
     // Drain what is still in flight so every byte is accounted for.
     while g.swap.io_in_flight() > 0 {
         g.tick += 1;

@@ -1,0 +1,470 @@
+//! The `swapvm` binary as a user runs it: bad input gets an error naming the
+//! file and the field or line (exit 2, never a panic), a good run prints its
+//! summary, JSON and run folder, and mkswap/inspect round-trip a header that
+//! util-linux recognises.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tempfile::TempDir;
+
+/// Exit code of a Rust panic; no input may produce it.
+const PANIC_EXIT: i32 = 101;
+
+fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("swapvm-cli-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+fn swapvm(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swapvm"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Runs `swapvm` with string-like arguments.
+macro_rules! swapvm {
+    ($($arg:expr),* $(,)?) => {
+        swapvm(&[$(std::ffi::OsStr::new(&$arg)),*])
+    };
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `o` must be a clean failure (non-zero, not a panic) whose stderr has
+/// every one of `needles`; returns stderr.
+fn assert_fails(o: &Output, needles: &[&str]) -> String {
+    let (stdout, stderr) = text(o);
+    let code = o.status.code();
+    assert!(
+        code.is_some_and(|c| c != 0 && c != PANIC_EXIT),
+        "want a clean failure, got {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        o.status
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "stderr lacks {n:?}:\n{stderr}");
+    }
+    stderr
+}
+
+/// The machine of the machine crate's tests: 8 MiB of RAM, a 32 MiB swap
+/// file created at `swap.img`, one 20 MiB usemem with two random passes.
+struct Tiny {
+    dir: TempDir,
+}
+
+const TINY_MACHINE: &str = "[machine]\nram_mib = 8\nseed = 3\n";
+const TINY_SWAP: &str = "[[swap]]\npath = \"swap.img\"\nsize_mib = 32\n";
+const TINY_WORKLOAD: &str = "name = \"tiny\"\n[[process]]\nkind = \"usemem\"\nsize_mib = 20\n\
+                             passes = 2\npattern = \"random\"\nwrite_ratio = 0.5\n";
+
+impl Tiny {
+    /// A machine whose config is `config` and whose workload file is
+    /// `workload` (None: no file at all).
+    fn with(config: &str, workload: Option<&str>) -> Tiny {
+        let dir = tempdir();
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        if let Some(w) = workload {
+            std::fs::write(dir.path().join("workload.toml"), w).unwrap();
+        }
+        Tiny { dir }
+    }
+    fn new() -> Tiny {
+        Self::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}"),
+            Some(TINY_WORKLOAD),
+        )
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn config(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+    fn shows(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+mod bad_input {
+    use super::*;
+
+    #[test]
+    fn missing_config_file_names_the_path() {
+        let dir = tempdir();
+        let config = dir.path().join("no-such-config.toml");
+        let o = swapvm!("run", config);
+        assert_fails(
+            &o,
+            &[
+                "swapvm: error:",
+                &config.display().to_string(),
+                "cannot read",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2));
+    }
+
+    #[test]
+    fn unknown_machine_field_names_file_field_and_line() {
+        let t = Tiny::with(
+            &format!(
+                "workload = \"workload.toml\"\n[machine]\nram_mib = 8\nbogus = 1\n{TINY_SWAP}"
+            ),
+            Some(TINY_WORKLOAD),
+        );
+        let o = swapvm!("run", t.config());
+        assert_fails(&o, &[&t.shows("config.toml"), "bogus", "line 4"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(!t.path("swap.img").exists(), "a bad config created swap");
+    }
+
+    #[test]
+    fn ram_below_minimum_names_the_field() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n[machine]\nram_mib = 1\n{TINY_SWAP}"),
+            Some(TINY_WORKLOAD),
+        );
+        let o = swapvm!("run", t.config());
+        assert_fails(&o, &[&t.shows("config.toml"), "machine.ram_mib", "minimum"]);
+        assert_eq!(o.status.code(), Some(2));
+    }
+
+    #[test]
+    fn image_without_signature_names_the_image() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}create = false\n"),
+            Some(TINY_WORKLOAD),
+        );
+        let image = t.path("swap.img");
+        std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+        let o = swapvm!("run", t.config());
+        assert_fails(&o, &[&t.shows("swap.img"), "not a swap area", "SWAPSPACE2"]);
+        assert_eq!(o.status.code(), Some(2));
+        // Nothing already written is lost: the image is left as it was.
+        let after = std::fs::read(&image).unwrap();
+        assert_eq!(after.len(), 1 << 20);
+        assert!(after.iter().all(|&b| b == 0), "the image was modified");
+    }
+
+    #[test]
+    fn missing_image_with_create_false_names_the_image() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}create = false\n"),
+            Some(TINY_WORKLOAD),
+        );
+        let o = swapvm!("run", t.config());
+        assert_fails(&o, &[&t.shows("swap.img")]);
+        assert!(!t.path("swap.img").exists());
+    }
+
+    #[test]
+    fn missing_workload_file_names_it() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}"),
+            None,
+        );
+        let o = swapvm!("run", t.config());
+        assert_fails(&o, &[&t.shows("workload.toml"), "cannot read"]);
+        assert_eq!(o.status.code(), Some(2));
+    }
+
+    #[test]
+    fn missing_workload_given_on_the_command_line_names_it() {
+        let t = Tiny::new();
+        let w = t.path("other.toml");
+        let o = swapvm!("run", t.config(), "--workload", w);
+        assert_fails(&o, &[&t.shows("other.toml"), "cannot read"]);
+    }
+
+    #[test]
+    fn config_without_workload_says_how_to_give_one() {
+        let t = Tiny::with(&format!("{TINY_MACHINE}{TINY_SWAP}"), None);
+        let o = swapvm!("run", t.config());
+        assert_fails(&o, &[&t.shows("config.toml"), "no workload", "--workload"]);
+    }
+
+    #[test]
+    fn unknown_pattern_names_the_file_and_the_allowed_values() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}"),
+            Some(&TINY_WORKLOAD.replace("\"random\"", "\"zigzag\"")),
+        );
+        let o = swapvm!("run", t.config());
+        assert_fails(
+            &o,
+            &[
+                &t.shows("workload.toml"),
+                "zigzag",
+                "line 6",
+                "sequential",
+                "random",
+                "hotcold",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2));
+    }
+
+    #[test]
+    fn scale_above_one_is_rejected_by_the_parser() {
+        let t = Tiny::new();
+        let o = swapvm!("run", t.config(), "--scale", "2");
+        assert_fails(&o, &["--scale", "outside 0 < scale <= 1"]);
+        assert!(!t.path("swap.img").exists(), "ran despite a bad --scale");
+        let o = swapvm!("run", t.config(), "--scale", "0");
+        assert_fails(&o, &["--scale"]);
+        let o = swapvm!("run", t.config(), "--scale", "half");
+        assert_fails(&o, &["--scale", "not a number"]);
+    }
+
+    #[test]
+    fn inspect_of_a_non_swap_file_names_it() {
+        let dir = tempdir();
+        let f = dir.path().join("plain.bin");
+        std::fs::write(&f, vec![0x5au8; 8192]).unwrap();
+        let o = swapvm!("inspect", f);
+        assert_fails(
+            &o,
+            &[&f.display().to_string(), "not a swap area", "SWAPSPACE2"],
+        );
+        assert_eq!(o.status.code(), Some(2));
+        let short = dir.path().join("short.bin");
+        std::fs::write(&short, b"tiny").unwrap();
+        let o = swapvm!("inspect", short);
+        assert_fails(&o, &[&short.display().to_string()]);
+        let missing = dir.path().join("missing.img");
+        let o = swapvm!("inspect", missing);
+        assert_fails(&o, &[&missing.display().to_string()]);
+    }
+
+    #[test]
+    fn mkswap_rejects_a_long_label_and_a_bad_uuid() {
+        let dir = tempdir();
+        let img = dir.path().join("x.img");
+        let o = swapvm!(
+            "mkswap",
+            img,
+            "--size-mib",
+            "1",
+            "--label",
+            "a-label-of-sixteen"
+        );
+        assert_fails(&o, &["label", "15"]);
+        let o = swapvm!("mkswap", img, "--size-mib", "1", "--uuid", "not-a-uuid");
+        assert_fails(&o, &["not-a-uuid"]);
+    }
+}
+
+mod run {
+    use super::*;
+
+    #[test]
+    fn run_prints_summary_and_exits_zero() {
+        let t = Tiny::new();
+        let o = swapvm!("run", t.config());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        for want in [
+            "pswpout",
+            "pswpin",
+            "0 mismatches",
+            "invariants: PASS",
+            "warnings fired: 0",
+            "result: PASS",
+            &t.shows("swap.img"),
+        ] {
+            assert!(stdout.contains(want), "summary lacks {want:?}:\n{stdout}");
+        }
+        // The counters are printed with values above zero.
+        for name in ["pswpout", "pswpin"] {
+            let v: u64 = stdout
+                .lines()
+                .find_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next() == Some(name)).then(|| w.next().unwrap().parse().unwrap())
+                })
+                .unwrap_or_else(|| panic!("no {name} line:\n{stdout}"));
+            assert!(v > 0, "{name} {v}");
+        }
+    }
+
+    #[test]
+    fn json_is_parseable_and_clean() {
+        let t = Tiny::new();
+        let o = swapvm!("run", t.config(), "--json", "--seed", "11");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+        assert_eq!(v["mismatches"], 0, "{v}");
+        assert_eq!(v["seed"], 11);
+        assert_eq!(v["warnings"], 0);
+        assert_eq!(v["violations"].as_array().unwrap().len(), 0);
+        assert!(v["swapin_verified"].as_u64().unwrap() > 0, "{v}");
+        let pswpout = v["vmstat"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == "pswpout")
+            .unwrap();
+        assert!(pswpout[1].as_u64().unwrap() > 0, "{v}");
+    }
+
+    #[test]
+    fn out_writes_report_and_vmstat() {
+        let t = Tiny::new();
+        let out = t.path("runs/first");
+        let o = swapvm!("run", t.config(), "--out", out, "--check-every", "100");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["mismatches"], 0);
+        assert!(report["checks_run"].as_u64().unwrap() > 1, "{report}");
+        let vmstat = std::fs::read_to_string(out.join("vmstat")).unwrap();
+        // The vmstat file is the report's counters, `name value` a line.
+        let from_json: String = report["vmstat"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{} {}\n", p[0].as_str().unwrap(), p[1]))
+            .collect();
+        assert_eq!(vmstat, from_json);
+        assert!(
+            vmstat.lines().any(|l| l.starts_with("pswpout ")),
+            "{vmstat}"
+        );
+    }
+
+    #[test]
+    fn same_seed_gives_the_same_vmstat() {
+        let seed = 7u64;
+        println!("SEED={seed}");
+        let vmstat = |t: &Tiny| {
+            let out = t.path("out");
+            let o = swapvm!("run", t.config(), "--seed", seed.to_string(), "--out", out);
+            assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+            std::fs::read_to_string(out.join("vmstat")).unwrap()
+        };
+        let (a, b) = (Tiny::new(), Tiny::new());
+        assert_eq!(vmstat(&a), vmstat(&b));
+    }
+}
+
+mod images {
+    use super::*;
+
+    /// The path of a util-linux tool; fails (never skips) if it is missing.
+    fn util_linux(tool: &str) -> PathBuf {
+        for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+            let p = Path::new(dir).join(tool);
+            if p.exists() {
+                return p;
+            }
+        }
+        panic!(
+            "{tool} not found: install util-linux (apt-get install util-linux) to run this test"
+        );
+    }
+
+    const UUID: &str = "0123abcd-4567-89ef-0123-456789abcdef";
+
+    #[test]
+    fn mkswap_then_inspect() {
+        let dir = tempdir();
+        let img = dir.path().join("made.img");
+        let o = swapvm!(
+            "mkswap",
+            img,
+            "--size-mib",
+            "4",
+            "--label",
+            "roundtrip",
+            "--uuid",
+            UUID
+        );
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("roundtrip") && stdout.contains(UUID),
+            "{stdout}"
+        );
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 4 << 20);
+
+        let o = swapvm!("inspect", img);
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        let field = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+                .unwrap_or_else(|| panic!("no {name} in:\n{stdout}"))
+        };
+        assert_eq!(field("label"), "\"roundtrip\"");
+        assert_eq!(field("uuid"), UUID);
+        assert_eq!(field("version"), "1");
+        assert_eq!(field("size"), "4 MiB (1024 pages incl. header)");
+        assert_eq!(field("bad pages"), "0");
+    }
+
+    #[test]
+    fn blkid_recognises_a_swapvm_image() {
+        let dir = tempdir();
+        let img = dir.path().join("blk.img");
+        let o = swapvm!(
+            "mkswap",
+            img,
+            "--size-mib",
+            "2",
+            "--label",
+            "seen-by-blkid",
+            "--uuid",
+            UUID
+        );
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let o = Command::new(util_linux("blkid"))
+            .args(["-p", "-o", "export"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&o);
+        assert!(o.status.success(), "blkid failed: {stdout}{stderr}");
+        let tags: Vec<&str> = stdout.lines().collect();
+        for want in ["TYPE=swap", "LABEL=seen-by-blkid", &format!("UUID={UUID}")] {
+            assert!(tags.contains(&want), "blkid lacks {want}: {tags:?}");
+        }
+    }
+
+    #[test]
+    fn inspect_reads_a_util_linux_image() {
+        let dir = tempdir();
+        let img = dir.path().join("ul.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        let o = Command::new(util_linux("mkswap"))
+            .args(["-L", "from-ul", "-U", UUID])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mkswap failed: {:?}", text(&o));
+        let o = swapvm!("inspect", img);
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("\"from-ul\""), "{stdout}");
+        assert!(stdout.contains(UUID), "{stdout}");
+    }
+}
