@@ -164,7 +164,9 @@ impl Clusters {
         let cpu = cpu % self.percpu_next.len();
         let o = order as usize;
         let hint = self.percpu_next[cpu][o];
-        if hint != NO_HINT {
+        // The hint is one past the last run handed out, so after the last
+        // slot of the device it names a cluster that does not exist.
+        if hint != NO_HINT && hint < table.len() {
             let ci = (hint / SWAPFILE_CLUSTER) as u32;
             if matches!(self.info[ci as usize].list, ClusterList::Nonfull(x) if x == order) {
                 if let Some(off) = self.scan(table, ci, order, hint, cpu) {

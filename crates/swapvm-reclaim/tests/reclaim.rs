@@ -1,0 +1,508 @@
+//! Integration tests of the reclaim policy (mm/vmscan.c counterparts) on a
+//! small machine assembled by hand: 256 frames, a real swap image in
+//! /var/tmp on the io_uring engine, and a [`Reclaimer`]. They check that
+//! kswapd reclaims to the high watermark and frees folios when their
+//! writes complete, that referenced pages survive while cold ones go,
+//! direct reclaim's counters, and the write-error path.
+
+// Tests may unwrap; clippy's allow-unwrap-in-tests does not reach the
+// helpers of an integration-test crate.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use swapvm_core::config::ReclaimConfig;
+use swapvm_core::{Pfn, PteKind, SwpEntry, VmEvent, VmStat, Vpn, Warnings, PAGE_SIZE};
+use swapvm_mm::{pg, FaultStop, LruList, Memory, MmId, Wait, Watermarks};
+use swapvm_reclaim::{Progress, Reclaimer};
+use swapvm_swap::header::mkswap;
+use swapvm_swap::{SwapOnOptions, SwapSubsystem};
+use tempfile::NamedTempFile;
+
+/// Disk-backed directory (O_DIRECT works there; /tmp may be tmpfs).
+const TEST_DIR: &str = "/var/tmp";
+const MIB: u64 = 1 << 20;
+const FRAMES: u32 = 256;
+const LATENCY: u64 = 1;
+const WMARK: Watermarks = Watermarks {
+    min: 16,
+    low: 32,
+    high: 48,
+};
+/// `SWAP_CLUSTER_MAX` of the default config: folios per scan batch.
+const BATCH: u64 = 32;
+
+/// The machine's memory, swap and reclaim, driven by the test.
+struct Rig {
+    mem: Memory,
+    swap: SwapSubsystem,
+    reclaim: Reclaimer,
+    stat: Arc<VmStat>,
+    warn: Arc<Warnings>,
+    mm: MmId,
+    now: u64,
+    _image: NamedTempFile,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let image = tempfile::Builder::new()
+            .prefix("swapvm-reclaim-")
+            .tempfile_in(TEST_DIR)
+            .unwrap_or_else(|e| panic!("cannot create a temp file in {TEST_DIR}: {e}"));
+        mkswap(image.path(), 16 * MIB, "reclaim", None).unwrap();
+        let stat = Arc::new(VmStat::new());
+        let warn = Arc::new(Warnings::new(false));
+        let mut mem = Memory::new(FRAMES, WMARK, Arc::clone(&stat), Arc::clone(&warn)).unwrap();
+        let mut swap = SwapSubsystem::new(Arc::clone(&stat), Arc::clone(&warn), 1, LATENCY);
+        swap.swapon(&SwapOnOptions {
+            path: image.path().to_owned(),
+            priority: 0,
+            // io_uring with O_DIRECT.
+            engine: Default::default(),
+        })
+        .unwrap_or_else(|e| panic!("swapon of a fresh image failed (io_uring needed): {e}"));
+        let reclaim = Reclaimer::new(ReclaimConfig::default(), u64::from(FRAMES));
+        let mm = mem.mm_create();
+        Rig {
+            mem,
+            swap,
+            reclaim,
+            stat,
+            warn,
+            mm,
+            now: 0,
+            _image: image,
+        }
+    }
+
+    fn access(&mut self, vpn: Vpn, write: bool) -> Result<Pfn, FaultStop> {
+        self.mem
+            .access(&mut self.swap, self.mm, vpn, write, self.now)
+    }
+
+    /// Maps `pages` and writes each one with a recognisable pattern.
+    fn fill(&mut self, pages: u64, tag: u8) -> Vpn {
+        let r = self.mem.mmap_anon(self.mm, pages);
+        for i in 0..pages {
+            let pfn = self.access(r.add(i), true).unwrap();
+            self.mem.ram.page_mut(pfn).copy_from_slice(&pattern(tag, i));
+        }
+        r
+    }
+
+    fn pte(&self, vpn: Vpn) -> PteKind {
+        self.mem.pt.lookup(self.mem.mm(self.mm).pgd, vpn).kind()
+    }
+
+    /// Delivers the swap I/O due now, as the machine does: reads complete
+    /// the swap-in, writes end writeback through reclaim. `ok` decides a
+    /// write's outcome by frame. Returns the frames whose writes ended.
+    fn deliver(&mut self, mut ok: impl FnMut(Pfn) -> bool) -> Vec<Pfn> {
+        let mut written = Vec::new();
+        for d in self.swap.complete_due(self.now) {
+            assert!(
+                d.result.is_ok(),
+                "{:?} of {:?}: {:?}",
+                d.kind,
+                d.entry,
+                d.result
+            );
+            let pfn = Pfn(d.cookie as u32);
+            if self.mem.folios.get(pfn).test(pg::WRITEBACK) {
+                let ok = ok(pfn);
+                self.reclaim
+                    .writeback_done(&mut self.mem, &mut self.swap, pfn, ok);
+                written.push(pfn);
+            } else {
+                self.mem.swap_read_done(pfn, Ok(d.buf.as_slice()));
+            }
+            self.swap.recycle(d.buf);
+        }
+        written
+    }
+
+    /// Advances time past the I/O latency and delivers everything.
+    fn settle(&mut self) -> Vec<Pfn> {
+        self.now += LATENCY;
+        self.deliver(|_| true)
+    }
+
+    /// One machine tick: deliver due I/O, wake kswapd if needed, run it.
+    fn tick(&mut self) -> Progress {
+        self.now += 1;
+        self.deliver(|_| true);
+        self.reclaim.maybe_wake_kswapd(&self.mem);
+        self.reclaim
+            .kswapd_tick(&mut self.mem, &mut self.swap, 0, self.now)
+    }
+
+    /// Reads `vpn` back, through swap-in if it was evicted.
+    fn read_back(&mut self, vpn: Vpn) -> Vec<u8> {
+        for _ in 0..4 {
+            match self.access(vpn, false) {
+                Ok(pfn) => return self.mem.ram.page(pfn).to_vec(),
+                Err(FaultStop::Retry(Wait::Folio(_))) => {
+                    self.settle();
+                }
+                Err(e) => panic!("reading {vpn:?}: {e:?}"),
+            }
+        }
+        panic!("{vpn:?} never became readable");
+    }
+
+    fn assert_clean(&self) {
+        let bad = self.swap.check_accounting();
+        assert!(bad.is_empty(), "swap accounting: {bad:#?}");
+        assert_eq!(
+            self.warn.total(),
+            0,
+            "contract warnings: {:#?}",
+            self.warn.records()
+        );
+    }
+}
+
+fn pattern(tag: u8, i: u64) -> Vec<u8> {
+    let mut p = vec![tag; PAGE_SIZE];
+    p[..8].copy_from_slice(&i.to_le_bytes());
+    p
+}
+
+fn swap_entry(k: PteKind) -> Option<SwpEntry> {
+    match k {
+        PteKind::Swap(e) => Some(e),
+        _ => None,
+    }
+}
+
+#[test]
+fn kswapd_reclaims_to_high_then_frees_on_write_completion() {
+    let mut rig = Rig::new();
+    let pages = u64::from(FRAMES) - WMARK.low + 4;
+    let r = rig.fill(pages, 0x11);
+    let free = rig.mem.nr_free();
+    assert!(free < WMARK.low && free > WMARK.min);
+    rig.reclaim.maybe_wake_kswapd(&rig.mem);
+    assert!(rig.reclaim.kswapd_awake());
+    assert_eq!(rig.stat.get(VmEvent::KswapdWake), 1);
+
+    // kswapd runs without I/O being delivered: it stops once free memory
+    // plus writes in flight reach high.
+    let mut scanned = 0;
+    for _ in 0..64 {
+        if rig.mem.nr_free() + rig.reclaim.nr_writeback() >= WMARK.high {
+            break;
+        }
+        rig.now += 1;
+        scanned += rig
+            .reclaim
+            .kswapd_tick(&mut rig.mem, &mut rig.swap, 0, rig.now)
+            .scanned;
+    }
+    let wb = rig.reclaim.nr_writeback();
+    let reached = rig.mem.nr_free() + wb;
+    assert!(reached >= WMARK.high, "kswapd stopped short: {reached}");
+    assert!(
+        reached < WMARK.high + BATCH,
+        "kswapd overshot by more than a batch: {reached}"
+    );
+    assert!(scanned > 0);
+    assert_eq!(rig.stat.get(VmEvent::PgScanKswapd), scanned);
+    assert_eq!(rig.stat.get(VmEvent::PgScanDirect), 0);
+    assert_eq!(rig.mem.nr_free(), free, "dirty pages wait for their writes");
+    assert!(wb > 0);
+    assert_eq!(rig.swap.io_in_flight() as u64, wb, "writes submitted");
+    assert_eq!(rig.stat.get(VmEvent::PswpOut), wb);
+    assert_eq!(rig.stat.get(VmEvent::PgStealKswapd), 0);
+
+    let evicted: Vec<u64> = (0..pages)
+        .filter(|&i| swap_entry(rig.pte(r.add(i))).is_some())
+        .collect();
+    assert_eq!(evicted.len() as u64, wb);
+    for &i in &evicted {
+        let e = swap_entry(rig.pte(r.add(i))).unwrap();
+        assert_eq!(rig.swap.swap_count(e), 1);
+        let pfn = rig.swap.swap_cache_get_folio(e).unwrap();
+        assert!(rig.mem.folios.get(pfn).test(pg::WRITEBACK));
+    }
+
+    // The writes complete: their folios are freed.
+    let written = rig.settle();
+    assert_eq!(written.len() as u64, wb);
+    assert_eq!(rig.reclaim.nr_writeback(), 0);
+    assert_eq!(rig.mem.nr_free(), free + wb);
+    assert_eq!(rig.stat.get(VmEvent::PgStealKswapd), wb);
+    assert_eq!(rig.stat.get(VmEvent::PgStealDirect), 0);
+    for pfn in written {
+        assert!(!rig.mem.folios.get(pfn).test(pg::ALLOCATED), "{pfn:?}");
+    }
+    for &i in &evicted {
+        let e = swap_entry(rig.pte(r.add(i))).unwrap();
+        assert_eq!(rig.swap.swap_cache_get_folio(e), None);
+        assert_eq!(rig.swap.swap_count(e), 1);
+    }
+    rig.assert_clean();
+
+    // Free memory is at high: the next tick puts kswapd to sleep.
+    assert!(rig.mem.nr_free() >= WMARK.high);
+    assert_eq!(rig.tick().scanned, 0);
+    assert!(!rig.reclaim.kswapd_awake());
+
+    // What was written is what comes back.
+    for &i in evicted.iter().take(4) {
+        assert_eq!(rig.read_back(r.add(i)), pattern(0x11, i), "page {i}");
+    }
+    rig.assert_clean();
+}
+
+#[test]
+fn referenced_hot_set_survives_while_the_cold_set_is_evicted() {
+    const HOT: u64 = 16;
+    const COLD: u64 = 64;
+    const STREAM: u64 = 512;
+    let mut rig = Rig::new();
+    // One scan batch per tick, so the hot set can be touched between scans.
+    rig.reclaim.kswapd_batches_per_tick = 1;
+    // The hot set is the oldest: left alone, it would go first.
+    let hot = rig.fill(HOT, 0x48);
+    let cold = rig.fill(COLD, 0x43);
+
+    let touch_hot = |rig: &mut Rig| {
+        for i in 0..HOT {
+            assert!(
+                matches!(rig.pte(hot.add(i)), PteKind::Present { .. }),
+                "hot page {i} was evicted (tick {})",
+                rig.now
+            );
+            rig.access(hot.add(i), false).unwrap();
+        }
+    };
+
+    let stream = rig.mem.mmap_anon(rig.mm, STREAM);
+    for i in 0..STREAM {
+        let mut tries = 0;
+        while let Err(e) = rig.access(stream.add(i), true) {
+            assert_eq!(e, FaultStop::Retry(Wait::Memory));
+            tries += 1;
+            assert!(tries < 100, "reclaim makes no progress");
+            touch_hot(&mut rig);
+            rig.tick();
+        }
+        touch_hot(&mut rig);
+        rig.tick();
+    }
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    assert_eq!(rig.stat.get(VmEvent::AllocStall), 0, "kswapd kept up");
+
+    for i in 0..HOT {
+        assert!(
+            matches!(rig.pte(hot.add(i)), PteKind::Present { .. }),
+            "hot page {i} evicted"
+        );
+    }
+    for i in 0..COLD {
+        assert!(
+            swap_entry(rig.pte(cold.add(i))).is_some(),
+            "cold page {i} still resident: {:?}",
+            rig.pte(cold.add(i))
+        );
+    }
+    let hot_active = (0..HOT)
+        .filter(|&i| match rig.pte(hot.add(i)) {
+            PteKind::Present { pfn, .. } => rig.mem.folios.get(pfn).test(pg::ACTIVE),
+            _ => false,
+        })
+        .count();
+    assert_eq!(hot_active as u64, HOT, "the hot set was activated");
+    assert!(rig.stat.get(VmEvent::PgActivate) >= HOT);
+    assert!(rig.stat.get(VmEvent::PgStealKswapd) >= COLD);
+    for i in [0, COLD / 2, COLD - 1] {
+        assert_eq!(rig.read_back(cold.add(i)), pattern(0x43, i), "cold {i}");
+    }
+    for i in 0..HOT {
+        assert_eq!(rig.read_back(hot.add(i)), pattern(0x48, i), "hot {i}");
+    }
+    rig.assert_clean();
+}
+
+#[test]
+fn direct_reclaim_counts_allocstall_and_pgscan_direct() {
+    let mut rig = Rig::new();
+    let r = rig.mem.mmap_anon(rig.mm, u64::from(FRAMES));
+    let mut n = 0;
+    let stop = loop {
+        match rig.access(r.add(n), true) {
+            Ok(pfn) => {
+                rig.mem.ram.page_mut(pfn).copy_from_slice(&pattern(0x44, n));
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(stop, FaultStop::Retry(Wait::Memory));
+    assert_eq!(rig.mem.nr_free(), WMARK.min);
+
+    // The first pass only finds every page referenced once.
+    let mut calls = 0;
+    let mut writeback = 0;
+    let mut scanned = 0;
+    while writeback == 0 {
+        let p = rig
+            .reclaim
+            .direct_reclaim(&mut rig.mem, &mut rig.swap, 0, rig.now);
+        calls += 1;
+        scanned += p.scanned;
+        writeback += p.writeback;
+        assert_eq!(rig.stat.get(VmEvent::AllocStall), calls);
+        assert!(calls < 32, "direct reclaim makes no progress");
+    }
+    assert!(rig.reclaim.kswapd_awake(), "direct reclaim wakes kswapd");
+    assert!(scanned > 0);
+    assert_eq!(rig.stat.get(VmEvent::PgScanDirect), scanned);
+    assert_eq!(rig.stat.get(VmEvent::PgScanKswapd), 0);
+    assert!(
+        writeback < 2 * BATCH,
+        "one call stops after a batch's worth"
+    );
+    assert_eq!(rig.reclaim.nr_writeback(), writeback);
+
+    let written = rig.settle();
+    assert_eq!(written.len() as u64, writeback);
+    assert_eq!(rig.mem.nr_free(), WMARK.min + writeback);
+    assert_eq!(rig.stat.get(VmEvent::PgStealDirect), writeback);
+    assert_eq!(rig.stat.get(VmEvent::PgStealKswapd), 0);
+
+    // The allocation that failed now succeeds.
+    let pfn = rig.access(r.add(n), true).unwrap();
+    assert!(rig.mem.ram.page(pfn).iter().all(|&b| b == 0));
+    let evicted = (0..n)
+        .find(|&i| swap_entry(rig.pte(r.add(i))).is_some())
+        .unwrap();
+    assert_eq!(rig.read_back(r.add(evicted)), pattern(0x44, evicted));
+    rig.assert_clean();
+}
+
+#[test]
+fn a_write_error_keeps_the_folio_in_memory_dirty_on_the_lru() {
+    let mut rig = Rig::new();
+    let pages = u64::from(FRAMES) - WMARK.low + 4;
+    let r = rig.fill(pages, 0x45);
+    for _ in 0..64 {
+        if rig.reclaim.nr_writeback() > 0 {
+            break;
+        }
+        rig.tick();
+    }
+    let wb = rig.reclaim.nr_writeback();
+    assert!(wb >= 2, "kswapd started writes");
+    let free = rig.mem.nr_free();
+
+    // The first write fails; the others succeed.
+    rig.now += LATENCY;
+    let mut failed = None;
+    let written = rig.deliver(|pfn| {
+        if failed.is_none() {
+            failed = Some(pfn);
+            false
+        } else {
+            true
+        }
+    });
+    assert_eq!(written.len() as u64, wb);
+    let bad = failed.unwrap();
+    assert_eq!(rig.reclaim.nr_writeback(), 0);
+    assert_eq!(rig.mem.nr_free(), free + wb - 1, "the failed folio stays");
+    assert_eq!(rig.stat.get(VmEvent::PgStealKswapd), wb - 1);
+
+    let p = *rig.mem.folios.get(bad);
+    assert!(p.test(pg::ALLOCATED | pg::UPTODATE), "{p:?}");
+    assert!(p.test(pg::DIRTY), "dirty: its swap copy is not valid");
+    assert!(!p.test(pg::WRITEBACK | pg::LOCKED), "{p:?}");
+    assert!(p.test(pg::LRU | pg::ACTIVE), "back on the (active) LRU");
+    let on_lru = rig
+        .mem
+        .lru
+        .members(&mut rig.mem.folios, LruList::ActiveAnon);
+    assert!(on_lru.contains(&bad.0));
+    let e = p.swap.unwrap();
+    assert_eq!(rig.swap.swap_cache_get_folio(e), Some(bad));
+    let i = p.index - r.0;
+    assert_eq!(rig.pte(r.add(i)), PteKind::Swap(e));
+    assert_eq!(rig.swap.swap_count(e), 1);
+    rig.assert_clean();
+
+    // The data is still in memory: the fault is a swap-cache hit.
+    let majflt = rig.stat.get(VmEvent::PgMajFault);
+    let hits = rig.stat.get(VmEvent::SwapCacheHit);
+    assert_eq!(rig.access(r.add(i), false), Ok(bad));
+    assert_eq!(rig.stat.get(VmEvent::PgMajFault), majflt);
+    assert_eq!(rig.stat.get(VmEvent::SwapCacheHit), hits + 1);
+    assert_eq!(rig.mem.ram.page(bad), &pattern(0x45, i)[..]);
+    rig.assert_clean();
+}
+
+#[test]
+fn a_clean_swap_cache_folio_is_dropped_without_a_second_write() {
+    const READ_BACK: u64 = 8;
+    const STREAM: u64 = 600;
+    let mut rig = Rig::new();
+    let pages = u64::from(FRAMES) - WMARK.low + 4;
+    let r = rig.fill(pages, 0x46);
+    for _ in 0..64 {
+        if rig.reclaim.nr_writeback() > 0 {
+            break;
+        }
+        rig.tick();
+    }
+    rig.settle();
+    let evicted: Vec<(u64, SwpEntry)> = (0..pages)
+        .filter_map(|i| swap_entry(rig.pte(r.add(i))).map(|e| (i, e)))
+        .take(READ_BACK as usize)
+        .collect();
+    assert_eq!(evicted.len() as u64, READ_BACK);
+
+    // Read faults bring them back clean, still backed by their slots.
+    for &(i, e) in &evicted {
+        assert_eq!(rig.read_back(r.add(i)), pattern(0x46, i));
+        let pfn = rig.swap.swap_cache_get_folio(e).unwrap();
+        assert_eq!(rig.swap.swap_count(e), 0);
+        assert!(!rig.mem.folios.get(pfn).test(pg::DIRTY));
+    }
+
+    // Memory pressure evicts them again.
+    let stream = rig.mem.mmap_anon(rig.mm, STREAM);
+    for i in 0..STREAM {
+        let mut tries = 0;
+        while let Err(e) = rig.access(stream.add(i), true) {
+            assert_eq!(e, FaultStop::Retry(Wait::Memory));
+            tries += 1;
+            assert!(tries < 100, "reclaim makes no progress");
+            rig.tick();
+        }
+        rig.tick();
+    }
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+
+    // Same slots (no new allocation), and dropped rather than rewritten:
+    // kswapd freed more folios than it wrote.
+    for &(i, e) in &evicted {
+        assert_eq!(rig.pte(r.add(i)), PteKind::Swap(e), "page {i}");
+        assert_eq!(rig.swap.swap_cache_get_folio(e), None);
+        assert_eq!(rig.swap.swap_count(e), 1);
+    }
+    let steal = rig.stat.get(VmEvent::PgStealKswapd);
+    let written = rig.stat.get(VmEvent::PswpOut);
+    assert!(
+        steal >= written + READ_BACK,
+        "pgsteal_kswapd {steal}, pswpout {written}"
+    );
+    for &(i, _) in &evicted {
+        assert_eq!(rig.read_back(r.add(i)), pattern(0x46, i), "page {i}");
+    }
+    rig.assert_clean();
+}
