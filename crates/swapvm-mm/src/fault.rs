@@ -63,17 +63,24 @@ impl Memory {
                 return Ok(pte.pfn());
             }
         }
-        self.handle_mm_fault(swap, id, vpn, write, now)?;
-        // The fault installed a PTE allowing this access; account it.
-        let leaf = self.pt.walk(pgd, vpn).ok_or(FaultStop::Segv)?;
-        let pte = self.pt.pte(leaf);
-        let want = if write {
-            Pte::ACCESSED | Pte::DIRTY
-        } else {
-            Pte::ACCESSED
-        };
-        self.pt.set_pte(leaf, pte.with(want));
-        Ok(pte.pfn())
+        // A fault may resolve only part of the access: a swap-in of a page
+        // whose slot is still shared maps it read-only, and the write then
+        // needs a write-protect fault. Two rounds always suffice.
+        for _ in 0..2 {
+            self.handle_mm_fault(swap, id, vpn, write, now)?;
+            let leaf = self.pt.walk(pgd, vpn).ok_or(FaultStop::Segv)?;
+            let pte = self.pt.pte(leaf);
+            if pte.is_present() && (!write || pte.has(Pte::WRITE)) {
+                let want = if write {
+                    Pte::ACCESSED | Pte::DIRTY
+                } else {
+                    Pte::ACCESSED
+                };
+                self.pt.set_pte(leaf, pte.with(want));
+                return Ok(pte.pfn());
+            }
+        }
+        Err(FaultStop::Retry(Wait::Memory))
     }
 
     /// `handle_mm_fault`.
