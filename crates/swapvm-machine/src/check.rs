@@ -55,10 +55,10 @@ fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Ve
                 continue;
             };
             let want = owners.get(&e).copied().unwrap_or(0);
-            if u32::from(s.count) != want {
+            let count = swap.swap_count(e);
+            if s.binding != SlotBinding::Hibernation && count != want {
                 bad.push(format!(
-                    "slot {e:?}: count {} but {want} swap PTEs own it",
-                    s.count
+                    "slot {e:?}: count {count} but {want} swap PTEs own it"
                 ));
             }
             if let SlotBinding::Folio(pfn) = s.binding {

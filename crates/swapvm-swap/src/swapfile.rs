@@ -19,6 +19,7 @@ use crate::cluster::{Clusters, SWAPFILE_CLUSTER};
 use crate::header::{self, HeaderError, SwapHeader};
 use crate::page_io::PageIo;
 use crate::table::{Slot, SlotBinding, SwapTable, COUNT_LIMIT};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use swapvm_core::{
@@ -54,11 +55,26 @@ pub enum SwapError {
         /// The order asked for.
         order: u8,
     },
-    /// A slot's count is at its limit (continuation not available).
-    #[error("swap count of {entry} at its limit")]
-    CountLimit {
+    /// Allocating a swap count continuation failed (`-ENOMEM` from
+    /// `add_swap_count_continuation`); nothing was changed.
+    #[error("cannot allocate a swap count continuation for {entry}")]
+    NoMem {
         /// The slot.
         entry: SwpEntry,
+    },
+    /// The device is being swapped off and refuses new references.
+    #[error("swap device {ty} is going away")]
+    DeviceDying {
+        /// The device.
+        ty: u8,
+    },
+    /// The device still has users or slots in use.
+    #[error("swap device {ty} is busy: {why}")]
+    Busy {
+        /// The device.
+        ty: u8,
+        /// What holds it.
+        why: String,
     },
     /// The call broke a contract; the warning registry has the details.
     #[error("refused: {rule} ({func})")]
@@ -190,6 +206,9 @@ pub struct SwapInfo {
     pub pages: u64,
     /// Slots allocated (`si->inuse_pages`).
     pub inuse_pages: u64,
+    /// Swap counts above the per-slot maximum (`add_swap_count_continuation`
+    /// pages): slot → excess over the maximum.
+    cont: BTreeMap<u64, u32>,
 }
 
 impl SwapInfo {
@@ -207,6 +226,39 @@ impl SwapInfo {
     }
     fn valid(&self, off: u64) -> bool {
         off > 0 && off < self.table.len()
+    }
+    /// Full swap count of slot `i`, continuation included.
+    fn count(&self, i: u64) -> u32 {
+        u32::from(self.table.count(i)) + self.cont.get(&i).copied().unwrap_or(0)
+    }
+    /// True if +1 on slot `i` needs a new continuation.
+    fn needs_cont(&self, i: u64, max: u16) -> bool {
+        self.table.count(i) >= max && !self.cont.contains_key(&i)
+    }
+    /// +1 on slot `i`; past `max` the excess goes to the continuation.
+    fn inc(&mut self, i: u64, max: u16) {
+        let c = self.table.count(i);
+        if c < max {
+            self.table.set_count(i, c + 1);
+        } else {
+            *self.cont.entry(i).or_default() += 1;
+        }
+    }
+    /// −1 on slot `i` (the continuation first). Context: count > 0.
+    fn dec(&mut self, i: u64) {
+        if let Some(c) = self.cont.get_mut(&i) {
+            *c -= 1;
+            if *c == 0 {
+                self.cont.remove(&i);
+            }
+        } else {
+            let c = self.table.count(i);
+            self.table.set_count(i, c - 1);
+        }
+    }
+    /// Slots whose count uses a continuation.
+    pub fn continued_slots(&self) -> usize {
+        self.cont.len()
     }
 }
 
@@ -233,7 +285,15 @@ pub struct SwapSubsystem {
     pub(crate) warn: Arc<Warnings>,
     pub(crate) io: PageIo,
     cpus: usize,
+    /// Per-slot count maximum before a continuation (the kernel's
+    /// `SWAP_MAP_MAX`, 0x3e).
+    count_max: u16,
+    /// Fault injection: fail this many next continuation allocations.
+    fail_cont_alloc: u32,
 }
+
+/// The kernel's per-slot count maximum in `swap_map` (`SWAP_MAP_MAX`).
+pub const SWAP_MAP_MAX: u16 = 0x3e;
 
 impl SwapSubsystem {
     /// A machine with no swap device yet.
@@ -247,6 +307,8 @@ impl SwapSubsystem {
             warn,
             io: PageIo::new(io_latency_ticks),
             cpus: cpus.max(1),
+            count_max: SWAP_MAP_MAX,
+            fail_cont_alloc: 0,
         }
     }
 
@@ -307,6 +369,31 @@ impl SwapSubsystem {
             clusters,
             pages: nr - bad,
             inuse_pages: 0,
+            cont: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the per-slot count maximum (1 ..= [`COUNT_LIMIT`]); counts above
+    /// it live in continuations. Lower it to exercise the continuation path.
+    pub fn set_count_max(&mut self, max: u16) {
+        self.count_max = max.clamp(1, COUNT_LIMIT);
+    }
+    /// The per-slot count maximum.
+    pub fn count_max(&self) -> u16 {
+        self.count_max
+    }
+    /// Fault injection: the next `n` continuation allocations fail with
+    /// `-ENOMEM` ([`SwapError::NoMem`]).
+    pub fn inject_continuation_enomem(&mut self, n: u32) {
+        self.fail_cont_alloc = n;
+    }
+    /// Takes one injected continuation failure, if any is armed.
+    fn cont_alloc_fails(&mut self) -> bool {
+        if self.fail_cont_alloc > 0 {
+            self.fail_cont_alloc -= 1;
+            true
+        } else {
+            false
         }
     }
 
@@ -350,9 +437,17 @@ impl SwapSubsystem {
             .then(|| d.table.get(entry.offset().0))
     }
 
-    /// Swap count of `entry` (`swp_swapcount`), 0 for an invalid entry.
-    pub fn swap_count(&self, entry: SwpEntry) -> u16 {
-        self.slot(entry).map_or(0, |s| s.count)
+    /// Swap count of `entry` (`swp_swapcount`), continuation included; 0
+    /// for an invalid entry or a bad slot.
+    pub fn swap_count(&self, entry: SwpEntry) -> u32 {
+        let Some(d) = self.device(entry.ty()) else {
+            return 0;
+        };
+        let off = entry.offset().0;
+        if !d.valid(off) || d.table.get(off).is_bad() {
+            return 0;
+        }
+        d.count(off)
     }
 
     fn dev_for(&mut self, entry: SwpEntry, nr: u64) -> Option<&mut SwapInfo> {
@@ -505,8 +600,9 @@ impl SwapSubsystem {
     /// new owner (the page-table lock for a swap PTE).
     ///
     /// # Errors
-    /// [`SwapError::CountLimit`] if a count is at its maximum (nothing is
-    /// changed); [`SwapError::Refused`] on a contract violation.
+    /// [`SwapError::NoMem`] if a count needed a continuation and its
+    /// allocation failed (nothing is changed); [`SwapError::Refused`] on a
+    /// contract violation.
     pub fn folio_dup_swap(
         &mut self,
         folio: &impl SwapFolio,
@@ -514,20 +610,27 @@ impl SwapSubsystem {
     ) -> Result<(), SwapError> {
         let (entry, nr) = self.folio_range(folio, subpage)?;
         self.check_bound(entry, nr, folio.pfn())?;
-        let Some(d) = self.dev_for(entry, nr) else {
+        let off = entry.offset().0;
+        let max = self.count_max;
+        let needs = (off..off + nr).find(|&i| {
+            self.device(entry.ty())
+                .is_some_and(|d| d.needs_cont(i, max))
+        });
+        if let Some(i) = needs {
+            if self.cont_alloc_fails() {
+                return Err(SwapError::NoMem {
+                    entry: entry.add(i - off),
+                });
+            }
+        }
+        let Some(d) = self.device_mut(entry.ty()) else {
             return Err(SwapError::Refused {
                 func: BAD_ENTRY.func,
                 rule: BAD_ENTRY.rule,
             });
         };
-        let off = entry.offset().0;
-        if let Some(i) = (off..off + nr).find(|&i| d.table.count(i) >= COUNT_LIMIT) {
-            return Err(SwapError::CountLimit {
-                entry: entry.add(i - off),
-            });
-        }
         for i in off..off + nr {
-            d.table.set_count(i, d.table.count(i) + 1);
+            d.inc(i, max);
         }
         Ok(())
     }
@@ -552,11 +655,11 @@ impl SwapSubsystem {
         };
         let off = entry.offset().0;
         for i in off..off + nr {
-            let c = d.table.count(i);
+            let c = d.count(i);
             if !warn.warn_on(c == 0, PUT_UNDERFLOW, || {
                 format!("{:?}", entry.add(i - off))
             }) {
-                d.table.set_count(i, c - 1);
+                d.dec(i);
             }
         }
     }
@@ -767,10 +870,17 @@ impl SwapSubsystem {
                 rule: DIRECT_DUP_ZERO.rule,
             });
         }
-        if s.count >= COUNT_LIMIT {
-            return Err(SwapError::CountLimit { entry });
+        let max = self.count_max;
+        if self
+            .device(entry.ty())
+            .is_some_and(|d| d.needs_cont(off, max))
+            && self.cont_alloc_fails()
+        {
+            return Err(SwapError::NoMem { entry });
         }
-        d.table.set_count(off, s.count + 1);
+        if let Some(d) = self.device_mut(entry.ty()) {
+            d.inc(off, max);
+        }
         Ok(())
     }
 
@@ -811,8 +921,8 @@ impl SwapSubsystem {
             }) {
                 continue;
             }
-            d.table.set_count(i, s.count - 1);
-            if s.count == 1 {
+            d.dec(i);
+            if d.count(i) == 0 {
                 match s.binding {
                     SlotBinding::Folio(pfn) => {
                         if out.cached.last() != Some(&pfn) {
