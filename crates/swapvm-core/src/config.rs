@@ -135,6 +135,15 @@ pub struct MachineSection {
     /// Stop after this many ticks (0: run until every process exits).
     #[serde(default)]
     pub max_ticks: u64,
+    /// Per-slot swap count maximum before a continuation is needed (the
+    /// kernel's `SWAP_MAP_MAX`, 0x3e = 62). Lower it to exercise
+    /// continuations.
+    #[serde(default = "default_count_max")]
+    pub swap_count_max: u16,
+}
+
+fn default_count_max() -> u16 {
+    0x3e
 }
 
 /// One `[[swap]]` device.
@@ -160,6 +169,55 @@ pub struct SwapDeviceConfig {
     /// Label written when swapvm creates the image.
     #[serde(default)]
     pub label: String,
+    /// `file` (an image on disk through io_uring) or `zram` (compressed in
+    /// memory; `path` is then only a name).
+    #[serde(default)]
+    pub backend: SwapBackend,
+    /// zram compressor.
+    #[serde(default)]
+    pub compressor: Compressor,
+    /// Slot allocator design.
+    #[serde(default)]
+    pub allocator: Allocator,
+    /// Rotational device: one global allocation cluster, not per CPU.
+    #[serde(default)]
+    pub rotational: bool,
+    /// Discard (punch holes in) clusters that become free.
+    #[serde(default)]
+    pub discard: bool,
+}
+
+/// Where a swap device keeps its pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwapBackend {
+    /// An image file or block device, through io_uring.
+    #[default]
+    File,
+    /// A compressed memory device (drivers/block/zram).
+    Zram,
+}
+
+/// zram's compression algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compressor {
+    /// LZ4 (zram's default).
+    #[default]
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+/// The swap slot allocator design.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allocator {
+    /// Per-order nonfull/frag cluster lists (the current kernel).
+    #[default]
+    PerOrder,
+    /// Large folios only from wholly free clusters (the earlier kernel).
+    FreeClustersOnly,
 }
 
 /// `[reclaim]`.
@@ -264,6 +322,12 @@ impl MachineConfig {
         ensure(m.tick_accesses >= 1, p, "machine.tick_accesses", || {
             "must be at least 1".into()
         })?;
+        ensure(
+            (1..=0x7ffe).contains(&m.swap_count_max),
+            p,
+            "machine.swap_count_max",
+            || format!("{} is outside 1..=32766", m.swap_count_max),
+        )?;
         ensure(
             (1..=1000).contains(&m.io_latency_ticks),
             p,

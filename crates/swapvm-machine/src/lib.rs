@@ -15,17 +15,20 @@
 pub mod check;
 pub mod report;
 pub mod verify;
+mod zram;
 
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use swapvm_core::config::ConfigError;
+use swapvm_core::config::{Allocator, ConfigError, SwapBackend, SwapDeviceConfig};
+use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
 use swapvm_mm::{FaultStop, Memory, MmId, Wait, Watermarks};
 use swapvm_reclaim::Reclaimer;
+use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
 use swapvm_workload::{Op, ProcessGen, WorkloadSpec};
 
@@ -168,6 +171,42 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
     Ok(())
 }
 
+/// Enables one `[[swap]]` device: an image file through io_uring (created
+/// if missing and allowed), or a zram device in memory.
+fn swapon_device(
+    cfg: &MachineConfig,
+    s: &SwapDeviceConfig,
+    swap: &mut SwapSubsystem,
+) -> Result<SwapType, MachineError> {
+    let path = cfg.resolve(&s.path);
+    let o = SwapOnOptions {
+        path: path.clone(),
+        priority: s.priority,
+        engine: EngineConfig {
+            queue_depth: s.queue_depth,
+            direct: s.direct,
+            ..EngineConfig::default()
+        },
+        allocator: match s.allocator {
+            Allocator::PerOrder => AllocatorKind::PerOrder,
+            Allocator::FreeClustersOnly => AllocatorKind::FreeClustersOnly,
+        },
+        rotational: s.rotational,
+        discard: s.discard,
+    };
+    let swap_err = |source| MachineError::Swap {
+        path: path.clone(),
+        source,
+    };
+    match s.backend {
+        SwapBackend::File => {
+            ensure_image(&path, s.size_mib, &s.label, s.create)?;
+            swap.swapon(&o).map_err(swap_err)
+        }
+        SwapBackend::Zram => zram::swapon_zram(s, &o, swap).map_err(swap_err),
+    }
+}
+
 impl Machine {
     /// Builds a machine from a loaded config: maps RAM, creates and enables
     /// the swap devices, and starts the workload's processes.
@@ -207,22 +246,10 @@ impl Machine {
             cpus,
             u64::from(cfg.machine.io_latency_ticks),
         );
+        swap.set_count_max(cfg.machine.swap_count_max);
         let mut verify = verify::Verifier::default();
         for s in &cfg.swap {
-            let path = cfg.resolve(&s.path);
-            ensure_image(&path, s.size_mib, &s.label, s.create)?;
-            let o = SwapOnOptions {
-                path: path.clone(),
-                priority: s.priority,
-                engine: EngineConfig {
-                    queue_depth: s.queue_depth,
-                    direct: s.direct,
-                    ..EngineConfig::default()
-                },
-            };
-            let ty = swap
-                .swapon(&o)
-                .map_err(|source| MachineError::Swap { path, source })?;
+            let ty = swapon_device(&cfg, s, &mut swap)?;
             let slots = swap.device(ty).map_or(0, |d| d.max());
             verify.add_device(ty.0, slots);
         }

@@ -151,7 +151,7 @@ impl Memory {
         now: u64,
     ) -> Result<(), FaultStop> {
         let Some(pfn) = swap.swap_cache_get_folio(entry) else {
-            return self.swapin(swap, id, vma_start, vpn, entry, now);
+            return self.swapin(swap, id, vma_start, vpn, leaf, entry, write, now);
         };
         let p = self.folios.get(pfn);
         if p.test(pg::LOCKED) {
@@ -181,13 +181,16 @@ impl Memory {
     }
 
     /// Starts the swap-in read of `entry` into a new folio in the swap cache.
+    #[allow(clippy::too_many_arguments)]
     fn swapin(
         &mut self,
         swap: &mut SwapSubsystem,
         id: MmId,
         vma_start: u64,
         vpn: Vpn,
+        leaf: (u32, usize),
         entry: SwpEntry,
+        write: bool,
         now: u64,
     ) -> Result<(), FaultStop> {
         let pfn = self
@@ -211,16 +214,27 @@ impl Memory {
                 _ => FaultStop::SigBus,
             });
         }
+        self.stat.inc(VmEvent::PgMajFault);
+        self.lru.add(&mut self.folios, pfn);
+        if swap.swap_zeromap_test(entry, 1) {
+            // swap_read_folio_zeromap: the page was all zeros and never
+            // written; it reads back without I/O.
+            self.ram.page_mut(pfn).fill(0);
+            let p = self.folios.get_mut(pfn);
+            p.set(pg::UPTODATE);
+            p.clear(pg::LOCKED);
+            self.stat.inc(VmEvent::SwpinZero);
+            return self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now);
+        }
         if let Err(e) = swap.swap_read_folio(entry, 1, u64::from(pfn.0), now) {
             tracing::error!("swap read of {entry:?} failed to start: {e}");
+            self.lru.del(&mut self.folios, pfn);
             let mut f = self.folios.folio(pfn);
             swap.swap_cache_del_folio(&mut f, None);
             f.page.clear(pg::LOCKED);
             self.free_frame(pfn);
             return Err(FaultStop::SigBus);
         }
-        self.stat.inc(VmEvent::PgMajFault);
-        self.lru.add(&mut self.folios, pfn);
         Err(FaultStop::Retry(Wait::Folio(pfn)))
     }
 

@@ -52,6 +52,7 @@ impl Vm {
             priority: 0,
             // io_uring with O_DIRECT.
             engine: Default::default(),
+            ..Default::default()
         })
         .unwrap_or_else(|e| panic!("swapon of a fresh image failed (io_uring needed): {e}"));
         Vm {

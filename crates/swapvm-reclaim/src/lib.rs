@@ -51,6 +51,15 @@ impl Progress {
     }
 }
 
+/// What `pageout` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageOut {
+    /// The write was submitted.
+    Writeback,
+    /// Nothing to write (zero page): the folio is clean now.
+    Clean,
+}
+
 /// What `folio_check_references` decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FolioRef {
@@ -315,22 +324,27 @@ impl Reclaimer {
         }
         if mem.folios.get(pfn).test(pg::DIRTY) {
             match self.pageout(mem, swap, pfn, who, now) {
-                Ok(()) => prog.writeback += 1,
+                Ok(PageOut::Writeback) => {
+                    prog.writeback += 1;
+                    return;
+                }
+                Ok(PageOut::Clean) => {}
                 Err(e) => {
                     tracing::warn!("pageout of {pfn:?} failed to start: {e}");
                     mem.folios.get_mut(pfn).clear(pg::LOCKED);
-                    Self::putback(mem, pfn, true);
+                    return Self::putback(mem, pfn, true);
                 }
             }
-            return;
         }
         // Clean and unmapped: its swap copy is current; drop it now.
         mem.remove_mapping(swap, pfn, None);
         prog.reclaimed += 1;
     }
 
-    /// `pageout` → `swap_writepage`: submits the write and leaves the folio
-    /// isolated, unlocked, under writeback; [`Self::writeback_done`] frees it.
+    /// `pageout` → `swap_writeout`: an all-zero page is only marked in the
+    /// zeromap (no I/O; the folio is clean at once and freed by the caller);
+    /// otherwise the write is submitted and the folio left isolated,
+    /// unlocked, under writeback until [`Self::writeback_done`] frees it.
     fn pageout(
         &mut self,
         mem: &mut Memory,
@@ -338,13 +352,20 @@ impl Reclaimer {
         pfn: Pfn,
         who: Who,
         now: u64,
-    ) -> Result<(), SwapError> {
+    ) -> Result<PageOut, SwapError> {
         let Some(entry) = mem.folios.get(pfn).swap else {
             return Err(SwapError::Refused {
                 func: "pageout",
                 rule: "folio not in swap cache",
             });
         };
+        let zero = mem.ram.page(pfn).iter().all(|&b| b == 0);
+        swap.swap_zeromap_folio_set(&mem.folios.folio(pfn), zero);
+        if zero {
+            mem.stat.inc(VmEvent::SwpoutZero);
+            mem.folios.get_mut(pfn).clear(pg::DIRTY);
+            return Ok(PageOut::Clean);
+        }
         swap.swap_writepage(entry, mem.ram.page(pfn), u64::from(pfn.0), now)?;
         let f = mem.folios.get_mut(pfn);
         f.clear(pg::DIRTY | pg::LOCKED);
@@ -353,7 +374,7 @@ impl Reclaimer {
             f.set(pg::RECLAIM_DIRECT);
         }
         self.nr_writeback += 1;
-        Ok(())
+        Ok(PageOut::Writeback)
     }
 
     /// End of a swap-out write (`folio_end_writeback`). On success a folio

@@ -60,6 +60,7 @@ impl Rig {
             priority: 0,
             // io_uring with O_DIRECT.
             engine: Default::default(),
+            ..Default::default()
         })
         .unwrap_or_else(|e| panic!("swapon of a fresh image failed (io_uring needed): {e}"));
         let reclaim = Reclaimer::new(ReclaimConfig::default(), u64::from(FRAMES));

@@ -11,8 +11,13 @@
 //! order, then `nonfull[order]`, then a `free` cluster, then `frag[order]`;
 //! order 0 finally steals from the frag and nonfull lists of other orders.
 //!
-//! Simplification: no discard list yet, and one allocator design (the
-//! per-order lists); the earlier whole-free-cluster design is future work.
+//! Two designs, selectable per device so they can be compared on one
+//! workload ([`AllocatorKind`]): the current one above, and the earlier one
+//! in which a large folio takes only a wholly free cluster and order 0 uses
+//! per-CPU clusters and then any cluster with room, with no per-order lists.
+//!
+//! Simplification: freed clusters are discarded at once (when enabled),
+//! not through a discard list and worker.
 
 use crate::table::SwapTable;
 use swapvm_core::list::{Link, ListHead};
@@ -23,6 +28,36 @@ pub const SWAPFILE_CLUSTER: u64 = 512;
 pub const NR_ORDERS: usize = 10;
 const _: () = assert!(SWAPFILE_CLUSTER.is_power_of_two());
 const _: () = assert!(1 << (NR_ORDERS - 1) == SWAPFILE_CLUSTER);
+
+/// Which allocator design a device uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AllocatorKind {
+    /// Per-order nonfull/frag lists; a cluster remembers its order
+    /// (the kernel since the swap allocator rework).
+    #[default]
+    PerOrder,
+    /// Large folios only from wholly free clusters; order 0 from per-CPU
+    /// clusters, then any cluster with a free slot.
+    FreeClustersOnly,
+}
+
+impl AllocatorKind {
+    /// Parses a config name: `"per-order"` or `"free-clusters-only"`.
+    pub fn parse(s: &str) -> Option<AllocatorKind> {
+        match s {
+            "per-order" => Some(AllocatorKind::PerOrder),
+            "free-clusters-only" => Some(AllocatorKind::FreeClustersOnly),
+            _ => None,
+        }
+    }
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AllocatorKind::PerOrder => "per-order",
+            AllocatorKind::FreeClustersOnly => "free-clusters-only",
+        }
+    }
+}
 
 /// Which list a cluster is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +92,10 @@ pub struct Clusters {
     nonfull: [ListHead; NR_ORDERS],
     frag: [ListHead; NR_ORDERS],
     full: ListHead,
-    /// Per CPU, per order: the next offset to try (`percpu_swap_cluster`).
+    /// Per CPU, per order: the next offset to try (`percpu_swap_cluster`;
+    /// one shared entry is the global cluster of a rotational device).
     percpu_next: Vec<[u64; NR_ORDERS]>,
+    kind: AllocatorKind,
 }
 
 const NO_HINT: u64 = u64::MAX;
@@ -66,7 +103,7 @@ const NO_HINT: u64 = u64::MAX;
 impl Clusters {
     /// Clusters for a table; slots already marked bad in `table` are
     /// counted as in use.
-    pub fn new(table: &SwapTable, cpus: usize) -> Self {
+    pub fn new(table: &SwapTable, cpus: usize, kind: AllocatorKind) -> Self {
         let nr = table.len().div_ceil(SWAPFILE_CLUSTER) as usize;
         let mut c = Clusters {
             info: vec![
@@ -83,6 +120,7 @@ impl Clusters {
             frag: [ListHead::default(); NR_ORDERS],
             full: ListHead::default(),
             percpu_next: vec![[NO_HINT; NR_ORDERS]; cpus.max(1)],
+            kind,
         };
         for ci in 0..nr {
             let base = ci as u64 * SWAPFILE_CLUSTER;
@@ -174,6 +212,9 @@ impl Clusters {
                 }
             }
         }
+        if self.kind == AllocatorKind::FreeClustersOnly {
+            return self.alloc_free_clusters_only(table, order, cpu);
+        }
         if let Some(off) = self.alloc_from_list(table, ClusterList::Nonfull(order), order, cpu) {
             return Some(off);
         }
@@ -193,6 +234,37 @@ impl Clusters {
                     if let Some(off) = self.alloc_from_list(table, l, 0, cpu) {
                         return Some(off);
                     }
+                }
+            }
+        }
+        None
+    }
+
+    /// The earlier design: a fresh free cluster, and for order 0 any
+    /// cluster with room (`scan_swap_map_slots`), lowest first.
+    fn alloc_free_clusters_only(
+        &mut self,
+        table: &SwapTable,
+        order: u8,
+        cpu: usize,
+    ) -> Option<u64> {
+        if let Some(ci) = self.free.first() {
+            self.info[ci as usize].order = order;
+            self.move_cluster(ci, ClusterList::Nonfull(order));
+            if let Some(off) = self.scan(table, ci, order, u64::from(ci) * SWAPFILE_CLUSTER, cpu) {
+                return Some(off);
+            }
+        }
+        if order > 0 {
+            return None;
+        }
+        for ci in 0..self.info.len() as u32 {
+            if matches!(
+                self.info[ci as usize].list,
+                ClusterList::Nonfull(_) | ClusterList::Frag(_)
+            ) {
+                if let Some(off) = self.scan(table, ci, 0, u64::from(ci) * SWAPFILE_CLUSTER, cpu) {
+                    return Some(off);
                 }
             }
         }
@@ -309,7 +381,7 @@ mod tests {
     #[test]
     fn header_slot_is_never_allocated_and_runs_are_aligned() {
         let mut t = table(4 * SWAPFILE_CLUSTER);
-        let mut c = Clusters::new(&t, 1);
+        let mut c = Clusters::new(&t, 1, AllocatorKind::PerOrder);
         let a = c.alloc(&t, 0, 0).unwrap();
         assert_ne!(a, 0);
         take(&mut t, a, 0);
@@ -326,7 +398,7 @@ mod tests {
     #[test]
     fn fill_then_free_returns_cluster_to_free_list() {
         let mut t = table(2 * SWAPFILE_CLUSTER);
-        let mut c = Clusters::new(&t, 2);
+        let mut c = Clusters::new(&t, 2, AllocatorKind::PerOrder);
         let mut got = vec![];
         while let Some(off) = c.alloc(&t, 0, 0) {
             take(&mut t, off, 0);

@@ -19,12 +19,16 @@
 
 pub mod cluster;
 pub mod header;
+pub mod hibernate;
 pub mod page_io;
 pub mod swapfile;
 pub mod table;
 
+pub use cluster::AllocatorKind;
+pub use hibernate::SwsuspExtents;
 pub use page_io::{DeviceIoStats, SwapIoDone};
 pub use swapfile::{
-    sites, PutDirect, SwapError, SwapFolio, SwapInfo, SwapOnOptions, SwapSubsystem,
+    sites, OrderStats, PutDirect, SeedBugs, SwapDeviceRef, SwapError, SwapFolio, SwapInfo,
+    SwapOnOptions, SwapSubsystem,
 };
 pub use table::{Slot, SlotBinding};

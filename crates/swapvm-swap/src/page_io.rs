@@ -103,6 +103,13 @@ impl PageIo {
         self.stats[i] = DeviceIoStats::default();
     }
 
+    /// Drops the engine of a device being removed (swapoff).
+    pub(crate) fn detach(&mut self, ty: SwapType) {
+        if let Some(e) = self.engines.get_mut(ty.0 as usize) {
+            *e = None;
+        }
+    }
+
     fn buf(&mut self, len: usize) -> AlignedBuf {
         match self.pool.pop() {
             Some(b) if b.len() == len => b,

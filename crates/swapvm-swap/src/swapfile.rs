@@ -15,7 +15,7 @@
 //! warning registry at a named [`WarnSite`]; the operation is then refused
 //! rather than applied to the wrong slot.
 
-use crate::cluster::{Clusters, SWAPFILE_CLUSTER};
+use crate::cluster::{AllocatorKind, Clusters, NR_ORDERS, SWAPFILE_CLUSTER};
 use crate::header::{self, HeaderError, SwapHeader};
 use crate::page_io::PageIo;
 use crate::table::{Slot, SlotBinding, SwapTable, COUNT_LIMIT};
@@ -179,7 +179,7 @@ pub mod sites {
 use sites::*;
 
 /// Options for enabling a device (`swapon`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SwapOnOptions {
     /// The image file or block device.
     pub path: PathBuf,
@@ -187,6 +187,23 @@ pub struct SwapOnOptions {
     pub priority: i32,
     /// io_uring engine settings.
     pub engine: EngineConfig,
+    /// Allocator design.
+    pub allocator: AllocatorKind,
+    /// A rotational device: one global cluster instead of per-CPU ones
+    /// (the kernel's `!SWP_SOLIDSTATE`).
+    pub rotational: bool,
+    /// Discard freed clusters (punch holes in an image file; `swapon -d`).
+    pub discard: bool,
+}
+
+/// Per-order allocation figures (the mTHP `swpout` / `swpout_fallback`
+/// sysfs counters are built on these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderStats {
+    /// Successful `folio_alloc_swap` of this order.
+    pub alloc: u64,
+    /// Failed ones (no aligned run on any device).
+    pub alloc_fail: u64,
 }
 
 /// One active swap device (`struct swap_info_struct`).
@@ -209,6 +226,14 @@ pub struct SwapInfo {
     /// Swap counts above the per-slot maximum (`add_swap_count_continuation`
     /// pages): slot → excess over the maximum.
     cont: BTreeMap<u64, u32>,
+    /// References taken by [`SwapSubsystem::get_swap_device`] and not put.
+    pub users: u32,
+    /// swapoff has begun: no new references or allocations.
+    pub dying: bool,
+    /// The image opened for discards (hole punching), when enabled.
+    discard: Option<std::fs::File>,
+    /// Clusters discarded.
+    pub discards: u64,
 }
 
 impl SwapInfo {
@@ -273,6 +298,15 @@ pub struct PutDirect {
     pub cached: Vec<Pfn>,
 }
 
+/// A reference on a swap device from [`SwapSubsystem::get_swap_device`];
+/// give it back with [`SwapSubsystem::put_swap_device`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a swap device reference must be put with put_swap_device"]
+pub struct SwapDeviceRef {
+    /// The device.
+    pub ty: SwapType,
+}
+
 /// All swap devices of a machine and the global counters.
 #[derive(Debug)]
 pub struct SwapSubsystem {
@@ -290,6 +324,22 @@ pub struct SwapSubsystem {
     count_max: u16,
     /// Fault injection: fail this many next continuation allocations.
     fail_cont_alloc: u32,
+    order_stats: [OrderStats; NR_ORDERS],
+    /// Switches that re-introduce bugs the seed review found (off by
+    /// default), for regression tests of the checker.
+    pub bugs: SeedBugs,
+}
+
+/// Bugs found in review of the swap-entry API patch, each re-introducible
+/// so tests and users can see the checker catch it. All off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedBugs {
+    /// `free_all_swap_pages` walks each extent with an exclusive end,
+    /// leaking the last slot of every extent.
+    pub hib_free_exclusive_end: bool,
+    /// `swap_alloc_hibernation_slot` lowers `nr_swap_pages` a second time
+    /// after the allocator already did.
+    pub hib_alloc_double_dec: bool,
 }
 
 /// The kernel's per-slot count maximum in `swap_map` (`SWAP_MAP_MAX`).
@@ -309,6 +359,8 @@ impl SwapSubsystem {
             cpus: cpus.max(1),
             count_max: SWAP_MAP_MAX,
             fail_cont_alloc: 0,
+            order_stats: [OrderStats::default(); NR_ORDERS],
+            bugs: SeedBugs::default(),
         }
     }
 
@@ -321,6 +373,17 @@ impl SwapSubsystem {
                 path: opts.path.clone(),
                 source,
             })?;
+        self.swapon_engine(opts, header, Box::new(engine))
+    }
+
+    /// Enables a device whose header and engine the caller provides (a
+    /// memory device such as zram, which has no image file to read).
+    pub fn swapon_engine(
+        &mut self,
+        opts: &SwapOnOptions,
+        header: SwapHeader,
+        engine: Box<dyn swapvm_io::BlockEngine>,
+    ) -> Result<SwapType, SwapError> {
         let ty_idx = match self.devices.iter().position(Option::is_none) {
             Some(i) => i,
             None if self.devices.len() < SwapType::MAX as usize => {
@@ -330,11 +393,17 @@ impl SwapSubsystem {
             None => return Err(SwapError::TooManyDevices),
         };
         let ty = SwapType(ty_idx as u8);
-        let info = Self::make_info(ty, opts, header, self.cpus);
+        let mut info = Self::make_info(ty, opts, header, self.cpus);
+        if opts.discard && std::fs::metadata(&opts.path).is_ok_and(|m| m.is_file()) {
+            info.discard = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&opts.path)
+                .ok();
+        }
         self.nr_swap_pages += info.pages as i64;
         self.total_swap_pages += info.pages;
         self.devices[ty_idx] = Some(info);
-        self.io.attach(ty, Box::new(engine));
+        self.io.attach(ty, engine);
         self.avail.push(ty);
         let devices = &self.devices;
         self.avail.sort_by_key(|t| {
@@ -359,7 +428,8 @@ impl SwapSubsystem {
                 bad += 1;
             }
         }
-        let clusters = Clusters::new(&table, cpus);
+        let cpus = if opts.rotational { 1 } else { cpus };
+        let clusters = Clusters::new(&table, cpus, opts.allocator);
         SwapInfo {
             ty,
             priority: opts.priority,
@@ -370,6 +440,10 @@ impl SwapSubsystem {
             pages: nr - bad,
             inuse_pages: 0,
             cont: BTreeMap::new(),
+            users: 0,
+            dying: false,
+            discard: None,
+            discards: 0,
         }
     }
 
@@ -472,6 +546,19 @@ impl SwapSubsystem {
         }
         d.clusters.free(off, nr);
         d.inuse_pages -= nr;
+        let ci = (off / SWAPFILE_CLUSTER) as usize;
+        if d.clusters.info(ci).count == 0 {
+            if let Some(f) = &d.discard {
+                // A wholly free cluster has no I/O in flight: every slot
+                // left the swap cache, and writeback holds the cache.
+                let len = SWAPFILE_CLUSTER * swapvm_core::PAGE_SIZE as u64;
+                let flags =
+                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+                if rustix::fs::fallocate(f, flags, ci as u64 * len, len).is_ok() {
+                    d.discards += 1;
+                }
+            }
+        }
         self.nr_swap_pages += nr as i64;
     }
 
@@ -520,7 +607,15 @@ impl SwapSubsystem {
             let Some(d) = self.devices[ty.0 as usize].as_mut() else {
                 continue;
             };
+            if d.dying {
+                continue;
+            }
             let Some(off) = d.clusters.alloc(&d.table, order, cpu) else {
+                continue;
+            };
+            self.rotate_same_priority(i);
+            self.order_stats[order as usize].alloc += 1;
+            let Some(d) = self.devices[ty.0 as usize].as_mut() else {
                 continue;
             };
             for s in off..off + nr {
@@ -535,7 +630,92 @@ impl SwapSubsystem {
             return Ok(entry);
         }
         self.stat.inc(VmEvent::SwapAllocFail);
+        self.order_stats[order as usize].alloc_fail += 1;
         Err(SwapError::NoSpace { order })
+    }
+
+    /// Moves the device at `avail[i]` behind the others of its priority,
+    /// so equal priorities share allocations round robin (the kernel
+    /// requeues on `swap_avail_head`).
+    fn rotate_same_priority(&mut self, i: usize) {
+        let prio = |t: SwapType, devs: &Vec<Option<SwapInfo>>| {
+            devs[t.0 as usize].as_ref().map_or(i32::MIN, |d| d.priority)
+        };
+        let p = prio(self.avail[i], &self.devices);
+        let end = (i..self.avail.len())
+            .take_while(|&j| prio(self.avail[j], &self.devices) == p)
+            .last()
+            .map_or(i, |j| j + 1);
+        if end > i + 1 {
+            self.avail[i..end].rotate_left(1);
+        }
+    }
+
+    /// Per-order allocation figures.
+    pub fn order_stats(&self) -> &[OrderStats; NR_ORDERS] {
+        &self.order_stats
+    }
+
+    // ---- device references (get_swap_device / put_swap_device) -------------
+
+    /// `get_swap_device`: pins the device of `entry` against swapoff.
+    /// `None` for an invalid entry or a device being swapped off.
+    #[must_use]
+    pub fn get_swap_device(&mut self, entry: SwpEntry) -> Option<SwapDeviceRef> {
+        let d = self.device_mut(entry.ty())?;
+        if d.dying || !d.valid(entry.offset().0) {
+            return None;
+        }
+        d.users += 1;
+        Some(SwapDeviceRef { ty: entry.ty() })
+    }
+
+    /// `put_swap_device`: drops a reference from [`Self::get_swap_device`].
+    pub fn put_swap_device(&mut self, r: SwapDeviceRef) {
+        if let Some(d) = self.device_mut(r.ty) {
+            d.users = d.users.saturating_sub(1);
+        }
+    }
+
+    /// Starts swapoff of `ty`: the device takes no new references or
+    /// allocations from now on. Slots in use stay valid until
+    /// [`Self::swapoff_finish`].
+    pub fn swapoff_begin(&mut self, ty: SwapType) -> Result<(), SwapError> {
+        let d = self
+            .device_mut(ty)
+            .ok_or(SwapError::DeviceDying { ty: ty.0 })?;
+        d.dying = true;
+        Ok(())
+    }
+
+    /// Finishes swapoff: removes the device once no slot is in use and no
+    /// reference is held. On `Busy` the device stays, still dying; call
+    /// [`Self::swapoff_abort`] to put it back in service.
+    pub fn swapoff_finish(&mut self, ty: SwapType) -> Result<(), SwapError> {
+        let d = self.device(ty).ok_or(SwapError::DeviceDying { ty: ty.0 })?;
+        if d.users > 0 || d.inuse_pages > 0 {
+            return Err(SwapError::Busy {
+                ty: ty.0,
+                why: format!(
+                    "{} references held, {} slots in use",
+                    d.users, d.inuse_pages
+                ),
+            });
+        }
+        let pages = d.pages;
+        self.devices[ty.0 as usize] = None;
+        self.avail.retain(|&t| t != ty);
+        self.io.detach(ty);
+        self.nr_swap_pages -= pages as i64;
+        self.total_swap_pages -= pages;
+        Ok(())
+    }
+
+    /// Puts a dying device back in service (swapoff failed).
+    pub fn swapoff_abort(&mut self, ty: SwapType) {
+        if let Some(d) = self.device_mut(ty) {
+            d.dying = false;
+        }
     }
 
     /// Checks the folio-helper context and returns the slot range.
@@ -834,6 +1014,37 @@ impl SwapSubsystem {
         folio.set_swap(None);
     }
 
+    // ---- zeromap -------------------------------------------------------------
+
+    /// Marks (or unmarks) the folio's slots as holding an all-zero page
+    /// that was not written (`swap_zeromap_folio_set` / `_clear`).
+    ///
+    /// # Context
+    /// Folio locked and in the swap cache.
+    pub fn swap_zeromap_folio_set(&mut self, folio: &impl SwapFolio, zero: bool) {
+        let Ok((entry, nr)) = self.folio_range(folio, None) else {
+            return;
+        };
+        if self.check_bound(entry, nr, folio.pfn()).is_err() {
+            return;
+        }
+        if let Some(d) = self.device_mut(entry.ty()) {
+            for i in entry.offset().0..entry.offset().0 + nr {
+                d.table.set_zero(i, zero);
+            }
+        }
+    }
+
+    /// True if every slot from `entry` for `nr` pages holds a zero page
+    /// that reads back without I/O.
+    pub fn swap_zeromap_test(&self, entry: SwpEntry, nr: u64) -> bool {
+        let Some(d) = self.device(entry.ty()) else {
+            return false;
+        };
+        let off = entry.offset().0;
+        d.valid(off) && d.valid(off + nr - 1) && (off..off + nr).all(|i| d.table.zero(i))
+    }
+
     // ---- direct helpers (no folio) ----------------------------------------
 
     /// `swap_dup_entry_direct`: +1 on an entry held by an owner with no
@@ -945,12 +1156,18 @@ impl SwapSubsystem {
     /// never touched by the routines above. `nr_swap_pages` drops by one.
     pub fn swap_alloc_hibernation_slot(&mut self, ty: SwapType) -> Option<SwpEntry> {
         let d = self.devices.get_mut(ty.0 as usize)?.as_mut()?;
+        if d.dying {
+            return None;
+        }
         let off = d.clusters.alloc(&d.table, 0, 0)?;
         d.table.clear(off);
         d.table.set_count(off, 1);
         d.table.set_binding(off, SlotBinding::Hibernation);
         d.inuse_pages += 1;
         self.nr_swap_pages -= 1;
+        if self.bugs.hib_alloc_double_dec {
+            self.nr_swap_pages -= 1;
+        }
         SwpEntry::new(ty, SwapOffset(off))
     }
 

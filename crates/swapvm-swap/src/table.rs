@@ -3,9 +3,10 @@
 //! Word layout:
 //!
 //! ```text
-//! bits  0..=15  swap count: owners holding the entry (PTEs, shmem
+//! bits  0..=14  swap count: owners holding the entry (PTEs, shmem
 //!               mappings); COUNT_BAD marks a slot that is never allocated
 //!               (the header page, bad pages, the tail of the last cluster)
+//! bit  15       zeromap: the slot's page was all zeros and was not written
 //! bits 16..=17  tag: 0 nothing bound, 1 folio (swap cache), 2 shadow,
 //!               3 hibernation-owned
 //! bits 18..=63  payload: the folio's head pfn, or the shadow value
@@ -18,11 +19,13 @@
 use swapvm_core::Pfn;
 
 /// Count value of a slot that can never be allocated.
-pub const COUNT_BAD: u16 = u16::MAX;
+pub const COUNT_BAD: u16 = 0x7fff;
 /// Largest ordinary swap count a slot can hold.
 pub const COUNT_LIMIT: u16 = COUNT_BAD - 1;
 
-const COUNT_MASK: u64 = 0xffff;
+const COUNT_MASK: u64 = 0x7fff;
+const ZERO_BIT: u64 = 1 << 15;
+const LOW_MASK: u64 = 0xffff;
 const TAG_SHIFT: u32 = 16;
 const TAG_MASK: u64 = 0b11 << TAG_SHIFT;
 const PAYLOAD_SHIFT: u32 = 18;
@@ -127,7 +130,24 @@ impl SwapTable {
             SlotBinding::Hibernation => (TAG_HIBERNATION, 0),
         };
         let w = &mut self.words[i as usize];
-        *w = (*w & COUNT_MASK) | (tag << TAG_SHIFT) | (payload << PAYLOAD_SHIFT);
+        *w = (*w & LOW_MASK) | (tag << TAG_SHIFT) | (payload << PAYLOAD_SHIFT);
+    }
+
+    /// The zeromap bit of slot `i`.
+    #[inline]
+    pub fn zero(&self, i: u64) -> bool {
+        self.words[i as usize] & ZERO_BIT != 0
+    }
+
+    /// Sets or clears the zeromap bit of slot `i`.
+    #[inline]
+    pub fn set_zero(&mut self, i: u64, zero: bool) {
+        let w = &mut self.words[i as usize];
+        if zero {
+            *w |= ZERO_BIT;
+        } else {
+            *w &= !ZERO_BIT;
+        }
     }
 
     /// Marks slot `i` as never allocatable.

@@ -106,6 +106,7 @@ impl Dev {
                 priority: 0,
                 // io_uring with O_DIRECT, the default.
                 engine: EngineConfig::default(),
+                ..Default::default()
             })
             .unwrap_or_else(|e| panic!("swapon of a fresh image failed (io_uring needed): {e}"));
         Dev {
