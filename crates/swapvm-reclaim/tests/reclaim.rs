@@ -507,3 +507,39 @@ fn a_clean_swap_cache_folio_is_dropped_without_a_second_write() {
     }
     rig.assert_clean();
 }
+
+/// Zero-filled pages are recorded in the zeromap instead of written, and
+/// swap back in as zeros without I/O (`swpout_zero`, `swpin_zero`).
+#[test]
+fn zero_pages_swap_out_and_in_without_io() {
+    let mut rig = Rig::new();
+    let pages = u64::from(FRAMES) - WMARK.low + 4;
+    let r = rig.mem.mmap_anon(rig.mm, pages);
+    for i in 0..pages {
+        // Written (so dirty), but with zeros.
+        let pfn = rig.access(r.add(i), true).unwrap();
+        rig.mem.ram.page_mut(pfn).fill(0);
+    }
+    for _ in 0..64 {
+        rig.tick();
+        if rig.stat.get(VmEvent::SwpoutZero) > 0 && rig.mem.nr_free() >= WMARK.high {
+            break;
+        }
+    }
+    let zero_out = rig.stat.get(VmEvent::SwpoutZero);
+    assert!(zero_out > 0, "zero pages were reclaimed");
+    assert_eq!(rig.stat.get(VmEvent::PswpOut), 0, "nothing was written");
+    let evicted: Vec<u64> = (0..pages)
+        .filter(|&i| swap_entry(rig.pte(r.add(i))).is_some())
+        .collect();
+    assert_eq!(evicted.len() as u64, zero_out);
+    let i = evicted[0];
+    let pfn = rig
+        .access(r.add(i), false)
+        .expect("a zero swap-in needs no I/O, so no retry");
+    assert!(rig.mem.ram.page(pfn).iter().all(|&b| b == 0));
+    assert_eq!(rig.stat.get(VmEvent::SwpinZero), 1);
+    assert_eq!(rig.stat.get(VmEvent::PswpIn), 0);
+    assert_eq!(rig.stat.get(VmEvent::PgMajFault), 1);
+    rig.assert_clean();
+}
