@@ -195,6 +195,48 @@ impl Clusters {
         v
     }
 
+    /// Checks list membership against the counts: every cluster is on the
+    /// list its state names and on no other; `free` iff no slot in use,
+    /// `full` iff every slot in use. One line per violation.
+    pub fn check_lists(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        let mut links = self.links.clone();
+        let mut seen = vec![0u8; self.info.len()];
+        let heads = std::iter::once((ClusterList::Free, self.free))
+            .chain(std::iter::once((ClusterList::Full, self.full)))
+            .chain((0..NR_ORDERS).map(|o| (ClusterList::Nonfull(o as u8), self.nonfull[o])))
+            .chain((0..NR_ORDERS).map(|o| (ClusterList::Frag(o as u8), self.frag[o])));
+        for (l, head) in heads {
+            for ci in head.collect(&mut links) {
+                seen[ci as usize] += 1;
+                if self.info[ci as usize].list != l {
+                    bad.push(format!(
+                        "cluster {ci} is on {l:?} but says {:?}",
+                        self.info[ci as usize].list
+                    ));
+                }
+            }
+        }
+        for (ci, info) in self.info.iter().enumerate() {
+            if seen[ci] != 1 {
+                bad.push(format!("cluster {ci} is on {} lists", seen[ci]));
+            }
+            let full = u64::from(info.count) == SWAPFILE_CLUSTER;
+            let ok = match info.list {
+                ClusterList::Free => info.count == 0,
+                ClusterList::Full => full,
+                ClusterList::Nonfull(_) | ClusterList::Frag(_) => info.count > 0 && !full,
+            };
+            if !ok {
+                bad.push(format!(
+                    "cluster {ci} on {:?} with {} slots in use",
+                    info.list, info.count
+                ));
+            }
+        }
+        bad
+    }
+
     /// Finds `1 << order` free, aligned slots, marks them in use in the
     /// cluster counts, and returns the first offset. The caller binds the
     /// slots in the table before anything else looks at it.

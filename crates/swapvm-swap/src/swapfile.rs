@@ -1215,6 +1215,12 @@ impl SwapSubsystem {
                 }
                 inuse += used - bad_slots;
             }
+            bad.extend(
+                d.clusters
+                    .check_lists()
+                    .into_iter()
+                    .map(|l| format!("swap type {}: {l}", d.ty.0)),
+            );
             if inuse != d.inuse_pages {
                 bad.push(format!(
                     "swap type {}: inuse_pages {} but {inuse} slots in use",

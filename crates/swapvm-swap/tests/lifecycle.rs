@@ -736,16 +736,45 @@ fn swap_writepage_then_swap_read_folio_round_trip() {
 /// says are legal at that point; with none, the step is skipped.
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { order: u8, cpu: usize },
-    Dup { folio: usize, subpage: Option<u32> },
-    Put { folio: usize, subpage: Option<u32> },
-    DirectDup { slot: usize },
-    DirectPut { slot: usize, nr: u64 },
-    Free { folio: usize },
-    CacheDel { folio: usize, shadow: Option<u64> },
-    CacheAdd { slot: usize },
+    Alloc {
+        order: u8,
+        cpu: usize,
+    },
+    Dup {
+        folio: usize,
+        subpage: Option<u32>,
+    },
+    Put {
+        folio: usize,
+        subpage: Option<u32>,
+    },
+    DirectDup {
+        slot: usize,
+    },
+    DirectPut {
+        slot: usize,
+        nr: u64,
+    },
+    Free {
+        folio: usize,
+    },
+    CacheDel {
+        folio: usize,
+        shadow: Option<u64>,
+    },
+    CacheAdd {
+        slot: usize,
+    },
     HibAlloc,
-    HibFree { slot: usize },
+    HibFree {
+        slot: usize,
+    },
+    /// Pin the device of a slot, begin swapoff, check that new references
+    /// and allocations are refused and that swapoff cannot finish, then
+    /// drop the pin and abort: nothing may change.
+    SwapoffRefusal {
+        slot: usize,
+    },
 }
 
 /// One op, with allocation given weight `alloc_weight` (out of about 20
@@ -766,6 +795,7 @@ fn op(alloc_weight: u32, orders: (u8, u8)) -> impl Strategy<Value = Op> {
         1 => sel.prop_map(|slot| Op::CacheAdd { slot }),
         2 => Just(Op::HibAlloc),
         1 => sel.prop_map(|slot| Op::HibFree { slot }),
+        1 => sel.prop_map(|slot| Op::SwapoffRefusal { slot }),
     ]
 }
 
@@ -1046,6 +1076,33 @@ fn apply(d: &mut Dev, m: &mut Model, op: &Op) -> bool {
             };
             d.swap.swap_free_hibernation_slot(e);
             m.slots.remove(&e);
+        }
+        Op::SwapoffRefusal { slot } => {
+            let used: Vec<SwpEntry> = m.slots.keys().copied().collect();
+            let Some(e) = Model::nth(&used, slot) else {
+                return false;
+            };
+            let r = d
+                .swap
+                .get_swap_device(e)
+                .expect("a live device gives a reference");
+            d.swap.swapoff_begin(d.ty).unwrap();
+            assert!(
+                d.swap.get_swap_device(e).is_none(),
+                "dying device gave a reference"
+            );
+            let mut f = TestFolio::locked(u32::MAX, 0);
+            assert!(matches!(
+                d.swap.folio_alloc_swap(&mut f, 0),
+                Err(SwapError::NoSpace { .. })
+            ));
+            assert!(d.swap.swap_alloc_hibernation_slot(d.ty).is_none());
+            assert!(matches!(
+                d.swap.swapoff_finish(d.ty),
+                Err(SwapError::Busy { .. })
+            ));
+            d.swap.put_swap_device(r);
+            d.swap.swapoff_abort(d.ty);
         }
     }
     true
