@@ -3,11 +3,17 @@
 //! completions come out, in any order. [`UringEngine`] drives io_uring from
 //! its own thread with batched submission and O_DIRECT; [`SyncEngine`] does
 //! plain pread/pwrite on the calling thread, as the reference for
-//! differential tests and as a fallback. It is the only crate in the
-//! workspace with `unsafe` code, and all of it is here: the aligned buffer
-//! and the hand-off of buffers to the kernel. It refuses to know about swap
-//! slots, swap entries, clusters or folios: it moves bytes at byte offsets,
+//! differential tests and as a fallback; [`UringQueue`] is the bare ring and
+//! a pool of buffers, driven from the caller's own thread, for a caller that
+//! keeps its own requests in flight. It is the only crate in the workspace
+//! with `unsafe` code, and all of it is here: the aligned buffer and the
+//! hand-off of buffers to the kernel. The engines refuse to know about swap
+//! slots, swap entries, clusters or folios: they move bytes at byte offsets,
 //! and the swap layer above decides which bytes go where.
+//!
+//! [`diskbench`] measures swap-shaped I/O on a real disk (`swapvm
+//! diskbench`). It knows the swap geometry only to imitate it: where the
+//! allocator would place swap-outs and readahead its reads.
 //!
 //! # Ownership model
 //!
@@ -22,8 +28,11 @@
 #![warn(missing_docs)]
 
 mod buf;
+pub mod diskbench;
 mod psync;
+mod queue;
 mod uring;
+mod zram;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -32,7 +41,9 @@ use std::path::{Path, PathBuf};
 
 pub use buf::AlignedBuf;
 pub use psync::SyncEngine;
+pub use queue::{QueueCompletion, QueueConfig, QueueError, QueueFeatures, UringQueue};
 pub use uring::UringEngine;
+pub use zram::{Compressor, ZramEngine, ZramStats};
 
 /// Size of one block, and the alignment of every offset, length and buffer.
 pub const BLOCK_SIZE: usize = 4096;
@@ -91,6 +102,12 @@ pub struct EngineConfig {
     pub queue_depth: u32,
     /// Open with `O_DIRECT`, bypassing the page cache.
     pub direct: bool,
+    /// [`UringEngine`] only: have an SQPOLL kernel thread take submissions,
+    /// sleeping after this many idle milliseconds. It saves the submit
+    /// system call and costs a CPU while busy. `None` (the default): no
+    /// SQPOLL. If the kernel refuses it, the engine does without, and says
+    /// so in the log.
+    pub sqpoll_idle_ms: Option<u32>,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +115,7 @@ impl Default for EngineConfig {
         EngineConfig {
             queue_depth: 64,
             direct: true,
+            sqpoll_idle_ms: None,
         }
     }
 }
@@ -276,5 +294,6 @@ mod tests {
         let cfg = EngineConfig::default();
         assert_eq!(cfg.queue_depth, 64);
         assert!(cfg.direct);
+        assert_eq!(cfg.sqpoll_idle_ms, None);
     }
 }

@@ -2,14 +2,41 @@
 //!
 //! # Threads and channels
 //!
-//! The caller's side ([`UringEngine`]) only touches two crossbeam channels:
-//! requests go to the `swapvm-uring` thread, completions come back. The
-//! thread ([`Worker`]) owns the ring, the file and every buffer the kernel
-//! may be using. Its loop: if nothing is in flight, sleep on the request
-//! channel; otherwise take every request already queued, push as many SQEs
-//! as the queue depth allows (the rest wait in `pending`), submit the batch
-//! and wait for at least one completion in the same system call, reap every
-//! CQE, and send the completions back.
+//! The caller's side ([`UringEngine`]) only touches two crossbeam channels
+//! and a doorbell: requests go to the `swapvm-uring` thread, completions
+//! come back. The thread ([`Worker`]) creates and owns the ring, and owns
+//! the file and every buffer the kernel may be using. Its loop: if nothing
+//! is in flight, sleep on the request channel; otherwise take every request
+//! already queued, push as many SQEs as the queue depth allows (the rest
+//! wait in `pending`), submit the batch and wait for at least one
+//! completion in the same system call, reap every CQE, and send the
+//! completions back.
+//!
+//! # The doorbell
+//!
+//! While the thread waits in the kernel for a completion it cannot see the
+//! request channel, so a request sent meanwhile would wait for an unrelated
+//! completion before reaching the disk. The doorbell is an eventfd with a
+//! poll request armed in the ring: a caller that finds the thread asleep in
+//! the kernel writes to it, the poll completes and the thread wakes. The
+//! thread only listens for it while the ring is less than half full, which
+//! is when a request left in the channel leaves the disk idle. The
+//! `sleeping` flag keeps that to one write per sleep, and costs a sender
+//! nothing while the thread is awake: the thread sets the flag and then
+//! looks at the channel; a sender sends and then swaps the flag; with a
+//! SeqCst fence between the two steps on each side, either the thread sees
+//! the request or the sender sees the flag (the store-load pattern of
+//! Dekker's algorithm).
+//!
+//! # Ring set-up
+//!
+//! The thread builds the ring itself, so the ring can be `SINGLE_ISSUER |
+//! DEFER_TASKRUN` (only that thread ever touches it; completions are posted
+//! when it waits, not by interrupting it), and registers the file so SQEs
+//! skip the file-table lookup. SQPOLL is used if the configuration asks.
+//! Each falls back to the plain way if the kernel refuses. Buffers are not
+//! registered: each request brings its own, and registering per request
+//! would cost the system call it saves.
 //!
 //! # Buffer ownership (the soundness argument)
 //!
@@ -28,18 +55,20 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{opcode, types, IoUring};
 
+use crate::queue::{build_ring, register_file, release_registrations, rw_entry, Target};
 use crate::{
     duration_ns, open_device, validate, AlignedBuf, BlockEngine, EngineConfig, IoCompletion,
-    IoError, IoKind, IoRequest,
+    IoError, IoRequest, QueueFeatures,
 };
 
 /// Name of the engine thread, as seen in `top -H` and panic messages.
@@ -48,6 +77,9 @@ const THREAD_NAME: &str = "swapvm-uring";
 /// How often `wait_complete` re-checks that a completion can still come,
 /// for the case where another thread took the last one.
 const WAIT_RECHECK: Duration = Duration::from_millis(50);
+
+/// `user_data` of the doorbell's poll request; slab indices never reach it.
+const DOORBELL: u64 = u64::MAX;
 
 /// What the caller sends to the engine thread.
 enum Msg {
@@ -64,6 +96,7 @@ enum Msg {
 #[derive(Debug)]
 pub struct UringEngine {
     req_tx: Sender<Msg>,
+    doorbell: Arc<Doorbell>,
     done_rx: Receiver<IoCompletion>,
     /// `None` once the thread has been joined.
     worker: Option<JoinHandle<()>>,
@@ -94,25 +127,45 @@ impl UringEngine {
             path: path.to_path_buf(),
             source,
         };
-        // CLAMP: a depth above the kernel's maximum becomes the maximum
-        // instead of EINVAL.
-        let ring = IoUring::builder()
-            .setup_clamp()
-            .build(cfg.queue_depth)
-            .map_err(setup_err)?;
-        // The CQ has at least as many entries as the SQ, so keeping at most
-        // `depth` requests in the kernel can never overflow it.
-        let depth = (cfg.queue_depth as usize).min(ring.params().sq_entries() as usize);
+        let doorbell = Arc::new(Doorbell::new().map_err(setup_err)?);
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
-        let worker = Worker::new(ring, file, req_rx, done_tx, depth);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let worker_cfg = cfg.clone();
+        let worker_bell = Arc::clone(&doorbell);
+        // The thread builds the ring (see "Ring set-up") and reports whether
+        // it could before taking requests.
         let handle = thread::Builder::new()
             .name(THREAD_NAME.to_owned())
-            .spawn(move || worker.run())
+            .spawn(
+                move || match Worker::new(file, &worker_cfg, req_rx, done_tx, worker_bell) {
+                    Ok(worker) => {
+                        let _ = ready_tx.send(Ok(worker.depth));
+                        worker.run();
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                },
+            )
             .map_err(setup_err)?;
+        let depth = match ready_rx.recv() {
+            Ok(Ok(depth)) => depth,
+            Ok(Err(source)) => {
+                let _ = handle.join();
+                return Err(setup_err(source));
+            }
+            Err(_) => {
+                let _ = handle.join();
+                return Err(setup_err(io::Error::other(
+                    "the engine thread died while setting up the ring",
+                )));
+            }
+        };
         tracing::debug!(path = %path.display(), depth, size_bytes, direct = cfg.direct, "io_uring engine open");
         Ok(UringEngine {
             req_tx,
+            doorbell,
             done_rx,
             worker: Some(handle),
             in_flight: AtomicUsize::new(0),
@@ -136,6 +189,7 @@ impl UringEngine {
         };
         // A send error means the thread has already exited; join reports why.
         let _ = self.req_tx.send(Msg::Shutdown);
+        self.doorbell.ring();
         if handle.join().is_err() {
             tracing::error!(
                 "{THREAD_NAME} thread panicked; buffers it held were leaked, \
@@ -169,6 +223,7 @@ impl BlockEngine for UringEngine {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(IoError::EngineGone);
         }
+        self.doorbell.ring();
         Ok(())
     }
 
@@ -201,6 +256,68 @@ impl BlockEngine for UringEngine {
     }
 }
 
+/// An eventfd the worker polls in its ring, and whether it is asleep in the
+/// kernel. See "The doorbell" in the module documentation.
+#[derive(Debug)]
+struct Doorbell {
+    fd: OwnedFd,
+    /// The worker is (about to be) waiting in the kernel and has not been
+    /// rung since it said so.
+    sleeping: AtomicBool,
+}
+
+impl Doorbell {
+    fn new() -> io::Result<Doorbell> {
+        // SAFETY: eventfd takes no pointers; it returns a new descriptor or
+        // -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor just returned by eventfd, owned by
+        // nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Doorbell {
+            fd,
+            sleeping: AtomicBool::new(false),
+        })
+    }
+
+    /// Sender side, after sending: wakes the worker if it sleeps in the
+    /// kernel.
+    fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+            // A failure (EAGAIN: the counter is saturated) means the
+            // doorbell is already ringing.
+            let _ = unsafe {
+                libc::write(
+                    self.fd.as_raw_fd(),
+                    std::ptr::from_ref(&one).cast(),
+                    std::mem::size_of::<u64>(),
+                )
+            };
+        }
+    }
+
+    /// Worker side, after its poll fired: resets the counter, so the next
+    /// poll waits for the next ring.
+    fn reset(&self) {
+        let mut count: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64. The descriptor is
+        // non-blocking; EAGAIN (nothing to reset) is fine.
+        let _ = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                std::ptr::from_mut(&mut count).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+}
+
 /// A request whose SQE has been pushed and whose CQE has not been reaped.
 struct InFlight {
     /// Owns the buffer the kernel is using. Untouched until the CQE arrives.
@@ -215,7 +332,13 @@ struct Worker {
     // refers to. (The kernel holds its own file references, but there is no
     // reason to lean on that.)
     ring: IoUring,
-    file: File,
+    /// Held open: SQEs name its descriptor, or the registered slot that
+    /// refers to it.
+    _file: File,
+    target: Target,
+    doorbell: Arc<Doorbell>,
+    /// The doorbell's poll request is in the ring.
+    doorbell_armed: bool,
     req_rx: Receiver<Msg>,
     done_tx: Sender<IoCompletion>,
     /// Most requests in the kernel at once.
@@ -234,16 +357,35 @@ struct Worker {
 }
 
 impl Worker {
+    /// Builds the ring (on the calling thread, which becomes its only
+    /// issuer) and registers the file.
     fn new(
-        ring: IoUring,
         file: File,
+        cfg: &EngineConfig,
         req_rx: Receiver<Msg>,
         done_tx: Sender<IoCompletion>,
-        depth: usize,
-    ) -> Worker {
-        Worker {
+        doorbell: Arc<Doorbell>,
+    ) -> io::Result<Worker> {
+        // One entry more than the depth, for the doorbell's poll request.
+        let entries = cfg.queue_depth.saturating_add(1);
+        let (ring, features) = build_ring(entries, cfg.sqpoll_idle_ms, true)?;
+        // CLAMP may have made the ring smaller than asked. The CQ has at
+        // least as many entries as the SQ, so keeping at most `depth + 1`
+        // requests in the kernel can never overflow it.
+        let sq_entries = ring.params().sq_entries() as usize;
+        let depth = (cfg.queue_depth as usize).min(sq_entries.saturating_sub(1).max(1));
+        let target = register_file(&ring, &file);
+        tracing::debug!(
+            ?features,
+            fixed_file = matches!(target, Target::Fixed(_)),
+            "io_uring engine ring"
+        );
+        Ok(Worker {
             ring,
-            file,
+            _file: file,
+            target,
+            doorbell,
+            doorbell_armed: false,
             req_rx,
             done_tx,
             depth,
@@ -252,7 +394,7 @@ impl Worker {
             pending: VecDeque::new(),
             in_kernel: 0,
             accepting: true,
-        }
+        })
     }
 
     /// The thread's body.
@@ -311,7 +453,7 @@ impl Worker {
     /// pushed.
     fn push_sqes(&mut self) {
         let started = Instant::now();
-        let fd = types::Fd(self.file.as_raw_fd());
+        let target = self.target;
         let mut sq = self.ring.submission();
         while self.in_kernel < self.depth {
             let Some(req) = self.pending.pop_front() else {
@@ -322,14 +464,15 @@ impl Worker {
                 self.slab.len() - 1
             });
             let slot = self.slab[idx].insert(InFlight { req, started });
-            let entry = sqe(fd, &mut slot.req, idx);
+            let entry = sqe(target, &mut slot.req, idx);
             // SAFETY: the SQE points at `slot.req.buf`, whose owner now sits
             // in `slab[idx]` and stays there, unread, unmoved and unfreed,
             // until the CQE with user_data `idx` is reaped (or is leaked if
             // the worker dies first); the heap bytes of an `AlignedBuf` do
-            // not move with it. The length is the buffer's own. `fd` belongs
-            // to `self.file`, which outlives every in-flight request because
-            // the worker does not exit while any is in the kernel.
+            // not move with it. The length is the buffer's own. The target
+            // is `self._file` (or its registered slot), which outlives every
+            // in-flight request because the worker does not exit while any
+            // is in the kernel.
             let pushed = unsafe { sq.push(&entry) };
             if pushed.is_err() {
                 // Unreachable while depth <= SQ entries, but if the SQ is
@@ -342,7 +485,24 @@ impl Worker {
             }
             self.in_kernel += 1;
         }
-        // Dropping `sq` publishes the new tail to the kernel.
+        drop(sq);
+        // Dropping `sq` published the new tail to the kernel.
+        if self.accepting && !self.doorbell_armed {
+            self.arm_doorbell();
+        }
+    }
+
+    /// Puts the doorbell's poll request in the ring. It has one SQ entry of
+    /// its own (the ring has `depth + 1`).
+    fn arm_doorbell(&mut self) {
+        let fd = types::Fd(self.doorbell.fd.as_raw_fd());
+        let entry = opcode::PollAdd::new(fd, libc::POLLIN as u32)
+            .build()
+            .user_data(DOORBELL);
+        // SAFETY: a poll request points at no memory; the eventfd is kept
+        // open by `self.doorbell` for as long as the ring exists (the ring
+        // is dropped first, cancelling the poll).
+        self.doorbell_armed = unsafe { self.ring.submission().push(&entry) }.is_ok();
     }
 
     /// Submits the pushed SQEs and waits for at least one completion in the
@@ -352,7 +512,26 @@ impl Worker {
     ///
     /// A ring error other than EINTR, EAGAIN or EBUSY: the ring is unusable.
     fn submit_and_reap(&mut self) -> io::Result<()> {
-        let want = usize::from(self.in_kernel > 0);
+        let mut want = usize::from(self.in_kernel > 0);
+        // Only worth a wake-up while the ring is less than half full: with
+        // more in flight the next completion comes soon anyway, and waking
+        // for every single request would cost more than it saves.
+        let underfilled = self.in_kernel * 2 < self.depth;
+        if want > 0 && underfilled && self.accepting && self.doorbell_armed {
+            // Announce the sleep, then look at the channel once more: see
+            // "The doorbell".
+            self.doorbell.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if !self.req_rx.is_empty() {
+                want = 0;
+            }
+        }
+        let res = self.enter(want);
+        self.doorbell.sleeping.store(false, Ordering::SeqCst);
+        res
+    }
+
+    fn enter(&mut self, want: usize) -> io::Result<()> {
         loop {
             match self.ring.submit_and_wait(want) {
                 Ok(_) => break,
@@ -379,6 +558,11 @@ impl Worker {
         let reaped_at = Instant::now();
         let mut reaped = 0;
         for cqe in self.ring.completion() {
+            if cqe.user_data() == DOORBELL {
+                self.doorbell.reset();
+                self.doorbell_armed = false;
+                continue;
+            }
             reaped += 1;
             let idx = cqe.user_data() as usize;
             let Some(InFlight { req, started }) = self.slab.get_mut(idx).and_then(Option::take)
@@ -451,21 +635,23 @@ impl Drop for Worker {
                 std::mem::forget(req.buf);
             }
         }
+        // Release the registered file now rather than in the kernel's
+        // asynchronous ring teardown (see `UringQueue`'s `Drop`). A request
+        // still in flight keeps its own reference to the file.
+        let features = QueueFeatures {
+            fixed_file: matches!(self.target, Target::Fixed(_)),
+            ..QueueFeatures::default()
+        };
+        release_registrations(&self.ring, features);
     }
 }
 
 /// Builds the SQE for `req`, tagged with its slab index.
-fn sqe(fd: types::Fd, req: &mut IoRequest, idx: usize) -> squeue::Entry {
+fn sqe(target: Target, req: &mut IoRequest, idx: usize) -> io_uring::squeue::Entry {
     // `validate` rejected buffers longer than u32::MAX at submit.
     let len = u32::try_from(req.buf.len()).unwrap_or(u32::MAX);
     let ptr = req.buf.as_mut_ptr();
-    let entry = match req.kind {
-        IoKind::Read => opcode::Read::new(fd, ptr, len).offset(req.offset).build(),
-        IoKind::Write => opcode::Write::new(fd, ptr.cast_const(), len)
-            .offset(req.offset)
-            .build(),
-    };
-    entry.user_data(idx as u64)
+    rw_entry(target, req.kind, ptr, len, req.offset, None).user_data(idx as u64)
 }
 
 /// Sends a completion. The receiver lives until the engine has joined this

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use swapvm_io::{
-    AlignedBuf, BlockEngine, EngineConfig, IoCompletion, IoError, IoKind, IoRequest, SyncEngine,
-    UringEngine, BLOCK_SIZE,
+    AlignedBuf, BlockEngine, EngineConfig, IoCompletion, IoError, IoKind, IoRequest, QueueConfig,
+    QueueError, SyncEngine, UringEngine, UringQueue, BLOCK_SIZE,
 };
 use tempfile::NamedTempFile;
 
@@ -41,6 +41,7 @@ mod util {
         let cfg = EngineConfig {
             queue_depth,
             direct: true,
+            ..EngineConfig::default()
         };
         match UringEngine::open(path, &cfg) {
             Ok(engine) => engine,
@@ -50,6 +51,23 @@ mod util {
                 std::error::Error::source(&e)
             ),
         }
+    }
+
+    /// Opens a `UringQueue` of `slots` slots of `slot_len` bytes, failing
+    /// loudly like `open_uring`.
+    pub fn open_queue(path: &Path, queue_depth: u32, slots: usize, slot_len: usize) -> UringQueue {
+        let cfg = QueueConfig {
+            queue_depth,
+            slots,
+            slot_len,
+            ..QueueConfig::default()
+        };
+        UringQueue::open(path, &cfg).unwrap_or_else(|e| {
+            panic!(
+                "\n\n*** io_uring queue could not be opened: {e}\n*** cause: {:?}\n\n",
+                std::error::Error::source(&e)
+            )
+        })
     }
 
     pub fn open_sync(path: &Path) -> SyncEngine {
@@ -154,9 +172,23 @@ mod roundtrip {
         let cfg = EngineConfig {
             queue_depth: 8,
             direct: false,
+            ..EngineConfig::default()
         };
         let engine = UringEngine::open(file.path(), &cfg).unwrap();
         write_then_read_back(&engine);
+    }
+
+    #[test]
+    fn uring_sqpoll_write_then_read_back() {
+        let file = temp_file(4 * MIB);
+        let cfg = EngineConfig {
+            queue_depth: 8,
+            sqpoll_idle_ms: Some(10),
+            ..EngineConfig::default()
+        };
+        let engine = UringEngine::open(file.path(), &cfg).unwrap();
+        write_then_read_back(&engine);
+        assert!(engine.shutdown().is_empty());
     }
 
     #[test]
@@ -314,6 +346,96 @@ mod shutdown {
         seen.sort_unstable();
         assert_eq!(seen, (0..n).collect::<Vec<_>>());
         assert_on_disk(file.path(), n);
+    }
+
+    /// One engine lifetime through everything at once: five times more
+    /// requests than the queue holds, some of them failing in the kernel
+    /// (a write far beyond the largest file ext4 allows: EFBIG), some
+    /// reading past the end (a zero count), one rejected before
+    /// submission, and a shutdown while most are still queued or in
+    /// flight. Every accepted tag must come back exactly once, with its
+    /// buffer, and every good write must be on disk.
+    #[test]
+    fn full_queue_errors_and_shutdown_lose_no_completion() {
+        let file = temp_file(MIB);
+        let engine = open_uring(file.path(), 4);
+        let beyond_max_file = 1u64 << 50;
+        let mut accepted = Vec::new();
+        for tag in 0..20u64 {
+            let req = match tag % 5 {
+                0 => write_req(tag, beyond_max_file, patterned(BLOCK_SIZE, tag)),
+                1 => read_req(tag, 64 * MIB, BLOCK_SIZE),
+                _ => write_req(
+                    tag,
+                    tag * BLOCK_SIZE as u64,
+                    patterned(BLOCK_SIZE, tag + 77),
+                ),
+            };
+            engine.submit(req).unwrap();
+            accepted.push(tag);
+        }
+        let rejected = engine.submit(read_req(99, 100, BLOCK_SIZE));
+        assert!(matches!(rejected, Err(IoError::Rejected { .. })));
+        let mut done: BTreeMap<u64, IoCompletion> = BTreeMap::new();
+        if let Ok(c) = engine.wait_complete() {
+            done.insert(c.tag, c);
+        }
+        for c in engine.shutdown() {
+            let tag = c.tag;
+            assert!(done.insert(tag, c).is_none(), "tag {tag} completed twice");
+        }
+        assert_eq!(done.keys().copied().collect::<Vec<_>>(), accepted);
+        for (tag, c) in &done {
+            assert_eq!(c.buf.len(), BLOCK_SIZE, "tag {tag} lost its buffer");
+            match tag % 5 {
+                0 => assert!(c.result.is_err(), "write at 2^50 succeeded: {:?}", c.result),
+                1 => assert_eq!(c.result.as_ref().unwrap(), &0, "read past the end"),
+                _ => assert_eq!(c.result.as_ref().unwrap(), &BLOCK_SIZE, "tag {tag}"),
+            }
+        }
+        let bytes = std::fs::read(file.path()).unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            MIB,
+            "the failed writes must not extend the file"
+        );
+        for tag in (0..20u64).filter(|t| t % 5 >= 2) {
+            let at = tag as usize * BLOCK_SIZE;
+            assert!(
+                bytes[at..at + BLOCK_SIZE] == *patterned(BLOCK_SIZE, tag + 77).as_slice(),
+                "block {tag} not on disk"
+            );
+        }
+    }
+
+    /// Requests sent while the engine thread waits in the kernel for a slow
+    /// batch must reach the disk and complete (the doorbell path): submit
+    /// in several bursts, each while earlier ones are still in flight.
+    #[test]
+    fn requests_sent_while_the_thread_waits_all_complete() {
+        let file = temp_file(8 * MIB);
+        let engine = open_uring(file.path(), 64);
+        let mut tag = 0u64;
+        let mut done = 0usize;
+        for burst in 0..50 {
+            for _ in 0..(1 + burst % 7) {
+                let off = (tag % 2048) * BLOCK_SIZE as u64;
+                engine
+                    .submit(write_req(tag, off, patterned(BLOCK_SIZE, tag)))
+                    .unwrap();
+                tag += 1;
+            }
+            // Take one (the thread is then most likely back in the kernel
+            // waiting for the rest) before the next burst.
+            let c = engine.wait_complete().unwrap();
+            assert_eq!(c.result.unwrap(), BLOCK_SIZE);
+            done += 1;
+        }
+        while engine.in_flight() > 0 {
+            assert_eq!(engine.wait_complete().unwrap().result.unwrap(), BLOCK_SIZE);
+            done += 1;
+        }
+        assert_eq!(done as u64, tag);
     }
 
     #[test]
@@ -492,8 +614,81 @@ mod differential {
         Ok(())
     }
 
+    /// Most ops in one batch, and the largest op, in blocks: the queue's
+    /// slots must hold one batch.
+    const MAX_BATCH: usize = 64;
+    const MAX_OP_BLOCKS: usize = 16;
+
+    /// Runs one batch through a `UringQueue`, slot `i` carrying the batch's
+    /// `i`-th op, and returns (tag, result, bytes read) per op. When the
+    /// queue is full it takes completions before pushing more.
+    fn run_queue(q: &mut UringQueue, batch: &[(u64, Op)]) -> BTreeMap<u64, (usize, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        let take = |q: &mut UringQueue, out: &mut BTreeMap<u64, (usize, Vec<u8>)>| {
+            q.submit(1).unwrap();
+            while let Some(c) = q.complete() {
+                let (tag, _) = &batch[c.slot];
+                let n = c.result.unwrap_or_else(|e| panic!("tag {tag}: {e}"));
+                let bytes = match c.kind {
+                    IoKind::Read => q.buf(c.slot).unwrap()[..n].to_vec(),
+                    IoKind::Write => Vec::new(),
+                };
+                out.insert(*tag, (n, bytes));
+            }
+        };
+        for (slot, (_, op)) in batch.iter().enumerate() {
+            let (block, blocks) = match *op {
+                Op::Read { block, blocks } | Op::Write { block, blocks, .. } => (block, blocks),
+            };
+            let len = blocks * BLOCK_SIZE;
+            let kind = match *op {
+                Op::Read { .. } => IoKind::Read,
+                Op::Write { seed, .. } => {
+                    fill(&mut q.buf_mut(slot).unwrap()[..len], seed);
+                    IoKind::Write
+                }
+            };
+            let offset = block * BLOCK_SIZE as u64;
+            while let Err(QueueError::Full { .. }) = q.push(slot, kind, offset, len) {
+                take(q, &mut out);
+            }
+        }
+        while q.in_flight() > 0 {
+            take(q, &mut out);
+        }
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// The same sequence through `UringQueue` (registered buffers and
+        /// file) and through pread/pwrite.
+        #[test]
+        fn queue_matches_psync(ops in prop::collection::vec(op(), 1..MAX_BATCH), depth in 1u32..16) {
+            let file_a = temp_file(FILE_BLOCKS * BLOCK_SIZE as u64);
+            let file_b = temp_file(FILE_BLOCKS * BLOCK_SIZE as u64);
+            let mut q = open_queue(file_a.path(), depth, MAX_BATCH, MAX_OP_BLOCKS * BLOCK_SIZE);
+            let psync = open_sync(file_b.path());
+            for batch in batches(&ops) {
+                let done_a = run_queue(&mut q, &batch);
+                let done_b = run(&psync, &batch);
+                prop_assert_eq!(done_a.len(), batch.len());
+                for (tag, (na, bytes_a)) in &done_a {
+                    let b = &done_b[tag];
+                    let nb = *b.result.as_ref().unwrap();
+                    prop_assert_eq!(*na, nb, "tag {} transferred different counts", tag);
+                    if b.kind == IoKind::Read {
+                        prop_assert!(bytes_a[..] == b.buf.as_slice()[..nb], "tag {} read different bytes", tag);
+                    }
+                }
+            }
+            drop(q);
+            let bytes_a = std::fs::read(file_a.path()).unwrap();
+            let bytes_b = std::fs::read(file_b.path()).unwrap();
+            prop_assert_eq!(bytes_a.len(), bytes_b.len());
+            prop_assert!(bytes_a == bytes_b, "files differ");
+        }
 
         #[test]
         fn uring_matches_psync(ops in prop::collection::vec(op(), 1..64), depth in 1u32..16) {
@@ -514,5 +709,421 @@ mod differential {
             prop_assert_eq!(bytes_a.len(), bytes_b.len());
             prop_assert!(bytes_a == bytes_b, "files differ");
         }
+    }
+}
+
+/// `UringQueue`: the caller-driven ring with its own buffer slots.
+mod queue {
+    use super::util::*;
+    use super::*;
+
+    /// Submits and takes every completion, checking each slot's result.
+    fn wait_all(q: &mut UringQueue) -> BTreeMap<usize, swapvm_io::QueueCompletion> {
+        let mut out = BTreeMap::new();
+        while q.in_flight() > 0 {
+            q.submit(1).unwrap();
+            while let Some(c) = q.complete() {
+                assert!(out.insert(c.slot, c).is_none(), "slot completed twice");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn write_then_read_back_through_slots() {
+        let file = temp_file(4 * MIB);
+        let mut q = open_queue(file.path(), 8, 8, 4 * BLOCK_SIZE);
+        for slot in 0..8 {
+            fill(q.buf_mut(slot).unwrap(), slot as u64);
+            let off = slot as u64 * 3 * MIB / 8 / 4096 * 4096;
+            q.push(slot, IoKind::Write, off, 4 * BLOCK_SIZE).unwrap();
+        }
+        assert_eq!(q.in_flight(), 8);
+        for (slot, c) in wait_all(&mut q) {
+            assert_eq!(c.result.unwrap(), 4 * BLOCK_SIZE, "slot {slot}");
+            assert_eq!(c.kind, IoKind::Write);
+        }
+        for slot in 0..8 {
+            q.buf_mut(slot).unwrap().fill(0);
+            let off = slot as u64 * 3 * MIB / 8 / 4096 * 4096;
+            q.push(slot, IoKind::Read, off, 4 * BLOCK_SIZE).unwrap();
+        }
+        for (slot, c) in wait_all(&mut q) {
+            assert_eq!(c.result.unwrap(), 4 * BLOCK_SIZE);
+            let want = patterned(4 * BLOCK_SIZE, slot as u64);
+            assert!(q.buf(slot).unwrap() == want.as_slice(), "slot {slot}");
+        }
+    }
+
+    /// Full queue, busy slot, malformed requests: refused, nothing queued,
+    /// and the queue goes on working.
+    #[test]
+    fn refusals_leave_the_queue_usable() {
+        let file = temp_file(MIB);
+        let mut q = open_queue(file.path(), 2, 4, BLOCK_SIZE);
+        q.push(0, IoKind::Read, 0, BLOCK_SIZE).unwrap();
+        assert_eq!(
+            q.push(0, IoKind::Read, 4096, BLOCK_SIZE),
+            Err(QueueError::SlotBusy { slot: 0 })
+        );
+        assert!(
+            q.buf(0).is_none() && q.buf_mut(0).is_none(),
+            "in-flight slot reachable"
+        );
+        q.push(1, IoKind::Read, 4096, BLOCK_SIZE).unwrap();
+        assert_eq!(
+            q.push(2, IoKind::Read, 8192, BLOCK_SIZE),
+            Err(QueueError::Full { depth: 2 })
+        );
+        assert!(matches!(
+            q.push(2, IoKind::Read, 100, BLOCK_SIZE),
+            Err(QueueError::Full { .. })
+        ));
+        assert_eq!(wait_all(&mut q).len(), 2);
+        for (slot, off, len) in [
+            (2, 100, BLOCK_SIZE),
+            (2, 0, 2 * BLOCK_SIZE),
+            (2, 0, 0),
+            (9, 0, BLOCK_SIZE),
+        ] {
+            assert!(
+                matches!(
+                    q.push(slot, IoKind::Read, off, len),
+                    Err(QueueError::Invalid { .. })
+                ),
+                "slot {slot} offset {off} len {len} accepted"
+            );
+        }
+        assert!(matches!(
+            q.push_readv(3, 2, 0),
+            Err(QueueError::Invalid { .. })
+        ));
+        assert_eq!(q.in_flight(), 0);
+        q.push(3, IoKind::Read, 0, BLOCK_SIZE).unwrap();
+        assert_eq!(wait_all(&mut q)[&3].result.as_ref().unwrap(), &BLOCK_SIZE);
+    }
+
+    /// A failing request (EFBIG) and a read past the end each complete once,
+    /// next to good ones, and free their slots.
+    #[test]
+    fn request_errors_come_back_per_request() {
+        let file = temp_file(MIB);
+        let mut q = open_queue(file.path(), 4, 4, BLOCK_SIZE);
+        q.push(0, IoKind::Write, 1 << 50, BLOCK_SIZE).unwrap();
+        q.push(1, IoKind::Read, 64 * MIB, BLOCK_SIZE).unwrap();
+        q.push(2, IoKind::Write, 0, BLOCK_SIZE).unwrap();
+        q.push_readv(3, 1, MIB - 4096).unwrap();
+        let done = wait_all(&mut q);
+        assert!(done[&0].result.is_err());
+        assert_eq!(done[&1].result.as_ref().unwrap(), &0);
+        assert_eq!(done[&2].result.as_ref().unwrap(), &BLOCK_SIZE);
+        assert_eq!(done[&3].result.as_ref().unwrap(), &BLOCK_SIZE);
+        assert!(
+            (0..4).all(|s| q.buf(s).is_some()),
+            "a slot stayed in flight"
+        );
+    }
+
+    /// A vectored read fills its slots in order, like pread of the whole
+    /// range, and comes back short at the end of the file.
+    #[test]
+    fn vectored_read_fills_consecutive_slots() {
+        let file = temp_file(MIB);
+        let data = patterned(8 * BLOCK_SIZE, 42);
+        let sync = open_sync(file.path());
+        sync.submit(write_req(1, 64 * 1024, data)).unwrap();
+        assert_eq!(
+            sync.wait_complete().unwrap().result.unwrap(),
+            8 * BLOCK_SIZE
+        );
+        let mut q = open_queue(file.path(), 4, 16, BLOCK_SIZE);
+        q.push_readv(8, 8, 64 * 1024).unwrap();
+        q.push_readv(0, 8, MIB - 3 * 4096).unwrap();
+        let done = wait_all(&mut q);
+        assert_eq!(done[&8].nr_slots, 8);
+        assert_eq!(done[&8].result.as_ref().unwrap(), &(8 * BLOCK_SIZE));
+        assert_eq!(
+            done[&0].result.as_ref().unwrap(),
+            &(3 * BLOCK_SIZE),
+            "short at EOF"
+        );
+        let want = patterned(8 * BLOCK_SIZE, 42);
+        for i in 0..8 {
+            assert!(
+                q.buf(8 + i).unwrap() == &want.as_slice()[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE],
+                "slot {}",
+                8 + i
+            );
+        }
+    }
+
+    /// Dropping the queue with requests in flight waits for them: the
+    /// writes are on disk afterwards.
+    #[test]
+    fn drop_with_requests_in_flight_waits_for_them() {
+        let file = temp_file(MIB);
+        {
+            let mut q = open_queue(file.path(), 16, 16, BLOCK_SIZE);
+            for slot in 0..16 {
+                fill(q.buf_mut(slot).unwrap(), slot as u64 + 5);
+                q.push(slot, IoKind::Write, slot as u64 * 4096, BLOCK_SIZE)
+                    .unwrap();
+            }
+            q.submit(0).unwrap();
+        }
+        let bytes = std::fs::read(file.path()).unwrap();
+        for slot in 0..16 {
+            let at = slot * BLOCK_SIZE;
+            assert!(
+                bytes[at..at + BLOCK_SIZE] == *patterned(BLOCK_SIZE, slot as u64 + 5).as_slice(),
+                "block {slot} not on disk"
+            );
+        }
+    }
+
+    #[test]
+    fn sqpoll_queue_works() {
+        let file = temp_file(MIB);
+        let cfg = QueueConfig {
+            queue_depth: 4,
+            slots: 4,
+            sqpoll_idle_ms: Some(10),
+            ..QueueConfig::default()
+        };
+        let mut q = UringQueue::open(file.path(), &cfg).unwrap();
+        // The kernel may refuse SQPOLL (then the queue does without), but
+        // the requests must complete either way.
+        eprintln!("features: {:?}", q.features());
+        for slot in 0..4 {
+            fill(q.buf_mut(slot).unwrap(), slot as u64);
+            q.push(slot, IoKind::Write, slot as u64 * 8192, BLOCK_SIZE)
+                .unwrap();
+        }
+        for (slot, c) in wait_all(&mut q) {
+            assert_eq!(c.result.unwrap(), BLOCK_SIZE, "slot {slot}");
+        }
+    }
+
+    #[test]
+    fn plain_ring_without_registration_works_too() {
+        let file = temp_file(MIB);
+        let cfg = QueueConfig {
+            queue_depth: 4,
+            slots: 4,
+            register_buffers: false,
+            register_file: false,
+            defer_taskrun: false,
+            ..QueueConfig::default()
+        };
+        let mut q = UringQueue::open(file.path(), &cfg).unwrap();
+        let f = q.features();
+        assert!(!f.registered_buffers && !f.fixed_file && !f.defer_taskrun && !f.sqpoll);
+        fill(q.buf_mut(0).unwrap(), 3);
+        q.push(0, IoKind::Write, 8192, BLOCK_SIZE).unwrap();
+        assert_eq!(wait_all(&mut q)[&0].result.as_ref().unwrap(), &BLOCK_SIZE);
+        q.push(1, IoKind::Read, 8192, BLOCK_SIZE).unwrap();
+        wait_all(&mut q);
+        assert!(q.buf(1).unwrap() == patterned(BLOCK_SIZE, 3).as_slice());
+    }
+}
+
+/// `diskbench::run` on temporary files: the same code path as `swapvm
+/// diskbench`, whose JSON is this report serialised. No assertion depends
+/// on timing: runs are bounded by a request count, and figures are only
+/// checked to be present and consistent.
+mod diskbench {
+    use super::util::*;
+    use super::*;
+    use swapvm_io::diskbench::{self, BenchConfig, BenchEngine, DiskbenchError, Pattern};
+
+    fn config(path: &Path, pattern: Pattern, ops: u64) -> BenchConfig {
+        BenchConfig {
+            duration: None,
+            ops: Some(ops),
+            queue_depth: 8,
+            ..BenchConfig::new(path, pattern)
+        }
+    }
+
+    fn run(cfg: &BenchConfig) -> Result<diskbench::BenchReport, DiskbenchError> {
+        diskbench::run(cfg, &mut |_| {})
+    }
+
+    /// The report as JSON, parsed back.
+    fn json(report: &diskbench::BenchReport) -> serde_json::Value {
+        serde_json::from_str(&serde_json::to_string_pretty(report).unwrap()).unwrap()
+    }
+
+    fn assert_sane(j: &serde_json::Value, dir: &str, ops: u64, request_bytes: u64) {
+        let d = &j[dir];
+        assert_eq!(d["ops"].as_u64(), Some(ops), "{dir}: {d}");
+        assert_eq!(d["bytes"].as_u64(), Some(ops * request_bytes), "{dir}: {d}");
+        let num = |k: &str| {
+            d[k].as_f64()
+                .unwrap_or_else(|| panic!("{dir}.{k} missing: {d}"))
+        };
+        assert!(num("iops") > 0.0 && num("mb_per_s") > 0.0, "{dir}: {d}");
+        let (p50, p99, p999, max) = (
+            num("latency_us_p50"),
+            num("latency_us_p99"),
+            num("latency_us_p999"),
+            num("latency_us_max"),
+        );
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+            "{dir}: {d}"
+        );
+    }
+
+    /// A missing file is created at the size asked and filled; a short run
+    /// of every pattern gives sane JSON with non-zero IOPS.
+    #[test]
+    fn short_runs_produce_sane_json() {
+        let dir = tempfile::tempdir_in(TEST_DIR).unwrap();
+        let path = dir.path().join("bench.img");
+        for (i, pattern) in Pattern::ALL.into_iter().enumerate() {
+            let cfg = BenchConfig {
+                create_bytes: Some(16 * MIB),
+                ..config(&path, pattern, 200)
+            };
+            let report = run(&cfg).unwrap_or_else(|e| panic!("{pattern}: {e:#}"));
+            assert_eq!(report.created, i == 0, "{pattern}");
+            let j = json(&report);
+            assert_eq!(j["pattern"], pattern.name());
+            assert_eq!(j["device"], path.display().to_string());
+            assert_eq!(j["device_kind"], "file");
+            assert_eq!(j["device_bytes"].as_u64(), Some(16 * MIB));
+            assert_eq!(j["queue_depth"].as_u64(), Some(8));
+            assert_eq!(j["engine"], "uring");
+            assert_eq!(j["errors"].as_u64(), Some(0), "{j}");
+            assert!(j["seconds"].as_f64().unwrap() > 0.0);
+            let bytes = pattern.request_bytes() as u64;
+            assert_sane(&j, "total", 200, bytes);
+            let reads = j["read"]["ops"].as_u64().unwrap();
+            let writes = j["write"]["ops"].as_u64().unwrap();
+            assert_eq!(reads + writes, 200, "{pattern}");
+            assert_eq!(writes > 0, pattern.writes(), "{pattern}");
+            if pattern == Pattern::Mixed {
+                assert_sane(&j, "read", reads, bytes);
+                assert_sane(&j, "write", writes, bytes);
+            }
+        }
+        // Created means filled: no hole reads as zeros in the middle.
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, 16 * MIB);
+        assert!(bytes[8 * MIB as usize..][..4096].iter().any(|&b| b != 0));
+    }
+
+    #[test]
+    fn every_engine_runs() {
+        let file = temp_file(8 * MIB);
+        for engine in BenchEngine::ALL {
+            let cfg = BenchConfig {
+                engine,
+                ..config(file.path(), Pattern::Mixed, 300)
+            };
+            let report = run(&cfg).unwrap_or_else(|e| panic!("{}: {e:#}", engine.name()));
+            assert_eq!(report.engine, engine.name());
+            assert_sane(&json(&report), "total", 300, 4096);
+        }
+    }
+
+    #[test]
+    fn missing_file_without_size_is_an_error_naming_it() {
+        let dir = tempfile::tempdir_in(TEST_DIR).unwrap();
+        let path = dir.path().join("absent.img");
+        let err = run(&config(&path, Pattern::SwapOut4k, 10)).unwrap_err();
+        assert!(matches!(err, DiskbenchError::Missing { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(!path.exists());
+    }
+
+    fn with_bytes_at(path: &Path, offset: u64, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all_at(bytes, offset).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    /// An ext4 superblock magic (0xEF53 at byte 1080) makes a writing
+    /// pattern refuse without --force, naming the file and the reason, and
+    /// leaves the file untouched; reading patterns and --force proceed.
+    #[test]
+    fn filesystem_magic_is_refused_without_force() {
+        let file = temp_file(8 * MIB);
+        with_bytes_at(file.path(), 1080, &[0x53, 0xef]);
+        let before = std::fs::read(file.path()).unwrap();
+        for pattern in [Pattern::SwapOut4k, Pattern::RandWrite4k, Pattern::Mixed] {
+            let err = run(&config(file.path(), pattern, 100)).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, DiskbenchError::Refused { .. }),
+                "{pattern}: {err:?}"
+            );
+            assert!(msg.contains(&file.path().display().to_string()), "{msg}");
+            assert!(msg.contains("ext2/3/4") && msg.contains("--force"), "{msg}");
+        }
+        assert!(
+            std::fs::read(file.path()).unwrap() == before,
+            "a refused run wrote"
+        );
+        run(&config(file.path(), Pattern::RandRead4k, 100)).unwrap();
+        let forced = BenchConfig {
+            force: true,
+            ..config(file.path(), Pattern::RandWrite4k, 100)
+        };
+        assert_eq!(run(&forced).unwrap().total.ops, 100);
+    }
+
+    /// A hand-made swap header (mkswap's layout: version 1 at 1024, last
+    /// page at 1028, label at 1052, SWAPSPACE2 at 4086) survives a random
+    /// write run that covers the file many times over, and the report says
+    /// it was kept.
+    #[test]
+    fn swap_header_is_preserved() {
+        let pages = 64u64;
+        let file = temp_file(pages * BLOCK_SIZE as u64);
+        let mut header = vec![0u8; BLOCK_SIZE];
+        header[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+        header[1028..1032].copy_from_slice(&(pages as u32 - 1).to_le_bytes());
+        header[1052..1058].copy_from_slice(b"keepme");
+        header[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        with_bytes_at(file.path(), 0, &header);
+        for pattern in [
+            Pattern::RandWrite4k,
+            Pattern::SeqWrite64k,
+            Pattern::SwapOut4k,
+        ] {
+            let report = run(&config(file.path(), pattern, 2000)).unwrap();
+            assert!(report.header_preserved, "{pattern}");
+            assert_eq!(report.region_start, BLOCK_SIZE as u64, "{pattern}");
+            let bytes = std::fs::read(file.path()).unwrap();
+            assert!(
+                bytes[..BLOCK_SIZE] == header[..],
+                "{pattern} overwrote the header"
+            );
+            // The rest was written over (the run reached past the header).
+            assert!(bytes[BLOCK_SIZE..].iter().any(|&b| b != 0), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let file = temp_file(MIB);
+        let cfg = BenchConfig {
+            queue_depth: 0,
+            ..config(file.path(), Pattern::SwapIn4k, 10)
+        };
+        assert!(matches!(run(&cfg), Err(DiskbenchError::Config { .. })));
+        let cfg = BenchConfig {
+            ops: None,
+            ..config(file.path(), Pattern::SwapIn4k, 10)
+        };
+        assert!(matches!(run(&cfg), Err(DiskbenchError::Config { .. })));
+        let err = run(&config(file.path(), Pattern::SwapOut2m, 10)).unwrap_err();
+        assert!(matches!(err, DiskbenchError::TooSmall { .. }), "{err:?}");
     }
 }

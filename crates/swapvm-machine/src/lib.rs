@@ -137,6 +137,7 @@ pub struct Machine {
     violations: Vec<String>,
     accesses: u64,
     started: std::time::Instant,
+    zram: zram::ZramDevices,
 }
 
 impl std::fmt::Debug for Machine {
@@ -177,6 +178,7 @@ fn swapon_device(
     cfg: &MachineConfig,
     s: &SwapDeviceConfig,
     swap: &mut SwapSubsystem,
+    zram_devices: &mut zram::ZramDevices,
 ) -> Result<SwapType, MachineError> {
     let path = cfg.resolve(&s.path);
     let o = SwapOnOptions {
@@ -203,7 +205,7 @@ fn swapon_device(
             ensure_image(&path, s.size_mib, &s.label, s.create)?;
             swap.swapon(&o).map_err(swap_err)
         }
-        SwapBackend::Zram => zram::swapon_zram(s, &o, swap).map_err(swap_err),
+        SwapBackend::Zram => zram::swapon_zram(s, &o, swap, zram_devices).map_err(swap_err),
     }
 }
 
@@ -248,8 +250,9 @@ impl Machine {
         );
         swap.set_count_max(cfg.machine.swap_count_max);
         let mut verify = verify::Verifier::default();
+        let mut zram = zram::ZramDevices::new();
         for s in &cfg.swap {
-            let ty = swapon_device(&cfg, s, &mut swap)?;
+            let ty = swapon_device(&cfg, s, &mut swap, &mut zram)?;
             let slots = swap.device(ty).map_or(0, |d| d.max());
             verify.add_device(ty.0, slots);
         }
@@ -292,7 +295,13 @@ impl Machine {
             violations: Vec::new(),
             accesses: 0,
             started: std::time::Instant::now(),
+            zram,
         })
+    }
+
+    /// zram figures of device `ty`, if it is a zram device.
+    fn zram_stats(&self, ty: SwapType) -> Option<report::ZramReport> {
+        zram::stats(&self.zram, ty)
     }
 
     /// Accesses the workload will make in all.

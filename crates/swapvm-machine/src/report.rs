@@ -43,6 +43,43 @@ pub struct DeviceReport {
     pub errors: u64,
     /// Most requests in flight at once.
     pub max_in_flight: u64,
+    /// Clusters on the free, nonfull, frag and full lists at the end.
+    pub clusters_free_nonfull_frag_full: [u32; 4],
+    /// Clusters discarded (holes punched).
+    pub discards: u64,
+    /// Slots in use per cluster at the end (header and bad slots count as
+    /// in use), for `swapvm inspect --report`.
+    pub cluster_usage: Vec<u16>,
+    /// The image's UUID, to match a report to its image.
+    pub uuid: String,
+    /// Slots whose count needed a continuation at the end.
+    pub continued_slots: u64,
+    /// zram figures, for a zram device.
+    pub zram: Option<ZramReport>,
+}
+
+/// A zram device's memory figures (zram's `mm_stat`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZramReport {
+    /// Bytes stored, uncompressed.
+    pub orig_data_size: u64,
+    /// Bytes they take compressed.
+    pub compr_data_size: u64,
+    /// orig / compr.
+    pub compression_ratio: f64,
+}
+
+/// Swap allocation figures for one folio order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OrderReport {
+    /// Folio order.
+    pub order: u8,
+    /// Folio size in KiB (the mTHP `hugepages-<size>kB` name).
+    pub size_kb: u64,
+    /// Successful slot allocations.
+    pub swpout_alloc: u64,
+    /// Failed ones (`swpout_fallback` when the folio is then split).
+    pub swpout_alloc_fail: u64,
 }
 
 /// A whole run's outcome.
@@ -67,6 +104,8 @@ pub struct Report {
     pub vmstat: Vec<(String, u64)>,
     /// Swap devices.
     pub devices: Vec<DeviceReport>,
+    /// Slot allocations per folio order (orders with any activity).
+    pub swap_orders: Vec<OrderReport>,
     /// Swap-in read latency.
     pub read_latency: Latency,
     /// Swap-out write latency.
@@ -146,8 +185,11 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         .to_vec()
         .into_iter()
         .filter_map(|ty| {
-            let d = m.swap.device(ty)?;
+            let zram = m.zram_stats(ty);
+            let d = m.swap.device_mut(ty)?;
+            let lists = d.clusters().list_counts();
             let io = m.swap.io_stats(ty);
+            let d = m.swap.device(ty)?;
             Some(DeviceReport {
                 path: d.path.display().to_string(),
                 priority: d.priority,
@@ -159,7 +201,28 @@ pub(crate) fn build(m: &mut Machine) -> Report {
                 bytes_written: io.bytes_written,
                 errors: io.errors,
                 max_in_flight: io.max_in_flight,
+                clusters_free_nonfull_frag_full: lists,
+                discards: d.discards,
+                cluster_usage: (0..d.clusters_ref().len())
+                    .map(|ci| d.clusters_ref().info(ci).count)
+                    .collect(),
+                uuid: d.header.uuid_string(),
+                continued_slots: d.continued_slots() as u64,
+                zram,
             })
+        })
+        .collect();
+    let swap_orders = m
+        .swap
+        .order_stats()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.alloc + s.alloc_fail > 0)
+        .map(|(o, s)| OrderReport {
+            order: o as u8,
+            size_kb: 4 << o,
+            swpout_alloc: s.alloc,
+            swpout_alloc_fail: s.alloc_fail,
         })
         .collect();
     let warning_sites = m
@@ -188,6 +251,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             .map(|(n, v)| (n.to_owned(), v))
             .collect(),
         devices,
+        swap_orders,
         read_latency: latency(&m.latency_us[0]),
         write_latency: latency(&m.latency_us[1]),
         swapin_verified: m.verify.swapin_verified,

@@ -395,3 +395,62 @@ mod images {
         assert!(tags.iter().any(|(k, _)| k == "UUID"), "{tags:?}");
     }
 }
+
+mod backends {
+    use super::*;
+
+    fn run_extra(extra: &'static str) -> (Tiny, Report) {
+        let t = tiny(&Shape {
+            swap_extra: extra,
+            ..Shape::default()
+        });
+        let r = run_config(&t.config, RunOptions::default());
+        (t, r)
+    }
+
+    #[test]
+    fn zram_lz4_swaps_verifies_and_reports_compression() {
+        let (t, r) = run_extra("backend = \"zram\"\ncompressor = \"lz4\"");
+        assert_swapped_and_clean(&r);
+        assert!(!t.image().exists(), "a zram device touches no file");
+        let z = r.devices[0].zram.as_ref().expect("zram figures");
+        // Pages hold a 24-byte stamp and zeros: far better than 2:1.
+        assert!(z.compression_ratio > 2.0, "{z:?}");
+    }
+
+    #[test]
+    fn zram_zstd_swaps_and_verifies() {
+        let (_t, r) = run_extra("backend = \"zram\"\ncompressor = \"zstd\"");
+        assert_swapped_and_clean(&r);
+        assert!(r.devices[0]
+            .zram
+            .as_ref()
+            .is_some_and(|z| z.compression_ratio > 2.0));
+    }
+
+    #[test]
+    fn earlier_allocator_rotational_and_discard_run_clean() {
+        let (_t, r) =
+            run_extra("allocator = \"free-clusters-only\"\nrotational = true\ndiscard = true");
+        assert_swapped_and_clean(&r);
+        assert!(
+            r.devices[0].discards > 0,
+            "every cluster is free at the end, so some were discarded"
+        );
+        assert!(!r.swap_orders.is_empty() && r.swap_orders[0].swpout_alloc > 0);
+    }
+
+    #[test]
+    fn unknown_allocator_is_an_error_naming_the_field() {
+        let t = tiny(&Shape {
+            swap_extra: "allocator = \"buddy\"",
+            ..Shape::default()
+        });
+        let e = MachineConfig::load(&t.config).unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            msg.contains("allocator") && msg.contains("per-order"),
+            "{msg}"
+        );
+    }
+}

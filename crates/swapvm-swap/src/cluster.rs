@@ -195,6 +195,17 @@ impl Clusters {
         v
     }
 
+    /// Clusters on the free, nonfull (all orders), frag (all orders) and
+    /// full lists.
+    pub fn list_counts(&self) -> [u32; 4] {
+        [
+            self.free.len(),
+            self.nonfull.iter().map(ListHead::len).sum(),
+            self.frag.iter().map(ListHead::len).sum(),
+            self.full.len(),
+        ]
+    }
+
     /// Checks list membership against the counts: every cluster is on the
     /// list its state names and on no other; `free` iff no slot in use,
     /// `full` iff every slot in use. One line per violation.

@@ -245,6 +245,10 @@ impl SwapInfo {
     pub fn slot(&self, off: SwapOffset) -> Slot {
         self.table.get(off.0)
     }
+    /// The cluster allocator, read-only (reports).
+    pub fn clusters_ref(&self) -> &Clusters {
+        &self.clusters
+    }
     /// The cluster allocator (for reports and checks).
     pub fn clusters(&mut self) -> &mut Clusters {
         &mut self.clusters
