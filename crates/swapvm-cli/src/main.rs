@@ -71,6 +71,10 @@ enum Cmd {
     Inspect {
         /// Image file.
         image: PathBuf,
+        /// A run's report.json: also show the image's usage per cluster at
+        /// the end of that run.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Measure swap-shaped I/O on a file or block device (io_uring, O_DIRECT).
     Diskbench(DiskbenchArgs),
@@ -217,7 +221,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Diskbench(args) => run_diskbench(args),
-        Cmd::Inspect { image } => {
+        Cmd::Inspect { image, report } => {
             let h = header::read_header(&image)?;
             println!("{}", image.display());
             println!("  version     {}", h.version);
@@ -232,9 +236,50 @@ fn run(cli: Cli) -> Result<i32> {
             if h.foreign_endian {
                 println!("  byte order  foreign");
             }
+            if let Some(path) = report {
+                print_cluster_usage(&path, &h.uuid_string())?;
+            }
             Ok(0)
         }
     }
+}
+
+/// Prints the per-cluster usage that a run's report recorded for the
+/// image with `uuid`: one character per cluster, `.` free, `1`-`9` tenths
+/// in use, `#` full.
+fn print_cluster_usage(path: &std::path::Path, uuid: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a swapvm report.json", path.display()))?;
+    let Some(d) = report.devices.iter().find(|d| d.uuid == uuid) else {
+        bail!(
+            "{}: no device with uuid {uuid} in this report",
+            path.display()
+        );
+    };
+    let [free, nonfull, frag, full] = d.clusters_free_nonfull_frag_full;
+    println!(
+        "  run         {} (seed {}), {} of {} slots in use at the end",
+        report.config, report.seed, d.slots_used, d.slots
+    );
+    println!(
+        "  clusters    {free} free, {nonfull} nonfull, {frag} frag, {full} full; {} discarded",
+        d.discards
+    );
+    let cells: String = d
+        .cluster_usage
+        .iter()
+        .map(|&c| match c {
+            0 => '.',
+            512.. => '#',
+            c => char::from(b'1' + (u32::from(c) * 9 / 512).min(8) as u8),
+        })
+        .collect();
+    for (i, row) in cells.as_bytes().chunks(64).enumerate() {
+        println!("  {:>6}  {}", i * 64, String::from_utf8_lossy(row));
+    }
+    Ok(())
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
@@ -284,6 +329,28 @@ fn print_summary(r: &Report) -> Result<()> {
             d.bytes_written as f64 / 1048576.0,
             d.errors,
             d.max_in_flight
+        )?;
+        let [free, nonfull, frag, full] = d.clusters_free_nonfull_frag_full;
+        writeln!(
+            o,
+            "    clusters {free} free, {nonfull} nonfull, {frag} frag, {full} full; {} discarded; {} slots with a count continuation",
+            d.discards, d.continued_slots
+        )?;
+        if let Some(z) = &d.zram {
+            writeln!(
+                o,
+                "    zram: {:.1} MiB stored in {:.1} MiB, compression ratio {:.2}",
+                z.orig_data_size as f64 / 1048576.0,
+                z.compr_data_size as f64 / 1048576.0,
+                z.compression_ratio
+            )?;
+        }
+    }
+    for so in &r.swap_orders {
+        writeln!(
+            o,
+            "  order {} ({} kB) swap allocations: {} ok, {} failed",
+            so.order, so.size_kb, so.swpout_alloc, so.swpout_alloc_fail
         )?;
     }
     for (name, l) in [

@@ -349,6 +349,40 @@ mod run {
     }
 
     #[test]
+    fn inspect_with_a_report_shows_cluster_usage() {
+        let t = Tiny::new();
+        let out = t.path("run");
+        let o = swapvm!("run", t.config(), "--out", out);
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let o = swapvm!(
+            "inspect",
+            t.path("swap.img"),
+            "--report",
+            out.join("report.json")
+        );
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("clusters") && stdout.contains("free"),
+            "{stdout}"
+        );
+        // 32 MiB = 16 clusters: one usage row, the header cluster first.
+        let row = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("0  "))
+            .unwrap();
+        assert_eq!(row.split_whitespace().nth(1).unwrap().len(), 16, "{stdout}");
+        // A report about another image is refused, naming the report.
+        let other = t.path("other.img");
+        assert_eq!(
+            swapvm!("mkswap", &other, "--size-mib", "1").status.code(),
+            Some(0)
+        );
+        let o = swapvm!("inspect", other, "--report", out.join("report.json"));
+        assert_fails(&o, &["report.json", "uuid"]);
+    }
+
+    #[test]
     fn same_seed_gives_the_same_vmstat() {
         let seed = 7u64;
         println!("SEED={seed}");

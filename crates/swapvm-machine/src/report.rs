@@ -2,11 +2,11 @@
 //! latency percentiles, verification, invariant and warning results.
 
 use crate::Machine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use swapvm_core::VmEvent;
 
 /// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
     /// Requests measured.
     pub count: u64,
@@ -21,7 +21,7 @@ pub struct Latency {
 }
 
 /// One swap device's figures.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceReport {
     /// Image path.
     pub path: String,
@@ -59,7 +59,7 @@ pub struct DeviceReport {
 }
 
 /// A zram device's memory figures (zram's `mm_stat`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ZramReport {
     /// Bytes stored, uncompressed.
     pub orig_data_size: u64,
@@ -70,7 +70,7 @@ pub struct ZramReport {
 }
 
 /// Swap allocation figures for one folio order.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OrderReport {
     /// Folio order.
     pub order: u8,
@@ -83,7 +83,7 @@ pub struct OrderReport {
 }
 
 /// A whole run's outcome.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// Config file.
     pub config: String,

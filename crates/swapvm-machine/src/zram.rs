@@ -63,6 +63,10 @@ pub(crate) fn stats(devices: &ZramDevices, ty: SwapType) -> Option<ZramReport> {
     Some(ZramReport {
         orig_data_size: st.orig_data_size,
         compr_data_size: st.compr_data_size,
-        compression_ratio: st.compression_ratio(),
+        // Only same-filled pages stored: no compressed bytes; JSON has no
+        // infinity, so report 0 ("no ratio").
+        compression_ratio: Some(st.compression_ratio())
+            .filter(|r| r.is_finite())
+            .unwrap_or(0.0),
     })
 }
