@@ -330,6 +330,15 @@ fn print_summary(r: &Report) -> Result<()> {
             d.errors,
             d.max_in_flight
         )?;
+        for (name, l) in [("read", &d.read_latency), ("write", &d.write_latency)] {
+            if l.count > 0 {
+                writeln!(
+                    o,
+                    "    {name:<5} latency p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} requests)",
+                    l.p50_us, l.p99_us, l.p999_us, l.max_us, l.count
+                )?;
+            }
+        }
         let [free, nonfull, frag, full] = d.clusters_free_nonfull_frag_full;
         writeln!(
             o,
@@ -353,6 +362,7 @@ fn print_summary(r: &Report) -> Result<()> {
             so.order, so.size_kb, so.swpout_alloc, so.swpout_alloc_fail
         )?;
     }
+    writeln!(o, "all devices:")?;
     for (name, l) in [
         ("swap-in read", &r.read_latency),
         ("swap-out write", &r.write_latency),

@@ -131,7 +131,10 @@ pub struct Machine {
     stat: Arc<VmStat>,
     warn: Arc<Warnings>,
     verify: verify::Verifier,
+    /// Swap I/O latency in µs, [read, write]: all devices, then per device
+    /// type.
     latency_us: [Histogram<u64>; 2],
+    dev_latency_us: Vec<[Histogram<u64>; 2]>,
     opts: RunOptions,
     checks_run: u64,
     violations: Vec<String>,
@@ -209,6 +212,11 @@ fn swapon_device(
     }
 }
 
+/// A latency histogram in µs, 1 µs to 60 s, 3 significant digits.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")
+}
+
 impl Machine {
     /// Builds a machine from a loaded config: maps RAM, creates and enables
     /// the swap devices, and starts the workload's processes.
@@ -274,9 +282,7 @@ impl Machine {
                 killed: None,
             })
             .collect();
-        let hist = || {
-            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")
-        };
+        let hist = new_histogram;
         Ok(Machine {
             cfg,
             seed,
@@ -290,6 +296,7 @@ impl Machine {
             warn,
             verify,
             latency_us: [hist(), hist()],
+            dev_latency_us: Vec::new(),
             opts,
             checks_run: 0,
             violations: Vec::new(),
@@ -324,7 +331,14 @@ impl Machine {
         for d in done {
             let pfn = Pfn(d.cookie as u32);
             let us = (d.latency_ns / 1000).max(1);
-            let h = &mut self.latency_us[if d.kind == IoKind::Read { 0 } else { 1 }];
+            let k = if d.kind == IoKind::Read { 0 } else { 1 };
+            let ty = d.entry.ty().0 as usize;
+            if self.dev_latency_us.len() <= ty {
+                self.dev_latency_us
+                    .resize_with(ty + 1, || [new_histogram(), new_histogram()]);
+            }
+            let _ = self.dev_latency_us[ty][k].record(us);
+            let h = &mut self.latency_us[k];
             let _ = h.record(us);
             let ok = d.result.is_ok();
             if let Err(e) = &d.result {

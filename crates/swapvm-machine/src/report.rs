@@ -41,8 +41,13 @@ pub struct DeviceReport {
     pub bytes_written: u64,
     /// Failed requests.
     pub errors: u64,
-    /// Most requests in flight at once.
+    /// Most requests in flight at once (queued to the engine and not yet
+    /// reaped: the queue depth reached).
     pub max_in_flight: u64,
+    /// This device's swap-in read latency.
+    pub read_latency: Latency,
+    /// This device's swap-out write latency.
+    pub write_latency: Latency,
     /// Clusters on the free, nonfull, frag and full lists at the end.
     pub clusters_free_nonfull_frag_full: [u32; 4],
     /// Clusters discarded (holes punched).
@@ -186,6 +191,12 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         .into_iter()
         .filter_map(|ty| {
             let zram = m.zram_stats(ty);
+            let (read_latency, write_latency) = m
+                .dev_latency_us
+                .get(ty.0 as usize)
+                .map_or((Latency::default(), Latency::default()), |h| {
+                    (latency(&h[0]), latency(&h[1]))
+                });
             let d = m.swap.device_mut(ty)?;
             let lists = d.clusters().list_counts();
             let io = m.swap.io_stats(ty);
@@ -201,6 +212,8 @@ pub(crate) fn build(m: &mut Machine) -> Report {
                 bytes_written: io.bytes_written,
                 errors: io.errors,
                 max_in_flight: io.max_in_flight,
+                read_latency,
+                write_latency,
                 clusters_free_nonfull_frag_full: lists,
                 discards: d.discards,
                 cluster_usage: (0..d.clusters_ref().len())

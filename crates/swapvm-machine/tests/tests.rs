@@ -454,3 +454,40 @@ mod backends {
         );
     }
 }
+
+mod devices {
+    use super::*;
+
+    /// Two devices of equal priority share the swap-outs round robin, and
+    /// each device's figures (requests, bytes, latency samples) add up to
+    /// the machine's.
+    #[test]
+    fn equal_priority_devices_share_and_per_device_figures_add_up() {
+        let t = tiny(&Shape {
+            swap_extra: "[[swap]]\npath = \"swap2.img\"\nsize_mib = 32\nlabel = \"second\"",
+            ..Shape::default()
+        });
+        let r = run_config(&t.config, RunOptions::default());
+        let d = describe(&r);
+        assert!(r.passed(), "{d}");
+        assert_eq!(r.devices.len(), 2, "{d}");
+        let (a, b) = (&r.devices[0], &r.devices[1]);
+        assert!(a.writes > 0 && b.writes > 0, "both devices used: {d}");
+        let diff = a.writes.abs_diff(b.writes);
+        assert!(
+            diff * 10 <= a.writes + b.writes,
+            "round robin is even: {} vs {}",
+            a.writes,
+            b.writes
+        );
+        assert_eq!(a.writes + b.writes, r.counter(VmEvent::PswpOut));
+        assert_eq!(a.reads + b.reads, r.counter(VmEvent::PswpIn));
+        for dev in &r.devices {
+            assert_eq!(dev.read_latency.count, dev.reads);
+            assert_eq!(dev.write_latency.count, dev.writes);
+            assert_eq!(dev.slots_used, 0);
+        }
+        assert_eq!(r.read_latency.count, a.reads + b.reads);
+        assert_eq!(r.write_latency.count, a.writes + b.writes);
+    }
+}
