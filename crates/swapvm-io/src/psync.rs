@@ -69,26 +69,38 @@ impl SyncEngine {
     }
 }
 
+/// Carries out `req` at once with `transfer` and queues its completion:
+/// the whole of `submit` for an engine that completes synchronously.
+pub(crate) fn complete_inline(
+    done: &mut VecDeque<IoCompletion>,
+    req: IoRequest,
+    transfer: impl FnOnce(IoKind, u64, &mut [u8]) -> io::Result<usize>,
+) -> Result<(), IoError> {
+    let IoRequest {
+        tag,
+        kind,
+        offset,
+        mut buf,
+    } = validate(req)?;
+    let start = Instant::now();
+    let result = transfer(kind, offset, buf.as_mut_slice());
+    let latency_ns = duration_ns(start.elapsed());
+    done.push_back(IoCompletion {
+        tag,
+        kind,
+        offset,
+        buf,
+        result,
+        latency_ns,
+    });
+    Ok(())
+}
+
 impl BlockEngine for SyncEngine {
     fn submit(&self, req: IoRequest) -> Result<(), IoError> {
-        let IoRequest {
-            tag,
-            kind,
-            offset,
-            mut buf,
-        } = validate(req)?;
-        let start = Instant::now();
-        let result = self.transfer(kind, offset, buf.as_mut_slice());
-        let latency_ns = duration_ns(start.elapsed());
-        self.done().push_back(IoCompletion {
-            tag,
-            kind,
-            offset,
-            buf,
-            result,
-            latency_ns,
-        });
-        Ok(())
+        complete_inline(&mut self.done(), req, |kind, offset, buf| {
+            self.transfer(kind, offset, buf)
+        })
     }
 
     fn try_complete(&self) -> Option<IoCompletion> {

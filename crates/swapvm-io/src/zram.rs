@@ -15,11 +15,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 
-use crate::{
-    duration_ns, validate, BlockEngine, IoCompletion, IoError, IoKind, IoRequest, BLOCK_SIZE,
-};
+use crate::{BlockEngine, IoCompletion, IoError, IoKind, IoRequest, BLOCK_SIZE};
 
 /// [`BLOCK_SIZE`] as a byte offset.
 const BLOCK_BYTES: u64 = BLOCK_SIZE as u64;
@@ -534,24 +531,9 @@ impl fmt::Debug for ZramEngine {
 
 impl BlockEngine for ZramEngine {
     fn submit(&self, req: IoRequest) -> Result<(), IoError> {
-        let IoRequest {
-            tag,
-            kind,
-            offset,
-            mut buf,
-        } = validate(req)?;
-        let start = Instant::now();
-        let result = self.transfer(kind, offset, buf.as_mut_slice());
-        let latency_ns = duration_ns(start.elapsed());
-        self.done().push_back(IoCompletion {
-            tag,
-            kind,
-            offset,
-            buf,
-            result,
-            latency_ns,
-        });
-        Ok(())
+        crate::psync::complete_inline(&mut self.done(), req, |kind, offset, buf| {
+            self.transfer(kind, offset, buf)
+        })
     }
 
     fn try_complete(&self) -> Option<IoCompletion> {

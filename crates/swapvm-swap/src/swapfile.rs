@@ -566,6 +566,36 @@ impl SwapSubsystem {
         self.nr_swap_pages += nr as i64;
     }
 
+    /// Records a violation of `site` when `cond` holds, and refuses the call.
+    fn refuse_if(
+        &self,
+        cond: bool,
+        site: WarnSite,
+        msg: impl FnOnce() -> String,
+    ) -> Result<(), SwapError> {
+        if self.warn.warn_on(cond, site, msg) {
+            return Err(SwapError::Refused {
+                func: site.func,
+                rule: site.rule,
+            });
+        }
+        Ok(())
+    }
+
+    /// Context of the routines that put a folio into the swap cache: it is
+    /// locked (else `not_locked` fires) and not in the swap cache yet.
+    fn check_new_cache_folio(
+        &self,
+        folio: &impl SwapFolio,
+        not_locked: WarnSite,
+    ) -> Result<(), SwapError> {
+        let pfn = folio.pfn();
+        self.refuse_if(!folio.is_locked(), not_locked, || format!("{pfn:?}"))?;
+        self.refuse_if(folio.swap().is_some(), ALLOC_IN_CACHE, || {
+            format!("{pfn:?}")
+        })
+    }
+
     // ---- folio-based lifecycle -------------------------------------------
 
     /// `folio_alloc_swap`: allocates `1 << order` contiguous, aligned slots
@@ -584,26 +614,7 @@ impl SwapSubsystem {
         cpu: usize,
     ) -> Result<SwpEntry, SwapError> {
         let pfn = folio.pfn();
-        if self
-            .warn
-            .warn_on(!folio.is_locked(), ALLOC_NOT_LOCKED, || format!("{pfn:?}"))
-        {
-            return Err(SwapError::Refused {
-                func: ALLOC_NOT_LOCKED.func,
-                rule: ALLOC_NOT_LOCKED.rule,
-            });
-        }
-        if self
-            .warn
-            .warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || {
-                format!("{pfn:?}")
-            })
-        {
-            return Err(SwapError::Refused {
-                func: ALLOC_IN_CACHE.func,
-                rule: ALLOC_IN_CACHE.rule,
-            });
-        }
+        self.check_new_cache_folio(folio, ALLOC_NOT_LOCKED)?;
         let order = folio.order().get();
         let nr = 1u64 << order;
         for i in 0..self.avail.len() {
@@ -905,26 +916,7 @@ impl SwapSubsystem {
         entry: SwpEntry,
     ) -> Result<Option<u64>, SwapError> {
         let pfn = folio.pfn();
-        if self
-            .warn
-            .warn_on(!folio.is_locked(), ADD_NOT_LOCKED, || format!("{pfn:?}"))
-        {
-            return Err(SwapError::Refused {
-                func: ADD_NOT_LOCKED.func,
-                rule: ADD_NOT_LOCKED.rule,
-            });
-        }
-        if self
-            .warn
-            .warn_on(folio.swap().is_some(), ALLOC_IN_CACHE, || {
-                format!("{pfn:?}")
-            })
-        {
-            return Err(SwapError::Refused {
-                func: ALLOC_IN_CACHE.func,
-                rule: ALLOC_IN_CACHE.rule,
-            });
-        }
+        self.check_new_cache_folio(folio, ADD_NOT_LOCKED)?;
         let nr = u64::from(folio.order().nr_pages());
         if self
             .warn
