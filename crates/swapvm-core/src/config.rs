@@ -102,6 +102,9 @@ pub struct MachineConfig {
     /// Reclaim knobs.
     #[serde(default)]
     pub reclaim: ReclaimConfig,
+    /// KSM (`/sys/kernel/mm/ksm`).
+    #[serde(default)]
+    pub ksm: KsmConfig,
     /// Default workload file, relative to this config's folder.
     #[serde(default)]
     pub workload: Option<PathBuf>,
@@ -235,6 +238,35 @@ pub struct ReclaimConfig {
     pub swap_cluster_max: u32,
 }
 
+/// `[ksm]`: the knobs of `/sys/kernel/mm/ksm`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KsmConfig {
+    /// `run`: ksmd scans.
+    #[serde(default)]
+    pub run: bool,
+    /// `pages_to_scan`: pages per wake-up.
+    #[serde(default = "default_pages_to_scan")]
+    pub pages_to_scan: u32,
+    /// `sleep_millisecs`, in ticks: ksmd wakes every this many ticks.
+    #[serde(default = "one_u32")]
+    pub sleep_ticks: u32,
+}
+
+impl Default for KsmConfig {
+    fn default() -> Self {
+        KsmConfig {
+            run: false,
+            pages_to_scan: default_pages_to_scan(),
+            sleep_ticks: 1,
+        }
+    }
+}
+
+fn default_pages_to_scan() -> u32 {
+    100
+}
+
 impl Default for ReclaimConfig {
     fn default() -> Self {
         ReclaimConfig {
@@ -357,6 +389,19 @@ impl MachineConfig {
                 format!("{} bytes; a swap label holds at most 15", s.label.len())
             })?;
         }
+        let k = &self.ksm;
+        ensure(
+            (1..=1 << 20).contains(&k.pages_to_scan),
+            p,
+            "ksm.pages_to_scan",
+            || format!("{} is outside 1..=1048576", k.pages_to_scan),
+        )?;
+        ensure(
+            (1..=1_000_000).contains(&k.sleep_ticks),
+            p,
+            "ksm.sleep_ticks",
+            || format!("{} is outside 1..=1000000", k.sleep_ticks),
+        )?;
         let r = &self.reclaim;
         ensure(
             (1..=3000).contains(&r.watermark_scale_factor),

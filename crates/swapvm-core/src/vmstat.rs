@@ -85,6 +85,15 @@ vm_events! {
     SwapAllocFail => "swap_alloc_fail",
     /// Processes killed by the OOM killer.
     OomKill => "oom_kill",
+    /// Pages marked lazily freeable by `MADV_FREE`.
+    PgLazyFree => "pglazyfree",
+    /// Lazily freeable pages that reclaim dropped without swap.
+    PgLazyFreed => "pglazyfreed",
+    /// Copy-on-write faults that broke a KSM sharing.
+    CowKsm => "cow_ksm",
+    /// Swap-ins that had to copy a swap-cache folio its rmap could not
+    /// reach from this mapping (`ksm_might_need_to_copy`).
+    KsmSwapinCopy => "ksm_swpin_copy",
 }
 
 /// The counters of one machine.

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use swapvm_core::{Pfn, PteKind, SwapOffset, SwpEntry, Vpn};
-use swapvm_mm::{pg, LruList, Memory, MmId};
+use swapvm_mm::{pg, LruList, Memory, MmId, ShmemEntry};
 use swapvm_swap::{SlotBinding, SwapSubsystem};
 
 /// Checks everything; returns one line per violation (empty: all hold).
@@ -19,15 +19,78 @@ pub fn check_invariants(mem: &mut Memory, swap: &mut SwapSubsystem) -> Vec<Strin
     bad.extend(swap.check_accounting());
     check_rmap(mem, &mapped, &mut bad);
     check_frames(mem, &mut bad);
+    check_caches(mem, &mapped, &mut bad);
     bad
+}
+
+/// Page caches and KSM: every shmem page-cache folio is a live shmem folio
+/// that names its inode and index; every KSM stable node's folio is a live
+/// KSM folio that names the node; no mapped folio is a stray (neither
+/// anonymous, shmem nor KSM).
+fn check_caches(mem: &Memory, mapped: &Mapped, bad: &mut Vec<String>) {
+    for (ino, inode) in mem.shmem.inodes() {
+        for (index, e) in inode.pages.iter().enumerate() {
+            if let ShmemEntry::Folio(pfn) = *e {
+                let p = mem.folios.get(pfn);
+                if !p.test(pg::ALLOCATED)
+                    || !p.test(pg::SHMEM)
+                    || p.mapping != ino
+                    || p.index != index as u64
+                {
+                    bad.push(format!(
+                        "inode {ino} index {index}: page cache holds {pfn:?}, which is {:?}",
+                        p
+                    ));
+                }
+            }
+        }
+    }
+    for (node, n) in mem.ksm.nodes() {
+        let p = mem.folios.get(n.pfn);
+        if !p.test(pg::ALLOCATED) || !p.test(pg::KSM) || p.mapping != node {
+            bad.push(format!(
+                "KSM stable node {node}: folio {:?} is not its KSM folio ({p:?})",
+                n.pfn
+            ));
+        }
+    }
+    for (&pfn, ptes) in mapped {
+        let p = mem.folios.get(pfn);
+        if p.test(pg::SHMEM) {
+            let ok = mem
+                .shmem
+                .inode(p.mapping)
+                .and_then(|n| n.pages.get(p.index as usize))
+                .is_some_and(|e| *e == ShmemEntry::Folio(pfn));
+            if !ok {
+                bad.push(format!(
+                    "{pfn:?} mapped by {ptes:?}: shmem folio not in its inode's page cache"
+                ));
+            }
+        } else if !p.test(pg::ANON) {
+            bad.push(format!(
+                "{pfn:?} mapped by {ptes:?} is neither anonymous nor shmem (flags {:#x})",
+                p.flags
+            ));
+        }
+    }
 }
 
 type Owners = HashMap<SwpEntry, u32>;
 type Mapped = HashMap<Pfn, Vec<(MmId, Vpn)>>;
 
+/// Every swap owner (swap PTEs, shmem page-cache entries) and every
+/// present mapping.
 fn walk_page_tables(mem: &Memory) -> (Owners, Mapped) {
     let mut owners = Owners::new();
     let mut mapped = Mapped::new();
+    for (_, inode) in mem.shmem.inodes() {
+        for e in &inode.pages {
+            if let ShmemEntry::Swap(e) = e {
+                *owners.entry(*e).or_default() += 1;
+            }
+        }
+    }
     for (i, mm) in mem.mms.iter().enumerate() {
         let Some(mm) = mm else { continue };
         mem.pt.for_each_pte(mm.pgd, |vpn, pte| match pte.kind() {
@@ -58,7 +121,7 @@ fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Ve
             let count = swap.swap_count(e);
             if s.binding != SlotBinding::Hibernation && count != want {
                 bad.push(format!(
-                    "slot {e:?}: count {count} but {want} swap PTEs own it"
+                    "slot {e:?}: count {count} but {want} owners (swap PTEs and shmem entries) found"
                 ));
             }
             if let SlotBinding::Folio(pfn) = s.binding {
@@ -98,7 +161,7 @@ fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Ve
     }
 }
 
-/// Invariant 4: every present PTE's folio is anon, allocated, finds the
+/// Invariant 4: every present PTE's folio is allocated, finds the
 /// PTE by rmap, and its mapcount equals the PTEs mapping it.
 fn check_rmap(mem: &mut Memory, mapped: &Mapped, bad: &mut Vec<String>) {
     let mut pfns: Vec<_> = mapped.keys().copied().collect();

@@ -19,6 +19,7 @@ mod zram;
 
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,11 +27,12 @@ use swapvm_core::config::{Allocator, ConfigError, SwapBackend, SwapDeviceConfig}
 use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
-use swapvm_mm::{FaultStop, Memory, MmId, Wait, Watermarks};
+use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
 use swapvm_reclaim::Reclaimer;
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
-use swapvm_workload::{Op, ProcessGen, WorkloadSpec};
+use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, ProcessGen, WorkloadSpec};
+use verify::{pool_key, stamp_key, ContentKey, KEY_LAZY};
 
 pub use report::Report;
 
@@ -94,6 +96,48 @@ pub struct RunOptions {
     pub check_every: u64,
     /// Contract warnings are fatal.
     pub strict: bool,
+    /// Run random mm-op processes instead of a workload.
+    pub mmops: Option<MmOpsRun>,
+}
+
+/// What drives a process.
+#[derive(Debug)]
+enum Source {
+    /// A workload file's generator.
+    Usemem(ProcessGen),
+    /// Random memory-management op sequences (simulation tests).
+    MmOps(MmOps),
+}
+
+impl Source {
+    fn next_op(&mut self) -> Option<Op> {
+        match self {
+            Source::Usemem(g) => g.next_op(),
+            Source::MmOps(g) => g.next_op(),
+        }
+    }
+    /// The child's source after a fork, if this source forks.
+    fn fork_child(&mut self) -> Option<Source> {
+        match self {
+            Source::Usemem(_) => None,
+            Source::MmOps(g) => Some(Source::MmOps(g.fork_child())),
+        }
+    }
+}
+
+/// One mapped region of a process and the content each page must hold.
+#[derive(Debug, Clone)]
+struct Region {
+    start: Vpn,
+    backing: Backing,
+}
+
+#[derive(Debug, Clone)]
+enum Backing {
+    /// Private anonymous: the process's own keys (a fork copies them).
+    Anon(Vec<ContentKey>),
+    /// Shared: the keys live with the inode (`Machine::file_keys`).
+    File { ino: u32, pgoff: u64 },
 }
 
 #[derive(Debug)]
@@ -102,12 +146,23 @@ struct Proc {
     name: String,
     mm: Option<MmId>,
     cpu: usize,
-    gen: ProcessGen,
+    gen: Source,
     pending: Option<Op>,
     blocked: Option<Wait>,
-    regions: Vec<Option<(Vpn, Vec<u32>)>>,
+    regions: Vec<Option<Region>>,
     exited: bool,
     killed: Option<String>,
+    children: u32,
+}
+
+/// Random mm-op processes instead of a workload file (simulation tests and
+/// `swapvm fuzz`).
+#[derive(Debug, Clone, Copy)]
+pub struct MmOpsRun {
+    /// Processes started.
+    pub procs: u32,
+    /// The shape of their op sequences.
+    pub ops: MmOpsConfig,
 }
 
 /// Status a process task reports after its turn.
@@ -141,6 +196,14 @@ pub struct Machine {
     accesses: u64,
     started: std::time::Instant,
     zram: zram::ZramDevices,
+    /// tmpfs names (workload file numbers) to inodes.
+    files: HashMap<u32, u32>,
+    /// The content keys of each shmem inode's pages.
+    file_keys: HashMap<u32, Vec<ContentKey>>,
+    next_key: ContentKey,
+    next_pid: u32,
+    /// Forks refused for want of memory (`-ENOMEM`).
+    pub forks_failed: u64,
 }
 
 impl std::fmt::Debug for Machine {
@@ -222,16 +285,25 @@ impl Machine {
     /// the swap devices, and starts the workload's processes.
     pub fn new(cfg: MachineConfig, opts: RunOptions) -> Result<Machine, MachineError> {
         let seed = opts.seed.unwrap_or(cfg.machine.seed);
-        let wl_path = match (&opts.workload, &cfg.workload) {
-            (Some(p), _) => p.clone(),
-            (None, Some(p)) => cfg.resolve(p),
-            (None, None) => {
-                return Err(MachineError::NoWorkload {
-                    config: cfg.source.clone(),
-                })
+        let mut workload = if opts.mmops.is_some() {
+            WorkloadSpec {
+                name: "mmops".into(),
+                description: "random memory-management op sequences".into(),
+                processes: Vec::new(),
+                source: PathBuf::from("<mmops>"),
             }
+        } else {
+            let wl_path = match (&opts.workload, &cfg.workload) {
+                (Some(p), _) => p.clone(),
+                (None, Some(p)) => cfg.resolve(p),
+                (None, None) => {
+                    return Err(MachineError::NoWorkload {
+                        config: cfg.source.clone(),
+                    })
+                }
+            };
+            WorkloadSpec::load(&wl_path)?
         };
-        let mut workload = WorkloadSpec::load(&wl_path)?;
         if let Some(f) = opts.scale {
             workload = workload.scaled(f);
         }
@@ -243,12 +315,12 @@ impl Machine {
             cfg.reclaim.min_free_kbytes,
             cfg.reclaim.watermark_scale_factor,
         );
-        let mem = Memory::new(ram_pages as u32, wm, Arc::clone(&stat), Arc::clone(&warn)).map_err(
-            |source| MachineError::Ram {
+        let mut mem = Memory::new(ram_pages as u32, wm, Arc::clone(&stat), Arc::clone(&warn))
+            .map_err(|source| MachineError::Ram {
                 mib: cfg.machine.ram_mib,
                 source,
-            },
-        )?;
+            })?;
+        mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
         let cpus = cfg.machine.cpus as usize;
         let mut swap = SwapSubsystem::new(
             Arc::clone(&stat),
@@ -265,13 +337,25 @@ impl Machine {
             verify.add_device(ty.0, slots);
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
-        let procs = workload
-            .instantiate(seed)
+        let sources: Vec<(String, Source)> = match opts.mmops {
+            Some(r) => (0..r.procs)
+                .map(|i| {
+                    let rng = swapvm_core::SimRng::derive(seed, u64::from(i) + 1);
+                    (format!("mmops.{i}"), Source::MmOps(MmOps::new(r.ops, rng)))
+                })
+                .collect(),
+            None => workload
+                .instantiate(seed)
+                .into_iter()
+                .map(|g| (g.name().to_owned(), Source::Usemem(g)))
+                .collect(),
+        };
+        let procs: Vec<Proc> = sources
             .into_iter()
             .enumerate()
-            .map(|(i, gen)| Proc {
+            .map(|(i, (name, gen))| Proc {
                 pid: i as u32 + 1,
-                name: gen.name().to_owned(),
+                name,
                 mm: None,
                 cpu: i % cpus,
                 gen,
@@ -280,8 +364,10 @@ impl Machine {
                 regions: Vec::new(),
                 exited: false,
                 killed: None,
+                children: 0,
             })
             .collect();
+        let next_pid = procs.len() as u32 + 1;
         let hist = new_histogram;
         Ok(Machine {
             cfg,
@@ -303,6 +389,11 @@ impl Machine {
             accesses: 0,
             started: std::time::Instant::now(),
             zram,
+            files: HashMap::new(),
+            file_keys: HashMap::new(),
+            next_key: 1,
+            next_pid,
+            forks_failed: 0,
         })
     }
 
@@ -372,7 +463,13 @@ impl Machine {
         let wb = self.reclaim.nr_writeback();
         for p in &mut self.procs {
             p.blocked = match p.blocked {
-                Some(Wait::Folio(pfn)) if !self.mem.folios.get(pfn).test(swapvm_mm::pg::LOCKED) => {
+                Some(Wait::Folio(pfn))
+                    if !self
+                        .mem
+                        .folios
+                        .get(pfn)
+                        .test(swapvm_mm::pg::LOCKED | swapvm_mm::pg::WRITEBACK) =>
+                {
                     None
                 }
                 Some(Wait::Memory) if free > min || wb == 0 => None,
@@ -446,25 +543,83 @@ impl Machine {
         match op {
             Op::Mmap { region, pages } => {
                 let start = self.mem.mmap_anon(mm, pages);
-                let r = &mut self.procs[i].regions;
-                if r.len() <= region as usize {
-                    r.resize_with(region as usize + 1, || None);
+                let backing = Backing::Anon(vec![0; pages as usize]);
+                self.set_region(i, region, Region { start, backing });
+                Ok(false)
+            }
+            Op::MmapShared { region, pages } => {
+                let start = self.mem.mmap_shared_anon(mm, pages);
+                let ino = match self.mem.find_vma(mm, start).map(|v| v.kind) {
+                    Some(VmaKind::Shmem { inode, .. }) => inode,
+                    _ => return Ok(false),
+                };
+                self.file_keys.insert(ino, vec![0; pages as usize]);
+                let backing = Backing::File { ino, pgoff: 0 };
+                self.set_region(i, region, Region { start, backing });
+                Ok(false)
+            }
+            Op::ShmemMap {
+                region,
+                file,
+                pages,
+            } => {
+                let ino = self.open_file(file, pages);
+                let Some(start) = self.mem.mmap_shmem(mm, ino, 0, pages) else {
+                    return Ok(false);
+                };
+                let backing = Backing::File { ino, pgoff: 0 };
+                self.set_region(i, region, Region { start, backing });
+                Ok(false)
+            }
+            Op::ShmemTruncate { file, pages } => {
+                if let Some(&ino) = self.files.get(&file) {
+                    self.mem.shmem_truncate(&mut self.swap, ino, pages);
+                    self.mem.shmem_grow(ino, pages);
+                    if let Some(k) = self.file_keys.get_mut(&ino) {
+                        k.resize(pages as usize, 0);
+                    }
                 }
-                r[region as usize] = Some((start, vec![0; pages as usize]));
+                Ok(false)
+            }
+            Op::ShmemUnlink { file } => {
+                if let Some(ino) = self.files.remove(&file) {
+                    self.mem.shmem_unlink(&mut self.swap, ino);
+                    if self.mem.shmem.inode(ino).is_none() {
+                        self.file_keys.remove(&ino);
+                    }
+                }
                 Ok(false)
             }
             Op::Access {
                 region,
                 page,
                 write,
-            } => self.access(i, mm, region, page, write),
+            } => {
+                let store = write.then(|| {
+                    self.next_key += 1;
+                    self.next_key
+                });
+                self.access(i, mm, region, page, store)
+            }
+            Op::Fill { region, page, pool } => {
+                self.access(i, mm, region, page, Some(pool_key(pool)))
+            }
+            Op::Madvise { region, advice } => {
+                self.madvise(i, mm, region, advice);
+                Ok(false)
+            }
+            Op::Fork => {
+                self.fork(i, mm);
+                Ok(false)
+            }
             Op::Munmap { region } => {
-                if let Some(Some((start, _))) = self.procs[i]
+                if let Some(Some(r)) = self.procs[i]
                     .regions
                     .get_mut(region as usize)
                     .map(Option::take)
                 {
-                    self.mem.munmap(&mut self.swap, mm, start);
+                    self.mem.munmap(&mut self.swap, mm, r.start);
+                    self.forget_dead_inodes();
                 }
                 Ok(false)
             }
@@ -475,34 +630,172 @@ impl Machine {
         }
     }
 
+    fn set_region(&mut self, i: usize, region: u32, r: Region) {
+        let rs = &mut self.procs[i].regions;
+        if rs.len() <= region as usize {
+            rs.resize_with(region as usize + 1, || None);
+        }
+        rs[region as usize] = Some(r);
+    }
+
+    /// The inode of tmpfs file `file`, created (or grown) to `pages`.
+    fn open_file(&mut self, file: u32, pages: u64) -> u32 {
+        let ino = match self.files.get(&file) {
+            Some(&ino) => ino,
+            None => {
+                let ino = self.mem.shmem_create(pages);
+                self.files.insert(file, ino);
+                ino
+            }
+        };
+        self.mem.shmem_grow(ino, pages);
+        let keys = self.file_keys.entry(ino).or_default();
+        if (keys.len() as u64) < pages {
+            keys.resize(pages as usize, 0);
+        }
+        ino
+    }
+
+    /// Drops the keys of inodes that were evicted.
+    fn forget_dead_inodes(&mut self) {
+        let mem = &self.mem;
+        self.file_keys
+            .retain(|&ino, _| mem.shmem.inode(ino).is_some());
+    }
+
+    fn fork(&mut self, i: usize, mm: MmId) {
+        let Some(gen) = self.procs[i].gen.fork_child() else {
+            return;
+        };
+        match self.mem.fork(&mut self.swap, mm) {
+            Ok(child) => {
+                let p = &mut self.procs[i];
+                p.children += 1;
+                let name = format!("{}.{}", p.name, p.children);
+                let regions = p.regions.clone();
+                let pid = self.next_pid;
+                self.next_pid += 1;
+                let cpus = self.cfg.machine.cpus as usize;
+                self.procs.push(Proc {
+                    pid,
+                    name,
+                    mm: Some(child),
+                    cpu: pid as usize % cpus,
+                    gen,
+                    pending: None,
+                    blocked: None,
+                    regions,
+                    exited: false,
+                    killed: None,
+                    children: 0,
+                });
+            }
+            Err(e) => {
+                tracing::debug!("pid {}: {e}", self.procs[i].pid);
+                self.forks_failed += 1;
+            }
+        }
+    }
+
+    fn madvise(&mut self, i: usize, mm: MmId, region: u32, advice: Advice) {
+        let Some(Some(r)) = self.procs[i].regions.get(region as usize) else {
+            return;
+        };
+        let start = r.start;
+        let anon = matches!(r.backing, Backing::Anon(_));
+        match advice {
+            Advice::DontNeed => {
+                self.mem.madvise_dontneed(&mut self.swap, mm, start);
+                if let Some(Some(Region {
+                    backing: Backing::Anon(keys),
+                    ..
+                })) = self.procs[i].regions.get_mut(region as usize)
+                {
+                    keys.iter_mut().for_each(|k| *k = 0);
+                }
+            }
+            Advice::Free => {
+                let (zeroed, lazy) = self.mem.madvise_free(&mut self.swap, mm, start);
+                if let Some(Some(Region {
+                    backing: Backing::Anon(keys),
+                    ..
+                })) = self.procs[i].regions.get_mut(region as usize)
+                {
+                    for v in zeroed {
+                        keys[(v.0 - start.0) as usize] = 0;
+                    }
+                    for v in lazy {
+                        let k = &mut keys[(v.0 - start.0) as usize];
+                        if *k != 0 {
+                            *k |= KEY_LAZY;
+                        }
+                    }
+                }
+            }
+            Advice::Cold => {
+                self.mem.madvise_cold(mm, start);
+            }
+            Advice::PageOut => {
+                let pfns = self.mem.madvise_pageout_isolate(mm, start);
+                let cpu = self.procs[i].cpu;
+                self.reclaim
+                    .reclaim_pages(&mut self.mem, &mut self.swap, &pfns, cpu, self.tick);
+            }
+            Advice::Mergeable | Advice::Unmergeable if anon => {
+                let on = advice == Advice::Mergeable;
+                self.mem.ksm_madvise(&mut self.swap, mm, start, on);
+            }
+            Advice::Mergeable | Advice::Unmergeable => {}
+        }
+    }
+
+    /// One load, or a store of content `store`, at `page` of `region`.
     fn access(
         &mut self,
         i: usize,
         mm: MmId,
         region: u32,
         page: u64,
-        write: bool,
+        store: Option<ContentKey>,
     ) -> Result<bool, FaultStop> {
         let p = &self.procs[i];
-        let Some(Some((start, versions))) = p.regions.get(region as usize) else {
+        let Some(Some(r)) = p.regions.get(region as usize) else {
             return Err(FaultStop::Segv);
         };
-        let Some(&version) = versions.get(page as usize) else {
-            return Err(FaultStop::Segv);
+        let vpn = r.start.add(page);
+        let (ino, index) = match &r.backing {
+            Backing::Anon(keys) if (page as usize) < keys.len() => (None, page),
+            Backing::File { ino, pgoff } => (Some(*ino), pgoff + page),
+            Backing::Anon(_) => return Err(FaultStop::Segv),
         };
-        let vpn = start.add(page);
         let pid = p.pid;
-        let pfn = self.mem.access(&mut self.swap, mm, vpn, write, self.tick)?;
-        if write {
-            let v = version + 1;
-            if let Some(Some((_, versions))) = self.procs[i].regions.get_mut(region as usize) {
-                versions[page as usize] = v;
+        let pfn = self
+            .mem
+            .access(&mut self.swap, mm, vpn, store.is_some(), self.tick)?;
+        let key = match ino {
+            None => match self.procs[i].regions.get_mut(region as usize) {
+                Some(Some(Region {
+                    backing: Backing::Anon(keys),
+                    ..
+                })) => keys.get_mut(index as usize),
+                _ => None,
+            },
+            Some(ino) => self
+                .file_keys
+                .get_mut(&ino)
+                .and_then(|k| k.get_mut(index as usize)),
+        };
+        let Some(key) = key else {
+            return Err(FaultStop::SigBus);
+        };
+        match store {
+            Some(k) => {
+                *key = k;
+                self.mem.ram.page_mut(pfn)[..verify::STAMP_LEN].copy_from_slice(&stamp_key(k));
             }
-            self.mem.ram.page_mut(pfn)[..verify::STAMP_LEN]
-                .copy_from_slice(&verify::stamp(pid, vpn.0, v));
-        } else {
-            self.verify
-                .check_stamp(self.tick, pid, vpn.0, version, self.mem.ram.page(pfn));
+            None => self
+                .verify
+                .check_key(self.tick, pid, vpn.0, key, self.mem.ram.page(pfn)),
         }
         self.accesses += 1;
         Ok(true)
@@ -511,6 +804,7 @@ impl Machine {
     fn exit_process(&mut self, i: usize, killed: Option<String>) {
         if let Some(mm) = self.procs[i].mm.take() {
             self.mem.exit_mmap(&mut self.swap, mm);
+            self.forget_dead_inodes();
         }
         let p = &mut self.procs[i];
         if let Some(why) = &killed {
@@ -586,6 +880,30 @@ fn spawn_kswapd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
     tx
 }
 
+/// ksmd: every `ksm.sleep_ticks` ticks, one `ksm_do_scan` when `ksm.run`.
+fn spawn_ksmd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<TurnRequest>(1);
+    let m = Rc::clone(m);
+    tokio::task::spawn_local(async move {
+        while let Some(reply) = rx.recv().await {
+            let mut g = m.borrow_mut();
+            let mm = &mut *g;
+            let k = &mm.cfg.ksm;
+            let merged = if k.run && mm.tick % u64::from(k.sleep_ticks.max(1)) == 0 {
+                mm.mem.ksm_do_scan(&mut mm.swap)
+            } else {
+                0
+            };
+            let _ = reply.send(if merged > 0 {
+                Turn::Ran(merged)
+            } else {
+                Turn::Blocked
+            });
+        }
+    });
+    tx
+}
+
 async fn turn(tx: &tokio::sync::mpsc::Sender<TurnRequest>) -> Turn {
     let (rtx, rrx) = tokio::sync::oneshot::channel();
     if tx.send(rtx).await.is_err() {
@@ -601,8 +919,9 @@ async fn tick_loop(
     let total = machine.total_accesses();
     let nprocs = machine.procs.len();
     let m: Shared = Rc::new(RefCell::new(machine));
-    let tasks: Vec<_> = (0..nprocs).map(|i| spawn_process_task(&m, i)).collect();
+    let mut tasks: Vec<_> = (0..nprocs).map(|i| spawn_process_task(&m, i)).collect();
     let kswapd = spawn_kswapd_task(&m);
+    let ksmd = spawn_ksmd_task(&m);
     let mut stalled = 0u32;
     loop {
         let (delivered, max_ticks, check_every, tick) = {
@@ -611,6 +930,11 @@ async fn tick_loop(
             g.unblock();
             (n, g.cfg.machine.max_ticks, g.opts.check_every, g.tick)
         };
+        // Children forked last tick get their tasks.
+        while tasks.len() < m.borrow().procs.len() {
+            let i = tasks.len();
+            tasks.push(spawn_process_task(&m, i));
+        }
         let mut ran = false;
         let mut live = 0;
         for (i, t) in tasks.iter().enumerate() {
@@ -627,6 +951,7 @@ async fn tick_loop(
             }
         }
         let k = turn(&kswapd).await;
+        let _ = turn(&ksmd).await;
         let mut g = m.borrow_mut();
         if live == 0 && g.swap.io_in_flight() == 0 {
             break;
@@ -659,6 +984,7 @@ async fn tick_loop(
     }
     drop(tasks);
     drop(kswapd);
+    drop(ksmd);
     let mut g = m.borrow_mut();
     // The tick in which the last process exits breaks out of the loop
     // before its progress call; report that tick's accesses too, so the
@@ -668,6 +994,18 @@ async fn tick_loop(
     while g.swap.io_in_flight() > 0 {
         g.tick += 1;
         g.deliver_io();
+    }
+    // Shutdown unmounts tmpfs: files outlive their processes, not the
+    // machine. Every slot must then be free again.
+    let files: Vec<u32> = {
+        let mut v: Vec<u32> = g.files.values().copied().collect();
+        v.sort_unstable();
+        v
+    };
+    g.files.clear();
+    for ino in files {
+        let mm = &mut *g;
+        mm.mem.shmem_unlink(&mut mm.swap, ino);
     }
     g.run_checker();
     Ok(report::build(&mut g))

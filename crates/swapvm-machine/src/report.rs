@@ -133,6 +133,32 @@ pub struct Report {
     pub warning_sites: Vec<String>,
     /// Processes killed, with the reason.
     pub killed: Vec<String>,
+    /// KSM counters (`/sys/kernel/mm/ksm`).
+    #[serde(default)]
+    pub ksm: KsmReport,
+    /// Processes that ran (forked children included).
+    #[serde(default)]
+    pub processes: u64,
+    /// Forks refused for want of memory (`-ENOMEM`).
+    #[serde(default)]
+    pub forks_failed: u64,
+}
+
+/// KSM counters at the end of the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KsmReport {
+    /// `pages_shared`.
+    pub pages_shared: u64,
+    /// `pages_sharing`.
+    pub pages_sharing: u64,
+    /// `pages_unshared`.
+    pub pages_unshared: u64,
+    /// `full_scans`.
+    pub full_scans: u64,
+    /// Pages scanned.
+    pub pages_scanned: u64,
+    /// Pages merged into KSM folios.
+    pub pages_merged: u64,
 }
 
 impl Report {
@@ -289,5 +315,18 @@ pub(crate) fn build(m: &mut Machine) -> Report {
                     .map(|k| format!("pid {} {}: {k}", p.pid, p.name))
             })
             .collect(),
+        ksm: {
+            let k = m.mem.ksm.stats();
+            KsmReport {
+                pages_shared: k.pages_shared,
+                pages_sharing: k.pages_sharing,
+                pages_unshared: k.pages_unshared,
+                full_scans: k.full_scans,
+                pages_scanned: k.pages_scanned,
+                pages_merged: k.pages_merged,
+            }
+        },
+        processes: m.procs.len() as u64,
+        forks_failed: m.forks_failed,
     }
 }

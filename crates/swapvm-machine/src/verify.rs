@@ -25,6 +25,32 @@ pub fn stamp(pid: u32, vpn: u64, version: u32) -> [u8; STAMP_LEN] {
     s
 }
 
+/// A content key: what a page must hold. 0 is the zero page; a store
+/// writes [`stamp_key`] of a fresh key; pool contents ([`pool_key`]) are
+/// the same bytes wherever they are stored, so KSM can merge them.
+pub type ContentKey = u64;
+/// Key bit: the page was lazily freed (`MADV_FREE`) since it held the key;
+/// it may read back as the key's content or, once reclaim dropped it, as
+/// zeros.
+pub const KEY_LAZY: ContentKey = 1 << 63;
+/// Key bit of pool contents.
+const KEY_POOL: ContentKey = 1 << 62;
+
+/// The key of pool content `pool`.
+pub fn pool_key(pool: u32) -> ContentKey {
+    KEY_POOL | u64::from(pool)
+}
+
+/// The bytes at the start of a page holding key `key` (the rest of the
+/// page is zeros).
+pub fn stamp_key(key: ContentKey) -> [u8; STAMP_LEN] {
+    let mut s = [0u8; STAMP_LEN];
+    s[0..8].copy_from_slice(&key.to_le_bytes());
+    s[8..16].copy_from_slice(&key.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    s[16..24].copy_from_slice(&(!key).rotate_left(17).to_le_bytes());
+    s
+}
+
 /// A verification failure, with where it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mismatch {
@@ -101,6 +127,50 @@ impl Verifier {
                     format!("swap-in of {e:?}: bytes differ from the last write"),
                 ),
             }
+        }
+    }
+
+    /// Checks a loaded page against the key it must hold. A lazily freed
+    /// page may read its old content until reclaim drops it (a load does
+    /// not cancel `MADV_FREE`; only a store does), then zeros for good.
+    pub fn check_key(&mut self, tick: u64, pid: u32, vpn: u64, key: &mut ContentKey, page: &[u8]) {
+        let head = &page[..STAMP_LEN];
+        let is = |k: ContentKey| {
+            if k == 0 {
+                head.iter().all(|&b| b == 0)
+            } else {
+                head == stamp_key(k)
+            }
+        };
+        let want = *key & !KEY_LAZY;
+        let ok = if *key & KEY_LAZY != 0 {
+            if is(want) {
+                true
+            } else if is(0) {
+                *key = 0;
+                true
+            } else {
+                false
+            }
+        } else {
+            is(want)
+        };
+        if ok {
+            self.stamps_verified += 1;
+        } else {
+            self.fail(
+                tick,
+                format!(
+                    "pid {pid} load at {:#x}: content is not key {:#x}{}",
+                    vpn << 12,
+                    want,
+                    if *key & KEY_LAZY != 0 {
+                        " (or zeros, lazily freed)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
         }
     }
 

@@ -6,7 +6,7 @@
 //! the named event, then retries the access.
 
 use crate::folio::pg;
-use crate::memory::{Memory, MmId};
+use crate::memory::{Memory, MmId, VmaKind};
 use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, VmEvent, Vpn, WarnSite, PAGE_SIZE};
 use swapvm_swap::{SwapError, SwapSubsystem};
 
@@ -29,6 +29,11 @@ pub enum FaultStop {
     /// The page's swap copy could not be read (`SIGBUS`).
     SigBus,
 }
+
+const SHMEM_SWAP_PTE: WarnSite = WarnSite {
+    func: "handle_mm_fault",
+    rule: "swap PTE in a shared mapping",
+};
 
 const SWAPIN_SETUP: WarnSite = WarnSite {
     func: "do_swap_page",
@@ -93,16 +98,35 @@ impl Memory {
         now: u64,
     ) -> Result<(), FaultStop> {
         self.stat.inc(VmEvent::PgFault);
-        let vma_start = self.find_vma(id, vpn).ok_or(FaultStop::Segv)?.start.0;
+        let v = self.find_vma(id, vpn).ok_or(FaultStop::Segv)?;
+        let (vma_start, kind) = (v.start.0, v.kind);
         let pgd = self.mm(id).pgd;
         let leaf = self.pt.walk_alloc(pgd, vpn);
-        match self.pt.pte(leaf).kind() {
+        let pte = self.pt.pte(leaf).kind();
+        if let VmaKind::Shmem { inode, pgoff } = kind {
+            let index = pgoff + (vpn.0 - vma_start);
+            return match pte {
+                PteKind::None => self.shmem_fault(swap, id, inode, index, leaf, write, now),
+                PteKind::Present { writable, .. } if write && !writable => {
+                    self.shmem_wp_page(leaf);
+                    Ok(())
+                }
+                PteKind::Present { .. } => Ok(()),
+                // Shared mappings never hold swap PTEs: the page cache does.
+                PteKind::Swap(e) => {
+                    self.warn
+                        .warn_on(true, SHMEM_SWAP_PTE, || format!("{e:?} at {vpn:?}"));
+                    Err(FaultStop::SigBus)
+                }
+            };
+        }
+        match pte {
             PteKind::None => self.do_anonymous_page(id, vma_start, vpn, leaf, write),
             PteKind::Swap(entry) => {
                 self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now)
             }
             PteKind::Present { writable, .. } if write && !writable => {
-                self.do_wp_page(swap, id, vpn, leaf)
+                self.do_wp_page(swap, id, vma_start, vpn, leaf)
             }
             PteKind::Present { .. } => Ok(()),
         }
@@ -134,7 +158,7 @@ impl Memory {
         let p = self.folios.get_mut(pfn);
         p.set(pg::ANON | pg::SWAPBACKED);
         p.mapcount = 1;
-        p.anon_vma = anon_vma;
+        p.mapping = anon_vma;
         p.index = vpn.0;
     }
 
@@ -153,7 +177,7 @@ impl Memory {
         let Some(pfn) = swap.swap_cache_get_folio(entry) else {
             return self.swapin(swap, id, vma_start, vpn, leaf, entry, write, now);
         };
-        let p = self.folios.get(pfn);
+        let p = *self.folios.get(pfn);
         if p.test(pg::LOCKED) {
             return Err(FaultStop::Retry(Wait::Folio(pfn)));
         }
@@ -161,13 +185,22 @@ impl Memory {
             return Err(FaultStop::SigBus);
         }
         self.stat.inc(VmEvent::SwapCacheHit);
+        if !self.folio_mappable_at(&p, id, vma_start, vpn) {
+            return self.swapin_copy(swap, id, vma_start, vpn, leaf, pfn);
+        }
         // Context for the folio helpers: folio locked, in the swap cache;
         // the page-table slot (our PTL) is held by this single-threaded walk.
         self.folios.get_mut(pfn).set(pg::LOCKED);
         self.folios.get_mut(pfn).mapcount += 1;
+        if p.test(pg::KSM) {
+            self.ksm_add_rmap_item(pfn, id, vpn);
+        }
         swap.folio_put_swap(&self.folios.folio(pfn), None);
-        let exclusive = swap.swap_count(entry) == 0;
-        if (write || swap.vm_swap_full()) && !self.folios.get(pfn).test(pg::WRITEBACK) {
+        // Exclusive: no other swap owner and no other mapping.
+        let exclusive =
+            swap.swap_count(entry) == 0 && self.folios.get(pfn).mapcount == 1 && !p.test(pg::KSM);
+        if (write || swap.vm_swap_full()) && exclusive && !self.folios.get(pfn).test(pg::WRITEBACK)
+        {
             swap.folio_free_swap(&mut self.folios.folio(pfn));
         }
         let writable = write && exclusive;
@@ -177,6 +210,63 @@ impl Memory {
         let mm = self.mm_mut(id);
         mm.rss_swap -= 1;
         mm.rss_anon += 1;
+        Ok(())
+    }
+
+    /// Whether the rmap walk of swap-cache folio `p` would find a mapping
+    /// at `(id, vpn)` (the test of `ksm_might_need_to_copy`): a KSM folio
+    /// always (the stable node gains an item), an anonymous one only if its
+    /// anon_vma is on the VMA's chain at the same index.
+    fn folio_mappable_at(
+        &self,
+        p: &crate::folio::Page,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+    ) -> bool {
+        if p.test(pg::KSM) {
+            return true;
+        }
+        p.test(pg::ANON)
+            && p.index == vpn.0
+            && self
+                .mm(id)
+                .vmas
+                .get(&vma_start)
+                .is_some_and(|v| v.chain.contains(&p.mapping))
+    }
+
+    /// The copy branch of `ksm_might_need_to_copy`: the swap-cache folio
+    /// cannot be mapped here (its rmap would not find this PTE), so this
+    /// mapping gets a private copy and puts its swap reference on the
+    /// swap-cache folio, which keeps the slot for its other owners.
+    fn swapin_copy(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        leaf: (u32, usize),
+        cache: Pfn,
+    ) -> Result<(), FaultStop> {
+        let new = self
+            .alloc_frame(false)
+            .ok_or(FaultStop::Retry(Wait::Memory))?;
+        self.ram.copy_page(new, cache);
+        let av = self.anon_vma_prepare(id, vma_start);
+        self.folio_add_new_anon_rmap(new, av, vpn);
+        self.folios.get_mut(new).set(pg::UPTODATE | pg::DIRTY);
+        self.lru.add(&mut self.folios, new);
+        self.pt.set_pte(leaf, Pte::present(new, true, true, false));
+        // Context: folio locked and in the swap cache.
+        self.folios.get_mut(cache).set(pg::LOCKED);
+        swap.folio_put_swap(&self.folios.folio(cache), None);
+        self.folios.get_mut(cache).clear(pg::LOCKED);
+        self.stat.inc(VmEvent::KsmSwapinCopy);
+        let mm = self.mm_mut(id);
+        mm.rss_swap -= 1;
+        mm.rss_anon += 1;
+        self.try_free_folio(swap, cache);
         Ok(())
     }
 
@@ -200,7 +290,7 @@ impl Memory {
         {
             let p = self.folios.get_mut(pfn);
             p.set(pg::ANON | pg::SWAPBACKED | pg::LOCKED);
-            p.anon_vma = av;
+            p.mapping = av;
             p.index = vpn.0;
         }
         let bound = swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry);
@@ -253,11 +343,13 @@ impl Memory {
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE. Reuses an
-    /// exclusive folio (dropping its now-stale swap copy), copies a shared one.
+    /// exclusive folio (dropping its now-stale swap copy), copies a shared
+    /// or KSM one.
     fn do_wp_page(
         &mut self,
         swap: &mut SwapSubsystem,
         id: MmId,
+        vma_start: u64,
         vpn: Vpn,
         leaf: (u32, usize),
     ) -> Result<(), FaultStop> {
@@ -268,7 +360,7 @@ impl Memory {
             return Err(FaultStop::Retry(Wait::Folio(old)));
         }
         let in_cache_shared = p.swap.is_some_and(|e| swap.swap_count(e) > 0);
-        if p.mapcount == 1 && !in_cache_shared {
+        if p.mapcount == 1 && !in_cache_shared && !p.test(pg::KSM) {
             if p.swap.is_some() && !p.test(pg::WRITEBACK) {
                 self.folios.get_mut(old).set(pg::LOCKED);
                 swap.folio_free_swap(&mut self.folios.folio(old));
@@ -278,19 +370,38 @@ impl Memory {
                 .set_pte(leaf, pte.with(Pte::WRITE | Pte::DIRTY | Pte::ACCESSED));
             return Ok(());
         }
-        // Copy on write.
+        self.cow_copy(swap, id, vma_start, vpn, leaf, old, true)
+    }
+
+    /// Copy on write (`wp_page_copy`): `vpn` gets a private copy of `old`
+    /// in the VMA's own anon_vma, writable; `old` loses this mapping.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cow_copy(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        leaf: (u32, usize),
+        old: Pfn,
+        write: bool,
+    ) -> Result<(), FaultStop> {
         let new = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
         self.ram.copy_page(new, old);
-        self.folio_add_new_anon_rmap(new, p.anon_vma, vpn);
-        self.folios.get_mut(new).set(pg::UPTODATE);
+        let av = self.anon_vma_prepare(id, vma_start);
+        self.folio_add_new_anon_rmap(new, av, vpn);
+        self.folios.get_mut(new).set(pg::UPTODATE | pg::DIRTY);
         self.lru.add(&mut self.folios, new);
-        self.pt.set_pte(leaf, Pte::present(new, true, true, true));
+        self.pt.set_pte(leaf, Pte::present(new, true, true, write));
         self.stat.inc(VmEvent::CowFault);
+        if self.folios.get(old).test(pg::KSM) {
+            self.ksm_remove_rmap_item(swap, old, id, vpn);
+            self.stat.inc(VmEvent::CowKsm);
+        }
         self.folios.get_mut(old).mapcount -= 1;
         self.try_free_folio(swap, old);
-        let _ = id;
         Ok(())
     }
 
@@ -300,6 +411,10 @@ impl Memory {
     pub fn try_free_folio(&mut self, swap: &mut SwapSubsystem, pfn: Pfn) -> bool {
         let p = *self.folios.get(pfn);
         if !p.test(pg::ALLOCATED) || p.mapcount > 0 || p.test(pg::LOCKED | pg::WRITEBACK) {
+            return false;
+        }
+        if p.test(pg::SHMEM) {
+            // The page cache holds it.
             return false;
         }
         if p.swap.is_some() {

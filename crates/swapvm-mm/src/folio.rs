@@ -1,8 +1,9 @@
 //! Per-frame metadata (`struct page` / `struct folio`) and folio handles.
 //!
-//! One [`Page`] per frame, 40 bytes: flags, order, mapcount, the anon_vma
-//! and linear index used by rmap, `folio->swap`, and the LRU links. Only a
-//! folio's head frame carries meaning (swapvm has order-0 folios for now).
+//! One [`Page`] per frame, 40 bytes: flags, order, mapcount, the mapping
+//! (anon_vma, shmem inode or KSM stable node) and linear index used by rmap,
+//! `folio->swap`, and the LRU links. Only a folio's head frame carries
+//! meaning (swapvm has order-0 folios for now).
 
 use swapvm_core::list::{Link, Linked};
 use swapvm_core::{Order, Pfn, SwpEntry};
@@ -36,7 +37,16 @@ pub mod pg {
     pub const RECLAIM_DIRECT: u16 = 1 << 11;
     /// A swap read failed: the bytes are not valid (SIGBUS on map).
     pub const IO_ERROR: u16 = 1 << 12;
+    /// A shmem folio: `mapping` is its inode, `index` its page offset in
+    /// the file. Swap-backed, not anonymous.
+    pub const SHMEM: u16 = 1 << 13;
+    /// A KSM folio (`folio_test_ksm`): anonymous, write-protected wherever
+    /// mapped, `mapping` is its stable node.
+    pub const KSM: u16 = 1 << 14;
 }
+
+/// No mapping (`folio->mapping == NULL`).
+pub const NO_MAPPING: u32 = u32::MAX;
 
 /// Metadata of one frame.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,9 +57,13 @@ pub struct Page {
     pub order: u8,
     /// Page-table mappings of the folio (head only).
     pub mapcount: i32,
-    /// anon_vma index (`folio->mapping` for anon), `u32::MAX` if none.
-    pub anon_vma: u32,
-    /// Linear page index inside the anon_vma (`folio->index`): its vpn.
+    /// `folio->mapping`: the anon_vma index of an anonymous folio, the
+    /// inode of a shmem folio ([`pg::SHMEM`]), the stable node of a KSM
+    /// folio ([`pg::KSM`]); [`NO_MAPPING`] if none.
+    pub mapping: u32,
+    /// `folio->index`: the vpn of an anonymous folio (linear in every VMA
+    /// of its anon_vma, which all share the layout fork copied), the page
+    /// offset in the file of a shmem folio.
     pub index: u64,
     /// `folio->swap` while in the swap cache.
     pub swap: Option<SwpEntry>,
@@ -89,7 +103,7 @@ impl Folios {
         Folios {
             pages: vec![
                 Page {
-                    anon_vma: u32::MAX,
+                    mapping: NO_MAPPING,
                     ..Page::default()
                 };
                 nr as usize

@@ -18,13 +18,20 @@
 
 pub mod fault;
 pub mod folio;
+pub mod fork;
+pub mod ksm;
 pub mod lru;
+pub mod madvise;
 pub mod memory;
 pub mod pgtable;
 pub mod ram;
 pub mod rmap;
+pub mod shmem;
 
 pub use fault::{FaultStop, Wait};
 pub use folio::{pg, FolioMut, Folios, Page};
+pub use fork::ForkError;
+pub use ksm::{KsmStats, StableNode};
 pub use lru::{LruList, Lruvec};
-pub use memory::{AnonVma, Memory, MmId, MmStruct, Vma, Watermarks};
+pub use memory::{vm, AnonVma, Memory, MmId, MmStruct, Vma, VmaKind, Watermarks};
+pub use shmem::{ShmemEntry, ShmemInode};

@@ -13,15 +13,55 @@ use swapvm_core::{Pfn, VmEvent, VmStat, Vpn, Warnings};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MmId(pub u32);
 
-/// A virtual memory area (`struct vm_area_struct`): anonymous, private.
+/// What backs a VMA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmaKind {
+    /// Private anonymous memory (`MAP_PRIVATE|MAP_ANONYMOUS`): folios on
+    /// the VMA's anon_vma chain, copy-on-write across fork.
+    Anon,
+    /// A shared mapping of shmem inode `inode` from file page `pgoff`
+    /// (`MAP_SHARED` of a tmpfs file, or `MAP_SHARED|MAP_ANONYMOUS`, which
+    /// the kernel backs with an unlinked shmem inode too).
+    Shmem {
+        /// The inode.
+        inode: u32,
+        /// File page mapped at `start`.
+        pgoff: u64,
+    },
+}
+
+/// `VM_*` flags swapvm models.
+pub mod vm {
+    /// `VM_MERGEABLE`: KSM may merge the VMA's anonymous pages
+    /// (`MADV_MERGEABLE`).
+    pub const MERGEABLE: u32 = 1 << 0;
+}
+
+/// A virtual memory area (`struct vm_area_struct`).
 #[derive(Clone, Debug)]
 pub struct Vma {
     /// First page.
     pub start: Vpn,
     /// One past the last page.
     pub end: Vpn,
-    /// Its anon_vma, made at the first fault (`anon_vma_prepare`).
+    /// What backs it.
+    pub kind: VmaKind,
+    /// `VM_*` bits, see [`vm`].
+    pub flags: u32,
+    /// Its own anon_vma, made at the first anonymous fault
+    /// (`anon_vma_prepare`) or at fork.
     pub anon_vma: Option<u32>,
+    /// The anon_vma chain: every anon_vma this VMA is linked into, its own
+    /// and its ancestors' (fork links a child VMA into each of the parent
+    /// VMA's), so an rmap walk from any folio it may map finds it.
+    pub chain: Vec<u32>,
+}
+
+impl Vma {
+    /// Pages.
+    pub fn pages(&self) -> u64 {
+        self.end.0 - self.start.0
+    }
 }
 
 /// One address space (`struct mm_struct`).
@@ -33,15 +73,18 @@ pub struct MmStruct {
     pub vmas: BTreeMap<u64, Vma>,
     /// Resident anonymous pages (`MM_ANONPAGES`).
     pub rss_anon: u64,
+    /// Resident shmem pages (`MM_SHMEMPAGES`).
+    pub rss_shmem: u64,
     /// Swap entries in the page tables (`MM_SWAPENTS`).
     pub rss_swap: u64,
-    next_va: u64,
+    pub(crate) next_va: u64,
 }
 
 /// An anon_vma: the set of VMAs a folio's rmap walk visits.
 #[derive(Debug, Default, Clone)]
 pub struct AnonVma {
-    /// `(mm, vma start)` of each VMA linked to it (the anon_vma_chain).
+    /// `(mm, vma start)` of each VMA linked to it (its anon_vma_chain
+    /// entries).
     pub vmas: Vec<(MmId, u64)>,
 }
 
@@ -95,6 +138,10 @@ pub struct Memory {
     pub anon_vmas: Vec<AnonVma>,
     /// The LRU lists.
     pub lru: Lruvec,
+    /// shmem inodes and their page caches.
+    pub shmem: crate::shmem::Shmem,
+    /// KSM: ksmd's scan state and the stable tree.
+    pub ksm: crate::ksm::Ksm,
     /// Zone watermarks.
     pub wmark: Watermarks,
     free: Vec<Pfn>,
@@ -122,6 +169,8 @@ impl Memory {
             mms: Vec::new(),
             anon_vmas: Vec::new(),
             lru: Lruvec::default(),
+            shmem: crate::shmem::Shmem::default(),
+            ksm: crate::ksm::Ksm::default(),
             wmark,
             // Popped from the back: low frames first.
             free: (0..ram_pages).rev().map(Pfn).collect(),
@@ -151,7 +200,7 @@ impl Memory {
         debug_assert!(!p.test(pg::ALLOCATED));
         *p = crate::folio::Page {
             flags: pg::ALLOCATED,
-            anon_vma: u32::MAX,
+            mapping: crate::folio::NO_MAPPING,
             ..Default::default()
         };
         self.stat.inc(VmEvent::PgAlloc);
@@ -171,12 +220,26 @@ impl Memory {
                 && !p.test(pg::LRU | pg::WRITEBACK),
             "freeing busy frame {pfn:?}: {p:?}"
         );
+        if p.test(pg::KSM) {
+            let node = p.mapping;
+            self.ksm.node_freed(node);
+        }
+        let p = self.folios.get_mut(pfn);
         *p = crate::folio::Page {
-            anon_vma: u32::MAX,
+            mapping: crate::folio::NO_MAPPING,
             ..Default::default()
         };
         self.free.push(pfn);
         self.stat.inc(VmEvent::PgFree);
+    }
+
+    /// Frees an isolated folio that nothing maps or caches any more (the
+    /// end of the lazyfree branch of `shrink_folio_list`).
+    ///
+    /// # Context
+    /// Folio unlocked, isolated, unmapped, not in the swap or page cache.
+    pub fn lru_free_isolated(&mut self, pfn: Pfn) {
+        self.free_frame(pfn);
     }
 
     /// Creates an empty address space.
@@ -186,6 +249,7 @@ impl Memory {
             pgd,
             vmas: BTreeMap::new(),
             rss_anon: 0,
+            rss_shmem: 0,
             rss_swap: 0,
             next_va: MMAP_BASE,
         };
@@ -208,6 +272,11 @@ impl Memory {
     /// Maps `pages` anonymous pages (`mmap(MAP_PRIVATE|MAP_ANONYMOUS)`),
     /// returning the first page. Leaves a one-page guard gap after it.
     pub fn mmap_anon(&mut self, id: MmId, pages: u64) -> Vpn {
+        self.mmap_region(id, pages, VmaKind::Anon)
+    }
+
+    /// Maps a VMA of `kind` at the next free address (`mmap_region`).
+    pub fn mmap_region(&mut self, id: MmId, pages: u64, kind: VmaKind) -> Vpn {
         let mm = self.mm_mut(id);
         let start = Vpn::from_addr(mm.next_va);
         let end = start.add(pages);
@@ -217,9 +286,15 @@ impl Memory {
             Vma {
                 start,
                 end,
+                kind,
+                flags: 0,
                 anon_vma: None,
+                chain: Vec::new(),
             },
         );
+        if let VmaKind::Shmem { inode, .. } = kind {
+            self.shmem.i_mmap_insert(inode, id, start.0);
+        }
         start
     }
 
@@ -230,18 +305,25 @@ impl Memory {
         (vpn < v.end).then_some(v)
     }
 
-    /// `anon_vma_prepare`: the VMA's anon_vma, created on first use.
+    /// `anon_vma_prepare`: the VMA's anon_vma, created on first use and
+    /// linked into its chain.
     pub fn anon_vma_prepare(&mut self, id: MmId, vma_start: u64) -> u32 {
         if let Some(a) = self.mm(id).vmas.get(&vma_start).and_then(|v| v.anon_vma) {
             return a;
         }
+        let a = self.anon_vma_alloc(id, vma_start);
+        if let Some(v) = self.mm_mut(id).vmas.get_mut(&vma_start) {
+            v.anon_vma = Some(a);
+            v.chain.push(a);
+        }
+        a
+    }
+
+    /// A new anon_vma holding one VMA.
+    pub(crate) fn anon_vma_alloc(&mut self, id: MmId, vma_start: u64) -> u32 {
         self.anon_vmas.push(AnonVma {
             vmas: vec![(id, vma_start)],
         });
-        let a = (self.anon_vmas.len() - 1) as u32;
-        if let Some(v) = self.mm_mut(id).vmas.get_mut(&vma_start) {
-            v.anon_vma = Some(a);
-        }
-        a
+        (self.anon_vmas.len() - 1) as u32
     }
 }

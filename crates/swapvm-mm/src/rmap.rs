@@ -2,41 +2,79 @@
 //!
 //! An anonymous folio records its anon_vma and linear index (its vpn); the
 //! rmap walk visits each VMA linked to that anon_vma and looks the index up
-//! in that address space's page tables.
+//! in that address space's page tables. A shmem folio records its inode and
+//! file index and is found through the inode's mappings; a KSM folio
+//! through its stable node's rmap items.
 
-use crate::folio::pg;
-use crate::memory::{Memory, MmId};
+use crate::folio::{pg, Page, NO_MAPPING};
+use crate::memory::{Memory, MmId, VmaKind};
 use crate::pgtable::TableId;
 use swapvm_core::{Pfn, Pte, PteKind, Vpn};
 use swapvm_swap::SwapSubsystem;
 
 impl Memory {
-    /// Visits every PTE slot mapping `pfn` (`rmap_walk_anon`); `f` returns
-    /// false to stop early.
+    /// The `i`-th place an rmap walk of folio `p` looks: `Some(None)` when
+    /// that candidate is gone, `None` past the last. Anonymous folios walk
+    /// their anon_vma, shmem folios their inode's i_mmap, KSM folios their
+    /// stable node's rmap items. Allocation-free, so reclaim can walk any
+    /// number of folios.
+    fn rmap_candidate(&self, p: &Page, i: usize) -> Option<Option<(MmId, Vpn)>> {
+        if p.test(pg::KSM) {
+            let (mm, vpn) = self.ksm.rmap_item_nth(p.mapping, i)?;
+            let ok = self
+                .mms
+                .get(mm.0 as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|m| {
+                    let Some((_, v)) = m.vmas.range(..=vpn.0).next_back() else {
+                        return false;
+                    };
+                    vpn < v.end
+                });
+            return Some(ok.then_some((mm, vpn)));
+        }
+        let (mm, start) = if p.test(pg::SHMEM) {
+            self.shmem.i_mmap_nth(p.mapping, i)?
+        } else if p.test(pg::ANON) && p.mapping != NO_MAPPING {
+            *self.anon_vmas.get(p.mapping as usize)?.vmas.get(i)?
+        } else {
+            return None;
+        };
+        let Some(v) = self
+            .mms
+            .get(mm.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|m| m.vmas.get(&start))
+        else {
+            return Some(None);
+        };
+        let vpn = match v.kind {
+            VmaKind::Shmem { pgoff, .. } => {
+                if p.index < pgoff || p.index - pgoff >= v.pages() {
+                    return Some(None);
+                }
+                v.start.add(p.index - pgoff)
+            }
+            VmaKind::Anon => Vpn(p.index),
+        };
+        Some((vpn >= v.start && vpn < v.end).then_some((mm, vpn)))
+    }
+
+    /// Visits every PTE slot mapping `pfn` (`rmap_walk`: anon, file or
+    /// KSM); `f` returns false to stop early.
     pub fn rmap_walk(
         &mut self,
         pfn: Pfn,
         mut f: impl FnMut(&mut Self, MmId, Vpn, (TableId, usize)) -> bool,
     ) {
         let p = *self.folios.get(pfn);
-        if !p.test(pg::ANON) || p.anon_vma == u32::MAX {
-            return;
-        }
-        let av = p.anon_vma as usize;
-        let vpn = Vpn(p.index);
         let mut i = 0;
-        while i < self.anon_vmas[av].vmas.len() {
-            let (mm, start) = self.anon_vmas[av].vmas[i];
+        while let Some(c) = self.rmap_candidate(&p, i) {
             i += 1;
-            let Some(Some(m)) = self.mms.get(mm.0 as usize) else {
+            let Some((mm, vpn)) = c else { continue };
+            let Some(m) = self.mms.get(mm.0 as usize).and_then(Option::as_ref) else {
                 continue;
             };
-            let Some(v) = m.vmas.get(&start) else {
-                continue;
-            };
-            if vpn < v.start || vpn >= v.end {
-                continue;
-            }
             let Some(leaf) = self.pt.walk(m.pgd, vpn) else {
                 continue;
             };
@@ -62,15 +100,28 @@ impl Memory {
         referenced
     }
 
-    /// `try_to_unmap` for a swap-cache anon folio: replaces each mapping PTE
-    /// by a swap PTE, taking a swap reference with `folio_dup_swap` for it,
-    /// and moves the PTE dirty bit to the folio. Returns true when the folio
-    /// is no longer mapped.
+    /// `try_to_unmap`. A shmem folio loses every PTE (the page cache keeps
+    /// it). A lazily freed anonymous folio (`MADV_FREE`, no longer
+    /// swap-backed) that nobody redirtied loses every PTE too and is then
+    /// dropped; a redirtied one becomes swap-backed again and stays. A
+    /// swap-cache anonymous (or KSM) folio gets a swap PTE, with a swap
+    /// reference from `folio_dup_swap`, in place of each mapping. The PTE
+    /// dirty bit moves to the folio. Returns true when the folio is no
+    /// longer mapped.
     ///
     /// # Context
-    /// Folio locked and in the swap cache.
+    /// Folio locked; anonymous folios that are swap-backed are in the swap
+    /// cache.
     pub fn try_to_unmap(&mut self, swap: &mut SwapSubsystem, pfn: Pfn) -> bool {
-        let Some(entry) = self.folios.get(pfn).swap else {
+        let p = *self.folios.get(pfn);
+        if p.test(pg::SHMEM) {
+            self.try_to_unmap_shmem(pfn);
+            return self.folios.get(pfn).mapcount == 0;
+        }
+        if p.test(pg::ANON) && !p.test(pg::SWAPBACKED) {
+            return self.try_to_unmap_lazyfree(pfn);
+        }
+        let Some(entry) = p.swap else {
             return false;
         };
         let mut ok = true;
@@ -93,6 +144,28 @@ impl Memory {
         ok && self.folios.get(pfn).mapcount == 0
     }
 
+    /// The lazyfree branch of `try_to_unmap_one`: a clean folio's PTEs are
+    /// cleared (its contents are discarded: the next access reads zeros);
+    /// a folio written since `MADV_FREE` is swap-backed again and kept.
+    fn try_to_unmap_lazyfree(&mut self, pfn: Pfn) -> bool {
+        let mut dirty = self.folios.get(pfn).test(pg::DIRTY);
+        self.rmap_walk(pfn, |m, _, _, leaf| {
+            dirty |= m.pt.pte(leaf).has(Pte::DIRTY);
+            !dirty
+        });
+        if dirty {
+            self.folios.get_mut(pfn).set(pg::SWAPBACKED);
+            return false;
+        }
+        self.rmap_walk(pfn, |m, mm, _, leaf| {
+            m.pt.set_pte(leaf, Pte::NONE);
+            m.folios.get_mut(pfn).mapcount -= 1;
+            m.mm_mut(mm).rss_anon -= 1;
+            true
+        });
+        self.folios.get(pfn).mapcount == 0
+    }
+
     /// `__remove_mapping` for a clean, unmapped swap-cache folio: deletes it
     /// from the swap cache (leaving `shadow` in still-referenced slots) and
     /// frees its frame.
@@ -107,8 +180,8 @@ impl Memory {
     }
 
     /// Zaps `[start, end)` of `id` (`zap_pte_range`): present pages drop
-    /// their mapping, swap PTEs release their slots with
-    /// `swap_put_entries_direct`.
+    /// their mapping (and are freed when nothing else holds them), swap
+    /// PTEs release their slots with `swap_put_entries_direct`.
     pub fn zap_range(&mut self, swap: &mut SwapSubsystem, id: MmId, start: Vpn, end: Vpn) {
         let pgd = self.mm(id).pgd;
         let mut vpn = start;
@@ -120,10 +193,23 @@ impl Memory {
             };
             match self.pt.pte(leaf).kind() {
                 PteKind::None => {}
-                PteKind::Present { pfn, .. } => {
+                PteKind::Present { pfn, dirty, .. } => {
                     self.pt.set_pte(leaf, Pte::NONE);
-                    self.folios.get_mut(pfn).mapcount -= 1;
-                    self.mm_mut(id).rss_anon -= 1;
+                    let p = self.folios.get_mut(pfn);
+                    p.mapcount -= 1;
+                    let shmem = p.test(pg::SHMEM);
+                    if dirty && shmem {
+                        p.set(pg::DIRTY);
+                    }
+                    let mm = self.mm_mut(id);
+                    if shmem {
+                        mm.rss_shmem -= 1;
+                    } else {
+                        mm.rss_anon -= 1;
+                    }
+                    if self.folios.get(pfn).test(pg::KSM) {
+                        self.ksm_remove_rmap_item(swap, pfn, id, vpn);
+                    }
                     self.try_free_folio(swap, pfn);
                 }
                 PteKind::Swap(entry) => {
@@ -140,18 +226,23 @@ impl Memory {
         }
     }
 
-    /// `munmap` of the whole VMA starting at `start`.
+    /// `munmap` of the whole VMA starting at `start`: zaps it, unlinks it
+    /// from every anon_vma of its chain and from its inode's i_mmap.
     pub fn munmap(&mut self, swap: &mut SwapSubsystem, id: MmId, start: Vpn) -> bool {
         let Some(v) = self.mm(id).vmas.get(&start.0).cloned() else {
             return false;
         };
         self.zap_range(swap, id, v.start, v.end);
         self.mm_mut(id).vmas.remove(&start.0);
-        if let Some(a) = v.anon_vma {
+        for &a in &v.chain {
             self.anon_vmas[a as usize]
                 .vmas
                 .retain(|&(m, s)| !(m == id && s == start.0));
         }
+        if let VmaKind::Shmem { inode, .. } = v.kind {
+            self.shmem_unlink_vma(swap, inode, id, start.0);
+        }
+        self.ksm_forget_range(id, v.start, v.end);
         true
     }
 
@@ -161,6 +252,7 @@ impl Memory {
         for s in starts {
             self.munmap(swap, id, Vpn(s));
         }
+        self.ksm_exit(id);
         let pgd = self.mm(id).pgd;
         self.pt.free_tree(pgd);
         self.mms[id.0 as usize] = None;

@@ -308,7 +308,48 @@ impl Reclaimer {
             FolioRef::Reclaim => {}
         }
         mem.folios.get_mut(pfn).set(pg::LOCKED);
-        if mem.folios.get(pfn).swap.is_none() {
+        self.reclaim_locked(mem, swap, pfn, who, cpu, now, prog);
+    }
+
+    /// The second half of `shrink_folio_list` for one folio that reclaim
+    /// decided to evict: unmap, then free it (lazyfree), or write it out
+    /// (anon and KSM: allocate swap first; shmem: `shmem_writeout` once
+    /// unmapped).
+    ///
+    /// # Context
+    /// Folio locked and isolated from the LRU.
+    #[allow(clippy::too_many_arguments)]
+    fn reclaim_locked(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        pfn: Pfn,
+        who: Who,
+        cpu: usize,
+        now: u64,
+        prog: &mut Progress,
+    ) {
+        let p = *mem.folios.get(pfn);
+        let lazyfree = p.test(pg::ANON) && !p.test(pg::SWAPBACKED);
+        if lazyfree || p.test(pg::SHMEM) {
+            if p.mapcount > 0 && !mem.try_to_unmap(swap, pfn) {
+                // A lazyfree folio written again is swap-backed once more.
+                mem.folios.get_mut(pfn).clear(pg::LOCKED);
+                return Self::putback(mem, pfn, true);
+            }
+            if lazyfree {
+                mem.folios.get_mut(pfn).clear(pg::LOCKED);
+                mem.lru_free_isolated(pfn);
+                mem.stat.inc(VmEvent::PgLazyFreed);
+                prog.reclaimed += 1;
+                return;
+            }
+            if let Err(e) = mem.shmem_writeout(swap, pfn, cpu) {
+                tracing::debug!("shmem_writeout of {pfn:?}: {e}");
+                mem.folios.get_mut(pfn).clear(pg::LOCKED);
+                return Self::putback(mem, pfn, true);
+            }
+        } else if mem.folios.get(pfn).swap.is_none() {
             match swap.folio_alloc_swap(&mut mem.folios.folio(pfn), cpu) {
                 // A folio just added to swap must be written.
                 Ok(_) => mem.folios.get_mut(pfn).set(pg::DIRTY),
@@ -339,6 +380,33 @@ impl Reclaimer {
         // Clean and unmapped: its swap copy is current; drop it now.
         mem.remove_mapping(swap, pfn, None);
         prog.reclaimed += 1;
+    }
+
+    /// `reclaim_pages` (`MADV_PAGEOUT`): evicts folios isolated by
+    /// `madvise_pageout_isolate` whatever their references, as kernel
+    /// `reclaim_folio_list` does (`ignore_references`).
+    pub fn reclaim_pages(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        pfns: &[Pfn],
+        cpu: usize,
+        now: u64,
+    ) -> Progress {
+        let mut prog = Progress {
+            scanned: pfns.len() as u64,
+            ..Progress::default()
+        };
+        for &pfn in pfns {
+            let p = *mem.folios.get(pfn);
+            if p.test(pg::LOCKED | pg::WRITEBACK) || !p.test(pg::UPTODATE) {
+                Self::putback(mem, pfn, false);
+                continue;
+            }
+            mem.folios.get_mut(pfn).set(pg::LOCKED);
+            self.reclaim_locked(mem, swap, pfn, Who::Direct, cpu, now, &mut prog);
+        }
+        prog
     }
 
     /// `pageout` → `swap_writeout`: an all-zero page is only marked in the

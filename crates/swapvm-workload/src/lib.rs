@@ -15,11 +15,13 @@
 
 #![warn(missing_docs)]
 
+mod mmops;
 mod op;
 mod spec;
 mod usemem;
 
-pub use op::Op;
+pub use mmops::{MmOps, MmOpsConfig};
+pub use op::{Advice, Op};
 pub use spec::{
     Pattern, ProcessKind, ProcessSpec, WorkloadSpec, ACCESSES_PER_PASS_MAX, COUNT_MAX,
     PAGES_PER_MIB, PASSES_MAX, SIZE_MIB_MAX,

@@ -31,4 +31,73 @@ pub enum Op {
     },
     /// The process exits.
     Exit,
+    /// Map a shared anonymous region (`MAP_SHARED|MAP_ANONYMOUS`): shmem
+    /// backed, shared with children forked later.
+    MmapShared {
+        /// The region being created.
+        region: u32,
+        /// Its length in 4 KiB pages.
+        pages: u64,
+    },
+    /// Map `pages` pages of tmpfs file `file` shared, creating the file (or
+    /// growing it with holes) to at least that size. File numbers are
+    /// global to the workload, so processes share files by number.
+    ShmemMap {
+        /// The region being created.
+        region: u32,
+        /// The file.
+        file: u32,
+        /// Pages mapped from the file's start.
+        pages: u64,
+    },
+    /// Truncate tmpfs file `file` to `pages` pages.
+    ShmemTruncate {
+        /// The file.
+        file: u32,
+        /// The new size.
+        pages: u64,
+    },
+    /// Unlink tmpfs file `file`: it goes once nothing maps it.
+    ShmemUnlink {
+        /// The file.
+        file: u32,
+    },
+    /// Store content `pool` of a small pool of identical contents to a page
+    /// (KSM-mergeable data: every page filled from the same pool entry has
+    /// the same bytes).
+    Fill {
+        /// A region mapped earlier.
+        region: u32,
+        /// Page index inside the region.
+        page: u64,
+        /// Which pool content.
+        pool: u32,
+    },
+    /// `madvise` over the whole region.
+    Madvise {
+        /// A region mapped earlier.
+        region: u32,
+        /// The advice.
+        advice: Advice,
+    },
+    /// `fork`: the child starts with a copy of the address space and runs
+    /// the generator's child stream.
+    Fork,
+}
+
+/// `madvise` advice swapvm models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advice {
+    /// `MADV_DONTNEED`.
+    DontNeed,
+    /// `MADV_FREE`.
+    Free,
+    /// `MADV_COLD`.
+    Cold,
+    /// `MADV_PAGEOUT`.
+    PageOut,
+    /// `MADV_MERGEABLE`.
+    Mergeable,
+    /// `MADV_UNMERGEABLE`.
+    Unmergeable,
 }
