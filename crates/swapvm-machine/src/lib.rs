@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod replay;
 pub mod report;
 pub mod verify;
 mod zram;
@@ -30,7 +31,7 @@ use swapvm_mm::{FaultStop, Memory, MmId, Wait, Watermarks};
 use swapvm_reclaim::Reclaimer;
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
-use swapvm_workload::{Op, ProcessGen, WorkloadSpec};
+use swapvm_workload::{Op, ProcessSource, WorkloadSpec};
 
 pub use report::Report;
 
@@ -40,6 +41,9 @@ pub enum MachineError {
     /// The config or workload file.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A trace to replay could not be read.
+    #[error(transparent)]
+    Trace(#[from] swapvm_workload::TraceError),
     /// Neither the config nor the command line names a workload.
     #[error("{}: no workload: set `workload = \"...\"` or pass --workload", config.display())]
     NoWorkload {
@@ -102,7 +106,7 @@ struct Proc {
     name: String,
     mm: Option<MmId>,
     cpu: usize,
-    gen: ProcessGen,
+    gen: ProcessSource,
     pending: Option<Op>,
     blocked: Option<Wait>,
     regions: Vec<Option<(Vpn, Vec<u32>)>>,
@@ -123,6 +127,8 @@ pub struct Machine {
     cfg: MachineConfig,
     seed: u64,
     workload: WorkloadSpec,
+    /// Accesses all processes make (for progress).
+    total_accesses: u64,
     mem: Memory,
     swap: SwapSubsystem,
     reclaim: Reclaimer,
@@ -212,6 +218,18 @@ fn swapon_device(
     }
 }
 
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
+}
+
 /// A latency histogram in µs, 1 µs to 60 s, 3 significant digits.
 fn new_histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")
@@ -235,6 +253,25 @@ impl Machine {
         if let Some(f) = opts.scale {
             workload = workload.scaled(f);
         }
+        let total = workload.total_accesses();
+        let sources = workload
+            .instantiate(seed)
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        Self::build(cfg, opts, seed, workload, sources, total)
+    }
+
+    /// Wires a machine around `sources`, one process each (pids from 1, in
+    /// order), `workload` naming them in the report.
+    fn build(
+        cfg: MachineConfig,
+        opts: RunOptions,
+        seed: u64,
+        workload: WorkloadSpec,
+        sources: Vec<ProcessSource>,
+        total_accesses: u64,
+    ) -> Result<Machine, MachineError> {
         let stat = Arc::new(VmStat::new());
         let warn = Arc::new(Warnings::new(opts.strict));
         let ram_pages = cfg.ram_pages();
@@ -265,8 +302,7 @@ impl Machine {
             verify.add_device(ty.0, slots);
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
-        let procs = workload
-            .instantiate(seed)
+        let procs = sources
             .into_iter()
             .enumerate()
             .map(|(i, gen)| Proc {
@@ -287,6 +323,7 @@ impl Machine {
             cfg,
             seed,
             workload,
+            total_accesses,
             mem,
             swap,
             reclaim,
@@ -313,7 +350,7 @@ impl Machine {
 
     /// Accesses the workload will make in all.
     pub fn total_accesses(&self) -> u64 {
-        self.workload.total_accesses()
+        self.total_accesses
     }
     /// Accesses made so far.
     pub fn accesses_done(&self) -> u64 {
@@ -391,14 +428,20 @@ impl Machine {
         }
         let mut n = 0;
         for _ in 0..self.cfg.machine.tick_accesses {
-            let op = match self.procs[i]
-                .pending
-                .take()
-                .or_else(|| self.procs[i].gen.next_op())
-            {
-                Some(op) => op,
-                None => {
+            let next = match self.procs[i].pending.take() {
+                Some(op) => Ok(Some(op)),
+                None => self.procs[i].gen.next_op(),
+            };
+            let op = match next {
+                Ok(Some(op)) => op,
+                Ok(None) => {
                     self.exit_process(i, None);
+                    return Turn::Exited;
+                }
+                // Only a trace fails here (the file changed after the scan):
+                // the process ends, and the report says why.
+                Err(e) => {
+                    self.exit_process(i, Some(error_chain(&e)));
                     return Turn::Exited;
                 }
             };

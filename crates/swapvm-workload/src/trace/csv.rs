@@ -132,7 +132,10 @@ impl<R: BufRead> Iterator for CsvReader<R> {
                     }
                     if !self.seen_data {
                         self.seen_data = true;
-                        if text.get(..4).is_some_and(|h| h.eq_ignore_ascii_case("time")) {
+                        if text
+                            .get(..4)
+                            .is_some_and(|h| h.eq_ignore_ascii_case("time"))
+                        {
                             continue;
                         }
                     }

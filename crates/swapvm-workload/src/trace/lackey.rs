@@ -302,10 +302,7 @@ mod tests {
 
     fn defect(text: &str) -> (String, Defect) {
         let all = read(text);
-        let e = all
-            .into_iter()
-            .find_map(Result::err)
-            .expect("an error");
+        let e = all.into_iter().find_map(Result::err).expect("an error");
         (e.to_string(), e.defect().cloned().expect("a defect"))
     }
 
@@ -335,7 +332,10 @@ mod tests {
             Defect::BadHex(_)
         ));
         assert_eq!(defect("hello\n").1, Defect::Garbage("lackey"));
-        assert_eq!(defect(" L \u{ff}0400,8\n").1, Defect::BadHex("\u{ff}0400".into()));
+        assert_eq!(
+            defect(" L \u{ff}0400,8\n").1,
+            Defect::BadHex("\u{ff}0400".into())
+        );
     }
 
     #[test]

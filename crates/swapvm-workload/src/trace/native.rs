@@ -90,7 +90,11 @@ impl<R: Read> NativeReader<R> {
         }
         for (field, value, want) in [
             ("version", u64::from(u16_at(&h, 8)), u64::from(VERSION)),
-            ("record length", u64::from(u16_at(&h, 10)), RECORD_LEN as u64),
+            (
+                "record length",
+                u64::from(u16_at(&h, 10)),
+                RECORD_LEN as u64,
+            ),
             ("flags", u64::from(u32_at(&h, 12)), 0),
         ] {
             if value != want {
@@ -312,7 +316,11 @@ mod tests {
     fn round_trips() {
         let bytes = write(&sample());
         assert_eq!(bytes.len(), HEADER_LEN + 3 * RECORD_LEN);
-        let back: Vec<_> = read(&bytes).unwrap().into_iter().map(Result::unwrap).collect();
+        let back: Vec<_> = read(&bytes)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(back, sample());
         assert!(read(&write(&[])).unwrap().is_empty());
     }
@@ -322,7 +330,11 @@ mod tests {
         let mut bytes = write(&sample());
         bytes[0] = b'X';
         let e = read(&bytes).unwrap_err();
-        assert!(e.to_string().starts_with("/t/x.swvmtrace: header: wrong magic"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/t/x.swvmtrace: header: wrong magic"),
+            "{e}"
+        );
         let e = read(b"SWV").unwrap_err();
         assert!(matches!(e.defect(), Some(Defect::WrongMagic { .. })), "{e}");
         let e = read(&MAGIC).unwrap_err();

@@ -234,7 +234,11 @@ mod tests {
         f.extend(raw(1, 7, 100, 2));
         f.extend(raw(2, 1 << 52, 100, -1));
         let e = read(&f).pop().unwrap().unwrap_err();
-        assert!(e.to_string().starts_with("/t/x.oracleGeneral.bin: record 1: field `obj_id`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/t/x.oracleGeneral.bin: record 1: field `obj_id`"),
+            "{e}"
+        );
 
         let mut f = Vec::new();
         f.extend(raw(1, 7, 100, -2));
@@ -273,7 +277,10 @@ mod tests {
             .is_err());
         w.finish().unwrap();
         assert_eq!(out.len(), 2 * RECORD_LEN);
-        let pages: Vec<_> = read(&out).into_iter().map(|r| r.unwrap().pages().0).collect();
+        let pages: Vec<_> = read(&out)
+            .into_iter()
+            .map(|r| r.unwrap().pages().0)
+            .collect();
         assert_eq!(pages, [1, 2]);
     }
 }
