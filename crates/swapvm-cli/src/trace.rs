@@ -69,6 +69,38 @@ pub enum TraceCmd {
         #[arg(long, value_parser = parse_format)]
         to: Option<TraceFormat>,
     },
+    /// Write a synthetic trace (usemem-shaped: every page stored to once,
+    /// then uniform random accesses), e.g. for replay benchmarks.
+    Synth {
+        /// Output trace (overwritten).
+        output: PathBuf,
+        /// Pages of the footprint.
+        #[arg(long)]
+        pages: u64,
+        /// Random accesses after the first pass over every page.
+        #[arg(long)]
+        accesses: u64,
+        /// Share of the random accesses that are stores.
+        #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
+        write_ratio: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output format [default: from the output's name].
+        #[arg(long, value_parser = parse_format)]
+        to: Option<TraceFormat>,
+    },
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    let f: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.0..=1.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("{f} is outside 0..=1"))
+    }
 }
 
 fn parse_format(s: &str) -> Result<TraceFormat, String> {
@@ -202,6 +234,32 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
             bar.finish();
             let n = n?;
             println!("{}: {n} records written", output.display());
+            Ok(0)
+        }
+        TraceCmd::Synth {
+            output,
+            pages,
+            accesses,
+            write_ratio,
+            seed,
+            to,
+        } => {
+            let Some(format) = to.or_else(|| TraceFormat::from_extension(&output)) else {
+                anyhow::bail!(
+                    "{}: cannot tell the format from the name; pass --to",
+                    output.display()
+                );
+            };
+            let spec = trace::SynthSpec {
+                pages,
+                accesses,
+                write_ratio,
+                seed,
+            };
+            let mut bar = DelayedBar::new(pages.checked_add(accesses), "records written");
+            let n = trace::synth(&output, format, spec, |n| bar.set(n));
+            bar.finish();
+            println!("{}: {} records written", output.display(), n?);
             Ok(0)
         }
     }

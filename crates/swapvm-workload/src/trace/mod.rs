@@ -559,6 +559,62 @@ pub fn convert(
     Ok(n)
 }
 
+/// What [`synth`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct SynthSpec {
+    /// Pages of the one region (pid 1), each stored to once first.
+    pub pages: u64,
+    /// Uniformly random accesses after that first pass.
+    pub accesses: u64,
+    /// Share of the random accesses that are stores, 0..=1.
+    pub write_ratio: f64,
+    /// Seed of the page and op choices.
+    pub seed: u64,
+}
+
+/// Writes a synthetic trace to `path` as `format`: usemem's shape (every
+/// page stored to in order, then uniform random 8-byte accesses), for
+/// benchmarks and tests of traces of any size. Returns the records written.
+///
+/// # Errors
+///
+/// [`TraceError::Open`] or [`TraceError::Write`].
+pub fn synth(
+    path: &Path,
+    format: TraceFormat,
+    spec: SynthSpec,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, TraceError> {
+    const BASE: u64 = 0x7f00_0000_0000;
+    let mut w = TraceWriter::create(path, format)?;
+    let mut rng = swapvm_core::SimRng::derive(spec.seed, 0);
+    // No page, no random access: `below(0)` has nothing to pick.
+    let accesses = if spec.pages == 0 { 0 } else { spec.accesses };
+    let total = spec.pages.saturating_add(accesses);
+    for i in 0..total {
+        let (page, kind) = if i < spec.pages {
+            (i, AccessKind::Store)
+        } else if rng.chance(spec.write_ratio) {
+            (rng.below(spec.pages), AccessKind::Store)
+        } else {
+            (rng.below(spec.pages), AccessKind::Load)
+        };
+        let rec = TraceRecord {
+            pid: 1,
+            addr: BASE + (page << PAGE_SHIFT) + 8 * rng.below(512),
+            size: 8,
+            kind,
+        };
+        w.write(&rec, Position::Record(i))?;
+        if i % 65536 == 0 {
+            progress(i);
+        }
+    }
+    w.finish()?;
+    progress(total);
+    Ok(total)
+}
+
 /// Shared text-format helpers.
 pub(crate) mod text {
     use super::{Defect, ACCESS_SIZE_MAX};
