@@ -240,3 +240,95 @@ impl TraceProcess {
         self.reader.position()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{AccessKind, TraceRecord, TraceWriter};
+
+    /// Writes `recs` as a native trace and plans it.
+    fn plan(dir: &Path, recs: &[TraceRecord]) -> TracePlan {
+        let path = dir.join("t.swvmtrace");
+        let mut w = TraceWriter::create(&path, TraceFormat::Native).unwrap();
+        for (i, r) in recs.iter().enumerate() {
+            w.write(r, Position::Record(i as u64)).unwrap();
+        }
+        w.finish().unwrap();
+        TracePlan::scan(&path, None, |_| {}).unwrap()
+    }
+
+    fn rec(pid: u32, addr: u64, size: u32, kind: AccessKind) -> TraceRecord {
+        TraceRecord {
+            pid,
+            addr,
+            size,
+            kind,
+        }
+    }
+
+    fn ops(p: &mut TraceProcess) -> Vec<Op> {
+        std::iter::from_fn(|| p.next_op().unwrap()).collect()
+    }
+
+    #[test]
+    fn chunks_become_regions_in_first_touch_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mb2 = 2 << 20;
+        let recs = [
+            rec(9, 5 * mb2 + 0x1000, 8, AccessKind::Load),
+            // Straddles the page boundary and the chunk boundary.
+            rec(9, 6 * mb2 - 4, 8, AccessKind::Store),
+            rec(9, 5 * mb2, 1, AccessKind::Instr),
+        ];
+        let p = plan(dir.path(), &recs);
+        assert_eq!(p.total_accesses(), 4);
+        let mut procs = p.processes().unwrap();
+        assert_eq!(procs.len(), 1);
+        assert_eq!(procs[0].name(), "t.9");
+        let acc = |region, page, write| Op::Access {
+            region,
+            page,
+            write,
+        };
+        let mmap = |region| Op::Mmap {
+            region,
+            pages: REGION_PAGES,
+        };
+        assert_eq!(
+            ops(&mut procs[0]),
+            [
+                mmap(0),
+                acc(0, 1, false),
+                acc(0, 511, true),
+                mmap(1),
+                acc(1, 0, true),
+                acc(0, 0, false),
+                Op::Exit
+            ]
+        );
+        assert_eq!(procs[0].accesses_done(), 4);
+        assert_eq!(procs[0].next_op().unwrap(), None);
+    }
+
+    #[test]
+    fn each_pid_reads_only_its_own_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<_> = (0..30)
+            .map(|i| rec([3, 1, 2][i % 3], (i as u64) << 12, 1, AccessKind::Store))
+            .collect();
+        let p = plan(dir.path(), &recs);
+        let pids: Vec<u32> = p.stats.pids.iter().map(|s| s.pid).collect();
+        assert_eq!(pids, [3, 1, 2]);
+        for (k, mut proc_) in p.processes().unwrap().into_iter().enumerate() {
+            let pages: Vec<u64> = ops(&mut proc_)
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::Access { page, .. } => Some(page),
+                    _ => None,
+                })
+                .collect();
+            let want: Vec<u64> = (0..10).map(|j| (3 * j + k) as u64).collect();
+            assert_eq!(pages, want, "pid {}", proc_.pid());
+        }
+    }
+}
