@@ -32,7 +32,7 @@ impl Machine {
         let sources = plan
             .processes()?
             .into_iter()
-            .map(|p| ProcessSource::Trace(Box::new(p)))
+            .map(ProcessSource::Trace)
             .collect();
         let name = plan
             .path()

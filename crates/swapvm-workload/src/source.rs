@@ -9,7 +9,7 @@ pub enum ProcessSource {
     /// A usemem generator from a workload file.
     Usemem(ProcessGen),
     /// One pid of a replayed trace.
-    Trace(Box<TraceProcess>),
+    Trace(TraceProcess),
 }
 
 impl ProcessSource {
