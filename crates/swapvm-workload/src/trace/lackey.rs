@@ -15,7 +15,9 @@
 //! load, `S` a store, and `M` a modify: read as a load then a store of the
 //! same bytes, two records. Addresses are hex without a prefix, sizes
 //! decimal. Lines starting with `==` (valgrind's banner and summary, which
-//! `--log-file` puts in the same file) and blank lines are skipped; any other
+//! `--log-file` puts in the same file), `SB addr` lines (superblock entries
+//! of `--trace-superblocks=yes`, not accesses) and blank lines are skipped;
+//! any other
 //! line is an error, so a corrupt trace is not silently shortened. Record
 //! with `--log-file=FILE` so that the program's own output stays out of it.
 //!
@@ -91,7 +93,10 @@ impl<R: BufRead> LackeyReader<R> {
 
 /// Parses one line (without its newline).
 fn parse(line: &[u8]) -> Result<Line, Defect> {
-    if line.iter().all(u8::is_ascii_whitespace) || line.starts_with(b"==") {
+    if line.iter().all(u8::is_ascii_whitespace)
+        || line.starts_with(b"==")
+        || line.starts_with(b"SB ")
+    {
         return Ok(Line::Skip);
     }
     let (kind, modify) = if line.starts_with(b"I  ") {
@@ -283,7 +288,7 @@ mod tests {
     #[test]
     fn reads_every_kind_and_splits_modify() {
         let got: Vec<TraceRecord> = read(
-            "==7== Lackey\r\n==7== \nI  0401ab70,3\n S 1fff000778,8\n L 04022e58,8\n M 0402ae30,4\n\n==7== Exit code: 0\n",
+            "==7== Lackey\r\n==7== \nSB 0401ab70\nI  0401ab70,3\n S 1fff000778,8\n L 04022e58,8\n M 0402ae30,4\n\n==7== Exit code: 0\n",
         )
         .into_iter()
         .map(Result::unwrap)

@@ -159,7 +159,7 @@ impl TraceFormat {
         }
         let first = head
             .split(|&b| b == b'\n')
-            .find(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .find(|l| !l.iter().all(u8::is_ascii_whitespace) && !l.starts_with(b"#"))
             .unwrap_or_default();
         if first.starts_with(b"==") || first.starts_with(b"I  ") || lackey::is_data_line(first) {
             return Ok(TraceFormat::Lackey);
@@ -658,5 +658,78 @@ pub(crate) mod text {
             });
         }
         Ok(size as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_by_magic_name_and_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let mut native = native::MAGIC.to_vec();
+        native.extend([1, 0, 16, 0, 0, 0, 0, 0]);
+        let cases = [
+            (file("a.csv.bin", &native), TraceFormat::Native),
+            (
+                file("b.oracleGeneral.bin", b"\x01\x02"),
+                TraceFormat::OracleGeneral,
+            ),
+            (file("c.csv", b"junk"), TraceFormat::Csv),
+            (file("d.lackey", b""), TraceFormat::Lackey),
+            (
+                file("e.out", b"==12== Lackey\nI  0400,1\n"),
+                TraceFormat::Lackey,
+            ),
+            (file("f.out", b"\n L 0400,8\n"), TraceFormat::Lackey),
+            (file("g.txt", b"# pid 1, 2\n0,1,R,0x10\n"), TraceFormat::Csv),
+            (file("h.txt", b"time,pid,op,address\n"), TraceFormat::Csv),
+        ];
+        for (path, want) in cases {
+            assert_eq!(
+                TraceFormat::detect(&path).unwrap(),
+                want,
+                "{}",
+                path.display()
+            );
+        }
+        let e = TraceFormat::detect(&file("i.dat", b"\x00\x01\x02")).unwrap_err();
+        assert!(matches!(e, TraceError::Undetected { .. }), "{e}");
+        let e = TraceFormat::detect(&dir.path().join("absent")).unwrap_err();
+        assert!(matches!(e, TraceError::Open { .. }), "{e}");
+    }
+
+    #[test]
+    fn format_names_parse_back() {
+        for f in TraceFormat::ALL {
+            assert_eq!(f.as_str().parse::<TraceFormat>().unwrap(), f);
+        }
+        assert!("zip".parse::<TraceFormat>().unwrap_err().contains("lackey"));
+    }
+
+    #[test]
+    fn synth_writes_the_asked_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.swvmtrace");
+        let spec = SynthSpec {
+            pages: 100,
+            accesses: 1000,
+            write_ratio: 0.0,
+            seed: 3,
+        };
+        assert_eq!(
+            synth(&path, TraceFormat::Native, spec, |_| {}).unwrap(),
+            1100
+        );
+        let s = TraceStats::scan(&path, None, |_| {}).unwrap();
+        assert_eq!((s.records, s.stores, s.distinct_pages), (1100, 100, 100));
+        let empty = SynthSpec { pages: 0, ..spec };
+        assert_eq!(synth(&path, TraceFormat::Csv, empty, |_| {}).unwrap(), 0);
     }
 }
