@@ -1,6 +1,8 @@
 //! The `swapvm` command: argument parsing, progress and output only; the
 //! machine is swapvm-machine's.
 
+mod trace;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -78,6 +80,13 @@ enum Cmd {
     },
     /// Measure swap-shaped I/O on a file or block device (io_uring, O_DIRECT).
     Diskbench(DiskbenchArgs),
+    /// Replay a memory trace on a machine: one process per pid.
+    Replay(trace::ReplayArgs),
+    /// Look at or convert memory traces.
+    Trace {
+        #[command(subcommand)]
+        cmd: trace::TraceCmd,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -221,6 +230,8 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Diskbench(args) => run_diskbench(args),
+        Cmd::Replay(args) => trace::replay(args),
+        Cmd::Trace { cmd } => trace::run(cmd),
         Cmd::Inspect { image, report } => {
             let h = header::read_header(&image)?;
             println!("{}", image.display());

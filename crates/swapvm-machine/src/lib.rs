@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod replay;
 pub mod report;
 pub mod verify;
 mod zram;
@@ -31,7 +32,7 @@ use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
 use swapvm_reclaim::Reclaimer;
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
-use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, ProcessGen, WorkloadSpec};
+use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, ProcessSource, WorkloadSpec};
 use verify::{pool_key, stamp_key, ContentKey, KEY_LAZY};
 
 pub use report::Report;
@@ -42,6 +43,9 @@ pub enum MachineError {
     /// The config or workload file.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A trace to replay could not be read.
+    #[error(transparent)]
+    Trace(#[from] swapvm_workload::TraceError),
     /// Neither the config nor the command line names a workload.
     #[error("{}: no workload: set `workload = \"...\"` or pass --workload", config.display())]
     NoWorkload {
@@ -100,31 +104,6 @@ pub struct RunOptions {
     pub mmops: Option<MmOpsRun>,
 }
 
-/// What drives a process.
-#[derive(Debug)]
-enum Source {
-    /// A workload file's generator.
-    Usemem(ProcessGen),
-    /// Random memory-management op sequences (simulation tests).
-    MmOps(MmOps),
-}
-
-impl Source {
-    fn next_op(&mut self) -> Option<Op> {
-        match self {
-            Source::Usemem(g) => g.next_op(),
-            Source::MmOps(g) => g.next_op(),
-        }
-    }
-    /// The child's source after a fork, if this source forks.
-    fn fork_child(&mut self) -> Option<Source> {
-        match self {
-            Source::Usemem(_) => None,
-            Source::MmOps(g) => Some(Source::MmOps(g.fork_child())),
-        }
-    }
-}
-
 /// One mapped region of a process and the content each page must hold.
 #[derive(Debug, Clone)]
 struct Region {
@@ -146,7 +125,7 @@ struct Proc {
     name: String,
     mm: Option<MmId>,
     cpu: usize,
-    gen: Source,
+    gen: ProcessSource,
     pending: Option<Op>,
     blocked: Option<Wait>,
     regions: Vec<Option<Region>>,
@@ -178,6 +157,8 @@ pub struct Machine {
     cfg: MachineConfig,
     seed: u64,
     workload: WorkloadSpec,
+    /// Accesses all processes make (for progress).
+    total_accesses: u64,
     mem: Memory,
     swap: SwapSubsystem,
     reclaim: Reclaimer,
@@ -275,6 +256,18 @@ fn swapon_device(
     }
 }
 
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
+}
+
 /// A latency histogram in µs, 1 µs to 60 s, 3 significant digits.
 fn new_histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")
@@ -307,6 +300,33 @@ impl Machine {
         if let Some(f) = opts.scale {
             workload = workload.scaled(f);
         }
+        let total = workload.total_accesses();
+        let sources = match opts.mmops {
+            Some(r) => (0..r.procs)
+                .map(|i| {
+                    let rng = swapvm_core::SimRng::derive(seed, u64::from(i) + 1);
+                    ProcessSource::MmOps(MmOps::new(r.ops, rng))
+                })
+                .collect(),
+            None => workload
+                .instantiate(seed)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        };
+        Self::build(cfg, opts, seed, workload, sources, total)
+    }
+
+    /// Wires a machine around `sources`, one process each (pids from 1, in
+    /// order), `workload` naming them in the report.
+    fn build(
+        cfg: MachineConfig,
+        opts: RunOptions,
+        seed: u64,
+        workload: WorkloadSpec,
+        sources: Vec<ProcessSource>,
+        total_accesses: u64,
+    ) -> Result<Machine, MachineError> {
         let stat = Arc::new(VmStat::new());
         let warn = Arc::new(Warnings::new(opts.strict));
         let ram_pages = cfg.ram_pages();
@@ -337,19 +357,10 @@ impl Machine {
             verify.add_device(ty.0, slots);
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
-        let sources: Vec<(String, Source)> = match opts.mmops {
-            Some(r) => (0..r.procs)
-                .map(|i| {
-                    let rng = swapvm_core::SimRng::derive(seed, u64::from(i) + 1);
-                    (format!("mmops.{i}"), Source::MmOps(MmOps::new(r.ops, rng)))
-                })
-                .collect(),
-            None => workload
-                .instantiate(seed)
-                .into_iter()
-                .map(|g| (g.name().to_owned(), Source::Usemem(g)))
-                .collect(),
-        };
+        let sources: Vec<(String, ProcessSource)> = sources
+            .into_iter()
+            .map(|g| (g.name().to_owned(), g))
+            .collect();
         let procs: Vec<Proc> = sources
             .into_iter()
             .enumerate()
@@ -373,6 +384,7 @@ impl Machine {
             cfg,
             seed,
             workload,
+            total_accesses,
             mem,
             swap,
             reclaim,
@@ -404,7 +416,7 @@ impl Machine {
 
     /// Accesses the workload will make in all.
     pub fn total_accesses(&self) -> u64 {
-        self.workload.total_accesses()
+        self.total_accesses
     }
     /// Accesses made so far.
     pub fn accesses_done(&self) -> u64 {
@@ -488,14 +500,20 @@ impl Machine {
         }
         let mut n = 0;
         for _ in 0..self.cfg.machine.tick_accesses {
-            let op = match self.procs[i]
-                .pending
-                .take()
-                .or_else(|| self.procs[i].gen.next_op())
-            {
-                Some(op) => op,
-                None => {
+            let next = match self.procs[i].pending.take() {
+                Some(op) => Ok(Some(op)),
+                None => self.procs[i].gen.next_op(),
+            };
+            let op = match next {
+                Ok(Some(op)) => op,
+                Ok(None) => {
                     self.exit_process(i, None);
+                    return Turn::Exited;
+                }
+                // Only a trace fails here (the file changed after the scan):
+                // the process ends, and the report says why.
+                Err(e) => {
+                    self.exit_process(i, Some(error_chain(&e)));
                     return Turn::Exited;
                 }
             };

@@ -6,6 +6,11 @@
 //! per emulated process ([`ProcessGen`]), in the manner of vm-scalability's
 //! `usemem`.
 //!
+//! It also owns memory traces ([`trace`]): streaming readers and writers
+//! of Valgrind lackey, CSV, libCacheSim oracleGeneral and swapvm's native
+//! binary format, their statistics, and their replay as processes
+//! ([`TraceProcess`]). [`ProcessSource`] is either kind of process.
+//!
 //! It refuses to know about page tables, RAM, reclaim and swap: a generator
 //! only says which page of which region a process touches next and whether it
 //! writes. Whether that page is present, swapped out or has to be faulted in
@@ -17,13 +22,17 @@
 
 mod mmops;
 mod op;
+mod source;
 mod spec;
+pub mod trace;
 mod usemem;
 
 pub use mmops::{MmOps, MmOpsConfig};
 pub use op::{Advice, Op};
+pub use source::ProcessSource;
 pub use spec::{
     Pattern, ProcessKind, ProcessSpec, WorkloadSpec, ACCESSES_PER_PASS_MAX, COUNT_MAX,
     PAGES_PER_MIB, PASSES_MAX, SIZE_MIB_MAX,
 };
+pub use trace::{TraceError, TraceFormat, TracePlan, TraceProcess};
 pub use usemem::ProcessGen;

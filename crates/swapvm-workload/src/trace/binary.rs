@@ -1,0 +1,48 @@
+//! Shared by the binary readers: fixed-size records from a byte stream,
+//! telling a clean end of file from one inside a record.
+
+use std::io::{ErrorKind, Read};
+
+/// How filling a record buffer ended.
+pub(crate) enum Fill {
+    /// The buffer is full.
+    Full,
+    /// End of file before the first byte: no more records.
+    Eof,
+    /// End of file after this many bytes: a truncated record.
+    Partial(usize),
+}
+
+/// Fills `buf` from `r`, retrying interrupted reads.
+pub(crate) fn fill<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<Fill> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => return Ok(if n == 0 { Fill::Eof } else { Fill::Partial(n) }),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Fill::Full)
+}
+
+/// A little-endian u16 at `at`.
+#[inline]
+pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// A little-endian u32 at `at`.
+#[inline]
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// A little-endian u64 at `at`.
+#[inline]
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}

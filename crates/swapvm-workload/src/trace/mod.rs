@@ -1,0 +1,735 @@
+//! Memory traces: streaming readers, writers, statistics and replay.
+//!
+//! A trace is a sequence of memory accesses captured from a real program
+//! (or made by another simulator). Four formats are read and written, one
+//! file each:
+//!
+//! | format | module | what a record is |
+//! |---|---|---|
+//! | Valgrind lackey text (`--tool=lackey --trace-mem=yes`) | [`lackey`] | `I  addr,size`, ` L addr,size`, ` S addr,size`, ` M addr,size` |
+//! | CSV | [`csv`] | `time,pid,op,address[,size]` |
+//! | libCacheSim oracleGeneral | [`oracle`] | 24 packed bytes: clock_time, obj_id, obj_size, next_access_vtime |
+//! | swapvm native binary | [`native`] | 16 packed bytes after a 16-byte header |
+//!
+//! Every reader is a streaming decoder: it yields one small `Copy`
+//! [`TraceRecord`] at a time from a 64 KiB buffered reader, reusing one line
+//! buffer for the text formats, so a trace of any length is read in constant
+//! memory and a record costs no heap allocation.
+//!
+//! The binary formats are read through `BufReader`, not memmap2, on purpose:
+//! mapping a file is `unsafe` in Rust (another process truncating or
+//! rewriting the trace while it is mapped is undefined behaviour, and a
+//! truncation is a SIGBUS, not an error), the workspace keeps `unsafe` in
+//! swapvm-io, and sequential reads through a 64 KiB buffer give the same
+//! constant memory and sequential throughput. A file shortened under the
+//! reader becomes a "truncated record N" error instead of a crash.
+//!
+//! Bad input is a [`TraceError`] naming the file and the line (text formats)
+//! or the record number from 0 (binary formats), with the [`Defect`]: bad
+//! hex, unknown op, truncated record, wrong magic, a field out of range.
+//! Readers never panic on input; after an error they yield nothing more.
+//!
+//! Pages: an access of `size` bytes at `addr` touches every 4 KiB page in
+//! `addr ..= addr + size - 1`, so an access that straddles a page boundary
+//! touches both pages (and counts as two page accesses). A `size` of 0 is
+//! taken as 1: the access still touches the page of `addr`.
+
+mod binary;
+pub mod csv;
+pub mod lackey;
+pub mod native;
+pub mod oracle;
+mod replay;
+mod stats;
+
+pub use replay::{TracePlan, TraceProcess, PIDS_MAX, REGION_PAGES};
+pub use stats::{PidStats, TraceStats};
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use swapvm_core::PAGE_SHIFT;
+
+/// Buffer size of readers and writers.
+pub(crate) const IO_BUF: usize = 64 << 10;
+
+/// The largest access a record may describe, in bytes (1 MiB). Lackey's
+/// accesses are at most a vector register; CSV sizes above this are almost
+/// certainly a wrong column.
+pub const ACCESS_SIZE_MAX: u32 = 1 << 20;
+
+/// What an access does, in lackey's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AccessKind {
+    /// An instruction fetch (lackey `I`): a load from the text pages.
+    Instr,
+    /// A data load (lackey `L`).
+    Load,
+    /// A data store (lackey `S`).
+    Store,
+}
+
+impl AccessKind {
+    /// Whether the access writes its page.
+    #[inline]
+    pub fn is_write(self) -> bool {
+        self == AccessKind::Store
+    }
+}
+
+/// One access of a trace. Lackey's `M` (modify) is read as two records, a
+/// load then a store of the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceRecord {
+    /// The process; a trace with several pids replays as several processes.
+    pub pid: u32,
+    /// Byte address in the process's address space.
+    pub addr: u64,
+    /// Bytes accessed, 1..=[`ACCESS_SIZE_MAX`]; `addr + size - 1` does not
+    /// overflow (readers check both).
+    pub size: u32,
+    /// Fetch, load or store.
+    pub kind: AccessKind,
+}
+
+impl TraceRecord {
+    /// The first and the last 4 KiB page the access touches.
+    #[inline]
+    pub fn pages(&self) -> (u64, u64) {
+        let last = self.addr + (u64::from(self.size.max(1)) - 1);
+        (self.addr >> PAGE_SHIFT, last >> PAGE_SHIFT)
+    }
+}
+
+/// A trace file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// Valgrind lackey's `--trace-mem=yes` text.
+    Lackey,
+    /// `time,pid,op,address[,size]` lines.
+    Csv,
+    /// libCacheSim's oracleGeneral binary records.
+    OracleGeneral,
+    /// swapvm's own binary format.
+    Native,
+}
+
+impl TraceFormat {
+    /// Every format, in the order `--format` lists them.
+    pub const ALL: [TraceFormat; 4] = [
+        TraceFormat::Lackey,
+        TraceFormat::Csv,
+        TraceFormat::OracleGeneral,
+        TraceFormat::Native,
+    ];
+
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceFormat::Lackey => "lackey",
+            TraceFormat::Csv => "csv",
+            TraceFormat::OracleGeneral => "oracle-general",
+            TraceFormat::Native => "native",
+        }
+    }
+
+    /// Whether a file of this format can carry more than one pid.
+    pub fn multi_pid(self) -> bool {
+        matches!(self, TraceFormat::Csv | TraceFormat::Native)
+    }
+
+    /// The format of `path`: the native magic first, then the name
+    /// (`*.csv`, `*oracleGeneral*`, `*.lackey`), then a look at the first
+    /// line of text.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Open`] if the file cannot be read,
+    /// [`TraceError::Undetected`] if nothing matched.
+    pub fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
+        let mut head = [0u8; 512];
+        let n = read_head(path, &mut head)?;
+        let head = &head[..n];
+        if head.starts_with(&native::MAGIC) {
+            return Ok(TraceFormat::Native);
+        }
+        if let Some(f) = Self::from_extension(path) {
+            return Ok(f);
+        }
+        let first = head
+            .split(|&b| b == b'\n')
+            .find(|l| !l.iter().all(u8::is_ascii_whitespace) && !l.starts_with(b"#"))
+            .unwrap_or_default();
+        if first.starts_with(b"==") || first.starts_with(b"I  ") || lackey::is_data_line(first) {
+            return Ok(TraceFormat::Lackey);
+        }
+        if first.contains(&b',') && (first.starts_with(b"time") || first[0].is_ascii_digit()) {
+            return Ok(TraceFormat::Csv);
+        }
+        Err(TraceError::Undetected {
+            path: path.to_owned(),
+        })
+    }
+
+    /// The format a file name asks for, if any (for `trace convert`'s
+    /// output, which does not exist yet).
+    pub fn from_extension(path: &Path) -> Option<TraceFormat> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        if name.contains("oraclegeneral") {
+            Some(TraceFormat::OracleGeneral)
+        } else if name.ends_with(".csv") {
+            Some(TraceFormat::Csv)
+        } else if name.ends_with(".lackey") {
+            Some(TraceFormat::Lackey)
+        } else if name.ends_with(".swvmtrace") {
+            Some(TraceFormat::Native)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for TraceFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TraceFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "lackey" => Ok(TraceFormat::Lackey),
+            "csv" => Ok(TraceFormat::Csv),
+            "oracle-general" | "oraclegeneral" | "oracle" => Ok(TraceFormat::OracleGeneral),
+            "native" | "swapvm" => Ok(TraceFormat::Native),
+            _ => Err(format!(
+                "unknown trace format {s:?} (use lackey, csv, oracle-general or native)"
+            )),
+        }
+    }
+}
+
+/// What is wrong with a line or record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Defect {
+    /// A number that should be hexadecimal is not.
+    #[error("bad hex {0:?}")]
+    BadHex(String),
+    /// A number that should be decimal is not.
+    #[error("bad number {0:?} in `{1}`")]
+    BadNumber(String, &'static str),
+    /// The op letter or word is not one the format knows.
+    #[error("unknown op {0:?}")]
+    UnknownOp(String),
+    /// A line lacks fields, or the file ends inside a record.
+    #[error("truncated: {0}")]
+    Truncated(String),
+    /// The file does not start with the format's magic.
+    #[error("wrong magic {found:02x?} (expected {expected:02x?})")]
+    WrongMagic {
+        /// The bytes found.
+        found: Vec<u8>,
+        /// The magic of the format.
+        expected: Vec<u8>,
+    },
+    /// A header field the reader does not support.
+    #[error("unsupported {field} {value}")]
+    Unsupported {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// A field's value is outside what the format or swapvm allows.
+    #[error("field `{field}` = {value} is out of range ({allowed})")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// Its value, as read.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// A line that is not a trace line of the format.
+    #[error("not a {0} trace line")]
+    Garbage(&'static str),
+}
+
+/// Where in a file a defect is: a 1-based line, or a 0-based record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Line number, from 1 (text formats).
+    Line(u64),
+    /// Record number, from 0 (binary formats); the header has its own.
+    Record(u64),
+    /// The header of a binary format.
+    Header,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Line(n) => write!(f, "line {n}"),
+            Position::Record(n) => write!(f, "record {n}"),
+            Position::Header => f.write_str("header"),
+        }
+    }
+}
+
+/// A trace that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be opened or created.
+    #[error("{}: cannot open", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading failed (not a defect of the content).
+    #[error("{}: read error at {at}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        at: Position,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing failed.
+    #[error("{}: write error", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content is malformed at a line or record.
+    #[error("{}: {at}: {defect}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        at: Position,
+        /// What.
+        defect: Defect,
+    },
+    /// The trace is well formed but cannot be written in the target format
+    /// or replayed (e.g. a second pid into a one-pid format).
+    #[error("{}: {at}: {reason}", path.display())]
+    Unrepresentable {
+        /// The file being written or replayed.
+        path: PathBuf,
+        /// The record of the input that does not fit.
+        at: Position,
+        /// Why.
+        reason: String,
+    },
+    /// [`TraceFormat::detect`] could not tell.
+    #[error("{}: cannot tell the trace format from its name or content; pass --format (lackey, csv, oracle-general, native)", path.display())]
+    Undetected {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl TraceError {
+    /// The defect, if the error is one.
+    pub fn defect(&self) -> Option<&Defect> {
+        match self {
+            TraceError::Malformed { defect, .. } => Some(defect),
+            _ => None,
+        }
+    }
+}
+
+/// The path a reader names in its errors, shared cheaply.
+pub(crate) type SharedPath = Arc<Path>;
+
+fn open_buffered(path: &Path) -> Result<BufReader<File>, TraceError> {
+    let f = File::open(path).map_err(|source| TraceError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(BufReader::with_capacity(IO_BUF, f))
+}
+
+fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, TraceError> {
+    let mut f = File::open(path).map_err(|source| TraceError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(TraceError::Read {
+                    path: path.to_owned(),
+                    at: Position::Header,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// A reader of any format: enum dispatch, so a record costs no virtual call
+/// and no allocation.
+#[derive(Debug)]
+pub enum TraceReader {
+    /// Lackey text.
+    Lackey(lackey::LackeyReader<BufReader<File>>),
+    /// CSV text.
+    Csv(csv::CsvReader<BufReader<File>>),
+    /// oracleGeneral binary.
+    OracleGeneral(oracle::OracleReader<BufReader<File>>),
+    /// Native binary.
+    Native(native::NativeReader<BufReader<File>>),
+}
+
+impl TraceReader {
+    /// Opens `path` as `format` (detected when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError`] if the file cannot be opened, its format cannot be
+    /// told, or (binary formats) its header is wrong.
+    pub fn open(path: &Path, format: Option<TraceFormat>) -> Result<TraceReader, TraceError> {
+        let format = match format {
+            Some(f) => f,
+            None => TraceFormat::detect(path)?,
+        };
+        let r = open_buffered(path)?;
+        let shared: SharedPath = Arc::from(path);
+        Ok(match format {
+            TraceFormat::Lackey => TraceReader::Lackey(lackey::LackeyReader::new(r, shared)),
+            TraceFormat::Csv => TraceReader::Csv(csv::CsvReader::new(r, shared)),
+            TraceFormat::OracleGeneral => {
+                TraceReader::OracleGeneral(oracle::OracleReader::new(r, shared))
+            }
+            TraceFormat::Native => TraceReader::Native(native::NativeReader::new(r, shared)?),
+        })
+    }
+
+    /// The format being read.
+    pub fn format(&self) -> TraceFormat {
+        match self {
+            TraceReader::Lackey(_) => TraceFormat::Lackey,
+            TraceReader::Csv(_) => TraceFormat::Csv,
+            TraceReader::OracleGeneral(_) => TraceFormat::OracleGeneral,
+            TraceReader::Native(_) => TraceFormat::Native,
+        }
+    }
+
+    /// Where the last record came from.
+    pub fn position(&self) -> Position {
+        match self {
+            TraceReader::Lackey(r) => r.position(),
+            TraceReader::Csv(r) => r.position(),
+            TraceReader::OracleGeneral(r) => r.position(),
+            TraceReader::Native(r) => r.position(),
+        }
+    }
+}
+
+impl Iterator for TraceReader {
+    type Item = Result<TraceRecord, TraceError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            TraceReader::Lackey(r) => r.next(),
+            TraceReader::Csv(r) => r.next(),
+            TraceReader::OracleGeneral(r) => r.next(),
+            TraceReader::Native(r) => r.next(),
+        }
+    }
+}
+
+/// A writer of any format.
+#[derive(Debug)]
+pub enum TraceWriter {
+    /// Lackey text.
+    Lackey(lackey::LackeyWriter<BufWriter<File>>),
+    /// CSV text.
+    Csv(csv::CsvWriter<BufWriter<File>>),
+    /// oracleGeneral binary.
+    OracleGeneral(oracle::OracleWriter<BufWriter<File>>),
+    /// Native binary.
+    Native(native::NativeWriter<BufWriter<File>>),
+}
+
+impl TraceWriter {
+    /// Creates (truncates) `path` for writing `format`.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Open`] or [`TraceError::Write`].
+    pub fn create(path: &Path, format: TraceFormat) -> Result<TraceWriter, TraceError> {
+        let f = File::create(path).map_err(|source| TraceError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let w = BufWriter::with_capacity(IO_BUF, f);
+        let shared: SharedPath = Arc::from(path);
+        Ok(match format {
+            TraceFormat::Lackey => TraceWriter::Lackey(lackey::LackeyWriter::new(w, shared)),
+            TraceFormat::Csv => TraceWriter::Csv(csv::CsvWriter::new(w, shared)?),
+            TraceFormat::OracleGeneral => {
+                TraceWriter::OracleGeneral(oracle::OracleWriter::new(w, shared))
+            }
+            TraceFormat::Native => TraceWriter::Native(native::NativeWriter::new(w, shared)?),
+        })
+    }
+
+    /// Appends one record; `at` names the input record, for errors.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Write`], or [`TraceError::Unrepresentable`] when the
+    /// format cannot hold the record (a second pid in a one-pid format, a
+    /// size too large).
+    pub fn write(&mut self, rec: &TraceRecord, at: Position) -> Result<(), TraceError> {
+        match self {
+            TraceWriter::Lackey(w) => w.write(rec, at),
+            TraceWriter::Csv(w) => w.write(rec),
+            TraceWriter::OracleGeneral(w) => w.write(rec, at),
+            TraceWriter::Native(w) => w.write(rec, at),
+        }
+    }
+
+    /// Flushes and closes the file.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Write`].
+    pub fn finish(self) -> Result<(), TraceError> {
+        match self {
+            TraceWriter::Lackey(w) => w.finish(),
+            TraceWriter::Csv(w) => w.finish(),
+            TraceWriter::OracleGeneral(w) => w.finish(),
+            TraceWriter::Native(w) => w.finish(),
+        }
+    }
+}
+
+/// Copies every record of `input` (format `from`, detected when `None`)
+/// into `output` as `to` (from the output's name when `None`); returns the
+/// records copied.
+///
+/// # Errors
+///
+/// The first [`TraceError`] of reading or writing; the output is left
+/// partial.
+pub fn convert(
+    input: &Path,
+    from: Option<TraceFormat>,
+    output: &Path,
+    to: Option<TraceFormat>,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, TraceError> {
+    let reader = TraceReader::open(input, from)?;
+    let to = match to {
+        Some(f) => f,
+        None => TraceFormat::from_extension(output).ok_or_else(|| TraceError::Undetected {
+            path: output.to_owned(),
+        })?,
+    };
+    let mut writer = TraceWriter::create(output, to)?;
+    let mut n = 0u64;
+    for rec in reader {
+        writer.write(&rec?, Position::Record(n))?;
+        n += 1;
+        if n % 65536 == 0 {
+            progress(n);
+        }
+    }
+    writer.finish()?;
+    progress(n);
+    Ok(n)
+}
+
+/// What [`synth`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct SynthSpec {
+    /// Pages of the one region (pid 1), each stored to once first.
+    pub pages: u64,
+    /// Uniformly random accesses after that first pass.
+    pub accesses: u64,
+    /// Share of the random accesses that are stores, 0..=1.
+    pub write_ratio: f64,
+    /// Seed of the page and op choices.
+    pub seed: u64,
+}
+
+/// Writes a synthetic trace to `path` as `format`: usemem's shape (every
+/// page stored to in order, then uniform random 8-byte accesses), for
+/// benchmarks and tests of traces of any size. Returns the records written.
+///
+/// # Errors
+///
+/// [`TraceError::Open`] or [`TraceError::Write`].
+pub fn synth(
+    path: &Path,
+    format: TraceFormat,
+    spec: SynthSpec,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, TraceError> {
+    const BASE: u64 = 0x7f00_0000_0000;
+    let mut w = TraceWriter::create(path, format)?;
+    let mut rng = swapvm_core::SimRng::derive(spec.seed, 0);
+    // No page, no random access: `below(0)` has nothing to pick.
+    let accesses = if spec.pages == 0 { 0 } else { spec.accesses };
+    let total = spec.pages.saturating_add(accesses);
+    for i in 0..total {
+        let (page, kind) = if i < spec.pages {
+            (i, AccessKind::Store)
+        } else if rng.chance(spec.write_ratio) {
+            (rng.below(spec.pages), AccessKind::Store)
+        } else {
+            (rng.below(spec.pages), AccessKind::Load)
+        };
+        let rec = TraceRecord {
+            pid: 1,
+            addr: BASE + (page << PAGE_SHIFT) + 8 * rng.below(512),
+            size: 8,
+            kind,
+        };
+        w.write(&rec, Position::Record(i))?;
+        if i % 65536 == 0 {
+            progress(i);
+        }
+    }
+    w.finish()?;
+    progress(total);
+    Ok(total)
+}
+
+/// Shared text-format helpers.
+pub(crate) mod text {
+    use super::{Defect, ACCESS_SIZE_MAX};
+
+    /// Parses hex digits (no prefix) into a u64.
+    pub(crate) fn hex(s: &str) -> Result<u64, Defect> {
+        if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Defect::BadHex(s.to_owned()));
+        }
+        u64::from_str_radix(s, 16).map_err(|_| Defect::BadHex(s.to_owned()))
+    }
+
+    /// Parses a decimal u64 for `field`.
+    pub(crate) fn dec(s: &str, field: &'static str) -> Result<u64, Defect> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Defect::BadNumber(s.to_owned(), field));
+        }
+        s.parse().map_err(|_| Defect::OutOfRange {
+            field,
+            value: s.to_owned(),
+            allowed: "0..2^64",
+        })
+    }
+
+    /// Checks an access size and that the access does not run past the top
+    /// of the address space; a size of 0 is read as 1.
+    pub(crate) fn check_access(addr: u64, size: u64) -> Result<u32, Defect> {
+        let size = size.max(1);
+        if size > u64::from(ACCESS_SIZE_MAX) {
+            return Err(Defect::OutOfRange {
+                field: "size",
+                value: size.to_string(),
+                allowed: "0..=1048576 bytes",
+            });
+        }
+        if addr.checked_add(size - 1).is_none() {
+            return Err(Defect::OutOfRange {
+                field: "address",
+                value: format!("{addr:#x}"),
+                allowed: "address + size - 1 below 2^64",
+            });
+        }
+        Ok(size as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_by_magic_name_and_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let mut native = native::MAGIC.to_vec();
+        native.extend([1, 0, 16, 0, 0, 0, 0, 0]);
+        let cases = [
+            (file("a.csv.bin", &native), TraceFormat::Native),
+            (
+                file("b.oracleGeneral.bin", b"\x01\x02"),
+                TraceFormat::OracleGeneral,
+            ),
+            (file("c.csv", b"junk"), TraceFormat::Csv),
+            (file("d.lackey", b""), TraceFormat::Lackey),
+            (
+                file("e.out", b"==12== Lackey\nI  0400,1\n"),
+                TraceFormat::Lackey,
+            ),
+            (file("f.out", b"\n L 0400,8\n"), TraceFormat::Lackey),
+            (file("g.txt", b"# pid 1, 2\n0,1,R,0x10\n"), TraceFormat::Csv),
+            (file("h.txt", b"time,pid,op,address\n"), TraceFormat::Csv),
+        ];
+        for (path, want) in cases {
+            assert_eq!(
+                TraceFormat::detect(&path).unwrap(),
+                want,
+                "{}",
+                path.display()
+            );
+        }
+        let e = TraceFormat::detect(&file("i.dat", b"\x00\x01\x02")).unwrap_err();
+        assert!(matches!(e, TraceError::Undetected { .. }), "{e}");
+        let e = TraceFormat::detect(&dir.path().join("absent")).unwrap_err();
+        assert!(matches!(e, TraceError::Open { .. }), "{e}");
+    }
+
+    #[test]
+    fn format_names_parse_back() {
+        for f in TraceFormat::ALL {
+            assert_eq!(f.as_str().parse::<TraceFormat>().unwrap(), f);
+        }
+        assert!("zip".parse::<TraceFormat>().unwrap_err().contains("lackey"));
+    }
+
+    #[test]
+    fn synth_writes_the_asked_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.swvmtrace");
+        let spec = SynthSpec {
+            pages: 100,
+            accesses: 1000,
+            write_ratio: 0.0,
+            seed: 3,
+        };
+        assert_eq!(
+            synth(&path, TraceFormat::Native, spec, |_| {}).unwrap(),
+            1100
+        );
+        let s = TraceStats::scan(&path, None, |_| {}).unwrap();
+        assert_eq!((s.records, s.stores, s.distinct_pages), (1100, 100, 100));
+        let empty = SynthSpec { pages: 0, ..spec };
+        assert_eq!(synth(&path, TraceFormat::Csv, empty, |_| {}).unwrap(), 0);
+    }
+}

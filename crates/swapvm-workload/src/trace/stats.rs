@@ -1,0 +1,186 @@
+//! `swapvm trace stats`: what a trace touches, in one streaming pass.
+//!
+//! Distinct pages are counted with one 512-bit bitmap per (pid, 2 MiB chunk)
+//! touched, so memory grows with the footprint (64 bytes of bitmap per
+//! 2 MiB touched, plus the map entry), never with the trace's length.
+
+use super::replay::{chunk_of, PIDS_MAX, REGION_PAGES};
+use super::{AccessKind, Position, TraceError, TraceFormat, TraceReader};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use swapvm_core::PAGE_SIZE;
+
+const WORDS: usize = (REGION_PAGES / 64) as usize;
+
+/// Figures of one pid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PidStats {
+    /// The trace's pid.
+    pub pid: u32,
+    /// Records (lackey `M` counts twice: a load and a store).
+    pub records: u64,
+    /// Page accesses: a record straddling a page boundary counts once per
+    /// page. This is what a replay of the pid makes.
+    pub page_accesses: u64,
+    /// Page accesses that are stores.
+    pub page_writes: u64,
+    /// Distinct 4 KiB pages touched.
+    pub distinct_pages: u64,
+    /// Distinct 2 MiB chunks touched: the regions a replay maps.
+    pub regions: u64,
+}
+
+/// Figures of a whole trace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TraceStats {
+    /// The file.
+    pub path: PathBuf,
+    /// Its format.
+    #[serde(serialize_with = "format_name")]
+    pub format: TraceFormat,
+    /// Records in all.
+    pub records: u64,
+    /// Instruction fetches (records).
+    pub instr: u64,
+    /// Loads (records).
+    pub loads: u64,
+    /// Stores (records).
+    pub stores: u64,
+    /// Records that touch more than one page.
+    pub straddling: u64,
+    /// Page accesses in all (what a replay makes).
+    pub page_accesses: u64,
+    /// Page accesses that are stores.
+    pub page_writes: u64,
+    /// Distinct pages, summed over pids (each pid is its own address space).
+    pub distinct_pages: u64,
+    /// `distinct_pages` in bytes.
+    pub footprint_bytes: u64,
+    /// Per pid, in order of first appearance.
+    pub pids: Vec<PidStats>,
+}
+
+fn format_name<S: serde::Serializer>(f: &TraceFormat, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(f.as_str())
+}
+
+impl TraceStats {
+    /// Reads the whole of `path` once, calling `progress(records)` now and
+    /// then.
+    ///
+    /// # Errors
+    ///
+    /// The first [`TraceError`] of the trace, or
+    /// [`TraceError::Unrepresentable`] past [`PIDS_MAX`] pids.
+    pub fn scan(
+        path: &Path,
+        format: Option<TraceFormat>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<TraceStats, TraceError> {
+        let reader = TraceReader::open(path, format)?;
+        let mut s = TraceStats {
+            path: path.to_owned(),
+            format: reader.format(),
+            records: 0,
+            instr: 0,
+            loads: 0,
+            stores: 0,
+            straddling: 0,
+            page_accesses: 0,
+            page_writes: 0,
+            distinct_pages: 0,
+            footprint_bytes: 0,
+            pids: Vec::new(),
+        };
+        let mut pid_index: HashMap<u32, usize> = HashMap::new();
+        let mut chunk_index: HashMap<(u32, u64), usize> = HashMap::new();
+        let mut bitmaps: Vec<[u64; WORDS]> = Vec::new();
+        // The last pid and chunk seen: consecutive accesses are mostly to
+        // the same chunk, which then costs no hash lookup.
+        let mut last_pid: Option<(u32, usize)> = None;
+        let mut last_chunk: Option<((u32, u64), usize)> = None;
+        for rec in reader {
+            let rec = rec?;
+            let p = match last_pid {
+                Some((pid, p)) if pid == rec.pid => p,
+                _ => {
+                    let n = pid_index.len();
+                    let p = *pid_index.entry(rec.pid).or_insert(n);
+                    if p == s.pids.len() {
+                        if p == PIDS_MAX {
+                            return Err(TraceError::Unrepresentable {
+                                path: path.to_owned(),
+                                at: Position::Record(s.records),
+                                reason: format!("more than {PIDS_MAX} pids"),
+                            });
+                        }
+                        s.pids.push(PidStats {
+                            pid: rec.pid,
+                            ..PidStats::default()
+                        });
+                    }
+                    last_pid = Some((rec.pid, p));
+                    p
+                }
+            };
+            s.records += 1;
+            match rec.kind {
+                AccessKind::Instr => s.instr += 1,
+                AccessKind::Load => s.loads += 1,
+                AccessKind::Store => s.stores += 1,
+            }
+            let ps = &mut s.pids[p];
+            ps.records += 1;
+            let (first, last) = rec.pages();
+            let pages = last - first + 1;
+            s.straddling += u64::from(pages > 1);
+            ps.page_accesses += pages;
+            if rec.kind.is_write() {
+                ps.page_writes += pages;
+            }
+            for page in first..=last {
+                let key = (rec.pid, chunk_of(page));
+                let b = match last_chunk {
+                    Some((k, b)) if k == key => b,
+                    _ => {
+                        let n = bitmaps.len();
+                        let b = *chunk_index.entry(key).or_insert(n);
+                        if b == n {
+                            bitmaps.push([0; WORDS]);
+                            ps.regions += 1;
+                        }
+                        last_chunk = Some((key, b));
+                        b
+                    }
+                };
+                let bit = page % REGION_PAGES;
+                let word = &mut bitmaps[b][(bit / 64) as usize];
+                let mask = 1u64 << (bit % 64);
+                if *word & mask == 0 {
+                    *word |= mask;
+                    ps.distinct_pages += 1;
+                }
+            }
+            if s.records % 65536 == 0 {
+                progress(s.records);
+            }
+        }
+        progress(s.records);
+        for p in &s.pids {
+            s.page_accesses += p.page_accesses;
+            s.page_writes += p.page_writes;
+            s.distinct_pages += p.distinct_pages;
+        }
+        s.footprint_bytes = s.distinct_pages * PAGE_SIZE as u64;
+        Ok(s)
+    }
+
+    /// Share of page accesses that are stores, 0..=1.
+    pub fn write_share(&self) -> f64 {
+        if self.page_accesses == 0 {
+            0.0
+        } else {
+            self.page_writes as f64 / self.page_accesses as f64
+        }
+    }
+}
