@@ -13,7 +13,10 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod plot;
 pub mod report;
+pub mod run_folder;
+pub mod series;
 pub mod verify;
 mod zram;
 
@@ -123,6 +126,7 @@ pub struct Machine {
     cfg: MachineConfig,
     seed: u64,
     workload: WorkloadSpec,
+    workload_path: PathBuf,
     mem: Memory,
     swap: SwapSubsystem,
     reclaim: Reclaimer,
@@ -141,6 +145,7 @@ pub struct Machine {
     accesses: u64,
     started: std::time::Instant,
     zram: zram::ZramDevices,
+    series: series::Series,
 }
 
 impl std::fmt::Debug for Machine {
@@ -232,6 +237,7 @@ impl Machine {
             }
         };
         let mut workload = WorkloadSpec::load(&wl_path)?;
+        let workload_path = wl_path;
         if let Some(f) = opts.scale {
             workload = workload.scaled(f);
         }
@@ -283,10 +289,12 @@ impl Machine {
             })
             .collect();
         let hist = new_histogram;
+        let series = series::Series::new(cfg.machine.sample_every_ticks);
         Ok(Machine {
             cfg,
             seed,
             workload,
+            workload_path,
             mem,
             swap,
             reclaim,
@@ -303,6 +311,7 @@ impl Machine {
             accesses: 0,
             started: std::time::Instant::now(),
             zram,
+            series,
         })
     }
 
@@ -607,6 +616,9 @@ async fn tick_loop(
     loop {
         let (delivered, max_ticks, check_every, tick) = {
             let mut g = m.borrow_mut();
+            if g.series.due(g.tick) {
+                series::sample(&mut g);
+            }
             let n = g.deliver_io();
             g.unblock();
             (n, g.cfg.machine.max_ticks, g.opts.check_every, g.tick)
@@ -670,5 +682,7 @@ async fn tick_loop(
         g.deliver_io();
     }
     g.run_checker();
+    // The last row: every delta column now sums to its counter.
+    series::sample(&mut g);
     Ok(report::build(&mut g))
 }
