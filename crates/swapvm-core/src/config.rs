@@ -444,12 +444,16 @@ mod tests {
         // the field and line.
         let e = parse("[machine]\nram_mib = 64\nsample_every_ticks = -5\n").unwrap_err();
         let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
-        assert!(msg.contains("/cfg/test.toml") && msg.contains("line 3"), "{msg}");
+        assert!(
+            msg.contains("/cfg/test.toml") && msg.contains("line 3"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn config_serialises_with_defaults_filled_in() {
-        let c = parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a.img\"\nsize_mib = 8\n").unwrap();
+        let c =
+            parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a.img\"\nsize_mib = 8\n").unwrap();
         let v = toml::Value::try_from(&c).unwrap();
         assert_eq!(
             v["machine"]["sample_every_ticks"].as_integer(),

@@ -121,6 +121,9 @@ fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)
     move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
 }
 
+/// Picks one level column out of a row.
+type Level = fn(&Sample) -> u64;
+
 /// RSS, free RAM and swap used over ticks, in MiB.
 pub fn memory_svg(r: &Report) -> Result<String, PlotError> {
     const PLOT: &str = "memory.svg";
@@ -157,7 +160,7 @@ pub fn memory_svg(r: &Report) -> Result<String, PlotError> {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err(PLOT))?;
-        let lines: [(&str, RGBColor, fn(&Sample) -> u64); 3] = [
+        let lines: [(&str, RGBColor, Level); 3] = [
             ("RSS (resident anon, all processes)", BLUE, |x| x.rss_pages),
             ("free RAM", GREEN, |x| x.free_ram_pages),
             ("swap used", RED, |x| x.swap_used_pages),
@@ -265,8 +268,9 @@ pub fn latency_svg(r: &Report) -> Result<String, PlotError> {
                 });
             chart
                 .draw_series(
-                    latency_bars(l)
-                        .map(|(x0, x1, y)| Rectangle::new([(x0, 0.0), (x1, y)], color.stroke_width(1))),
+                    latency_bars(l).map(|(x0, x1, y)| {
+                        Rectangle::new([(x0, 0.0), (x1, y)], color.stroke_width(1))
+                    }),
                 )
                 .map_err(err(PLOT))?;
         }
@@ -371,8 +375,7 @@ pub fn faults_svg(r: &Report) -> Result<String, PlotError> {
     let max_tick = rows.last().map_or(1, |x| x.tick).max(1);
     let mut out = String::new();
     {
-        let root =
-            SVGBackend::with_string(&mut out, (SIZE.0, SIZE.1 * 3 / 2)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (SIZE.0, SIZE.1 * 3 / 2)).into_drawing_area();
         root.fill(&WHITE).map_err(err(PLOT))?;
         let (upper, lower) = root.split_vertically(SIZE.1 * 3 / 4);
         rate_panel(

@@ -206,12 +206,8 @@ pub(crate) fn sample(m: &mut Machine) {
     let wall_ms = m.started.elapsed().as_millis() as u64;
     m.series.ram_pages = m.mem.nr_frames();
     m.series.swap_total_pages = total;
-    m.series.push(
-        m.tick,
-        wall_ms,
-        [rss, swap_used, m.mem.nr_free()],
-        counters,
-    );
+    m.series
+        .push(m.tick, wall_ms, [rss, swap_used, m.mem.nr_free()], counters);
 }
 
 #[cfg(test)]

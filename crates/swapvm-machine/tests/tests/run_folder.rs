@@ -58,12 +58,21 @@ fn assert_buckets_add_up(what: &str, l: &Latency) {
         assert!(b.lo_us.is_power_of_two() && b.hi_us == 2 * b.lo_us, "{b:?}");
     }
     if l.count > 0 {
-        assert!(l.min_us <= l.p50_us && l.p50_us <= l.p90_us, "{what}: {l:?}");
-        assert!(l.p90_us <= l.p99_us && l.p999_us <= l.p9999_us, "{what}: {l:?}");
+        assert!(
+            l.min_us <= l.p50_us && l.p50_us <= l.p90_us,
+            "{what}: {l:?}"
+        );
+        assert!(
+            l.p90_us <= l.p99_us && l.p999_us <= l.p9999_us,
+            "{what}: {l:?}"
+        );
         assert!(l.p9999_us <= l.max_us, "{what}: {l:?}");
         let first = l.buckets.first().unwrap();
         let last = l.buckets.last().unwrap();
-        assert!(first.lo_us <= l.min_us && l.max_us < last.hi_us, "{what}: {l:?}");
+        assert!(
+            first.lo_us <= l.min_us && l.max_us < last.hi_us,
+            "{what}: {l:?}"
+        );
     }
 }
 
@@ -90,7 +99,11 @@ fn run_and_write() -> (Tiny, Report, PathBuf) {
     assert_eq!(written.len(), run_folder::FILES.len());
     for (p, name) in written.iter().zip(run_folder::FILES) {
         assert_eq!(p, &out.join(name));
-        assert!(std::fs::metadata(p).unwrap().len() > 0, "{} empty", p.display());
+        assert!(
+            std::fs::metadata(p).unwrap().len() > 0,
+            "{} empty",
+            p.display()
+        );
     }
     (t, r, out)
 }
@@ -148,20 +161,30 @@ fn csv_deltas_sum_to_the_report_counters() {
 fn svgs_parse_and_carry_their_series() {
     let (_t, r, out) = run_and_write();
     let wants: [(&str, &[&str]); 3] = [
-        ("memory.svg", &["RSS", "free RAM", "swap used", "tick", "MiB"]),
+        (
+            "memory.svg",
+            &["RSS", "free RAM", "swap used", "tick", "MiB"],
+        ),
         (
             "latency.svg",
             &["swap-in read", "swap-out write", "µs", "share of requests"],
         ),
         (
             "faults.svg",
-            &["pgfault", "pgmajfault", "pswpin", "pswpout", "pgscan", "per tick"],
+            &[
+                "pgfault",
+                "pgmajfault",
+                "pswpin",
+                "pswpout",
+                "pgscan",
+                "per tick",
+            ],
         ),
     ];
     for (name, texts) in wants {
         let text = std::fs::read_to_string(out.join(name)).unwrap();
-        let doc = roxmltree::Document::parse(&text)
-            .unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
+        let doc =
+            roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
         let root = doc.root_element();
         assert_eq!(root.tag_name().name(), "svg", "{name}");
         let shown: String = doc
@@ -226,10 +249,9 @@ fn report_json_round_trips_and_is_documented() {
     }
     assert!(!r.write_latency.buckets.is_empty());
     // Every top-level field is documented in the README's "Run folder".
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
     let section = readme
         .split("## Run folder")
         .nth(1)
@@ -242,10 +264,16 @@ fn report_json_round_trips_and_is_documented() {
         );
     }
     for name in run_folder::FILES {
-        assert!(section.contains(&format!("`{name}`")), "{name} undocumented");
+        assert!(
+            section.contains(&format!("`{name}`")),
+            "{name} undocumented"
+        );
     }
     for h in Series::csv_header().split(',') {
-        assert!(section.contains(&format!("`{h}`")), "CSV column {h} undocumented");
+        assert!(
+            section.contains(&format!("`{h}`")),
+            "CSV column {h} undocumented"
+        );
     }
 }
 
