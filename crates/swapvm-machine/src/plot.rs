@@ -148,7 +148,7 @@ pub fn memory_svg(r: &Report) -> Result<String, PlotError> {
             .margin(16)
             .x_label_area_size(50)
             .y_label_area_size(80)
-            .build_cartesian_2d(0u64..max_tick, 0f64..(peak * 1.4).max(1.0))
+            .build_cartesian_2d(0u64..max_tick, 0f64..(peak * 1.4).max(10.0))
             .map_err(err(PLOT))?;
         chart
             .configure_mesh()
@@ -242,7 +242,8 @@ pub fn latency_svg(r: &Report) -> Result<String, PlotError> {
             .y_label_area_size(80)
             .build_cartesian_2d(
                 (lo as f64..hi as f64).log_scale(),
-                0f64..(top * 1.25).clamp(1.0, 100.0),
+                // At least 0..10 %, so whole-number labels stay distinct.
+                0f64..(top * 1.25).clamp(10.0, 100.0),
             )
             .map_err(err(PLOT))?;
         chart

@@ -285,3 +285,19 @@ fn bad_sampling_interval_names_file_and_field() {
     assert!(msg.contains(&t.config.display().to_string()), "{msg}");
     assert!(msg.contains("machine.sample_every_ticks"), "{msg}");
 }
+
+#[test]
+fn series_is_deterministic_but_for_wall_time() {
+    let rows = || {
+        let t = sampled(3);
+        let r = run_config(&t.config, RunOptions::default());
+        let mut rows = r.series.rows;
+        for x in &mut rows {
+            x.wall_ms = 0;
+        }
+        rows
+    };
+    let (a, b) = (rows(), rows());
+    assert!(a.len() > 10, "{} rows", a.len());
+    assert_eq!(a, b, "same seed, different time series");
+}
