@@ -13,8 +13,9 @@
 #![warn(missing_docs)]
 
 pub mod check;
-pub mod plot;
 pub mod report;
+// The run folder: the time series, its plots, and the writer.
+pub mod plot;
 pub mod run_folder;
 pub mod series;
 pub mod verify;
@@ -126,7 +127,6 @@ pub struct Machine {
     cfg: MachineConfig,
     seed: u64,
     workload: WorkloadSpec,
-    workload_path: PathBuf,
     mem: Memory,
     swap: SwapSubsystem,
     reclaim: Reclaimer,
@@ -135,6 +135,7 @@ pub struct Machine {
     stat: Arc<VmStat>,
     warn: Arc<Warnings>,
     verify: verify::Verifier,
+    series: series::Series,
     /// Swap I/O latency in µs, [read, write]: all devices, then per device
     /// type.
     latency_us: [Histogram<u64>; 2],
@@ -145,7 +146,6 @@ pub struct Machine {
     accesses: u64,
     started: std::time::Instant,
     zram: zram::ZramDevices,
-    series: series::Series,
 }
 
 impl std::fmt::Debug for Machine {
@@ -237,7 +237,6 @@ impl Machine {
             }
         };
         let mut workload = WorkloadSpec::load(&wl_path)?;
-        let workload_path = wl_path;
         if let Some(f) = opts.scale {
             workload = workload.scaled(f);
         }
@@ -271,6 +270,7 @@ impl Machine {
             verify.add_device(ty.0, slots);
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
+        let series = series::Series::new(cfg.machine.sample_every_ticks);
         let procs = workload
             .instantiate(seed)
             .into_iter()
@@ -289,12 +289,10 @@ impl Machine {
             })
             .collect();
         let hist = new_histogram;
-        let series = series::Series::new(cfg.machine.sample_every_ticks);
         Ok(Machine {
             cfg,
             seed,
             workload,
-            workload_path,
             mem,
             swap,
             reclaim,
@@ -303,6 +301,7 @@ impl Machine {
             stat,
             warn,
             verify,
+            series,
             latency_us: [hist(), hist()],
             dev_latency_us: Vec::new(),
             opts,
@@ -311,7 +310,6 @@ impl Machine {
             accesses: 0,
             started: std::time::Instant::now(),
             zram,
-            series,
         })
     }
 

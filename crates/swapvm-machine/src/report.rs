@@ -145,7 +145,7 @@ pub struct Report {
     /// seed here is the config's; `seed` above is the one the run used).
     #[serde(default)]
     pub config_loaded: serde_json::Value,
-    /// The workload file that ran.
+    /// The workload file that ran (empty when none did).
     #[serde(default)]
     pub workload_file: String,
     /// Ticks run.
@@ -155,6 +155,11 @@ pub struct Report {
     /// Wall-clock time of the run in milliseconds (measured, not part of
     /// the deterministic counters).
     pub wall_ms: u64,
+    /// The time series, one row every `machine.sample_every_ticks` ticks.
+    /// Not part of report.json: the run folder writes it as
+    /// `timeseries.csv`.
+    #[serde(skip)]
+    pub series: Series,
     /// Every vmstat counter, in report order.
     pub vmstat: Vec<(String, u64)>,
     /// Swap devices.
@@ -183,11 +188,6 @@ pub struct Report {
     pub warning_sites: Vec<String>,
     /// Processes killed, with the reason.
     pub killed: Vec<String>,
-    /// The time series, one row every `machine.sample_every_ticks` ticks.
-    /// Not part of report.json: the run folder writes it as
-    /// `timeseries.csv`.
-    #[serde(skip)]
-    pub series: Series,
 }
 
 impl Report {
@@ -265,6 +265,14 @@ fn log2_buckets(h: &hdrhistogram::Histogram<u64>) -> Vec<LatencyBucket> {
             count: counts[k],
         })
         .collect()
+}
+
+/// The workload file that ran: `--workload`, else the config's.
+fn workload_file(m: &Machine) -> String {
+    let file = m.opts.workload.clone();
+    file.or_else(|| m.cfg.workload.as_deref().map(|p| m.cfg.resolve(p)))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 pub(crate) fn build(m: &mut Machine) -> Report {
@@ -345,10 +353,11 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             tracing::warn!("config not recorded in the report: {e}");
             serde_json::Value::Null
         }),
-        workload_file: m.workload_path.display().to_string(),
+        workload_file: workload_file(m),
         ticks: m.tick,
         accesses: m.accesses,
         wall_ms: m.started.elapsed().as_millis() as u64,
+        series: std::mem::take(&mut m.series),
         vmstat: m
             .stat
             .snapshot()
@@ -381,6 +390,5 @@ pub(crate) fn build(m: &mut Machine) -> Report {
                     .map(|k| format!("pid {} {}: {k}", p.pid, p.name))
             })
             .collect(),
-        series: std::mem::take(&mut m.series),
     }
 }
