@@ -3,7 +3,8 @@
 //! - [`memory_svg`]: resident anonymous memory, free RAM and swap in use
 //!   over ticks, with RAM and swap capacity for scale.
 //! - [`latency_svg`]: the swap-in and swap-out latency distributions (share
-//!   of requests per power-of-two bucket, logarithmic µs axis).
+//!   of requests per power-of-two bucket, logarithmic µs axis), all devices
+//!   and, with more than one, each device.
 //! - [`faults_svg`]: fault and swap I/O rates per tick, per interval.
 //!
 //! Only plotters' SVG backend is used, without a font feature: text is
@@ -214,76 +215,126 @@ fn latency_label(name: &str, l: &Latency) -> String {
     )
 }
 
-/// Swap-in and swap-out latency distributions, all devices.
-pub fn latency_svg(r: &Report) -> Result<String, PlotError> {
+/// One latency panel: the read and write histograms over `x` (µs).
+fn latency_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    caption: String,
+    read: &Latency,
+    write: &Latency,
+    x: (u64, u64),
+) -> Result<(), PlotError> {
     const PLOT: &str = "latency.svg";
     let series = [
-        ("swap-in read", BLUE, &r.read_latency),
-        ("swap-out write", ORANGE, &r.write_latency),
+        ("swap-in read", BLUE, read),
+        ("swap-out write", ORANGE, write),
     ];
-    let buckets = || series.iter().flat_map(|s| s.2.buckets.iter());
-    let lo = buckets().map(|b| b.lo_us).min().unwrap_or(1).max(1);
-    let hi = buckets().map(|b| b.hi_us).max().unwrap_or(1024).max(lo * 2);
     let top = series
         .iter()
         .flat_map(|s| latency_bars(s.2).map(|b| b.2))
         .fold(0.0, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, caption_style())
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(
+            (x.0 as f64..x.1 as f64).log_scale(),
+            // At least 0..10 %, so whole-number labels stay distinct.
+            0f64..(top * 1.25).clamp(10.0, 100.0),
+        )
+        .map_err(err(PLOT))?;
+    chart
+        .configure_mesh()
+        .x_desc("latency, µs (log scale; bars are power-of-two buckets)")
+        .y_desc("share of requests, %")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .axis_desc_style(label_style())
+        .label_style(label_style())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err(PLOT))?;
+    for (name, color, l) in series {
+        chart
+            .draw_series(
+                latency_bars(l).map(|(x0, x1, y)| {
+                    Rectangle::new([(x0, 0.0), (x1, y)], color.mix(0.45).filled())
+                }),
+            )
+            .map_err(err(PLOT))?
+            .label(latency_label(name, l))
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 24, y + 6)], color.mix(0.45).filled())
+            });
+        chart
+            .draw_series(
+                latency_bars(l)
+                    .map(|(x0, x1, y)| Rectangle::new([(x0, 0.0), (x1, y)], color.stroke_width(1))),
+            )
+            .map_err(err(PLOT))?;
+    }
+    if read.count + write.count == 0 {
+        let (w, h) = area.dim_in_pixel();
+        area.draw(&Text::new(
+            "no swap I/O",
+            (w as i32 / 2 - 60, h as i32 / 2),
+            caption_style(),
+        ))
+        .map_err(err(PLOT))?;
+    }
+    legend(&mut chart, PLOT)
+}
+
+/// Swap-in and swap-out latency distributions: all devices, then (when
+/// there is more than one) each device, on one latency axis.
+pub fn latency_svg(r: &Report) -> Result<String, PlotError> {
+    const PLOT: &str = "latency.svg";
+    let buckets = || {
+        [&r.read_latency, &r.write_latency]
+            .into_iter()
+            .flat_map(|l| l.buckets.iter())
+    };
+    let lo = buckets().map(|b| b.lo_us).min().unwrap_or(1).max(1);
+    let hi = buckets()
+        .map(|b| b.hi_us)
+        .max()
+        .unwrap_or(1024)
+        .max(lo.saturating_mul(2));
+    let per_device = if r.devices.len() > 1 {
+        &r.devices[..]
+    } else {
+        &[]
+    };
+    let panel_h = SIZE.1 * 3 / 4;
+    let height = SIZE.1 + panel_h * per_device.len() as u32;
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (SIZE.0, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err(PLOT))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Swap I/O latency distribution: {}", run_name(r)),
-                caption_style(),
-            )
-            .margin(16)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(
-                (lo as f64..hi as f64).log_scale(),
-                // At least 0..10 %, so whole-number labels stay distinct.
-                0f64..(top * 1.25).clamp(10.0, 100.0),
-            )
-            .map_err(err(PLOT))?;
-        chart
-            .configure_mesh()
-            .x_desc("latency, µs (log scale; bars are power-of-two buckets)")
-            .y_desc("share of requests, %")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .axis_desc_style(label_style())
-            .label_style(label_style())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(err(PLOT))?;
-        for (name, color, l) in series {
-            chart
-                .draw_series(latency_bars(l).map(|(x0, x1, y)| {
-                    Rectangle::new([(x0, 0.0), (x1, y)], color.mix(0.45).filled())
-                }))
-                .map_err(err(PLOT))?
-                .label(latency_label(name, l))
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 6), (x + 24, y + 6)], color.mix(0.45).filled())
-                });
-            chart
-                .draw_series(
-                    latency_bars(l).map(|(x0, x1, y)| {
-                        Rectangle::new([(x0, 0.0), (x1, y)], color.stroke_width(1))
-                    }),
-                )
-                .map_err(err(PLOT))?;
+        let (top, mut rest) = root.split_vertically(SIZE.1);
+        latency_panel(
+            &top,
+            format!("Swap I/O latency distribution: {}", run_name(r)),
+            &r.read_latency,
+            &r.write_latency,
+            (lo, hi),
+        )?;
+        for d in per_device {
+            let (panel, below) = rest.split_vertically(panel_h);
+            latency_panel(
+                &panel,
+                format!(
+                    "device {}{} (priority {})",
+                    d.path,
+                    if d.zram.is_some() { ", zram" } else { "" },
+                    d.priority
+                ),
+                &d.read_latency,
+                &d.write_latency,
+                (lo, hi),
+            )?;
+            rest = below;
         }
-        if r.read_latency.count + r.write_latency.count == 0 {
-            root.draw(&Text::new(
-                "no swap I/O in this run",
-                (SIZE.0 as i32 / 2 - 100, SIZE.1 as i32 / 2),
-                caption_style(),
-            ))
-            .map_err(err(PLOT))?;
-        }
-        legend(&mut chart, PLOT)?;
         root.present().map_err(err(PLOT))?;
     }
     Ok(out)

@@ -301,3 +301,26 @@ fn series_is_deterministic_but_for_wall_time() {
     assert!(a.len() > 10, "{} rows", a.len());
     assert_eq!(a, b, "same seed, different time series");
 }
+
+#[test]
+fn latency_plot_has_a_panel_per_device_when_there_are_two() {
+    let t = tiny(&Shape {
+        swap_extra: "[[swap]]\npath = \"second\"\nsize_mib = 32\nbackend = \"zram\"",
+        ..Shape::default()
+    });
+    let r = run_config(&t.config, RunOptions::default());
+    assert_eq!(r.devices.len(), 2, "{}", describe(&r));
+    let svg = swapvm_machine::plot::latency_svg(&r).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let shown: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    for d in &r.devices {
+        assert!(
+            shown.iter().any(|s| s.contains(&d.path)),
+            "no panel for {}",
+            d.path
+        );
+        let legend = format!("{} requests", d.write_latency.count);
+        assert!(shown.iter().any(|s| s.contains(&legend)), "no {legend}");
+    }
+    assert!(shown.iter().any(|s| s.contains("zram")));
+}
