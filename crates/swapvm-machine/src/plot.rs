@@ -61,10 +61,11 @@ fn mib(pages: u64) -> f64 {
     pages as f64 * 4096.0 / (1 << 20) as f64
 }
 
-/// At most `max` rows: consecutive rows merged, levels from the last of
-/// each group, deltas and interval lengths summed.
+/// At most `max` rows (for `max` >= 2): the first row alone, the rest in
+/// groups of consecutive rows, each group merged into one row with the
+/// levels of its last row and the deltas and interval lengths summed.
 pub fn decimate(rows: &[Sample], max: usize) -> Vec<Sample> {
-    if rows.len() <= max || max == 0 {
+    if rows.len() <= max || max < 2 {
         return rows.to_vec();
     }
     // Keep the first row (the state before the first tick) on its own.
@@ -497,6 +498,14 @@ mod tests {
         assert_eq!(sum(&d), sum(&rows));
         let ticks: u64 = d.iter().map(|x| x.interval_ticks).sum();
         assert_eq!(ticks, 2500);
+    }
+
+    #[test]
+    fn decimate_to_fewer_than_two_points_keeps_every_row() {
+        let rows: Vec<_> = (0..5).map(|t| row(t, 1, 1)).collect();
+        assert_eq!(decimate(&rows, 1), rows);
+        assert_eq!(decimate(&rows, 0), rows);
+        assert_eq!(decimate(&rows, 2).len(), 2);
     }
 
     #[test]
