@@ -206,8 +206,16 @@ pub(crate) fn sample(m: &mut Machine) {
     let wall_ms = m.started.elapsed().as_millis() as u64;
     m.series.ram_pages = m.mem.nr_frames();
     m.series.swap_total_pages = total;
+    let free = m.mem.nr_free();
+    tracing::debug!(
+        tick = m.tick,
+        rss_pages = rss,
+        swap_used_pages = swap_used,
+        free_ram_pages = free,
+        "sample"
+    );
     m.series
-        .push(m.tick, wall_ms, [rss, swap_used, m.mem.nr_free()], counters);
+        .push(m.tick, wall_ms, [rss, swap_used, free], counters);
 }
 
 #[cfg(test)]
