@@ -227,6 +227,33 @@ fn report_json_round_trips_and_is_documented() {
     assert_eq!(back, want);
     // The fields the issue asks for are there and filled.
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // A report.json written before those fields existed still reads (for
+    // `swapvm inspect --report` of an older run).
+    let mut old = v.clone();
+    let top = old.as_object_mut().unwrap();
+    for k in [
+        "git_describe",
+        "rustc_version",
+        "config_loaded",
+        "workload_file",
+    ] {
+        assert!(top.remove(k).is_some(), "{k} missing");
+    }
+    let strip = |l: &mut serde_json::Value| {
+        let l = l.as_object_mut().unwrap();
+        for k in ["min_us", "mean_us", "p90_us", "p9999_us", "buckets"] {
+            assert!(l.remove(k).is_some(), "{k} missing");
+        }
+    };
+    strip(&mut top["read_latency"]);
+    strip(&mut top["write_latency"]);
+    for d in top["devices"].as_array_mut().unwrap() {
+        strip(&mut d["read_latency"]);
+        strip(&mut d["write_latency"]);
+    }
+    let old: Report = serde_json::from_value(old).unwrap();
+    assert_eq!(old.vmstat, r.vmstat);
+    assert_eq!(old.write_latency.p99_us, r.write_latency.p99_us);
     assert_eq!(v["seed"], 1);
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert!(v.get("git_describe").is_some());
