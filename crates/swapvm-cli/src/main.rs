@@ -185,8 +185,10 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let machine = Machine::new(cfg, opts)?;
             let mut bar = progress::Progress::new(machine.total_accesses());
-            let report = machine.run(|done, _| bar.set(done))?;
+            let report = machine.run(|done, _| bar.set(done));
+            // Clear the bar before an error is printed, too.
             bar.finish();
+            let report = report?;
             // The folder is written before anything is printed, but a
             // failure to write it is reported only after the results, so
             // they are not lost with it.
