@@ -13,6 +13,8 @@ use swapvm_io::diskbench::{self, BenchConfig, BenchEngine, BenchReport, DirStats
 use swapvm_machine::{Machine, Report, RunOptions};
 use swapvm_swap::header;
 
+mod progress;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "swapvm",
@@ -39,7 +41,8 @@ enum Cmd {
         /// Seed (overrides `machine.seed`).
         #[arg(long)]
         seed: Option<u64>,
-        /// Folder for report.json (created).
+        /// Run folder (created): report.json, vmstat, timeseries.csv and
+        /// the plots memory.svg, latency.svg, faults.svg.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the report as JSON on stdout instead of the summary.
@@ -188,25 +191,33 @@ fn run(cli: Cli) -> Result<i32> {
                 scale,
                 check_every,
                 strict,
+                ..RunOptions::default()
             };
             let machine = Machine::new(cfg, opts)?;
-            let bar = progress_bar(machine.total_accesses());
-            let report = machine.run(|done, _| bar.set_position(done))?;
-            bar.finish_and_clear();
-            if let Some(dir) = out {
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("{}: cannot create", dir.display()))?;
-                let path = dir.join("report.json");
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("{}: cannot write", path.display()))?;
-                std::fs::write(dir.join("vmstat"), report.vmstat_text())
-                    .with_context(|| format!("{}: cannot write", dir.display()))?;
-            }
+            let mut bar = progress::Progress::new(machine.total_accesses());
+            let report = machine.run(|done, _| bar.set(done));
+            // Clear the bar before an error is printed, too.
+            bar.finish();
+            let report = report?;
+            // The folder is written before anything is printed, but a
+            // failure to write it is reported only after the results, so
+            // they are not lost with it.
+            let folder = out
+                .as_deref()
+                .map(|dir| swapvm_machine::run_folder::write(dir, &report));
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print!("{}", swapvm_machine::run_folder::report_json(&report)?);
             } else {
                 print_summary(&report)?;
+                if let (Some(dir), Some(Ok(_))) = (&out, &folder) {
+                    println!(
+                        "run folder: {} ({})",
+                        dir.display(),
+                        swapvm_machine::run_folder::FILES.join(", ")
+                    );
+                }
             }
+            folder.transpose()?;
             Ok(if report.passed() { 0 } else { 1 })
         }
         Cmd::Mkswap {
@@ -291,19 +302,6 @@ fn print_cluster_usage(path: &std::path::Path, uuid: &str) -> Result<()> {
         println!("  {:>6}  {}", i * 64, String::from_utf8_lossy(row));
     }
     Ok(())
-}
-
-fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} accesses ({per_sec}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar
 }
 
 fn print_summary(r: &Report) -> Result<()> {

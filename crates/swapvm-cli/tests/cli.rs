@@ -97,6 +97,10 @@ impl Tiny {
     }
 }
 
+// `run --out`: the run folder as a user sees it (tests/cli/run_folder.rs).
+#[path = "cli/run_folder.rs"]
+mod run_folder;
+
 mod bad_input {
     use super::*;
 

@@ -10,7 +10,7 @@
 //! line and column).
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Smallest emulated RAM swapvm accepts: below this the watermarks leave
@@ -91,7 +91,7 @@ pub fn ensure(
 }
 
 /// A whole machine.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineConfig {
     /// The hardware and the run.
@@ -117,7 +117,7 @@ pub struct MachineConfig {
 }
 
 /// `[machine]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineSection {
     /// Emulated RAM in MiB.
@@ -143,6 +143,18 @@ pub struct MachineSection {
     /// continuations.
     #[serde(default = "default_count_max")]
     pub swap_count_max: u16,
+    /// Ticks between two rows of the run's time series (`timeseries.csv`
+    /// and the plots); a final row is always taken when the run ends.
+    #[serde(default = "default_sample_every_ticks")]
+    pub sample_every_ticks: u64,
+}
+
+/// Default of `machine.sample_every_ticks`: the quickstart run (about
+/// 67,000 ticks) gives about 700 rows.
+pub const DEFAULT_SAMPLE_EVERY_TICKS: u64 = 100;
+
+fn default_sample_every_ticks() -> u64 {
+    DEFAULT_SAMPLE_EVERY_TICKS
 }
 
 fn default_count_max() -> u16 {
@@ -150,7 +162,7 @@ fn default_count_max() -> u16 {
 }
 
 /// One `[[swap]]` device.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwapDeviceConfig {
     /// Swap image file (or block device), relative to the config's folder.
@@ -191,7 +203,7 @@ pub struct SwapDeviceConfig {
 }
 
 /// Where a swap device keeps its pages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SwapBackend {
     /// An image file or block device, through io_uring.
@@ -202,7 +214,7 @@ pub enum SwapBackend {
 }
 
 /// zram's compression algorithm.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compressor {
     /// LZ4 (zram's default).
@@ -213,7 +225,7 @@ pub enum Compressor {
 }
 
 /// The swap slot allocator design.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Allocator {
     /// Per-order nonfull/frag cluster lists (the current kernel).
@@ -224,7 +236,7 @@ pub enum Allocator {
 }
 
 /// `[reclaim]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReclaimConfig {
     /// `vm.watermark_scale_factor`, in 1/10000 of RAM.
@@ -239,7 +251,7 @@ pub struct ReclaimConfig {
 }
 
 /// `[ksm]`: the knobs of `/sys/kernel/mm/ksm`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KsmConfig {
     /// `run`: ksmd scans.
@@ -366,6 +378,12 @@ impl MachineConfig {
             "machine.io_latency_ticks",
             || format!("{} is outside 1..=1000", m.io_latency_ticks),
         )?;
+        ensure(
+            m.sample_every_ticks >= 1,
+            p,
+            "machine.sample_every_ticks",
+            || "must be at least 1 (a row of the time series every N ticks)".into(),
+        )?;
         ensure(self.swap.len() <= MAX_SWAP_DEVICES, p, "swap", || {
             format!("{} devices; at most {MAX_SWAP_DEVICES}", self.swap.len())
         })?;
@@ -455,6 +473,39 @@ mod tests {
         let e = parse("[machine]\nram_mib = 1\n").unwrap_err();
         assert!(e.to_string().contains("machine.ram_mib"), "{e}");
         assert!(e.to_string().contains("/cfg/test.toml"), "{e}");
+    }
+
+    #[test]
+    fn sample_interval_defaults_and_zero_names_file_and_field() {
+        let c = parse("[machine]\nram_mib = 64\n").unwrap();
+        assert_eq!(c.machine.sample_every_ticks, DEFAULT_SAMPLE_EVERY_TICKS);
+        let c = parse("[machine]\nram_mib = 64\nsample_every_ticks = 3\n").unwrap();
+        assert_eq!(c.machine.sample_every_ticks, 3);
+        let e = parse("[machine]\nram_mib = 64\nsample_every_ticks = 0\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("/cfg/test.toml"), "{msg}");
+        assert!(msg.contains("machine.sample_every_ticks"), "{msg}");
+        // A negative or non-integer interval is a TOML type error that names
+        // the field and line.
+        let e = parse("[machine]\nram_mib = 64\nsample_every_ticks = -5\n").unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            msg.contains("/cfg/test.toml") && msg.contains("line 3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn config_serialises_with_defaults_filled_in() {
+        let c =
+            parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a.img\"\nsize_mib = 8\n").unwrap();
+        let v = toml::Value::try_from(&c).unwrap();
+        assert_eq!(
+            v["machine"]["sample_every_ticks"].as_integer(),
+            Some(DEFAULT_SAMPLE_EVERY_TICKS as i64)
+        );
+        assert_eq!(v["swap"][0]["backend"].as_str(), Some("file"));
+        assert_eq!(v["reclaim"]["swap_cluster_max"].as_integer(), Some(32));
     }
 
     #[test]

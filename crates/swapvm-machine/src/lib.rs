@@ -15,6 +15,10 @@
 pub mod check;
 pub mod replay;
 pub mod report;
+// The run folder: the time series, its plots, and the writer.
+pub mod plot;
+pub mod run_folder;
+pub mod series;
 pub mod verify;
 mod zram;
 
@@ -167,6 +171,7 @@ pub struct Machine {
     stat: Arc<VmStat>,
     warn: Arc<Warnings>,
     verify: verify::Verifier,
+    series: series::Series,
     /// Swap I/O latency in µs, [read, write]: all devices, then per device
     /// type.
     latency_us: [Histogram<u64>; 2],
@@ -357,6 +362,7 @@ impl Machine {
             verify.add_device(ty.0, slots);
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
+        let series = series::Series::new(cfg.machine.sample_every_ticks);
         let sources: Vec<(String, ProcessSource)> = sources
             .into_iter()
             .map(|g| (g.name().to_owned(), g))
@@ -393,6 +399,7 @@ impl Machine {
             stat,
             warn,
             verify,
+            series,
             latency_us: [hist(), hist()],
             dev_latency_us: Vec::new(),
             opts,
@@ -944,6 +951,9 @@ async fn tick_loop(
     loop {
         let (delivered, max_ticks, check_every, tick) = {
             let mut g = m.borrow_mut();
+            if g.series.due(g.tick) {
+                series::sample(&mut g);
+            }
             let n = g.deliver_io();
             g.unblock();
             (n, g.cfg.machine.max_ticks, g.opts.check_every, g.tick)
@@ -1026,5 +1036,7 @@ async fn tick_loop(
         mm.mem.shmem_unlink(&mut mm.swap, ino);
     }
     g.run_checker();
+    // The last row: every delta column now sums to its counter.
+    series::sample(&mut g);
     Ok(report::build(&mut g))
 }

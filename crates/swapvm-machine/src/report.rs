@@ -1,11 +1,16 @@
 //! The run report: counters under kernel names, swap I/O figures and
 //! latency percentiles, verification, invariant and warning results.
 
+use crate::series::Series;
 use crate::Machine;
 use serde::{Deserialize, Serialize};
 use swapvm_core::VmEvent;
 
-/// Latency percentiles in microseconds.
+/// A latency distribution in microseconds: percentiles, and the
+/// histogram's counts in power-of-two buckets.
+///
+/// The fields after `max_us` were added later; they default when an older
+/// report.json is read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
     /// Requests measured.
@@ -18,6 +23,34 @@ pub struct Latency {
     pub p999_us: u64,
     /// Largest.
     pub max_us: u64,
+    /// Smallest.
+    #[serde(default)]
+    pub min_us: u64,
+    /// Mean.
+    #[serde(default)]
+    pub mean_us: f64,
+    /// 90th percentile.
+    #[serde(default)]
+    pub p90_us: u64,
+    /// 99.99th percentile.
+    #[serde(default)]
+    pub p9999_us: u64,
+    /// Requests per bucket `[lo_us, hi_us)`, bucket bounds powers of two,
+    /// from the smallest bucket with a request to the largest (empty
+    /// buckets between them included). Counts sum to `count`.
+    #[serde(default)]
+    pub buckets: Vec<LatencyBucket>,
+}
+
+/// One bucket of a [`Latency`] histogram.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LatencyBucket {
+    /// Lower bound, inclusive, µs.
+    pub lo_us: u64,
+    /// Upper bound, exclusive, µs.
+    pub hi_us: u64,
+    /// Requests with a latency in `[lo_us, hi_us)`.
+    pub count: u64,
 }
 
 /// One swap device's figures.
@@ -88,6 +121,9 @@ pub struct OrderReport {
 }
 
 /// A whole run's outcome.
+///
+/// Serialised, it is report.json; its fields are documented in the README
+/// ("Run folder").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// Config file.
@@ -96,8 +132,22 @@ pub struct Report {
     pub workload: String,
     /// Seed.
     pub seed: u64,
-    /// swapvm version.
+    /// swapvm version (the crate version).
     pub version: String,
+    /// `git describe --always --dirty --tags` of the tree swapvm was built
+    /// from, when git could tell at build time.
+    #[serde(default)]
+    pub git_describe: Option<String>,
+    /// `rustc -V` of the compiler that built swapvm.
+    #[serde(default)]
+    pub rustc_version: Option<String>,
+    /// The machine config as loaded: every field, defaults filled in (the
+    /// seed here is the config's; `seed` above is the one the run used).
+    #[serde(default)]
+    pub config_loaded: serde_json::Value,
+    /// The workload file that ran (empty when none did).
+    #[serde(default)]
+    pub workload_file: String,
     /// Ticks run.
     pub ticks: u64,
     /// Memory accesses completed.
@@ -105,6 +155,11 @@ pub struct Report {
     /// Wall-clock time of the run in milliseconds (measured, not part of
     /// the deterministic counters).
     pub wall_ms: u64,
+    /// The time series, one row every `machine.sample_every_ticks` ticks.
+    /// Not part of report.json: the run folder writes it as
+    /// `timeseries.csv`.
+    #[serde(skip)]
+    pub series: Series,
     /// Every vmstat counter, in report order.
     pub vmstat: Vec<(String, u64)>,
     /// Swap devices.
@@ -206,7 +261,44 @@ fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
         p99_us: h.value_at_quantile(0.99),
         p999_us: h.value_at_quantile(0.999),
         max_us: h.max(),
+        min_us: h.min(),
+        mean_us: h.mean(),
+        p90_us: h.value_at_quantile(0.9),
+        p9999_us: h.value_at_quantile(0.9999),
+        buckets: log2_buckets(h),
     }
+}
+
+/// The histogram's counts in buckets `[2^k, 2^(k+1))`.
+///
+/// Exact, not interpolated: hdrhistogram's equivalence ranges never cross
+/// a power of two (its buckets are powers of two, split into linear
+/// sub-buckets), so every recorded range falls in one bucket.
+fn log2_buckets(h: &hdrhistogram::Histogram<u64>) -> Vec<LatencyBucket> {
+    let mut counts = [0u64; 64];
+    for v in h.iter_recorded() {
+        let x = v.value_iterated_to().max(1);
+        counts[x.ilog2() as usize] += v.count_at_value();
+    }
+    let Some(first) = counts.iter().position(|&c| c > 0) else {
+        return Vec::new();
+    };
+    let last = counts.iter().rposition(|&c| c > 0).unwrap_or(first);
+    (first..=last)
+        .map(|k| LatencyBucket {
+            lo_us: 1 << k,
+            hi_us: 1u64.checked_shl(k as u32 + 1).unwrap_or(u64::MAX),
+            count: counts[k],
+        })
+        .collect()
+}
+
+/// The workload file that ran: `--workload`, else the config's.
+fn workload_file(m: &Machine) -> String {
+    let file = m.opts.workload.clone();
+    file.or_else(|| m.cfg.workload.as_deref().map(|p| m.cfg.resolve(p)))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 pub(crate) fn build(m: &mut Machine) -> Report {
@@ -280,9 +372,18 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         workload: m.workload.name.clone(),
         seed: m.seed,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_describe: option_env!("SWAPVM_GIT_DESCRIBE").map(str::to_owned),
+        rustc_version: option_env!("SWAPVM_RUSTC_VERSION").map(str::to_owned),
+        config_loaded: serde_json::to_value(&m.cfg).unwrap_or_else(|e| {
+            // Only a path that is not UTF-8 can fail here.
+            tracing::warn!("config not recorded in the report: {e}");
+            serde_json::Value::Null
+        }),
+        workload_file: workload_file(m),
         ticks: m.tick,
         accesses: m.accesses,
         wall_ms: m.started.elapsed().as_millis() as u64,
+        series: std::mem::take(&mut m.series),
         vmstat: m
             .stat
             .snapshot()

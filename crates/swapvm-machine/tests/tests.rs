@@ -126,6 +126,10 @@ fn assert_swapped_and_clean(r: &Report) {
     assert_eq!(r.devices[0].errors, 0, "{d}");
 }
 
+// The run folder's files and their consistency (tests/tests/run_folder.rs).
+#[path = "tests/run_folder.rs"]
+mod run_folder;
+
 mod runs {
     use super::*;
 

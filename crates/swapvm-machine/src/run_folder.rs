@@ -1,0 +1,112 @@
+//! The run folder: everything a run leaves for people and scripts to read.
+//!
+//! | file | what |
+//! |---|---|
+//! | `report.json` | the [`Report`]: config as loaded, seed, versions, every counter, latency histograms |
+//! | `vmstat` | the counters as `name value` lines, the `/proc/vmstat` format |
+//! | `timeseries.csv` | the [`Series`](crate::series::Series), one row per sample |
+//! | `memory.svg`, `latency.svg`, `faults.svg` | the [`plot`](crate::plot)s |
+//!
+//! Files are written one after another, each whole (to a temporary name,
+//! then renamed), so an error leaves the files already written intact and
+//! never a half-written one under its final name.
+
+use crate::plot;
+use crate::Report;
+use std::path::{Path, PathBuf};
+
+/// The run folder's files, in the order they are written.
+pub const FILES: [&str; 6] = [
+    "report.json",
+    "vmstat",
+    "timeseries.csv",
+    "memory.svg",
+    "latency.svg",
+    "faults.svg",
+];
+
+/// Why the run folder could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFolderError {
+    /// A file or the folder could not be created or written.
+    #[error("{}: cannot write", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The report could not be serialised.
+    #[error("{}: cannot serialise the report", path.display())]
+    Json {
+        /// report.json.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A plot could not be drawn.
+    #[error("{}: cannot draw", path.display())]
+    Plot {
+        /// The SVG file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: plot::PlotError,
+    },
+}
+
+/// Writes `contents` to `path` through a temporary file in the same folder.
+fn write_whole(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> {
+    let io = |source| RunFolderError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The report as report.json's text (pretty, with a final newline).
+pub fn report_json(report: &Report) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(report).map(|s| s + "\n")
+}
+
+/// Creates `dir` (and its parents) and writes every file of [`FILES`];
+/// returns their paths.
+pub fn write(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, RunFolderError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunFolderError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut written = Vec::with_capacity(FILES.len());
+    for name in FILES {
+        let path = dir.join(name);
+        let text = match name {
+            "report.json" => report_json(report).map_err(|source| RunFolderError::Json {
+                path: path.clone(),
+                source,
+            })?,
+            "vmstat" => report.vmstat_text(),
+            "timeseries.csv" => report.series.to_csv(),
+            svg => {
+                let drawn = match svg {
+                    "memory.svg" => plot::memory_svg(report),
+                    "latency.svg" => plot::latency_svg(report),
+                    _ => plot::faults_svg(report),
+                };
+                drawn.map_err(|source| RunFolderError::Plot {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+        };
+        write_whole(&path, text.as_bytes())?;
+        tracing::info!(path = %path.display(), bytes = text.len(), "wrote");
+        written.push(path);
+    }
+    Ok(written)
+}
