@@ -105,6 +105,9 @@ pub struct MachineConfig {
     /// KSM (`/sys/kernel/mm/ksm`).
     #[serde(default)]
     pub ksm: KsmConfig,
+    /// Large anonymous folios (`/sys/kernel/mm/transparent_hugepage`).
+    #[serde(default)]
+    pub mthp: MthpConfig,
     /// Default workload file, relative to this config's folder.
     #[serde(default)]
     pub workload: Option<PathBuf>,
@@ -248,6 +251,31 @@ pub struct ReclaimConfig {
     /// `SWAP_CLUSTER_MAX`: folios isolated per scan batch.
     #[serde(default = "default_cluster_max")]
     pub swap_cluster_max: u32,
+}
+
+/// `[mthp]`: which large anonymous folio sizes faults may allocate, as
+/// `hugepages-<size>kB/enabled = always` sets them. Empty: order 0 only.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MthpConfig {
+    /// Enabled sizes in KiB: powers of two from 16 to 2048.
+    #[serde(default)]
+    pub enabled_kb: Vec<u32>,
+}
+
+impl MthpConfig {
+    /// The enabled folio orders, largest first (valid after validation).
+    pub fn orders(&self) -> Vec<u8> {
+        let mut o: Vec<u8> = self
+            .enabled_kb
+            .iter()
+            .filter(|kb| kb.is_power_of_two() && **kb >= 16)
+            .map(|kb| (kb / 4).trailing_zeros() as u8)
+            .collect();
+        o.sort_unstable_by(|a, b| b.cmp(a));
+        o.dedup();
+        o
+    }
 }
 
 /// `[ksm]`: the knobs of `/sys/kernel/mm/ksm`.
@@ -406,6 +434,14 @@ impl MachineConfig {
             ensure(s.label.len() <= 15, p, &format!("swap[{i}].label"), || {
                 format!("{} bytes; a swap label holds at most 15", s.label.len())
             })?;
+        }
+        for (i, &kb) in self.mthp.enabled_kb.iter().enumerate() {
+            ensure(
+                kb.is_power_of_two() && (16..=2048).contains(&kb),
+                p,
+                &format!("mthp.enabled_kb[{i}]"),
+                || format!("{kb} KiB is not a power of two from 16 to 2048"),
+            )?;
         }
         let k = &self.ksm;
         ensure(

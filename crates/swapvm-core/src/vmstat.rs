@@ -91,6 +91,17 @@ vm_events! {
     PgLazyFreed => "pglazyfreed",
     /// Copy-on-write faults that broke a KSM sharing.
     CowKsm => "cow_ksm",
+    /// Anonymous faults that allocated a large folio (the sum of the
+    /// per-size `hugepages-*kB/stats/anon_fault_alloc`).
+    AnonFaultAlloc => "anon_fault_alloc",
+    /// Anonymous faults that wanted a large folio and fell back to a
+    /// smaller one (the sum of `anon_fault_fallback`).
+    AnonFaultFallback => "anon_fault_fallback",
+    /// Large folios split (`thp_split_page`).
+    ThpSplitPage => "thp_split_page",
+    /// Large folios read back whole from swap (the sum of the per-size
+    /// `swpin` stats; not a /proc/vmstat name).
+    ThpSwpin => "thp_swpin",
     /// Swap-ins that had to copy a swap-cache folio its rmap could not
     /// reach from this mapping (`ksm_might_need_to_copy`).
     KsmSwapinCopy => "ksm_swpin_copy",

@@ -96,7 +96,11 @@ fn walk_page_tables(mem: &Memory) -> (Owners, Mapped) {
         mem.pt.for_each_pte(mm.pgd, |vpn, pte| match pte.kind() {
             PteKind::Swap(e) => *owners.entry(e).or_default() += 1,
             PteKind::Present { pfn, .. } => {
-                mapped.entry(pfn).or_default().push((MmId(i as u32), vpn))
+                // Keyed by folio: a large folio's pages each have a PTE.
+                mapped
+                    .entry(mem.folio_of(pfn))
+                    .or_default()
+                    .push((MmId(i as u32), vpn))
             }
             PteKind::None => {}
         });
@@ -228,7 +232,10 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
         }
         // An allocated folio off the LRU must be under I/O (isolated by
         // reclaim or being read in).
-        if p.test(pg::ALLOCATED) && !p.test(pg::LRU) && !p.test(pg::WRITEBACK | pg::LOCKED) {
+        if p.test(pg::ALLOCATED)
+            && !p.test(pg::LRU | pg::TAIL)
+            && !p.test(pg::WRITEBACK | pg::LOCKED)
+        {
             bad.push(format!(
                 "{:?}: in use, off the LRU, no I/O (lost folio)",
                 Pfn(i as u32)

@@ -346,6 +346,7 @@ impl Machine {
                 source,
             })?;
         mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
+        mem.anon_orders = cfg.mthp.orders();
         let cpus = cfg.machine.cpus as usize;
         let mut swap = SwapSubsystem::new(
             Arc::clone(&stat),

@@ -24,13 +24,22 @@ fn machine_dir(seed: u64) -> (TempDir, std::path::PathBuf) {
     let cpus = 1 + seed % 2;
     let count_max = 2 + seed % 3;
     let pages_to_scan = 16 << (seed % 3);
+    // A quarter of the seeds get a small swap device, so that large
+    // folios find no contiguous slots and are split.
+    let swap_mib = if seed % 4 == 2 { 10 } else { 24 };
+    // Half the seeds fault in large folios (16K and 64K mTHP).
+    let mthp = if seed % 2 == 0 {
+        "[mthp]\nenabled_kb = [16, 64]\n"
+    } else {
+        ""
+    };
     std::fs::write(
         &config,
         format!(
             "[machine]\nram_mib = 4\ncpus = {cpus}\nseed = {seed}\ntick_accesses = 16\n\
              swap_count_max = {count_max}\n\
-             [[swap]]\npath = \"swap.img\"\nsize_mib = 24\n\
-             [ksm]\nrun = true\npages_to_scan = {pages_to_scan}\n"
+             [[swap]]\npath = \"swap.img\"\nsize_mib = {swap_mib}\n\
+             [ksm]\nrun = true\npages_to_scan = {pages_to_scan}\n{mthp}"
         ),
     )
     .unwrap();
@@ -92,7 +101,7 @@ fn random_mm_ops_over_many_seeds_keep_every_invariant() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(24);
-    let mut total = [0u64; 8];
+    let mut total = [0u64; 12];
     let names = [
         "pswpout",
         "pswpin",
@@ -102,6 +111,10 @@ fn random_mm_ops_over_many_seeds_keep_every_invariant() {
         "forks",
         "pgmajfault",
         "cow_ksm",
+        "anon_fault_alloc",
+        "thp_swpout",
+        "thp_swpin",
+        "thp_split_page",
     ];
     for seed in 1..=seeds {
         let (_dir, config) = machine_dir(seed);
@@ -117,6 +130,10 @@ fn random_mm_ops_over_many_seeds_keep_every_invariant() {
         total[5] += r.processes - 3;
         total[6] += r.counter(VmEvent::PgMajFault);
         total[7] += r.counter(VmEvent::CowKsm);
+        total[8] += r.counter(VmEvent::AnonFaultAlloc);
+        total[9] += r.counter(VmEvent::ThpSwpout);
+        total[10] += r.counter(VmEvent::ThpSwpin);
+        total[11] += r.counter(VmEvent::ThpSplitPage);
     }
     eprintln!(
         "{seeds} seeds: {:?}",

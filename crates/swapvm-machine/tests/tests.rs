@@ -495,3 +495,63 @@ mod devices {
         assert_eq!(r.write_latency.count, a.writes + b.writes);
     }
 }
+
+mod mthp {
+    use super::*;
+
+    /// 8 MiB of RAM, a 20 MiB usemem process with 64K folios enabled, and a
+    /// swap device of `swap_mib`.
+    fn run_mthp(swap_mib: u64) -> Report {
+        let dir = tempdir();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "workload = \"workload.toml\"\n[machine]\nram_mib = 8\n\
+                 [[swap]]\npath = \"swap.img\"\nsize_mib = {swap_mib}\n\
+                 [mthp]\nenabled_kb = [64]\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("workload.toml"),
+            "name = \"mthp\"\n[[process]]\nkind = \"usemem\"\nsize_mib = 20\npasses = 2\n\
+             pattern = \"random\"\nwrite_ratio = 0.5\n",
+        )
+        .unwrap();
+        run_config(&config, RunOptions::default())
+    }
+
+    #[test]
+    fn large_folios_swap_out_whole_on_an_empty_device() {
+        let r = run_mthp(64);
+        let d = describe(&r);
+        assert_swapped_and_clean(&r);
+        assert!(r.counter(VmEvent::AnonFaultAlloc) > 0, "{d}");
+        assert!(r.counter(VmEvent::ThpSwpout) > 0, "{d}");
+        assert_eq!(r.counter(VmEvent::ThpSwpoutFallback), 0, "{d}");
+        // Every 64K folio written whole is 16 pages of pswpout.
+        assert!(
+            r.counter(VmEvent::PswpOut) >= 16 * r.counter(VmEvent::ThpSwpout),
+            "{d}"
+        );
+        let o4 = r
+            .swap_orders
+            .iter()
+            .find(|o| o.order == 4)
+            .expect("order-4 figures");
+        assert!(o4.swpout_alloc > 0 && o4.swpout_alloc_fail == 0, "{d}");
+    }
+
+    #[test]
+    fn a_fragmented_device_splits_large_folios_and_data_still_verifies() {
+        // Barely more swap than the workload needs: clusters fill with
+        // order-0 slots and order-4 allocations start failing.
+        let r = run_mthp(14);
+        let d = describe(&r);
+        assert_swapped_and_clean(&r);
+        assert!(r.counter(VmEvent::ThpSwpoutFallback) > 0, "{d}");
+        assert!(r.counter(VmEvent::ThpSplitPage) > 0, "{d}");
+        assert!(r.swapin_verified > 0, "{d}");
+    }
+}

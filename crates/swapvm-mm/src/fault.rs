@@ -140,6 +140,11 @@ impl Memory {
         leaf: (u32, usize),
         write: bool,
     ) -> Result<(), FaultStop> {
+        if !self.anon_orders.is_empty() {
+            if let Some(r) = self.do_anonymous_large(id, vma_start, vpn, leaf, write) {
+                return r;
+            }
+        }
         let pfn = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
@@ -151,6 +156,54 @@ impl Memory {
         self.pt.set_pte(leaf, Pte::present(pfn, true, true, write));
         self.mm_mut(id).rss_anon += 1;
         Ok(())
+    }
+
+    /// The mTHP branch of `do_anonymous_page` (`alloc_anon_folio`): the
+    /// largest enabled order whose aligned range lies inside the VMA with
+    /// every PTE still empty gets a large folio, mapped by one PTE per
+    /// page. `None` when no order fits or every allocation failed (the
+    /// caller falls back to order 0).
+    fn do_anonymous_large(
+        &mut self,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        leaf: (u32, usize),
+        write: bool,
+    ) -> Option<Result<(), FaultStop>> {
+        let vma_end = self.mm(id).vmas.get(&vma_start)?.end.0;
+        let orders = self.anon_orders.clone();
+        for order in orders {
+            let nr = 1u64 << order;
+            let base = vpn.0 & !(nr - 1);
+            if base < vma_start || base + nr > vma_end {
+                continue;
+            }
+            // Aligned and at most 512 pages: one leaf table holds the range.
+            let first = leaf.1 - (vpn.0 - base) as usize;
+            if (0..nr as usize).any(|i| !self.pt.pte((leaf.0, first + i)).is_none()) {
+                continue;
+            }
+            let Some(pfn) = self.alloc_folio(order, false) else {
+                self.stat.inc(VmEvent::AnonFaultFallback);
+                continue;
+            };
+            self.stat.inc(VmEvent::AnonFaultAlloc);
+            self.ram.pages_mut(pfn, nr as usize).fill(0);
+            let av = self.anon_vma_prepare(id, vma_start);
+            self.folio_add_new_anon_rmap(pfn, av, Vpn(base));
+            let p = self.folios.get_mut(pfn);
+            p.mapcount = nr as i32;
+            p.set(pg::UPTODATE);
+            self.lru.add(&mut self.folios, pfn);
+            for i in 0..nr as u32 {
+                let pte = Pte::present(Pfn(pfn.0 + i), true, true, write);
+                self.pt.set_pte((leaf.0, first + i as usize), pte);
+            }
+            self.mm_mut(id).rss_anon += nr;
+            return Some(Ok(()));
+        }
+        None
     }
 
     /// `folio_add_new_anon_rmap`: a fresh exclusive anon folio mapped once.
@@ -185,31 +238,51 @@ impl Memory {
             return Err(FaultStop::SigBus);
         }
         self.stat.inc(VmEvent::SwapCacheHit);
-        if !self.folio_mappable_at(&p, id, vma_start, vpn) {
-            return self.swapin_copy(swap, id, vma_start, vpn, leaf, pfn);
+        let Some(base) = p.swap else {
+            return Err(FaultStop::Retry(Wait::Memory));
+        };
+        let sub = entry.offset().0 - base.offset().0;
+        if !self.folio_mappable_at(&p, id, vma_start, Vpn(vpn.0 - sub)) {
+            return self.swapin_copy(swap, id, vma_start, vpn, leaf, pfn, sub);
         }
         // Context for the folio helpers: folio locked, in the swap cache;
         // the page-table slot (our PTL) is held by this single-threaded walk.
         self.folios.get_mut(pfn).set(pg::LOCKED);
-        self.folios.get_mut(pfn).mapcount += 1;
         if p.test(pg::KSM) {
             self.ksm_add_rmap_item(pfn, id, vpn);
         }
-        swap.folio_put_swap(&self.folios.folio(pfn), None);
+        // Map every page of the folio whose PTE here still holds its entry
+        // (a large folio comes back whole when it can).
+        let nr = 1u64 << p.order;
+        let first = leaf.1 - sub as usize;
+        let mut mapped = Vec::with_capacity(nr as usize);
+        for j in 0..nr {
+            let l = (leaf.0, first + j as usize);
+            if self.pt.pte(l).swap_entry() == Some(base.add(j)) {
+                swap.folio_put_swap(&self.folios.folio(pfn), Some(j as u32));
+                mapped.push((j, l));
+            }
+        }
+        let n = mapped.len() as i32;
+        self.folios.get_mut(pfn).mapcount += n;
         // Exclusive: no other swap owner and no other mapping.
-        let exclusive =
-            swap.swap_count(entry) == 0 && self.folios.get(pfn).mapcount == 1 && !p.test(pg::KSM);
-        if (write || swap.vm_swap_full()) && exclusive && !self.folios.get(pfn).test(pg::WRITEBACK)
+        let alone = self.folios.get(pfn).mapcount == n && !p.test(pg::KSM);
+        let exclusive = |swap: &SwapSubsystem, j: u64| alone && swap.swap_count(base.add(j)) == 0;
+        if (write || swap.vm_swap_full())
+            && (0..nr).all(|j| exclusive(swap, j))
+            && !self.folios.get(pfn).test(pg::WRITEBACK)
         {
             swap.folio_free_swap(&mut self.folios.folio(pfn));
         }
-        let writable = write && exclusive;
-        self.pt
-            .set_pte(leaf, Pte::present(pfn, writable, true, write && writable));
+        for (j, l) in mapped {
+            let w = write && j == sub && exclusive(swap, j);
+            let page = Pfn(pfn.0 + j as u32);
+            self.pt.set_pte(l, Pte::present(page, w, true, w));
+        }
         self.folios.get_mut(pfn).clear(pg::LOCKED);
         let mm = self.mm_mut(id);
-        mm.rss_swap -= 1;
-        mm.rss_anon += 1;
+        mm.rss_swap -= n as u64;
+        mm.rss_anon += n as u64;
         Ok(())
     }
 
@@ -238,8 +311,10 @@ impl Memory {
 
     /// The copy branch of `ksm_might_need_to_copy`: the swap-cache folio
     /// cannot be mapped here (its rmap would not find this PTE), so this
-    /// mapping gets a private copy and puts its swap reference on the
-    /// swap-cache folio, which keeps the slot for its other owners.
+    /// mapping gets a private copy of page `sub` and puts its swap
+    /// reference on the swap-cache folio, which keeps the slot for its
+    /// other owners.
+    #[allow(clippy::too_many_arguments)]
     fn swapin_copy(
         &mut self,
         swap: &mut SwapSubsystem,
@@ -248,11 +323,12 @@ impl Memory {
         vpn: Vpn,
         leaf: (u32, usize),
         cache: Pfn,
+        sub: u64,
     ) -> Result<(), FaultStop> {
         let new = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
-        self.ram.copy_page(new, cache);
+        self.ram.copy_page(new, Pfn(cache.0 + sub as u32));
         let av = self.anon_vma_prepare(id, vma_start);
         self.folio_add_new_anon_rmap(new, av, vpn);
         self.folios.get_mut(new).set(pg::UPTODATE | pg::DIRTY);
@@ -260,7 +336,7 @@ impl Memory {
         self.pt.set_pte(leaf, Pte::present(new, true, true, false));
         // Context: folio locked and in the swap cache.
         self.folios.get_mut(cache).set(pg::LOCKED);
-        swap.folio_put_swap(&self.folios.folio(cache), None);
+        swap.folio_put_swap(&self.folios.folio(cache), Some(sub as u32));
         self.folios.get_mut(cache).clear(pg::LOCKED);
         self.stat.inc(VmEvent::KsmSwapinCopy);
         let mm = self.mm_mut(id);
@@ -283,6 +359,11 @@ impl Memory {
         write: bool,
         now: u64,
     ) -> Result<(), FaultStop> {
+        if !self.anon_orders.is_empty() {
+            if let Some(r) = self.swapin_large(swap, id, vma_start, vpn, leaf, entry, now) {
+                return r;
+            }
+        }
         let pfn = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
@@ -328,13 +409,88 @@ impl Memory {
         Err(FaultStop::Retry(Wait::Folio(pfn)))
     }
 
+    /// The mTHP branch of swap-in (`alloc_swap_folio`): when the aligned
+    /// range of an enabled order around `vpn` holds swap PTEs of
+    /// contiguous, aligned slots, none of them cached or a zero page, one
+    /// large folio is read for all of them. `None` when no order qualifies
+    /// or the allocation failed (order-0 swap-in follows).
+    #[allow(clippy::too_many_arguments)]
+    fn swapin_large(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        leaf: (u32, usize),
+        entry: SwpEntry,
+        now: u64,
+    ) -> Option<Result<(), FaultStop>> {
+        let vma_end = self.mm(id).vmas.get(&vma_start)?.end.0;
+        let orders = self.anon_orders.clone();
+        for order in orders {
+            let nr = 1u64 << order;
+            let base_vpn = vpn.0 & !(nr - 1);
+            let sub = vpn.0 - base_vpn;
+            if base_vpn < vma_start || base_vpn + nr > vma_end || entry.offset().0 < sub {
+                continue;
+            }
+            let base = SwpEntry::new(entry.ty(), swapvm_core::SwapOffset(entry.offset().0 - sub))?;
+            if base.offset().0 % nr != 0 {
+                continue;
+            }
+            let first = leaf.1 - sub as usize;
+            let whole = (0..nr).all(|j| {
+                let e = base.add(j);
+                self.pt.pte((leaf.0, first + j as usize)).swap_entry() == Some(e)
+                    && swap.swap_cache_get_folio(e).is_none()
+                    && !swap.swap_zeromap_test(e, 1)
+            });
+            if !whole {
+                continue;
+            }
+            let Some(pfn) = self.alloc_folio(order, false) else {
+                continue;
+            };
+            let av = self.anon_vma_prepare(id, vma_start);
+            let p = self.folios.get_mut(pfn);
+            p.set(pg::ANON | pg::SWAPBACKED | pg::LOCKED);
+            p.mapping = av;
+            p.index = base_vpn;
+            if swap
+                .swap_cache_add_folio(&mut self.folios.folio(pfn), base)
+                .is_err()
+            {
+                self.folios.get_mut(pfn).clear(pg::LOCKED);
+                self.free_frame(pfn);
+                continue;
+            }
+            self.stat.inc(VmEvent::PgMajFault);
+            self.lru.add(&mut self.folios, pfn);
+            if let Err(e) = swap.swap_read_folio(base, nr as u32, u64::from(pfn.0), now) {
+                tracing::error!("swap read of {base:?} (+{nr}) failed to start: {e}");
+                self.lru.del(&mut self.folios, pfn);
+                let mut f = self.folios.folio(pfn);
+                swap.swap_cache_del_folio(&mut f, None);
+                f.page.clear(pg::LOCKED);
+                self.free_frame(pfn);
+                return Some(Err(FaultStop::SigBus));
+            }
+            self.stat.inc(VmEvent::ThpSwpin);
+            return Some(Err(FaultStop::Retry(Wait::Folio(pfn))));
+        }
+        None
+    }
+
     /// Completes a swap read into folio `pfn` (`swap_read_folio` end_io):
     /// fills it, marks it up to date and unlocks it; on error marks it so
     /// the fault raises SIGBUS.
     pub fn swap_read_done(&mut self, pfn: Pfn, data: Result<&[u8], ()>) {
         match data {
             Ok(bytes) => {
-                self.ram.page_mut(pfn).copy_from_slice(&bytes[..PAGE_SIZE]);
+                let nr = 1usize << self.folios.get(pfn).order;
+                self.ram
+                    .pages_mut(pfn, nr)
+                    .copy_from_slice(&bytes[..nr * PAGE_SIZE]);
                 self.folios.get_mut(pfn).set(pg::UPTODATE);
             }
             Err(()) => self.folios.get_mut(pfn).set(pg::IO_ERROR),
@@ -354,13 +510,29 @@ impl Memory {
         leaf: (u32, usize),
     ) -> Result<(), FaultStop> {
         let pte = self.pt.pte(leaf);
-        let old = pte.pfn();
+        let page = pte.pfn();
+        let old = self.folio_of(page);
         let p = *self.folios.get(old);
         if p.test(pg::LOCKED) {
             return Err(FaultStop::Retry(Wait::Folio(old)));
         }
-        let in_cache_shared = p.swap.is_some_and(|e| swap.swap_count(e) > 0);
-        if p.mapcount == 1 && !in_cache_shared && !p.test(pg::KSM) {
+        let sub = u64::from(page.0 - old.0);
+        let in_cache_shared = p.swap.is_some_and(|e| swap.swap_count(e.add(sub)) > 0);
+        let exclusive = if p.order == 0 {
+            p.mapcount == 1
+        } else {
+            // A large folio's mapcount counts every page's PTEs: this page
+            // is exclusive when no other PTE maps it.
+            let mut others = 0;
+            self.rmap_walk(old, |m, mm, v, l| {
+                if m.pt.pte(l).pfn() == page && (mm, v) != (id, vpn) {
+                    others += 1;
+                }
+                true
+            });
+            others == 0
+        };
+        if exclusive && !in_cache_shared && !p.test(pg::KSM) {
             if p.swap.is_some() && !p.test(pg::WRITEBACK) {
                 self.folios.get_mut(old).set(pg::LOCKED);
                 swap.folio_free_swap(&mut self.folios.folio(old));
@@ -370,11 +542,12 @@ impl Memory {
                 .set_pte(leaf, pte.with(Pte::WRITE | Pte::DIRTY | Pte::ACCESSED));
             return Ok(());
         }
-        self.cow_copy(swap, id, vma_start, vpn, leaf, old, true)
+        self.cow_copy(swap, id, vma_start, vpn, leaf, page, true)
     }
 
-    /// Copy on write (`wp_page_copy`): `vpn` gets a private copy of `old`
-    /// in the VMA's own anon_vma, writable; `old` loses this mapping.
+    /// Copy on write (`wp_page_copy`): `vpn` gets a private copy of page
+    /// `old` in the VMA's own anon_vma, writable; `old`'s folio loses this
+    /// mapping.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn cow_copy(
         &mut self,
@@ -396,6 +569,7 @@ impl Memory {
         self.lru.add(&mut self.folios, new);
         self.pt.set_pte(leaf, Pte::present(new, true, true, write));
         self.stat.inc(VmEvent::CowFault);
+        let old = self.folio_of(old);
         if self.folios.get(old).test(pg::KSM) {
             self.ksm_remove_rmap_item(swap, old, id, vpn);
             self.stat.inc(VmEvent::CowKsm);

@@ -43,6 +43,9 @@ pub mod pg {
     /// A KSM folio (`folio_test_ksm`): anonymous, write-protected wherever
     /// mapped, `mapping` is its stable node.
     pub const KSM: u16 = 1 << 14;
+    /// A tail frame of a large folio: `mapping` holds its head's pfn; all
+    /// other metadata is the head's.
+    pub const TAIL: u16 = 1 << 15;
 }
 
 /// No mapping (`folio->mapping == NULL`).

@@ -104,6 +104,7 @@ impl Memory {
             match pte.kind() {
                 PteKind::None => {}
                 PteKind::Present { pfn, .. } => {
+                    let pfn = self.folio_of(pfn);
                     // Both sides write-protected: the first write copies
                     // (`do_wp_page`). The child's PTE starts old.
                     let wp = pte.without(Pte::WRITE);

@@ -408,7 +408,8 @@ impl Memory {
 
 /// A folio ksmd may merge: an exclusive, idle, swap-backed anonymous folio.
 fn mergeable_folio(p: &crate::folio::Page) -> bool {
-    p.test(pg::ANON)
+    p.order == 0
+        && p.test(pg::ANON)
         && p.test(pg::SWAPBACKED)
         && p.mapcount == 1
         && !p.test(pg::LOCKED | pg::WRITEBACK)

@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod buddy;
 pub mod fault;
 pub mod folio;
 pub mod fork;

@@ -144,7 +144,10 @@ pub struct Memory {
     pub ksm: crate::ksm::Ksm,
     /// Zone watermarks.
     pub wmark: Watermarks,
-    free: Vec<Pfn>,
+    buddy: crate::buddy::Buddy,
+    /// mTHP orders anonymous faults may allocate, largest first
+    /// (`hugepages-<size>kB/enabled`).
+    pub anon_orders: Vec<u8>,
     /// Shared counters.
     pub stat: Arc<VmStat>,
     /// Shared warning registry.
@@ -172,8 +175,8 @@ impl Memory {
             shmem: crate::shmem::Shmem::default(),
             ksm: crate::ksm::Ksm::default(),
             wmark,
-            // Popped from the back: low frames first.
-            free: (0..ram_pages).rev().map(Pfn).collect(),
+            buddy: crate::buddy::Buddy::new(ram_pages),
+            anon_orders: Vec::new(),
             stat,
             warn,
         })
@@ -181,7 +184,7 @@ impl Memory {
 
     /// Free frames (`NR_FREE_PAGES`).
     pub fn nr_free(&self) -> u64 {
-        self.free.len() as u64
+        self.buddy.nr_free()
     }
     /// Frames in RAM.
     pub fn nr_frames(&self) -> u64 {
@@ -192,22 +195,49 @@ impl Memory {
     /// watermark (the caller enters reclaim and retries); `reserve` allows
     /// dipping into it (`ALLOC_HARDER`-style, for paths that free memory).
     pub fn alloc_frame(&mut self, reserve: bool) -> Option<Pfn> {
-        if !reserve && self.nr_free() <= self.wmark.min {
+        self.alloc_folio(0, reserve)
+    }
+
+    /// Allocates a folio of `2^order` contiguous, aligned frames: the head
+    /// carries the folio's metadata, the tails point at it. Fails below the
+    /// min watermark unless `reserve`.
+    pub fn alloc_folio(&mut self, order: u8, reserve: bool) -> Option<Pfn> {
+        let nr = 1u64 << order;
+        if !reserve && self.nr_free() < self.wmark.min + nr {
             return None;
         }
-        let pfn = self.free.pop()?;
+        let pfn = self.buddy.alloc(order)?;
         let p = self.folios.get_mut(pfn);
         debug_assert!(!p.test(pg::ALLOCATED));
         *p = crate::folio::Page {
             flags: pg::ALLOCATED,
+            order,
             mapping: crate::folio::NO_MAPPING,
             ..Default::default()
         };
-        self.stat.inc(VmEvent::PgAlloc);
+        for i in 1..nr as u32 {
+            *self.folios.get_mut(Pfn(pfn.0 + i)) = crate::folio::Page {
+                flags: pg::ALLOCATED | pg::TAIL,
+                mapping: pfn.0,
+                ..Default::default()
+            };
+        }
+        self.stat.add(VmEvent::PgAlloc, nr);
         Some(pfn)
     }
 
-    /// Returns a frame to the free pool.
+    /// The head frame of the folio frame `pfn` belongs to (`page_folio`).
+    #[inline]
+    pub fn folio_of(&self, pfn: Pfn) -> Pfn {
+        let p = self.folios.get(pfn);
+        if p.test(pg::TAIL) {
+            Pfn(p.mapping)
+        } else {
+            pfn
+        }
+    }
+
+    /// Returns a folio's frames to the free pool.
     ///
     /// # Context
     /// Unmapped, off the LRU, not in the swap cache, no I/O.
@@ -215,6 +245,7 @@ impl Memory {
         let p = self.folios.get_mut(pfn);
         assert!(
             p.test(pg::ALLOCATED)
+                && !p.test(pg::TAIL)
                 && p.mapcount == 0
                 && p.swap.is_none()
                 && !p.test(pg::LRU | pg::WRITEBACK),
@@ -224,13 +255,15 @@ impl Memory {
             let node = p.mapping;
             self.ksm.node_freed(node);
         }
-        let p = self.folios.get_mut(pfn);
-        *p = crate::folio::Page {
-            mapping: crate::folio::NO_MAPPING,
-            ..Default::default()
-        };
-        self.free.push(pfn);
-        self.stat.inc(VmEvent::PgFree);
+        let order = self.folios.get(pfn).order;
+        for i in 0..1u32 << order {
+            *self.folios.get_mut(Pfn(pfn.0 + i)) = crate::folio::Page {
+                mapping: crate::folio::NO_MAPPING,
+                ..Default::default()
+            };
+        }
+        self.buddy.free(pfn, order);
+        self.stat.add(VmEvent::PgFree, 1 << order);
     }
 
     /// Frees an isolated folio that nothing maps or caches any more (the

@@ -33,6 +33,18 @@ impl Ram {
         let o = pfn.idx() * PAGE_SIZE;
         &mut self.map[o..o + PAGE_SIZE]
     }
+    /// The bytes of `nr` contiguous frames from `pfn` (a large folio).
+    #[inline]
+    pub fn pages(&self, pfn: Pfn, nr: usize) -> &[u8] {
+        let o = pfn.idx() * PAGE_SIZE;
+        &self.map[o..o + nr * PAGE_SIZE]
+    }
+    /// The bytes of `nr` contiguous frames from `pfn`, mutably.
+    #[inline]
+    pub fn pages_mut(&mut self, pfn: Pfn, nr: usize) -> &mut [u8] {
+        let o = pfn.idx() * PAGE_SIZE;
+        &mut self.map[o..o + nr * PAGE_SIZE]
+    }
     /// Copies frame `src` to frame `dst` (`copy_user_highpage`).
     pub fn copy_page(&mut self, dst: Pfn, src: Pfn) {
         let (d, s) = (dst.idx() * PAGE_SIZE, src.idx() * PAGE_SIZE);

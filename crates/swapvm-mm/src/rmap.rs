@@ -60,27 +60,33 @@ impl Memory {
         Some((vpn >= v.start && vpn < v.end).then_some((mm, vpn)))
     }
 
-    /// Visits every PTE slot mapping `pfn` (`rmap_walk`: anon, file or
-    /// KSM); `f` returns false to stop early.
+    /// Visits every PTE slot mapping a page of folio `pfn` (`rmap_walk`:
+    /// anon, file or KSM; a large folio's pages each have their PTE, at
+    /// consecutive vpns from its index); `f` returns false to stop early.
+    /// The page a PTE maps is its PTE's pfn.
     pub fn rmap_walk(
         &mut self,
         pfn: Pfn,
         mut f: impl FnMut(&mut Self, MmId, Vpn, (TableId, usize)) -> bool,
     ) {
         let p = *self.folios.get(pfn);
+        let nr = 1u64 << p.order;
         let mut i = 0;
         while let Some(c) = self.rmap_candidate(&p, i) {
             i += 1;
             let Some((mm, vpn)) = c else { continue };
-            let Some(m) = self.mms.get(mm.0 as usize).and_then(Option::as_ref) else {
-                continue;
-            };
-            let Some(leaf) = self.pt.walk(m.pgd, vpn) else {
-                continue;
-            };
-            let pte = self.pt.pte(leaf);
-            if pte.is_present() && pte.pfn() == pfn && !f(self, mm, vpn, leaf) {
-                return;
+            for j in 0..nr {
+                let Some(m) = self.mms.get(mm.0 as usize).and_then(Option::as_ref) else {
+                    break;
+                };
+                let v = vpn.add(j);
+                let Some(leaf) = self.pt.walk(m.pgd, v) else {
+                    continue;
+                };
+                let pte = self.pt.pte(leaf);
+                if pte.is_present() && pte.pfn().0 == pfn.0 + j as u32 && !f(self, mm, v, leaf) {
+                    return;
+                }
             }
         }
     }
@@ -127,14 +133,18 @@ impl Memory {
         let mut ok = true;
         self.rmap_walk(pfn, |m, mm, _, leaf| {
             let pte = m.pt.pte(leaf);
-            if swap.folio_dup_swap(&m.folios.folio(pfn), Some(0)).is_err() {
+            let sub = pte.pfn().0 - pfn.0;
+            if swap
+                .folio_dup_swap(&m.folios.folio(pfn), Some(sub))
+                .is_err()
+            {
                 ok = false;
                 return false;
             }
             if pte.has(Pte::DIRTY) {
                 m.folios.get_mut(pfn).set(pg::DIRTY);
             }
-            m.pt.set_pte(leaf, Pte::swap(entry));
+            m.pt.set_pte(leaf, Pte::swap(entry.add(u64::from(sub))));
             m.folios.get_mut(pfn).mapcount -= 1;
             let s = m.mm_mut(mm);
             s.rss_anon -= 1;
@@ -166,6 +176,51 @@ impl Memory {
         self.folios.get(pfn).mapcount == 0
     }
 
+    /// `split_folio` of a large anonymous folio that reclaim could not give
+    /// contiguous swap: every page becomes an order-0 folio with its own
+    /// mapcount and index; the head stays isolated for the caller, the
+    /// others go to the LRU list the folio was on.
+    ///
+    /// # Context
+    /// Folio locked, isolated, not in the swap cache.
+    pub fn split_folio(&mut self, head: Pfn) {
+        let p = *self.folios.get(head);
+        let nr = 1u32 << p.order;
+        if nr == 1 {
+            return;
+        }
+        let mut counts = vec![0i32; nr as usize];
+        self.rmap_walk(head, |m, _, _, leaf| {
+            counts[(m.pt.pte(leaf).pfn().0 - head.0) as usize] += 1;
+            true
+        });
+        let keep = pg::ALLOCATED
+            | pg::ANON
+            | pg::SWAPBACKED
+            | pg::UPTODATE
+            | pg::DIRTY
+            | pg::ACTIVE
+            | pg::REFERENCED;
+        for i in 0..nr {
+            let f = self.folios.get_mut(Pfn(head.0 + i));
+            *f = Page {
+                flags: p.flags & keep,
+                order: 0,
+                mapcount: counts[i as usize],
+                mapping: p.mapping,
+                index: p.index + u64::from(i),
+                swap: None,
+                lru: Default::default(),
+            };
+        }
+        self.folios.get_mut(head).flags = p.flags & (keep | pg::LOCKED);
+        for i in 1..nr {
+            let t = Pfn(head.0 + i);
+            self.lru.add(&mut self.folios, t);
+        }
+        self.stat.inc(swapvm_core::VmEvent::ThpSplitPage);
+    }
+
     /// `__remove_mapping` for a clean, unmapped swap-cache folio: deletes it
     /// from the swap cache (leaving `shadow` in still-referenced slots) and
     /// frees its frame.
@@ -195,6 +250,7 @@ impl Memory {
                 PteKind::None => {}
                 PteKind::Present { pfn, dirty, .. } => {
                     self.pt.set_pte(leaf, Pte::NONE);
+                    let pfn = self.folio_of(pfn);
                     let p = self.folios.get_mut(pfn);
                     p.mapcount -= 1;
                     let shmem = p.test(pg::SHMEM);

@@ -350,7 +350,15 @@ impl Reclaimer {
                 return Self::putback(mem, pfn, true);
             }
         } else if mem.folios.get(pfn).swap.is_none() {
-            match swap.folio_alloc_swap(&mut mem.folios.folio(pfn), cpu) {
+            let mut r = swap.folio_alloc_swap(&mut mem.folios.folio(pfn), cpu);
+            if r.is_err() && mem.folios.get(pfn).order > 0 {
+                // No contiguous slots for the whole folio: split it and
+                // swap this page alone; the others return to the LRU.
+                mem.stat.inc(VmEvent::ThpSwpoutFallback);
+                mem.split_folio(pfn);
+                r = swap.folio_alloc_swap(&mut mem.folios.folio(pfn), cpu);
+            }
+            match r {
                 // A folio just added to swap must be written.
                 Ok(_) => mem.folios.get_mut(pfn).set(pg::DIRTY),
                 Err(_) => {
@@ -366,7 +374,7 @@ impl Reclaimer {
         if mem.folios.get(pfn).test(pg::DIRTY) {
             match self.pageout(mem, swap, pfn, who, now) {
                 Ok(PageOut::Writeback) => {
-                    prog.writeback += 1;
+                    prog.writeback += 1u64 << mem.folios.get(pfn).order;
                     return;
                 }
                 Ok(PageOut::Clean) => {}
@@ -378,8 +386,9 @@ impl Reclaimer {
             }
         }
         // Clean and unmapped: its swap copy is current; drop it now.
+        let nr = 1u64 << mem.folios.get(pfn).order;
         mem.remove_mapping(swap, pfn, None);
-        prog.reclaimed += 1;
+        prog.reclaimed += nr;
     }
 
     /// `reclaim_pages` (`MADV_PAGEOUT`): evicts folios isolated by
@@ -427,21 +436,26 @@ impl Reclaimer {
                 rule: "folio not in swap cache",
             });
         };
-        let zero = mem.ram.page(pfn).iter().all(|&b| b == 0);
+        let order = mem.folios.get(pfn).order;
+        let nr = 1usize << order;
+        let zero = mem.ram.pages(pfn, nr).iter().all(|&b| b == 0);
         swap.swap_zeromap_folio_set(&mem.folios.folio(pfn), zero);
         if zero {
             mem.stat.inc(VmEvent::SwpoutZero);
             mem.folios.get_mut(pfn).clear(pg::DIRTY);
             return Ok(PageOut::Clean);
         }
-        swap.swap_writepage(entry, mem.ram.page(pfn), u64::from(pfn.0), now)?;
+        swap.swap_writepage(entry, mem.ram.pages(pfn, nr), u64::from(pfn.0), now)?;
+        if order > 0 {
+            mem.stat.inc(VmEvent::ThpSwpout);
+        }
         let f = mem.folios.get_mut(pfn);
         f.clear(pg::DIRTY | pg::LOCKED);
         f.set(pg::WRITEBACK | pg::RECLAIM);
         if who == Who::Direct {
             f.set(pg::RECLAIM_DIRECT);
         }
-        self.nr_writeback += 1;
+        self.nr_writeback += nr as u64;
         Ok(PageOut::Writeback)
     }
 
@@ -456,7 +470,8 @@ impl Reclaimer {
         pfn: Pfn,
         ok: bool,
     ) {
-        self.nr_writeback = self.nr_writeback.saturating_sub(1);
+        let nr = 1u64 << mem.folios.get(pfn).order;
+        self.nr_writeback = self.nr_writeback.saturating_sub(nr);
         let f = mem.folios.get_mut(pfn);
         let direct = f.test(pg::RECLAIM_DIRECT);
         f.clear(pg::WRITEBACK | pg::RECLAIM | pg::RECLAIM_DIRECT);
@@ -468,7 +483,7 @@ impl Reclaimer {
         if p.mapcount == 0 && !p.test(pg::DIRTY | pg::LOCKED) && p.swap.is_some() {
             mem.folios.get_mut(pfn).set(pg::LOCKED);
             mem.remove_mapping(swap, pfn, None);
-            self.count_steal(mem, if direct { Who::Direct } else { Who::Kswapd }, 1);
+            self.count_steal(mem, if direct { Who::Direct } else { Who::Kswapd }, nr);
         } else {
             Self::putback(mem, pfn, false);
         }
