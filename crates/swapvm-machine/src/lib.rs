@@ -31,7 +31,7 @@ use swapvm_mm::{FaultStop, Memory, MmId, Wait, Watermarks};
 use swapvm_reclaim::Reclaimer;
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
-use swapvm_workload::{Op, ProcessGen, TraceError, TracePlan, TraceProcess, WorkloadSpec};
+use swapvm_workload::{Op, ProcessSource, WorkloadSpec};
 
 pub use report::Report;
 
@@ -43,7 +43,7 @@ pub enum MachineError {
     Config(#[from] ConfigError),
     /// A trace to replay could not be read.
     #[error(transparent)]
-    Trace(#[from] TraceError),
+    Trace(#[from] swapvm_workload::TraceError),
     /// Neither the config nor the command line names a workload.
     #[error("{}: no workload: set `workload = \"...\"` or pass --workload", config.display())]
     NoWorkload {
@@ -98,28 +98,6 @@ pub struct RunOptions {
     pub check_every: u64,
     /// Contract warnings are fatal.
     pub strict: bool,
-    /// Replay this scanned trace instead of a workload, one process per pid
-    /// ([`Machine::from_trace`]).
-    pub trace: Option<TracePlan>,
-}
-
-/// What drives a process.
-#[derive(Debug)]
-enum Source {
-    /// A workload file's generator.
-    Usemem(ProcessGen),
-    /// One pid of a replayed trace.
-    Trace(TraceProcess),
-}
-
-impl Source {
-    /// The next op; only a trace can fail (its file changed after the scan).
-    fn next_op(&mut self) -> Result<Option<Op>, TraceError> {
-        match self {
-            Source::Usemem(g) => Ok(g.next_op()),
-            Source::Trace(t) => t.next_op(),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -128,7 +106,7 @@ struct Proc {
     name: String,
     mm: Option<MmId>,
     cpu: usize,
-    gen: Source,
+    gen: ProcessSource,
     pending: Option<Op>,
     blocked: Option<Wait>,
     regions: Vec<Option<(Vpn, Vec<u32>)>>,
@@ -149,6 +127,8 @@ pub struct Machine {
     cfg: MachineConfig,
     seed: u64,
     workload: WorkloadSpec,
+    /// Accesses all processes make (for progress).
+    total_accesses: u64,
     mem: Memory,
     swap: SwapSubsystem,
     reclaim: Reclaimer,
@@ -260,23 +240,38 @@ impl Machine {
     /// the swap devices, and starts the workload's processes.
     pub fn new(cfg: MachineConfig, opts: RunOptions) -> Result<Machine, MachineError> {
         let seed = opts.seed.unwrap_or(cfg.machine.seed);
-        let mut workload = if let Some(plan) = &opts.trace {
-            replay::workload_of(plan)
-        } else {
-            let wl_path = match (&opts.workload, &cfg.workload) {
-                (Some(p), _) => p.clone(),
-                (None, Some(p)) => cfg.resolve(p),
-                (None, None) => {
-                    return Err(MachineError::NoWorkload {
-                        config: cfg.source.clone(),
-                    })
-                }
-            };
-            WorkloadSpec::load(&wl_path)?
+        let wl_path = match (&opts.workload, &cfg.workload) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => cfg.resolve(p),
+            (None, None) => {
+                return Err(MachineError::NoWorkload {
+                    config: cfg.source.clone(),
+                })
+            }
         };
+        let mut workload = WorkloadSpec::load(&wl_path)?;
         if let Some(f) = opts.scale {
             workload = workload.scaled(f);
         }
+        let total = workload.total_accesses();
+        let sources = workload
+            .instantiate(seed)
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        Self::build(cfg, opts, seed, workload, sources, total)
+    }
+
+    /// Wires a machine around `sources`, one process each (pids from 1, in
+    /// order), `workload` naming them in the report.
+    fn build(
+        cfg: MachineConfig,
+        opts: RunOptions,
+        seed: u64,
+        workload: WorkloadSpec,
+        sources: Vec<ProcessSource>,
+        total_accesses: u64,
+    ) -> Result<Machine, MachineError> {
         let stat = Arc::new(VmStat::new());
         let warn = Arc::new(Warnings::new(opts.strict));
         let ram_pages = cfg.ram_pages();
@@ -307,20 +302,12 @@ impl Machine {
             verify.add_device(ty.0, slots);
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
-        let sources: Vec<(String, Source)> = match &opts.trace {
-            Some(plan) => replay::sources(plan)?,
-            None => workload
-                .instantiate(seed)
-                .into_iter()
-                .map(|g| (g.name().to_owned(), Source::Usemem(g)))
-                .collect(),
-        };
-        let procs: Vec<Proc> = sources
+        let procs = sources
             .into_iter()
             .enumerate()
-            .map(|(i, (name, gen))| Proc {
+            .map(|(i, gen)| Proc {
                 pid: i as u32 + 1,
-                name,
+                name: gen.name().to_owned(),
                 mm: None,
                 cpu: i % cpus,
                 gen,
@@ -336,6 +323,7 @@ impl Machine {
             cfg,
             seed,
             workload,
+            total_accesses,
             mem,
             swap,
             reclaim,
@@ -362,10 +350,7 @@ impl Machine {
 
     /// Accesses the workload will make in all.
     pub fn total_accesses(&self) -> u64 {
-        match &self.opts.trace {
-            Some(plan) => plan.total_accesses(),
-            None => self.workload.total_accesses(),
-        }
+        self.total_accesses
     }
     /// Accesses made so far.
     pub fn accesses_done(&self) -> u64 {

@@ -1,20 +1,20 @@
 //! A machine whose processes replay a memory trace.
 //!
 //! [`Machine::from_trace`] is [`Machine::new`] with the workload file
-//! replaced by a scanned trace ([`RunOptions::trace`]): one process per pid
-//! of the trace, pids numbered from 1 in order of first appearance (see
+//! replaced by a scanned trace: one process per pid of the trace (see
 //! swapvm-workload's `trace` module for how a pid's address space becomes
 //! regions and how pids share the file). Everything else, RAM, swap
 //! devices, reclaim, the tick loop, verification and the report, is the
 //! same as for `swapvm run`.
 
-use crate::{Machine, MachineError, RunOptions, Source};
+use crate::{Machine, MachineError, RunOptions};
 use std::path::PathBuf;
 use swapvm_core::MachineConfig;
-use swapvm_workload::{TracePlan, WorkloadSpec};
+use swapvm_workload::{ProcessSource, TracePlan, WorkloadSpec};
 
 impl Machine {
-    /// Builds a machine from `cfg` whose processes replay `plan`.
+    /// Builds a machine from `cfg` whose processes replay `plan`, one per
+    /// pid, pids numbered from 1 in order of first appearance in the trace.
     ///
     /// `opts.workload` and `opts.scale` do not apply to a trace and are
     /// ignored; the seed still drives the machine.
@@ -28,41 +28,27 @@ impl Machine {
         plan: &TracePlan,
         opts: RunOptions,
     ) -> Result<Machine, MachineError> {
-        let opts = RunOptions {
-            trace: Some(plan.clone()),
-            workload: None,
-            scale: None,
-            ..opts
+        let seed = opts.seed.unwrap_or(cfg.machine.seed);
+        let sources = plan
+            .processes()?
+            .into_iter()
+            .map(ProcessSource::Trace)
+            .collect();
+        let name = plan
+            .path()
+            .file_name()
+            .map_or_else(|| "trace".into(), |n| n.to_string_lossy().into_owned());
+        let workload = WorkloadSpec {
+            name: format!("trace {name}"),
+            description: format!(
+                "replay of {} ({}, {} pids)",
+                plan.path().display(),
+                plan.stats.format,
+                plan.stats.pids.len()
+            ),
+            processes: Vec::new(),
+            source: PathBuf::from(plan.path()),
         };
-        Machine::new(cfg, opts)
+        Machine::build(cfg, opts, seed, workload, sources, plan.total_accesses())
     }
-}
-
-/// The workload a trace stands for in the report: named after the file,
-/// with no process tables.
-pub(crate) fn workload_of(plan: &TracePlan) -> WorkloadSpec {
-    let name = plan
-        .path()
-        .file_name()
-        .map_or_else(|| "trace".into(), |n| n.to_string_lossy().into_owned());
-    WorkloadSpec {
-        name: format!("trace {name}"),
-        description: format!(
-            "replay of {} ({}, {} pids)",
-            plan.path().display(),
-            plan.stats.format,
-            plan.stats.pids.len()
-        ),
-        processes: Vec::new(),
-        source: PathBuf::from(plan.path()),
-    }
-}
-
-/// One process source per pid, each with its own reader of the file.
-pub(crate) fn sources(plan: &TracePlan) -> Result<Vec<(String, Source)>, MachineError> {
-    Ok(plan
-        .processes()?
-        .into_iter()
-        .map(|p| (p.name().to_owned(), Source::Trace(p)))
-        .collect())
 }

@@ -9,7 +9,7 @@
 //! It also owns memory traces ([`trace`]): streaming readers and writers
 //! of Valgrind lackey, CSV, libCacheSim oracleGeneral and swapvm's native
 //! binary format, their statistics, and their replay as processes
-//! ([`TraceProcess`]).
+//! ([`TraceProcess`]). [`ProcessSource`] is either kind of process.
 //!
 //! It refuses to know about page tables, RAM, reclaim and swap: a generator
 //! only says which page of which region a process touches next and whether it
@@ -21,11 +21,13 @@
 #![warn(missing_docs)]
 
 mod op;
+mod source;
 mod spec;
 pub mod trace;
 mod usemem;
 
 pub use op::Op;
+pub use source::ProcessSource;
 pub use spec::{
     Pattern, ProcessKind, ProcessSpec, WorkloadSpec, ACCESSES_PER_PASS_MAX, COUNT_MAX,
     PAGES_PER_MIB, PASSES_MAX, SIZE_MIB_MAX,
