@@ -188,7 +188,6 @@ fn run(cli: Cli) -> Result<i32> {
                 scale,
                 check_every,
                 strict,
-                ..RunOptions::default()
             };
             let machine = Machine::new(cfg, opts)?;
             let bar = progress_bar(machine.total_accesses());
