@@ -10,10 +10,12 @@
 #   x4    65536 pages (256 MiB, 4x RAM), then X4_ACCESSES uniform random
 #         accesses: about 3 in 4 are major faults that wait for a real
 #         swap-in through io_uring, so this measures the swapping machine.
+#   x4p4  the same footprint and accesses split over 4 pids (4 processes):
+#         while one waits for its swap-in the others run, so waits overlap.
 #
 # Usage: benches/replay-throughput.sh [--fit-accesses N] [--x4-accesses N]
 #            [--dir DIR] [--keep]
-#   defaults: 20000000 and 500000 accesses (about 10 s and 80 s here);
+#   defaults: 20000000 and 500000 accesses (about 10 s, 75 s and 30 s here);
 #   traces are written to DIR (default /var/tmp/swapvm-replay-bench) and
 #   removed afterwards unless --keep.
 set -euo pipefail
@@ -36,15 +38,16 @@ done
 cargo build --release -q -p swapvm-cli
 swapvm=target/release/swapvm
 mkdir -p "$dir"
-[ "$keep" = 1 ] || trap 'rm -f "$dir"/fit.swvmtrace "$dir"/x4.swvmtrace' EXIT
+[ "$keep" = 1 ] || trap 'rm -f "$dir"/fit.swvmtrace "$dir"/x4.swvmtrace "$dir"/x4p4.swvmtrace' EXIT
 
 "$swapvm" trace synth "$dir/fit.swvmtrace" --pages 8192 --accesses "$fit_accesses" --seed 1
 "$swapvm" trace synth "$dir/x4.swvmtrace" --pages 65536 --accesses "$x4_accesses" --seed 1
+"$swapvm" trace synth "$dir/x4p4.swvmtrace" --pages 65536 --accesses "$x4_accesses" --pids 4 --seed 1
 timed=()
 # GNU time adds the peak RSS: constant memory shows as the same RSS for any
 # trace length.
 [ -x /usr/bin/time ] && timed=(/usr/bin/time -f "   max RSS %M KiB, %e s elapsed")
-for t in fit x4; do
+for t in fit x4 x4p4; do
   echo "== $t: $swapvm replay $dir/$t.swvmtrace --config configs/replay.toml"
   "${timed[@]}" "$swapvm" replay "$dir/$t.swvmtrace" --config configs/replay.toml |
     grep -E '^replay:|^  page accesses|pswpin|pswpout|^result'

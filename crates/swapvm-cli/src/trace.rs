@@ -80,6 +80,9 @@ pub enum TraceCmd {
         /// Random accesses after the first pass over every page.
         #[arg(long)]
         accesses: u64,
+        /// Processes (pids 1..=N), each over its share of the pages.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        pids: u32,
         /// Share of the random accesses that are stores.
         #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
         write_ratio: f64,
@@ -240,6 +243,7 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
             output,
             pages,
             accesses,
+            pids,
             write_ratio,
             seed,
             to,
@@ -252,6 +256,7 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
             };
             let spec = trace::SynthSpec {
                 pages,
+                pids,
                 accesses,
                 write_ratio,
                 seed,

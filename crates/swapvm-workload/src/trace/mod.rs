@@ -562,8 +562,11 @@ pub fn convert(
 /// What [`synth`] writes.
 #[derive(Debug, Clone, Copy)]
 pub struct SynthSpec {
-    /// Pages of the one region (pid 1), each stored to once first.
+    /// Pages of the footprint, each stored to once first; split evenly
+    /// among the pids (rounded down to a multiple of `pids`).
     pub pages: u64,
+    /// Processes, pids 1..=pids; records go to them in turn.
+    pub pids: u32,
     /// Uniformly random accesses after that first pass.
     pub accesses: u64,
     /// Share of the random accesses that are stores, 0..=1.
@@ -574,7 +577,9 @@ pub struct SynthSpec {
 
 /// Writes a synthetic trace to `path` as `format`: usemem's shape (every
 /// page stored to in order, then uniform random 8-byte accesses), for
-/// benchmarks and tests of traces of any size. Returns the records written.
+/// benchmarks and tests of traces of any size. With several pids, records
+/// go to pid 1, 2, ... in turn, each pid over its own share of the pages.
+/// Returns the records written.
 ///
 /// # Errors
 ///
@@ -588,19 +593,23 @@ pub fn synth(
     const BASE: u64 = 0x7f00_0000_0000;
     let mut w = TraceWriter::create(path, format)?;
     let mut rng = swapvm_core::SimRng::derive(spec.seed, 0);
+    let pids = u64::from(spec.pids.max(1));
+    let share = spec.pages / pids;
+    let pages = share * pids;
     // No page, no random access: `below(0)` has nothing to pick.
-    let accesses = if spec.pages == 0 { 0 } else { spec.accesses };
-    let total = spec.pages.saturating_add(accesses);
+    let accesses = if share == 0 { 0 } else { spec.accesses };
+    let total = pages.saturating_add(accesses);
     for i in 0..total {
-        let (page, kind) = if i < spec.pages {
-            (i, AccessKind::Store)
+        let pid = i % pids;
+        let (page, kind) = if i < pages {
+            (i / pids, AccessKind::Store)
         } else if rng.chance(spec.write_ratio) {
-            (rng.below(spec.pages), AccessKind::Store)
+            (rng.below(share), AccessKind::Store)
         } else {
-            (rng.below(spec.pages), AccessKind::Load)
+            (rng.below(share), AccessKind::Load)
         };
         let rec = TraceRecord {
-            pid: 1,
+            pid: pid as u32 + 1,
             addr: BASE + (page << PAGE_SHIFT) + 8 * rng.below(512),
             size: 8,
             kind,
@@ -719,6 +728,7 @@ mod tests {
         let path = dir.path().join("s.swvmtrace");
         let spec = SynthSpec {
             pages: 100,
+            pids: 1,
             accesses: 1000,
             write_ratio: 0.0,
             seed: 3,
@@ -731,5 +741,24 @@ mod tests {
         assert_eq!((s.records, s.stores, s.distinct_pages), (1100, 100, 100));
         let empty = SynthSpec { pages: 0, ..spec };
         assert_eq!(synth(&path, TraceFormat::Csv, empty, |_| {}).unwrap(), 0);
+        let four = SynthSpec {
+            pages: 103,
+            pids: 4,
+            ..spec
+        };
+        assert_eq!(
+            synth(&path, TraceFormat::Native, four, |_| {}).unwrap(),
+            1100
+        );
+        let s = TraceStats::scan(&path, None, |_| {}).unwrap();
+        let per_pid: Vec<_> = s
+            .pids
+            .iter()
+            .map(|p| (p.pid, p.distinct_pages, p.records))
+            .collect();
+        assert_eq!(
+            per_pid,
+            [(1, 25, 275), (2, 25, 275), (3, 25, 275), (4, 25, 275)]
+        );
     }
 }

@@ -21,9 +21,13 @@
 //! | 8 | u32 | pid |
 //! | 12 | u32 | `size << 2 \| kind`: kind 0 fetch, 1 load, 2 store (3 refused); size 1..=2^20 bytes |
 //!
-//! Sixteen bytes a record is a little smaller than lackey's text (about 14
-//! to 20 bytes a line) and decodes with no parsing; it keeps everything
-//! swapvm replays (pid, address, size, fetch/load/store) and nothing else.
+//! Sixteen bytes a record is not compression: it is about the size of
+//! lackey's text (a 67-million-record lackey trace of `ls -lR` took 960 MB
+//! as text, 1074 MB native). What it buys is decoding without parsing: that
+//! trace replayed at 11.5 million accesses/s from the native file against
+//! 3.9 million from the text. It keeps everything swapvm replays (pid,
+//! address, size, fetch/load/store) and nothing else. A delta/varint
+//! encoding would be several times smaller; it is not done.
 
 use super::binary::{fill, u16_at, u32_at, u64_at, Fill};
 use super::{AccessKind, Defect, Position, SharedPath, TraceError, TraceRecord, ACCESS_SIZE_MAX};
