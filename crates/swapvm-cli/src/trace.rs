@@ -28,7 +28,8 @@ pub struct ReplayArgs {
     /// Seed (overrides `machine.seed`).
     #[arg(long)]
     seed: Option<u64>,
-    /// Folder for report.json, vmstat and trace-stats.json (created).
+    /// Run folder (created): the files `swapvm run --out` writes, and
+    /// trace-stats.json.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print the report as JSON on stdout instead of the summary.
@@ -189,7 +190,7 @@ pub fn replay(a: ReplayArgs) -> Result<i32> {
     bar.finish();
     let report = report?;
     if let Some(dir) = &a.out {
-        write_run_folder(dir, &report)?;
+        swapvm_machine::run_folder::write(dir, &report)?;
         let path = dir.join("trace-stats.json");
         std::fs::write(&path, serde_json::to_string_pretty(&plan.stats)? + "\n")
             .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -268,18 +269,6 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// `DIR/report.json` and `DIR/vmstat`, as `swapvm run --out` writes them.
-fn write_run_folder(dir: &Path, report: &swapvm_machine::Report) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let path = dir.join("report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    let path = dir.join("vmstat");
-    std::fs::write(&path, report.vmstat_text())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
 }
 
 fn print_stats(s: &TraceStats) -> Result<()> {
