@@ -136,6 +136,8 @@ struct Proc {
     exited: bool,
     killed: Option<String>,
     children: u32,
+    /// Asleep until this tick (`Op::Sleep`).
+    sleep_until: u64,
 }
 
 /// Random mm-op processes instead of a workload file (simulation tests and
@@ -383,6 +385,7 @@ impl Machine {
                 exited: false,
                 killed: None,
                 children: 0,
+                sleep_until: 0,
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
@@ -506,6 +509,10 @@ impl Machine {
         if self.procs[i].blocked.is_some() {
             return Turn::Blocked;
         }
+        if self.procs[i].sleep_until > self.tick {
+            // Sleeping is progress: time passing is what it waits for.
+            return Turn::Ran(0);
+        }
         let mut n = 0;
         for _ in 0..self.cfg.machine.tick_accesses {
             let next = match self.procs[i].pending.take() {
@@ -546,6 +553,9 @@ impl Machine {
             }
             if self.procs[i].exited {
                 return Turn::Exited;
+            }
+            if self.procs[i].sleep_until > self.tick {
+                return Turn::Ran(n);
             }
         }
         self.reclaim.maybe_wake_kswapd(&self.mem);
@@ -638,6 +648,10 @@ impl Machine {
                 self.fork(i, mm);
                 Ok(false)
             }
+            Op::Sleep { ticks } => {
+                self.procs[i].sleep_until = self.tick + ticks;
+                Ok(false)
+            }
             Op::Munmap { region } => {
                 if let Some(Some(r)) = self.procs[i]
                     .regions
@@ -714,6 +728,7 @@ impl Machine {
                     exited: false,
                     killed: None,
                     children: 0,
+                    sleep_until: 0,
                 });
             }
             Err(e) => {

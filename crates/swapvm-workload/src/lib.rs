@@ -22,6 +22,7 @@
 
 mod mmops;
 mod op;
+pub mod phases;
 mod source;
 mod spec;
 pub mod trace;

@@ -83,6 +83,11 @@ pub enum Op {
     /// `fork`: the child starts with a copy of the address space and runs
     /// the generator's child stream.
     Fork,
+    /// Sleep for `ticks` ticks.
+    Sleep {
+        /// How long.
+        ticks: u64,
+    },
 }
 
 /// `madvise` advice swapvm models.

@@ -1,5 +1,6 @@
 //! What drives an emulated process: a synthetic generator or a trace.
 
+use crate::phases::PhaseGen;
 use crate::trace::{TraceError, TraceProcess};
 use crate::{MmOps, Op, ProcessGen};
 
@@ -12,6 +13,8 @@ pub enum ProcessSource {
     Trace(TraceProcess),
     /// Random memory-management op sequences (simulation tests, fuzzing).
     MmOps(MmOps),
+    /// A phase program from a workload file.
+    Phases(PhaseGen),
 }
 
 impl ProcessSource {
@@ -26,6 +29,7 @@ impl ProcessSource {
             ProcessSource::Usemem(g) => Ok(g.next_op()),
             ProcessSource::Trace(t) => t.next_op(),
             ProcessSource::MmOps(g) => Ok(g.next_op()),
+            ProcessSource::Phases(g) => Ok(g.next_op()),
         }
     }
 
@@ -34,6 +38,7 @@ impl ProcessSource {
     pub fn fork_child(&mut self) -> Option<ProcessSource> {
         match self {
             ProcessSource::MmOps(g) => Some(ProcessSource::MmOps(g.fork_child())),
+            ProcessSource::Phases(g) => Some(ProcessSource::Phases(g.fork_child())),
             ProcessSource::Usemem(_) | ProcessSource::Trace(_) => None,
         }
     }
@@ -44,6 +49,7 @@ impl ProcessSource {
             ProcessSource::Usemem(g) => g.name(),
             ProcessSource::Trace(t) => t.name(),
             ProcessSource::MmOps(_) => "mmops",
+            ProcessSource::Phases(g) => g.name(),
         }
     }
 
@@ -54,6 +60,8 @@ impl ProcessSource {
             ProcessSource::Trace(t) => t.accesses_total(),
             // Unknown ahead: forks and madvise decide it.
             ProcessSource::MmOps(_) => 0,
+            // Counted for the whole program by the workload.
+            ProcessSource::Phases(_) => 0,
         }
     }
 }

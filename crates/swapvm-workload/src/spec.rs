@@ -7,9 +7,12 @@
 //! then checks every range and builds the public types, naming the file and
 //! the field (`process[0].size_mib`) in each error, as machine configs do.
 
+use crate::phases::{Phase, PhaseGen, Program, RawPhase};
+use crate::source::ProcessSource;
 use crate::usemem::ProcessGen;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use swapvm_core::config::{ensure, load_toml, parse_toml, ConfigError};
 use swapvm_core::{SimRng, PAGE_SIZE};
 
@@ -59,6 +62,9 @@ pub struct ProcessSpec {
     pub write_ratio: f64,
     /// Accesses in each pass (defaults to `size_pages`).
     pub accesses_per_pass: u64,
+    /// The phases of a `kind = "phases"` process (the usemem fields above
+    /// are then unused).
+    pub program: Option<Arc<Program>>,
 }
 
 /// The program a process runs.
@@ -68,6 +74,8 @@ pub enum ProcessKind {
     /// vm-scalability's `usemem`: map one anonymous region, write every page,
     /// then make `passes` passes over it, unmap and exit.
     Usemem,
+    /// A program of `[[process.phase]]` tables (see [`crate::phases`]).
+    Phases,
 }
 
 impl ProcessKind {
@@ -75,6 +83,7 @@ impl ProcessKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessKind::Usemem => "usemem",
+            ProcessKind::Phases => "phases",
         }
     }
 }
@@ -115,15 +124,21 @@ struct RawProcess {
     kind: ProcessKind,
     #[serde(default = "one_u32")]
     count: u32,
+    #[serde(default)]
     size_mib: f64,
     #[serde(default = "one_u32")]
     passes: u32,
-    pattern: PatternName,
+    #[serde(default)]
+    pattern: Option<PatternName>,
     #[serde(default)]
     write_ratio: f64,
     accesses_per_pass: Option<u64>,
     hot_fraction: Option<f64>,
     hot_probability: Option<f64>,
+    #[serde(default)]
+    phase: Vec<RawPhase>,
+    #[serde(default)]
+    child: Vec<RawPhase>,
 }
 
 /// `pattern = "..."`; the parameters of `hotcold` are separate keys.
@@ -199,6 +214,14 @@ impl WorkloadSpec {
         let scale = |n: u64| (n as f64 * factor).ceil() as u64;
         let mut spec = self.clone();
         for p in &mut spec.processes {
+            if let Some(prog) = &p.program {
+                let sc = |v: &[Phase]| v.iter().map(|x| x.scaled(factor)).collect();
+                p.program = Some(Arc::new(Program {
+                    main: sc(&prog.main),
+                    child: sc(&prog.child),
+                }));
+                continue;
+            }
             p.size_pages = scale(p.size_pages).max(1);
             p.accesses_per_pass = scale(p.accesses_per_pass);
         }
@@ -212,15 +235,35 @@ impl WorkloadSpec {
     /// Process `i` is named `<kind>.<i>`, e.g. `usemem.0`. Stream 0 is left
     /// to the caller, so the machine may draw from `derive(seed, 0)` without
     /// perturbing any process.
-    pub fn instantiate(&self, seed: u64) -> Vec<ProcessGen> {
+    pub fn instantiate(&self, seed: u64) -> Vec<ProcessSource> {
         let mut gens = Vec::new();
         for spec in &self.processes {
             for _ in 0..spec.count {
                 let i = gens.len();
-                gens.push(ProcessGen::new(spec, i, SimRng::derive(seed, i as u64 + 1)));
+                let rng = SimRng::derive(seed, i as u64 + 1);
+                gens.push(match &spec.program {
+                    Some(p) => ProcessSource::Phases(PhaseGen::new(
+                        format!("{}.{i}", spec.kind.as_str()),
+                        Arc::clone(p),
+                        rng,
+                    )),
+                    None => ProcessSource::Usemem(ProcessGen::new(spec, i, rng)),
+                });
             }
         }
         gens
+    }
+
+    /// The usemem generators of [`Self::instantiate`] (tests).
+    #[cfg(test)]
+    pub(crate) fn usemem_gens(&self, seed: u64) -> Vec<ProcessGen> {
+        self.instantiate(seed)
+            .into_iter()
+            .filter_map(|s| match s {
+                ProcessSource::Usemem(g) => Some(g),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Total accesses all generators will emit (for a progress bar).
@@ -236,6 +279,9 @@ impl ProcessSpec {
     /// page plus `passes * accesses_per_pass` (none at all for an empty
     /// region).
     pub fn accesses_total(&self) -> u64 {
+        if let Some(p) = &self.program {
+            return p.accesses_total();
+        }
         if self.size_pages == 0 {
             return 0;
         }
@@ -254,6 +300,17 @@ impl RawProcess {
             &field("count"),
             || format!("{} is outside 1..={COUNT_MAX}", self.count),
         )?;
+        if self.kind == ProcessKind::Phases {
+            return self.validate_phases(i, path);
+        }
+        for (name, given) in [
+            ("phase", !self.phase.is_empty()),
+            ("child", !self.child.is_empty()),
+        ] {
+            ensure(!given, path, &field(name), || {
+                "only allowed with kind = \"phases\"".into()
+            })?;
+        }
         // Written so that NaN fails too.
         ensure(self.size_mib > 0.0, path, &field("size_mib"), || {
             format!("{} MiB; must be above 0", self.size_mib)
@@ -291,13 +348,69 @@ impl RawProcess {
             pattern: self.pattern(path, &field)?,
             write_ratio: self.write_ratio,
             accesses_per_pass,
+            program: None,
+        })
+    }
+
+    /// A `kind = "phases"` table: its phases and child phases; the usemem
+    /// knobs are refused.
+    fn validate_phases(&self, i: usize, path: &Path) -> Result<ProcessSpec, ConfigError> {
+        let field = |name: &str| format!("process[{i}].{name}");
+        for (name, given) in [
+            ("size_mib", self.size_mib != 0.0),
+            ("pattern", self.pattern.is_some()),
+            ("accesses_per_pass", self.accesses_per_pass.is_some()),
+            ("hot_fraction", self.hot_fraction.is_some()),
+            ("hot_probability", self.hot_probability.is_some()),
+            ("write_ratio", self.write_ratio != 0.0),
+        ] {
+            ensure(!given, path, &field(name), || {
+                "a usemem knob; with kind = \"phases\" each [[process.phase]] says what to do"
+                    .into()
+            })?;
+        }
+        ensure(!self.phase.is_empty(), path, &field("phase"), || {
+            "kind = \"phases\" needs at least one [[process.phase]]".into()
+        })?;
+        let check = |list: &[RawPhase], name: &str| {
+            list.iter()
+                .enumerate()
+                .map(|(k, p)| p.validate(path, &format!("process[{i}].{name}[{k}]")))
+                .collect::<Result<Vec<Phase>, _>>()
+        };
+        let main = check(&self.phase, "phase")?;
+        let child = check(&self.child, "child")?;
+        if !child.is_empty() {
+            ensure(
+                main.iter().any(|p| matches!(p, Phase::Fork { .. })),
+                path,
+                &field("child"),
+                || "child phases need a fork phase to run them".into(),
+            )?;
+        }
+        Ok(ProcessSpec {
+            kind: ProcessKind::Phases,
+            count: self.count,
+            size_pages: 0,
+            passes: 0,
+            pattern: Pattern::Random,
+            write_ratio: 0.0,
+            accesses_per_pass: 0,
+            program: Some(Arc::new(Program { main, child })),
         })
     }
 
     /// Builds the pattern: `hot_*` are required with `hotcold` and refused
     /// with anything else, so a stray knob cannot be silently ignored.
     fn pattern(&self, path: &Path, field: &dyn Fn(&str) -> String) -> Result<Pattern, ConfigError> {
-        let simple = match self.pattern {
+        let Some(pattern) = self.pattern else {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                field: field("pattern"),
+                reason: "required with kind = \"usemem\": sequential, random or hotcold".into(),
+            });
+        };
+        let simple = match pattern {
             PatternName::Sequential => Pattern::Sequential,
             PatternName::Random => Pattern::Random,
             PatternName::HotCold => {
@@ -492,7 +605,7 @@ mod tests {
         std::fs::write(&path, one("size_mib = 2\npattern = \"random\"\ncount = 2")).unwrap();
         let w = WorkloadSpec::load(&path).unwrap();
         assert_eq!(w.source, path);
-        assert_eq!(w.instantiate(1).len(), 2);
+        assert_eq!(w.usemem_gens(1).len(), 2);
     }
 
     #[test]
@@ -630,7 +743,7 @@ mod tests {
             "size_mib = 1\npattern = \"random\"\ncount = 3\nwrite_ratio = 0.5",
         ))
         .unwrap();
-        let mut gens = w.instantiate(9);
+        let mut gens = w.usemem_gens(9);
         let names: Vec<&str> = gens.iter().map(ProcessGen::name).collect();
         assert_eq!(names, ["usemem.0", "usemem.1", "usemem.2"]);
         let streams: Vec<Vec<_>> = gens
@@ -648,7 +761,7 @@ mod tests {
                     [[process]]\nkind = \"usemem\"\nsize_mib = 0.1\npattern = \"sequential\"\naccesses_per_pass = 5\n";
         let w = parse(text).unwrap();
         let mut emitted = 0;
-        for mut g in w.instantiate(3) {
+        for mut g in w.usemem_gens(3) {
             while let Some(op) = g.next_op() {
                 emitted += u64::from(matches!(op, Op::Access { .. }));
             }
@@ -690,7 +803,7 @@ mod tests {
             let Ok(w) = parse(&one(&text)) else { return Ok(()) };
             let w = w.scaled(0.05);
             let mut emitted = 0u64;
-            for mut g in w.instantiate(seed) {
+            for mut g in w.usemem_gens(seed) {
                 let Some(Op::Mmap { pages, .. }) = g.next_op() else { panic!("no mmap first") };
                 while let Some(op) = g.next_op() {
                     if let Op::Access { page, .. } = op {

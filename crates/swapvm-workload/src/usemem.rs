@@ -237,6 +237,7 @@ mod tests {
             pattern,
             write_ratio,
             accesses_per_pass,
+            program: None,
         }
     }
 
@@ -328,16 +329,16 @@ mod tests {
     #[test]
     fn same_seed_same_ops() {
         let w = workload(vec![spec(Pattern::Random, 500, 2, 0.3, 500)]);
-        let a: Vec<Vec<Op>> = w.instantiate(42).iter_mut().map(all_ops).collect();
-        let b: Vec<Vec<Op>> = w.instantiate(42).iter_mut().map(all_ops).collect();
+        let a: Vec<Vec<Op>> = w.usemem_gens(42).iter_mut().map(all_ops).collect();
+        let b: Vec<Vec<Op>> = w.usemem_gens(42).iter_mut().map(all_ops).collect();
         assert_eq!(a, b);
     }
 
     #[test]
     fn different_seed_different_ops() {
         let w = workload(vec![spec(Pattern::Random, 500, 2, 0.3, 500)]);
-        let a: Vec<Vec<Op>> = w.instantiate(42).iter_mut().map(all_ops).collect();
-        let b: Vec<Vec<Op>> = w.instantiate(43).iter_mut().map(all_ops).collect();
+        let a: Vec<Vec<Op>> = w.usemem_gens(42).iter_mut().map(all_ops).collect();
+        let b: Vec<Vec<Op>> = w.usemem_gens(43).iter_mut().map(all_ops).collect();
         assert_ne!(a, b);
         // The difference is in the passes: map and touch pass are fixed.
         assert_eq!(a[0][..501], b[0][..501]);
