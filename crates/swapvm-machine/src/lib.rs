@@ -315,11 +315,7 @@ impl Machine {
                     ProcessSource::MmOps(MmOps::new(r.ops, rng))
                 })
                 .collect(),
-            None => workload
-                .instantiate(seed)
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+            None => workload.instantiate(seed),
         };
         Self::build(cfg, opts, seed, workload, sources, total)
     }
