@@ -105,6 +105,12 @@ pub struct MachineConfig {
     /// Default workload file, relative to this config's folder.
     #[serde(default)]
     pub workload: Option<PathBuf>,
+    /// Fault injection (all off by default).
+    #[serde(default)]
+    pub fault: crate::fault::FaultConfig,
+    /// Switches that re-introduce the seed review's bugs (all off).
+    #[serde(default)]
+    pub seed_bugs: crate::fault::SeedBugsConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -375,7 +381,7 @@ impl MachineConfig {
             "reclaim.swap_cluster_max",
             || format!("{} is outside 1..=4096", r.swap_cluster_max),
         )?;
-        Ok(())
+        self.fault.validate(p)
     }
 }
 

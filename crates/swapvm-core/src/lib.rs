@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod fault;
 pub mod ids;
 pub mod list;
 pub mod pte;
@@ -21,6 +22,7 @@ pub mod vmstat;
 pub mod warn;
 
 pub use config::{ConfigError, MachineConfig};
+pub use fault::FaultConfig;
 pub use ids::{Order, Pfn, SwapOffset, SwapType, SwpEntry, Vpn, PAGE_SHIFT, PAGE_SIZE};
 pub use pte::{Pte, PteKind};
 pub use rng::SimRng;

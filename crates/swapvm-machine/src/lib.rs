@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 
 pub mod check;
+mod fault;
+pub mod fuzz;
 pub mod report;
 pub mod verify;
 mod zram;
@@ -70,6 +72,15 @@ pub enum MachineError {
     Stalled {
         /// Tick.
         tick: u64,
+    },
+    /// A file of the run could not be written.
+    #[error("{}: cannot write", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
     },
     /// A contract warning fired under `--strict`.
     #[error("contract violation under --strict at tick {tick}: {first}")]
@@ -141,6 +152,11 @@ pub struct Machine {
     accesses: u64,
     started: std::time::Instant,
     zram: zram::ZramDevices,
+    injector: fault::Injector,
+    /// Consecutive ticks in which no access completed and no frame was
+    /// freed while some process waited for memory (the OOM trigger).
+    no_progress_ticks: u64,
+    last_free: u64,
 }
 
 impl std::fmt::Debug for Machine {
@@ -180,6 +196,7 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
 fn swapon_device(
     cfg: &MachineConfig,
     s: &SwapDeviceConfig,
+    fault: Option<swapvm_io::FaultPlan>,
     swap: &mut SwapSubsystem,
     zram_devices: &mut zram::ZramDevices,
 ) -> Result<SwapType, MachineError> {
@@ -198,6 +215,7 @@ fn swapon_device(
         },
         rotational: s.rotational,
         discard: s.discard,
+        fault,
     };
     let swap_err = |source| MachineError::Swap {
         path: path.clone(),
@@ -257,10 +275,17 @@ impl Machine {
             u64::from(cfg.machine.io_latency_ticks),
         );
         swap.set_count_max(cfg.machine.swap_count_max);
+        swap.inject_continuation_enomem(cfg.fault.continuation_enomem);
+        swap.bugs = swapvm_swap::SeedBugs {
+            hib_free_exclusive_end: cfg.seed_bugs.hib_free_exclusive_end,
+            hib_alloc_double_dec: cfg.seed_bugs.hib_alloc_double_dec,
+            slot_check_unlocked: cfg.seed_bugs.slot_check_unlocked,
+        };
         let mut verify = verify::Verifier::default();
         let mut zram = zram::ZramDevices::new();
-        for s in &cfg.swap {
-            let ty = swapon_device(&cfg, s, &mut swap, &mut zram)?;
+        for (i, s) in cfg.swap.iter().enumerate() {
+            let plan = fault::io_plan(&cfg.fault, seed, i);
+            let ty = swapon_device(&cfg, s, plan, &mut swap, &mut zram)?;
             let slots = swap.device(ty).map_or(0, |d| d.max());
             verify.add_device(ty.0, slots);
         }
@@ -283,6 +308,7 @@ impl Machine {
             })
             .collect();
         let hist = new_histogram;
+        let injector = fault::Injector::new(&cfg.fault, seed);
         Ok(Machine {
             cfg,
             seed,
@@ -303,6 +329,9 @@ impl Machine {
             accesses: 0,
             started: std::time::Instant::now(),
             zram,
+            injector,
+            no_progress_ticks: 0,
+            last_free: 0,
         })
     }
 
@@ -346,8 +375,11 @@ impl Machine {
             }
             match d.kind {
                 IoKind::Read => {
-                    if ok {
-                        self.verify.read(self.tick, d.entry, d.buf.as_slice());
+                    // A read whose bytes fail the checksum of their last
+                    // write (a torn write) is failed like a read error, as
+                    // a device with integrity protection fails it: the
+                    // process gets SIGBUS instead of wrong data.
+                    if ok && self.verify.read(self.tick, d.entry, d.buf.as_slice()) {
                         self.mem.swap_read_done(pfn, Ok(d.buf.as_slice()));
                     } else {
                         self.mem.swap_read_done(pfn, Err(()));
@@ -406,6 +438,11 @@ impl Machine {
                 Ok(true) => n += 1,
                 Ok(false) => {}
                 Err(FaultStop::Retry(w)) => {
+                    if matches!(w, Wait::Folio(_)) && self.injector.kill_mid_fault() {
+                        let why = format!("SIGKILL (injected) while its fault on {op:?} waited for a swap-in read");
+                        self.exit_process(i, Some(why));
+                        return Turn::Exited;
+                    }
                     self.procs[i].pending = Some(op);
                     self.procs[i].blocked = Some(w);
                     if w == Wait::Memory {
@@ -631,7 +668,9 @@ async fn tick_loop(
         if live == 0 && g.swap.io_in_flight() == 0 {
             break;
         }
-        if ran || delivered > 0 || matches!(k, Turn::Ran(_)) || g.swap.io_in_flight() > 0 {
+        if g.out_of_memory_tick(ran) {
+            stalled = 0;
+        } else if ran || delivered > 0 || matches!(k, Turn::Ran(_)) || g.swap.io_in_flight() > 0 {
             stalled = 0;
         } else {
             stalled += 1;

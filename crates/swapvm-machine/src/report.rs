@@ -133,6 +133,22 @@ pub struct Report {
     pub warning_sites: Vec<String>,
     /// Processes killed, with the reason.
     pub killed: Vec<String>,
+    /// Faults injected (`[fault]`), all devices, and the machine's own.
+    #[serde(default)]
+    pub faults: FaultReport,
+}
+
+/// What fault injection did in a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FaultReport {
+    /// I/O faults injected, all devices.
+    pub io: swapvm_io::FaultCounts,
+    /// Processes killed in the middle of a fault.
+    pub kills_mid_fault: u64,
+    /// Swap-in reads whose bytes differed from their last write.
+    pub swapin_mismatches: u64,
+    /// Loads that saw content other than the process's last store.
+    pub stamp_mismatches: u64,
 }
 
 impl Report {
@@ -238,6 +254,16 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             swpout_alloc_fail: s.alloc_fail,
         })
         .collect();
+    let mut io_faults = swapvm_io::FaultCounts::default();
+    for &ty in m.swap.device_types() {
+        io_faults.add(m.swap.fault_counts(ty));
+    }
+    let faults = FaultReport {
+        io: io_faults,
+        kills_mid_fault: m.injector.kills,
+        swapin_mismatches: m.verify.swapin_mismatches,
+        stamp_mismatches: m.verify.stamp_mismatches,
+    };
     let warning_sites = m
         .warn
         .records()
@@ -289,5 +315,6 @@ pub(crate) fn build(m: &mut Machine) -> Report {
                     .map(|k| format!("pid {} {}: {k}", p.pid, p.name))
             })
             .collect(),
+        faults,
     }
 }

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use swapvm_core::{
     Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat, WarnSite, Warnings,
 };
-use swapvm_io::{EngineConfig, IoError, UringEngine};
+use swapvm_io::{
+    EngineConfig, FaultCounts, FaultPlan, FaultStats, FaultyEngine, IoError, UringEngine,
+};
 
 /// What the swap layer needs to see of a folio. swapvm-mm's folios
 /// implement it; the swap layer never reaches further into memory.
@@ -194,6 +196,9 @@ pub struct SwapOnOptions {
     pub rotational: bool,
     /// Discard freed clusters (punch holes in an image file; `swapon -d`).
     pub discard: bool,
+    /// Fault injection: wrap the device's engine in a
+    /// [`swapvm_io::FaultyEngine`] with this plan.
+    pub fault: Option<FaultPlan>,
 }
 
 /// Per-order allocation figures (the mTHP `swpout` / `swpout_fallback`
@@ -332,6 +337,8 @@ pub struct SwapSubsystem {
     /// Switches that re-introduce bugs the seed review found (off by
     /// default), for regression tests of the checker.
     pub bugs: SeedBugs,
+    /// Per device type: the fault-injecting engine's counts, if it has one.
+    fault_stats: Vec<Option<Arc<FaultStats>>>,
 }
 
 /// Bugs found in review of the swap-entry API patch, each re-introducible
@@ -344,6 +351,10 @@ pub struct SeedBugs {
     /// `swap_alloc_hibernation_slot` lowers `nr_swap_pages` a second time
     /// after the allocator already did.
     pub hib_alloc_double_dec: bool,
+    /// `swap_free_hibernation_slot` checks that the slot is no longer
+    /// swapped (`swap_entry_swapped`) after dropping the cluster lock: a
+    /// slot-state read without the lock, which the lock checks catch.
+    pub slot_check_unlocked: bool,
 }
 
 /// The kernel's per-slot count maximum in `swap_map` (`SWAP_MAP_MAX`).
@@ -365,6 +376,7 @@ impl SwapSubsystem {
             fail_cont_alloc: 0,
             order_stats: [OrderStats::default(); NR_ORDERS],
             bugs: SeedBugs::default(),
+            fault_stats: Vec::new(),
         }
     }
 
@@ -397,6 +409,7 @@ impl SwapSubsystem {
             None => return Err(SwapError::TooManyDevices),
         };
         let ty = SwapType(ty_idx as u8);
+        let engine = self.wrap_faulty(ty, opts, engine);
         let mut info = Self::make_info(ty, opts, header, self.cpus);
         if opts.discard && std::fs::metadata(&opts.path).is_ok_and(|m| m.is_file()) {
             info.discard = std::fs::OpenOptions::new()
@@ -419,6 +432,39 @@ impl SwapSubsystem {
         });
         tracing::info!(path = %opts.path.display(), ty = ty.0, "swapon");
         Ok(ty)
+    }
+
+    /// Wraps `engine` in a fault-injecting engine if `opts` asks for one,
+    /// and keeps its counts for [`Self::fault_counts`].
+    fn wrap_faulty(
+        &mut self,
+        ty: SwapType,
+        opts: &SwapOnOptions,
+        engine: Box<dyn swapvm_io::BlockEngine>,
+    ) -> Box<dyn swapvm_io::BlockEngine> {
+        let i = ty.0 as usize;
+        if self.fault_stats.len() <= i {
+            self.fault_stats.resize(i + 1, None);
+        }
+        match &opts.fault {
+            Some(plan) if plan.any() => {
+                let f = FaultyEngine::new(engine, plan.clone());
+                self.fault_stats[i] = Some(f.stats());
+                Box::new(f)
+            }
+            _ => {
+                self.fault_stats[i] = None;
+                engine
+            }
+        }
+    }
+
+    /// Faults injected into device `ty`'s I/O so far (zero without a plan).
+    pub fn fault_counts(&self, ty: SwapType) -> FaultCounts {
+        self.fault_stats
+            .get(ty.0 as usize)
+            .and_then(Option::as_ref)
+            .map_or_else(FaultCounts::default, |s| s.snapshot())
     }
 
     fn make_info(ty: SwapType, opts: &SwapOnOptions, header: SwapHeader, cpus: usize) -> SwapInfo {
