@@ -58,6 +58,9 @@ pub(crate) fn io_plan(cfg: &FaultConfig, run_seed: u64, index: usize) -> Option<
     })
 }
 
+/// Ticks without progress before the OOM killer acts (plus I/O latency).
+pub(crate) const OOM_TICKS: u64 = 256;
+
 /// The machine's own fault decisions.
 #[derive(Debug)]
 pub(crate) struct Injector {
@@ -118,9 +121,11 @@ impl crate::Machine {
     /// failing), kills the process with the highest [`oom_badness`].
     /// Returns true if it killed one.
     ///
-    /// "Long enough" is 16 ticks (the kernel retries reclaim
-    /// `MAX_RECLAIM_RETRIES` = 16 times before it OOMs) plus two I/O
-    /// latencies, so writeback that is merely slow is not mistaken for none.
+    /// "Long enough" is [`OOM_TICKS`] plus four I/O latencies: reclaim
+    /// must first age the pages (a page mapped and referenced is kept on
+    /// its first scan), and writeback that is merely slow, or a machine
+    /// that is thrashing but still moving, must not be mistaken for one
+    /// that cannot move at all.
     pub(crate) fn out_of_memory_tick(&mut self, ran: bool) -> bool {
         let free = self.mem.nr_free();
         let waiting = self
@@ -133,7 +138,7 @@ impl crate::Machine {
             self.no_progress_ticks += 1;
         }
         self.last_free = free;
-        let limit = 16 + 2 * u64::from(self.cfg.machine.io_latency_ticks);
+        let limit = OOM_TICKS + 4 * u64::from(self.cfg.machine.io_latency_ticks);
         if self.no_progress_ticks < limit {
             return false;
         }
