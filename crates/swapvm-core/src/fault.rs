@@ -92,6 +92,15 @@ impl FaultConfig {
     /// [`ConfigError::Invalid`] naming `fault.KEY` and `source` for an
     /// unknown key or a value that does not parse.
     pub fn set(&mut self, kv: &str, source: &Path) -> Result<(), ConfigError> {
+        // Applied to a copy: a refused value leaves `self` as it was.
+        let mut next = self.clone();
+        next.apply(kv, source)?;
+        next.validate(source)?;
+        *self = next;
+        Ok(())
+    }
+
+    fn apply(&mut self, kv: &str, source: &Path) -> Result<(), ConfigError> {
         let bad = |field: &str, reason: String| ConfigError::Invalid {
             path: source.to_owned(),
             field: format!("fault.{field}"),
@@ -140,7 +149,7 @@ impl FaultConfig {
                 ))
             }
         }
-        self.validate(source)
+        Ok(())
     }
 
     /// Checks every field's range; errors name `path` and `fault.FIELD`.

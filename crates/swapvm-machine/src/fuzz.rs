@@ -143,15 +143,19 @@ fn random_faults(r: &mut SimRng, c: &mut String) {
 }
 
 /// A random workload for a machine of `ram_mib`: one to four processes
-/// whose sizes together range from well inside RAM to about twice it.
+/// whose sizes together range from inside RAM to over twice it.
 pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
     let mut w = String::new();
     let _ = writeln!(w, "name = \"fuzz\"");
-    for _ in 0..range(r, 1, 4) {
+    let n = range(r, 1, 4);
+    // Together the processes want 0.6 to 2.5 times the RAM (most seeds
+    // swap, some fit), in tenths of a MiB so sizes are exact in TOML.
+    let total = ram_mib * range(r, 6, 25);
+    for _ in 0..n {
         let _ = writeln!(w, "[[process]]");
         let _ = writeln!(w, "kind = \"usemem\"");
-        // Tenths of a MiB, so sizes are exact in TOML.
-        let tenths = range(r, 2, ram_mib * 10);
+        let share = total / n;
+        let tenths = range(r, (share / 2).max(2), share.max(2));
         let _ = writeln!(w, "size_mib = {}.{}", tenths / 10, tenths % 10);
         let _ = writeln!(w, "passes = {}", range(r, 0, 3));
         let _ = writeln!(w, "accesses_per_pass = {}", range(r, 64, 2048));

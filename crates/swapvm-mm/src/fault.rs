@@ -166,7 +166,10 @@ impl Memory {
         self.folios.get_mut(pfn).set(pg::LOCKED);
         self.folios.get_mut(pfn).mapcount += 1;
         swap.folio_put_swap(&self.folios.folio(pfn), None);
-        let exclusive = swap.swap_count(entry) == 0;
+        let exclusive = {
+            let _ci = swap.swap_cluster_lock(entry);
+            !swap.swap_entry_swapped(entry)
+        };
         if (write || swap.vm_swap_full()) && !self.folios.get(pfn).test(pg::WRITEBACK) {
             swap.folio_free_swap(&mut self.folios.folio(pfn));
         }
@@ -267,7 +270,10 @@ impl Memory {
         if p.test(pg::LOCKED) {
             return Err(FaultStop::Retry(Wait::Folio(old)));
         }
-        let in_cache_shared = p.swap.is_some_and(|e| swap.swap_count(e) > 0);
+        let in_cache_shared = p.swap.is_some_and(|e| {
+            let _ci = swap.swap_cluster_lock(e);
+            swap.swap_entry_swapped(e)
+        });
         if p.mapcount == 1 && !in_cache_shared {
             if p.swap.is_some() && !p.test(pg::WRITEBACK) {
                 self.folios.get_mut(old).set(pg::LOCKED);

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use swapvm_core::{
-    Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat, WarnSite, Warnings,
+    LockClass, LockGuard, Lockdep, Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat,
+    WarnSite, Warnings,
 };
 use swapvm_io::{
     EngineConfig, FaultCounts, FaultPlan, FaultStats, FaultyEngine, IoError, UringEngine,
@@ -176,6 +177,18 @@ pub mod sites {
     pub const HIB_FREE_NOT_HIB: WarnSite = site!(
         "swap_free_hibernation_slot",
         "slot not owned by hibernation"
+    );
+    /// A per-slot state read without the slot's cluster lock.
+    pub const SLOT_READ_UNLOCKED: WarnSite = site!("swap_entry_swapped", "cluster lock not held");
+    /// A direct dup or put without the owner's lock (page-table or mapping).
+    pub const DIRECT_OWNER_UNLOCKED: WarnSite = site!(
+        "swap_dup_entry_direct/swap_put_entries_direct",
+        "owner's lock (page-table or mapping lock) not held"
+    );
+    /// A hibernation slot still swapped after its free.
+    pub const HIB_FREE_STILL_SWAPPED: WarnSite = site!(
+        "swap_free_hibernation_slot",
+        "slot still swapped after free"
     );
 }
 use sites::*;
@@ -339,6 +352,10 @@ pub struct SwapSubsystem {
     pub bugs: SeedBugs,
     /// Per device type: the fault-injecting engine's counts, if it has one.
     fault_stats: Vec<Option<Arc<FaultStats>>>,
+    /// Held-state of the locks the contracts name (see swapvm-core's
+    /// lockdep); shared with the memory layer, which takes the page-table
+    /// locks.
+    locks: Arc<Lockdep>,
 }
 
 /// Bugs found in review of the swap-entry API patch, each re-introducible
@@ -369,7 +386,6 @@ impl SwapSubsystem {
             nr_swap_pages: 0,
             total_swap_pages: 0,
             stat,
-            warn,
             io: PageIo::new(io_latency_ticks),
             cpus: cpus.max(1),
             count_max: SWAP_MAP_MAX,
@@ -377,6 +393,8 @@ impl SwapSubsystem {
             order_stats: [OrderStats::default(); NR_ORDERS],
             bugs: SeedBugs::default(),
             fault_stats: Vec::new(),
+            locks: Lockdep::new(Arc::clone(&warn)),
+            warn,
         }
     }
 
@@ -432,6 +450,53 @@ impl SwapSubsystem {
         });
         tracing::info!(path = %opts.path.display(), ty = ty.0, "swapon");
         Ok(ty)
+    }
+
+    /// The lock held-state (lockdep) of this machine.
+    pub fn lockdep(&self) -> &Arc<Lockdep> {
+        &self.locks
+    }
+
+    /// `swap_cluster_lock`: takes the lock of the cluster holding `entry`;
+    /// dropping the guard is `swap_cluster_unlock`.
+    #[track_caller]
+    pub fn swap_cluster_lock(&self, entry: SwpEntry) -> LockGuard {
+        self.locks.lock(LockClass::SwapCluster {
+            ty: entry.ty().0,
+            cluster: entry.offset().0 / SWAPFILE_CLUSTER,
+        })
+    }
+
+    /// `swap_entry_swapped`: true if `entry` still has a swap count (an
+    /// owner holds it), the "is this slot still swapped" check.
+    ///
+    /// # Context
+    /// Caller holds the cluster lock of `entry` ([`Self::swap_cluster_lock`]):
+    /// without it the count may change under the reader. A call without it
+    /// is counted at [`sites::SLOT_READ_UNLOCKED`] with the caller's
+    /// location, and still answers.
+    #[track_caller]
+    pub fn swap_entry_swapped(&self, entry: SwpEntry) -> bool {
+        let class = LockClass::SwapCluster {
+            ty: entry.ty().0,
+            cluster: entry.offset().0 / SWAPFILE_CLUSTER,
+        };
+        self.locks
+            .assert_held(self.locks.is_held(class), SLOT_READ_UNLOCKED, || {
+                format!("{entry:?} read without {class:?}")
+            });
+        self.swap_count(entry) > 0
+    }
+
+    /// Checks the owner's-lock context of the direct helpers.
+    #[track_caller]
+    fn assert_owner_locked(&self, entry: SwpEntry, func: &str) {
+        let held = self
+            .locks
+            .any_held(|c| matches!(c, LockClass::PageTable { .. } | LockClass::Mapping { .. }));
+        self.locks.assert_held(held, DIRECT_OWNER_UNLOCKED, || {
+            format!("{func}({entry:?}) without a page-table or mapping lock")
+        });
     }
 
     /// Wraps `engine` in a fault-injecting engine if `opts` asks for one,
@@ -1095,7 +1160,9 @@ impl SwapSubsystem {
     /// # Context
     /// Caller holds the lock of whatever references the entry, and the entry
     /// already has a swap count (it cannot be freed under the caller).
+    #[track_caller]
     pub fn swap_dup_entry_direct(&mut self, entry: SwpEntry) -> Result<(), SwapError> {
+        self.assert_owner_locked(entry, "swap_dup_entry_direct");
         let warn = Arc::clone(&self.warn);
         let Some(d) = self.dev_for(entry, 1) else {
             return Err(SwapError::Refused {
@@ -1144,7 +1211,9 @@ impl SwapSubsystem {
     /// # Context
     /// Caller holds the lock of whatever references the entries (the
     /// page-table lock when zapping, the mapping lock for shmem truncate).
+    #[track_caller]
     pub fn swap_put_entries_direct(&mut self, entry: SwpEntry, nr: u64) -> PutDirect {
+        self.assert_owner_locked(entry, "swap_put_entries_direct");
         let mut out = PutDirect::default();
         let off = entry.offset().0;
         let crosses = off / SWAPFILE_CLUSTER != (off + nr.max(1) - 1) / SWAPFILE_CLUSTER;
@@ -1228,7 +1297,21 @@ impl SwapSubsystem {
         ) {
             return;
         }
+        let ci = self.swap_cluster_lock(entry);
         self.free_slots(entry.ty(), entry.offset().0, 1);
+        if !self.bugs.slot_check_unlocked {
+            let swapped = self.swap_entry_swapped(entry);
+            self.warn
+                .warn_on(swapped, HIB_FREE_STILL_SWAPPED, || format!("{entry:?}"));
+        }
+        drop(ci);
+        if self.bugs.slot_check_unlocked {
+            // The bug: the sanity check reads the slot's state after the
+            // cluster lock is dropped (another CPU may have reallocated it).
+            let swapped = self.swap_entry_swapped(entry);
+            self.warn
+                .warn_on(swapped, HIB_FREE_STILL_SWAPPED, || format!("{entry:?}"));
+        }
     }
 
     // ---- self-check -----------------------------------------------------------
