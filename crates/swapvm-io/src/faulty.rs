@@ -354,3 +354,137 @@ impl BlockEngine for FaultyEngine {
         self.inner.size_bytes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EngineConfig, UringEngine};
+    use std::io::Read;
+
+    /// A 64-block file on a real disk, and a faulty io_uring engine on it.
+    fn engine(plan: FaultPlan) -> (tempfile::NamedTempFile, FaultyEngine) {
+        let f = tempfile::Builder::new()
+            .prefix("swapvm-faulty-")
+            .tempfile_in("/var/tmp")
+            .expect("temp file in /var/tmp");
+        f.as_file()
+            .set_len(64 * BLOCK_SIZE as u64)
+            .expect("size the file");
+        let inner = UringEngine::open(f.path(), &EngineConfig::default())
+            .expect("io_uring engine (is io_uring available?)");
+        (f, FaultyEngine::new(Box::new(inner), plan))
+    }
+
+    fn write(e: &FaultyEngine, tag: u64, block: u64, byte: u8) -> IoCompletion {
+        let mut buf = AlignedBuf::new_zeroed(BLOCK_SIZE);
+        buf.as_mut_slice().fill(byte);
+        e.submit(IoRequest {
+            tag,
+            kind: IoKind::Write,
+            offset: block * BLOCK_SIZE as u64,
+            buf,
+        })
+        .expect("submit");
+        e.wait_complete().expect("completion")
+    }
+
+    fn on_disk(f: &tempfile::NamedTempFile, block: u64) -> Vec<u8> {
+        let mut all = Vec::new();
+        std::fs::File::open(f.path())
+            .and_then(|mut h| h.read_to_end(&mut all))
+            .expect("read back");
+        let s = block as usize * BLOCK_SIZE;
+        all[s..s + BLOCK_SIZE].to_vec()
+    }
+
+    #[test]
+    fn torn_write_reports_success_returns_the_callers_bytes_and_garbles_the_disk() {
+        let (f, e) = engine(FaultPlan {
+            torn_write_rate: 1.0,
+            ..FaultPlan::default()
+        });
+        let c = write(&e, 1, 3, 0x11);
+        assert_eq!(c.result.as_ref().ok(), Some(&BLOCK_SIZE));
+        assert!(
+            c.buf.as_slice().iter().all(|&b| b == 0x11),
+            "caller's buffer changed"
+        );
+        let disk = on_disk(&f, 3);
+        assert!(disk[..BLOCK_SIZE / 2].iter().all(|&b| b == 0x11));
+        assert!(disk[BLOCK_SIZE / 2..].iter().all(|&b| b == GARBAGE));
+        assert_eq!(e.stats().snapshot().torn_writes, 1);
+    }
+
+    #[test]
+    fn short_write_reports_fewer_bytes() {
+        let (_f, e) = engine(FaultPlan {
+            short_write_rate: 1.0,
+            ..FaultPlan::default()
+        });
+        let c = write(&e, 1, 0, 0x22);
+        assert_eq!(c.result.as_ref().ok(), Some(&(BLOCK_SIZE / 2)));
+        assert!(c.buf.as_slice().iter().all(|&b| b == 0x22));
+    }
+
+    #[test]
+    fn errors_by_block_never_reach_the_disk() {
+        let (f, e) = engine(FaultPlan {
+            write_error_blocks: [5].into(),
+            read_error_blocks: [6].into(),
+            ..FaultPlan::default()
+        });
+        let c = write(&e, 1, 5, 0x33);
+        assert_eq!(c.result.unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert!(
+            on_disk(&f, 5).iter().all(|&b| b == 0),
+            "a failed write wrote"
+        );
+        assert!(write(&e, 2, 4, 0x33).result.is_ok(), "other blocks work");
+        e.submit(IoRequest {
+            tag: 3,
+            kind: IoKind::Read,
+            offset: 6 * BLOCK_SIZE as u64,
+            buf: AlignedBuf::new_zeroed(BLOCK_SIZE),
+        })
+        .unwrap();
+        let c = e.wait_complete().unwrap();
+        assert_eq!((c.tag, c.kind), (3, IoKind::Read));
+        assert_eq!(c.result.unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert_eq!(e.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_full_device_refuses_new_blocks_but_rewrites_old_ones() {
+        let (_f, e) = engine(FaultPlan {
+            full_after_blocks: Some(2),
+            ..FaultPlan::default()
+        });
+        assert!(write(&e, 1, 10, 1).result.is_ok());
+        assert!(write(&e, 2, 11, 1).result.is_ok());
+        let c = write(&e, 3, 12, 1);
+        assert_eq!(c.result.unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+        assert!(
+            write(&e, 4, 10, 2).result.is_ok(),
+            "rewrite of a held block"
+        );
+        assert_eq!(e.stats().snapshot().enospc, 1);
+    }
+
+    #[test]
+    fn the_same_seed_injects_into_the_same_requests() {
+        let run = |seed| {
+            let (_f, e) = engine(FaultPlan {
+                seed,
+                write_error_rate: 0.3,
+                ..FaultPlan::default()
+            });
+            (0..64)
+                .map(|i| write(&e, i, i % 64, 7).result.is_ok())
+                .collect::<Vec<_>>()
+        };
+        let a = run(9);
+        assert_eq!(a, run(9));
+        assert_ne!(a, run(10));
+        assert!(a.iter().any(|&ok| ok) && a.iter().any(|&ok| !ok));
+    }
+}
