@@ -146,6 +146,10 @@ pub struct MachineSection {
     /// continuations.
     #[serde(default = "default_count_max")]
     pub swap_count_max: u16,
+    /// Take a hibernation image every this many ticks and release it as
+    /// many ticks later (0: never), exercising the hibernation slots.
+    #[serde(default)]
+    pub hibernate_every: u64,
 }
 
 fn default_count_max() -> u16 {

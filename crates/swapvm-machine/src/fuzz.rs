@@ -84,6 +84,7 @@ pub fn derive_case(seed: u64) -> FuzzCase {
     let _ = writeln!(c, "io_latency_ticks = {}", range(&mut r, 1, 4));
     let _ = writeln!(c, "max_ticks = {}", range(&mut r, 200, 500));
     let _ = writeln!(c, "swap_count_max = {}", pick(&mut r, &[1, 2, 3, 62]));
+    let _ = writeln!(c, "hibernate_every = {}", pick(&mut r, &[0, 0, 0, 10, 50]));
     let _ = writeln!(c, "[reclaim]");
     let _ = writeln!(
         c,

@@ -16,6 +16,7 @@ pub mod check;
 mod fault;
 pub mod fuzz;
 pub mod report;
+mod swsusp;
 pub mod verify;
 mod zram;
 
@@ -157,6 +158,8 @@ pub struct Machine {
     /// freed while some process waited for memory (the OOM trigger).
     no_progress_ticks: u64,
     last_free: u64,
+    /// The hibernation image held, if any (`machine.hibernate_every`).
+    hib: Option<swapvm_swap::SwsuspExtents>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -332,6 +335,7 @@ impl Machine {
             injector,
             no_progress_ticks: 0,
             last_free: 0,
+            hib: None,
         })
     }
 
@@ -560,7 +564,18 @@ impl Machine {
 
     fn run_checker(&mut self) {
         self.checks_run += 1;
-        let v = check::check_invariants(&mut self.mem, &mut self.swap);
+        let procs = &self.procs;
+        let mm_name = |mm: swapvm_mm::MmId| {
+            procs.iter().find(|p| p.mm == Some(mm)).map_or_else(
+                || format!("mm {}", mm.0),
+                |p| format!("pid {} ({})", p.pid, p.name),
+            )
+        };
+        let cx = check::CheckContext {
+            hibernation: self.hib.as_ref(),
+            mm_name: &mm_name,
+        };
+        let v = check::check_invariants_with(&mut self.mem, &mut self.swap, &cx);
         for line in v {
             if self.violations.len() < 64 {
                 self.violations.push(format!("tick {}: {line}", self.tick));
@@ -687,6 +702,7 @@ async fn tick_loop(
                 .unwrap_or_default();
             return Err(MachineError::Strict { tick, first });
         }
+        g.hibernate_tick();
         if check_every > 0 && tick % check_every == 0 {
             g.run_checker();
         }
@@ -708,6 +724,7 @@ async fn tick_loop(
         g.tick += 1;
         g.deliver_io();
     }
+    g.swsusp_release();
     g.run_checker();
     Ok(report::build(&mut g))
 }

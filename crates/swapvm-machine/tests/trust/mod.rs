@@ -262,6 +262,101 @@ mod faults {
     }
 }
 
+mod seed_bugs {
+    use super::*;
+
+    /// The pressured machine taking a hibernation image every 20 ticks,
+    /// with `bug` switched on (or none).
+    fn hibernating(bug: &str) -> Report {
+        let bugs = if bug.is_empty() {
+            String::new()
+        } else {
+            format!("[seed_bugs]\n{bug} = true\n")
+        };
+        let t = pressured(&bugs);
+        let text = std::fs::read_to_string(&t.config).unwrap();
+        std::fs::write(
+            &t.config,
+            text.replace("seed = 7\n", "seed = 7\nhibernate_every = 20\n"),
+        )
+        .unwrap();
+        run_checked(&t)
+    }
+
+    #[test]
+    fn hibernation_without_bugs_passes_every_check() {
+        let r = hibernating("");
+        assert_survived(&r);
+        assert!(r.killed.is_empty() && r.mismatches == 0, "{}", describe(&r));
+    }
+
+    #[test]
+    fn hib_free_exclusive_end_is_caught_as_a_leaked_hibernation_slot() {
+        let r = hibernating("hib_free_exclusive_end");
+        let d = describe(&r);
+        assert!(!r.violations.is_empty(), "not caught: {d}");
+        assert!(
+            r.violations
+                .iter()
+                .all(|v| v.contains("invariant 1 (hibernation owners)")
+                    && v.contains("hibernation slot that no extent holds (leak)")),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn hib_alloc_double_dec_is_caught_by_the_free_slot_count() {
+        let r = hibernating("hib_alloc_double_dec");
+        let d = describe(&r);
+        assert!(!r.violations.is_empty(), "not caught: {d}");
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.contains("invariant 2 (free slot count)") && v.contains("nr_swap_pages")),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn slot_check_unlocked_is_caught_by_the_lock_check() {
+        let r = hibernating("slot_check_unlocked");
+        let d = describe(&r);
+        assert!(r.violations.is_empty(), "the state itself stays right: {d}");
+        assert!(r.warnings > 0, "not caught: {d}");
+        assert!(
+            r.warning_sites.iter().any(|w| w
+                .starts_with("swap_entry_swapped: cluster lock not held")
+                && w.contains("swapfile.rs")),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn strict_makes_the_lock_warning_fatal() {
+        let t = pressured("[seed_bugs]\nslot_check_unlocked = true\n");
+        let text = std::fs::read_to_string(&t.config).unwrap();
+        std::fs::write(
+            &t.config,
+            text.replace("seed = 7\n", "seed = 7\nhibernate_every = 20\n"),
+        )
+        .unwrap();
+        let cfg = MachineConfig::load(&t.config).unwrap();
+        let m = Machine::new(
+            cfg,
+            RunOptions {
+                strict: true,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+        let e = m.run(|_, _| {}).unwrap_err().to_string();
+        assert!(
+            e.contains("--strict") && e.contains("swap_entry_swapped"),
+            "{e}"
+        );
+    }
+}
+
 mod fuzzing {
     use super::*;
 
