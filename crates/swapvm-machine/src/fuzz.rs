@@ -11,11 +11,12 @@
 //! means the same case on every machine; the failing case is printed with
 //! the command that replays it.
 //!
-//! The workload side is one generator, [`random_workload`]: today it draws
-//! usemem processes (sizes, patterns, passes, write ratios; they exit at
-//! different times, so exits and munmaps with swap entries interleave with
-//! reclaim). New process kinds (fork, shmem, madvise, KSM) join by adding a
-//! branch there.
+//! The workload side is [`random_workload`]: usemem processes (sizes,
+//! patterns, passes, write ratios; they exit at different times) and
+//! `kind = "random"` processes, whose ops come from swapvm-workload's one
+//! random op generator (regions mapped and unmapped at random, random
+//! accesses, exit with regions still mapped). New ops (fork, shmem,
+//! madvise, KSM) join as arms of that generator.
 
 use crate::{Machine, MachineError, Report, RunOptions};
 use std::fmt::Write as _;
@@ -154,7 +155,8 @@ pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
     let total = ram_mib * range(r, 6, 25);
     for _ in 0..n {
         let _ = writeln!(w, "[[process]]");
-        let _ = writeln!(w, "kind = \"usemem\"");
+        let kind = pick(r, &["usemem", "random"]);
+        let _ = writeln!(w, "kind = \"{kind}\"");
         let share = total / n;
         let tenths = range(r, (share / 2).max(2), share.max(2));
         let _ = writeln!(w, "size_mib = {}.{}", tenths / 10, tenths % 10);

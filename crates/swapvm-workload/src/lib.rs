@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod op;
+mod random;
 mod spec;
 mod usemem;
 
