@@ -683,9 +683,14 @@ async fn tick_loop(
         if live == 0 && g.swap.io_in_flight() == 0 {
             break;
         }
-        if g.out_of_memory_tick(ran) {
-            stalled = 0;
-        } else if ran || delivered > 0 || matches!(k, Turn::Ran(_)) || g.swap.io_in_flight() > 0 {
+        // An OOM kill frees memory: that is progress too.
+        let oom_killed = g.out_of_memory_tick(ran);
+        if oom_killed
+            || ran
+            || delivered > 0
+            || matches!(k, Turn::Ran(_))
+            || g.swap.io_in_flight() > 0
+        {
             stalled = 0;
         } else {
             stalled += 1;
