@@ -81,9 +81,9 @@ pub fn derive_case(seed: u64) -> FuzzCase {
     let _ = writeln!(c, "ram_mib = {ram_mib}");
     let _ = writeln!(c, "cpus = {}", range(&mut r, 1, 4));
     let _ = writeln!(c, "seed = {seed}");
-    let _ = writeln!(c, "tick_accesses = {}", pick(&mut r, &[16, 64, 128, 256]));
+    let _ = writeln!(c, "tick_accesses = {}", pick(&mut r, &[32, 64, 128, 256]));
     let _ = writeln!(c, "io_latency_ticks = {}", range(&mut r, 1, 4));
-    let _ = writeln!(c, "max_ticks = {}", range(&mut r, 200, 500));
+    let _ = writeln!(c, "max_ticks = {}", range(&mut r, 300, 600));
     let _ = writeln!(c, "swap_count_max = {}", pick(&mut r, &[1, 2, 3, 62]));
     let _ = writeln!(c, "hibernate_every = {}", pick(&mut r, &[0, 0, 0, 10, 50]));
     let _ = writeln!(c, "[reclaim]");
@@ -150,15 +150,16 @@ pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
     let mut w = String::new();
     let _ = writeln!(w, "name = \"fuzz\"");
     let n = range(r, 1, 4);
-    // Together the processes want 0.6 to 2.5 times the RAM (most seeds
-    // swap, some fit), in tenths of a MiB so sizes are exact in TOML.
-    let total = ram_mib * range(r, 6, 25);
+    // Together the processes want about 1 to 4 times the RAM (most seeds
+    // swap, some fit: processes exit at different times), in tenths of a
+    // MiB so sizes are exact in TOML.
+    let total = ram_mib * range(r, 10, 40);
     for _ in 0..n {
         let _ = writeln!(w, "[[process]]");
         let kind = pick(r, &["usemem", "random"]);
         let _ = writeln!(w, "kind = \"{kind}\"");
         let share = total / n;
-        let tenths = range(r, (share / 2).max(2), share.max(2));
+        let tenths = range(r, (share * 3 / 4).max(2), (share * 5 / 4).max(2));
         let _ = writeln!(w, "size_mib = {}.{}", tenths / 10, tenths % 10);
         let _ = writeln!(w, "passes = {}", range(r, 0, 3));
         let _ = writeln!(w, "accesses_per_pass = {}", range(r, 64, 2048));

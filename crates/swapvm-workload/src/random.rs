@@ -1,7 +1,7 @@
 //! The random op generator of the fuzz harness (`kind = "random"`).
 //!
-//! A random process maps up to [`REGIONS_MAX`] anonymous regions of up to
-//! `size_pages` pages each, and makes `accesses_total` accesses to random
+//! A random process maps up to [`REGIONS_MAX`] anonymous regions of half
+//! to all of `size_pages` pages each, and makes `accesses_total` accesses to random
 //! pages of its live regions (a store with probability `write_ratio`),
 //! unmapping a region now and then and mapping a new one in its place; then
 //! it exits, with whatever is still mapped (so exit, not munmap, releases
@@ -91,7 +91,10 @@ impl RandomOps {
         let free = (0..REGIONS_MAX)
             .find(|&r| self.regions[r as usize].is_none())
             .unwrap_or(0);
-        let pages = 1 + self.rng.below(self.size_pages);
+        // Between half and all of `size_pages`, so the process's memory
+        // is about what its size says.
+        let half = self.size_pages / 2;
+        let pages = (half + self.rng.below(self.size_pages - half + 1)).max(1);
         self.regions[free as usize] = Some(pages);
         self.cursors[free as usize] = 0;
         Op::Mmap {
@@ -137,7 +140,7 @@ mod tests {
             match op {
                 Op::Mmap { region, pages } => {
                     assert!(live[region as usize].is_none(), "mapped over a live region");
-                    assert!((1..=50).contains(&pages));
+                    assert!((25..=50).contains(&pages));
                     live[region as usize] = Some(pages);
                     mmaps += 1;
                 }

@@ -68,8 +68,8 @@ pub enum ProcessKind {
     /// vm-scalability's `usemem`: map one anonymous region, write every page,
     /// then make `passes` passes over it, unmap and exit.
     Usemem,
-    /// Random ops (the fuzz harness's generator): up to four regions of up
-    /// to `size_mib`, mapped and unmapped at random, with as many accesses
+    /// Random ops (the fuzz harness's generator): up to four regions of
+    /// half to all of `size_mib`, mapped and unmapped at random, with as many accesses
     /// in all as a usemem process of the same fields makes; then exit.
     Random,
 }
