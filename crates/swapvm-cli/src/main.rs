@@ -102,6 +102,10 @@ enum Cmd {
         /// Run every seed twice and compare the counters.
         #[arg(long)]
         determinism: bool,
+        /// Switch a seed-review bug on in every case, to see the harness
+        /// catch it (repeatable).
+        #[arg(long, value_name = "NAME")]
+        seed_bug: Vec<String>,
     },
 }
 
@@ -136,6 +140,7 @@ fn run_fuzz(
     dir: &std::path::Path,
     keep: bool,
     twice: bool,
+    bugs: &[String],
 ) -> Result<i32> {
     use swapvm_machine::fuzz;
     let started = std::time::Instant::now();
@@ -145,8 +150,8 @@ fn run_fuzz(
     for seed in seeds {
         writeln!(stdout, "SEED={seed}")?;
         stdout.flush()?;
-        let out = fuzz::run_seed(seed, dir, keep, twice)
-            .with_context(|| format!("seed {seed}: {}", fuzz::repro_command(seed)))?;
+        let out = fuzz::run_seed_with(seed, dir, keep, twice, bugs)
+            .with_context(|| format!("seed {seed}: {}", fuzz::repro_command_with(seed, bugs)))?;
         ran += 1;
         out_pages += out.pswpout;
         in_pages += out.pswpin;
@@ -154,13 +159,13 @@ fn run_fuzz(
         killed += out.killed;
         ticks += out.ticks;
         if let Some(why) = out.failure {
-            let case = fuzz::derive_case(seed);
+            let case = fuzz::derive_case(seed).with_seed_bugs(bugs)?;
             writeln!(
                 stdout,
                 "FAILED seed {seed} after {} ticks:\n{why}",
                 out.ticks
             )?;
-            writeln!(stdout, "replay: {}", fuzz::repro_command(seed))?;
+            writeln!(stdout, "replay: {}", fuzz::repro_command_with(seed, bugs))?;
             writeln!(
                 stdout,
                 "--- config.toml\n{}--- workload.toml\n{}",
@@ -334,7 +339,8 @@ fn run(cli: Cli) -> Result<i32> {
             dir,
             keep,
             determinism,
-        } => run_fuzz(seeds, &dir, keep, determinism),
+            seed_bug,
+        } => run_fuzz(seeds, &dir, keep, determinism, &seed_bug),
         Cmd::Inspect { image, report } => {
             let h = header::read_header(&image)?;
             println!("{}", image.display());

@@ -178,6 +178,36 @@ pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
 }
 
 impl FuzzCase {
+    /// The case with seed-bug switches on (`[seed_bugs]` names, snake or
+    /// kebab case). The hibernation bugs need hibernation, so a case with
+    /// a switch on always takes images.
+    ///
+    /// # Errors
+    /// An unknown name (the error lists the known ones).
+    pub fn with_seed_bugs(mut self, bugs: &[String]) -> Result<FuzzCase, swapvm_core::ConfigError> {
+        if bugs.is_empty() {
+            return Ok(self);
+        }
+        let mut sb = swapvm_core::fault::SeedBugsConfig::default();
+        for b in bugs {
+            sb.set(b, Path::new("--seed-bug"))?;
+        }
+        self.config_toml = self
+            .config_toml
+            .replace("hibernate_every = 0\n", "hibernate_every = 10\n");
+        let _ = writeln!(self.config_toml, "[seed_bugs]");
+        for (on, name) in [
+            (sb.hib_free_exclusive_end, "hib_free_exclusive_end"),
+            (sb.hib_alloc_double_dec, "hib_alloc_double_dec"),
+            (sb.slot_check_unlocked, "slot_check_unlocked"),
+        ] {
+            if on {
+                let _ = writeln!(self.config_toml, "{name} = true");
+            }
+        }
+        Ok(self)
+    }
+
     /// Writes the case's files into `dir`; returns the config's path.
     ///
     /// # Errors
@@ -226,10 +256,11 @@ impl FuzzCase {
     fn judge(&self, r: &Report, faults: &swapvm_core::FaultConfig) -> FuzzOutcome {
         let mut why = Vec::new();
         if !r.violations.is_empty() {
+            let first: Vec<&str> = r.violations.iter().take(5).map(String::as_str).collect();
             why.push(format!(
-                "{} invariant violations, first: {}",
+                "{} invariant violations (the machine keeps the first 64); the first:\n  {}",
                 r.violations.len(),
-                r.violations.join("\n  ")
+                first.join("\n  ")
             ));
         }
         if r.warnings > 0 {
@@ -329,6 +360,15 @@ pub fn repro_command(seed: u64) -> String {
     format!("swapvm fuzz --seeds {seed}..{}", seed + 1)
 }
 
+/// The command that replays `seed` with seed-bug switches on.
+pub fn repro_command_with(seed: u64, bugs: &[String]) -> String {
+    let mut c = repro_command(seed);
+    for b in bugs {
+        let _ = write!(c, " --seed-bug {b}");
+    }
+    c
+}
+
 /// Runs seed `seed` in a fresh temporary folder under `parent` (which must
 /// be on a real disk: tmpfs refuses O_DIRECT), removed afterwards unless
 /// `keep`. With `twice`, runs it a second time and fails the seed if the
@@ -342,7 +382,21 @@ pub fn run_seed(
     keep: bool,
     twice: bool,
 ) -> Result<FuzzOutcome, MachineError> {
-    let case = derive_case(seed);
+    run_seed_with(seed, parent, keep, twice, &[])
+}
+
+/// [`run_seed`] with seed-bug switches on ([`FuzzCase::with_seed_bugs`]).
+///
+/// # Errors
+/// As [`run_seed`], and an unknown bug name.
+pub fn run_seed_with(
+    seed: u64,
+    parent: &Path,
+    keep: bool,
+    twice: bool,
+    bugs: &[String],
+) -> Result<FuzzOutcome, MachineError> {
+    let case = derive_case(seed).with_seed_bugs(bugs)?;
     let once = || -> Result<FuzzOutcome, MachineError> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("swapvm-fuzz-{seed}-"))

@@ -405,6 +405,40 @@ mod fuzzing {
         assert!(faults > 0, "no fault was injected in 200 seeds");
     }
 
+    /// The harness must find each re-introduced seed-review bug, and say
+    /// what it is, within a handful of seeds.
+    #[test]
+    fn the_harness_finds_every_seed_bug() {
+        let parent = tempdir();
+        for (bug, cause) in [
+            (
+                "hib-free-exclusive-end",
+                "hibernation slot that no extent holds (leak)",
+            ),
+            (
+                "hib-alloc-double-dec",
+                "invariant 2 (free slot count): nr_swap_pages",
+            ),
+            (
+                "slot-check-unlocked",
+                "swap_entry_swapped: cluster lock not held",
+            ),
+        ] {
+            let bugs = [bug.to_owned()];
+            let found = (0..5).find_map(|seed| {
+                fuzz::run_seed_with(seed, parent.path(), false, false, &bugs)
+                    .unwrap()
+                    .failure
+            });
+            let why = found.unwrap_or_else(|| panic!("{bug}: not found in 5 seeds"));
+            assert!(why.contains(cause), "{bug}: {why}");
+        }
+        let e = fuzz::run_seed_with(0, parent.path(), false, false, &["no-such-bug".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("seed_bugs.no-such-bug"), "{e}");
+    }
+
     #[test]
     fn cases_are_derived_from_the_seed_alone() {
         assert_eq!(fuzz::derive_case(42), fuzz::derive_case(42));
@@ -416,5 +450,64 @@ mod fuzzing {
             let p = case.write_to(dir.path()).unwrap();
             MachineConfig::load(&p).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }
+    }
+}
+
+mod checker_reports {
+    use super::*;
+    use std::sync::Arc;
+    use swapvm_core::{LockClass, VmStat, Vpn, Warnings};
+    use swapvm_machine::check::check_invariants;
+    use swapvm_mm::{pg, Memory, Watermarks};
+    use swapvm_swap::{SwapOnOptions, SwapSubsystem};
+
+    /// One page swapped out by hand: its PTE becomes a swap PTE holding a
+    /// count of one. Then the count is corrupted, and the checker must name
+    /// the slot, the owner it found, and the counts expected and seen.
+    #[test]
+    fn a_wrong_swap_count_is_reported_with_its_owner_and_both_counts() {
+        let dir = tempdir();
+        let img = dir.path().join("swap.img");
+        swapvm_swap::header::mkswap(&img, 4 << 20, "", None).unwrap();
+        let stat = Arc::new(VmStat::new());
+        let warn = Arc::new(Warnings::new(false));
+        let wm = Watermarks {
+            min: 4,
+            low: 8,
+            high: 12,
+        };
+        let mut mem = Memory::new(64, wm, Arc::clone(&stat), Arc::clone(&warn)).unwrap();
+        let mut swap = SwapSubsystem::new(stat, Arc::clone(&warn), 1, 1);
+        swap.swapon(&SwapOnOptions {
+            path: img,
+            ..SwapOnOptions::default()
+        })
+        .unwrap();
+        let mm = mem.mm_create();
+        let start = mem.mmap_anon(mm, 4);
+        let vpn: Vpn = start.add(2);
+        let pfn = mem.access(&mut swap, mm, vpn, true, 1).unwrap();
+        mem.folios.get_mut(pfn).set(pg::LOCKED);
+        let e = swap
+            .folio_alloc_swap(&mut mem.folios.folio(pfn), 0)
+            .unwrap();
+        assert!(mem.try_to_unmap(&mut swap, pfn));
+        mem.folios.get_mut(pfn).clear(pg::LOCKED);
+        assert!(check_invariants(&mut mem, &mut swap).is_empty());
+        // The corruption: a reference no owner holds.
+        {
+            let _ptl = swap.lockdep().lock(LockClass::PageTable { mm: 99 });
+            swap.swap_dup_entry_direct(e).unwrap();
+        }
+        let v = check_invariants(&mut mem, &mut swap);
+        assert_eq!(v.len(), 1, "{v:?}");
+        let want = format!(
+            "invariant 1 (swap counts): slot {e:?}: swap count 2, expected 1 (owners found: \
+             swap PTE of mm {} at {:#x}",
+            mm.0,
+            vpn.0 << 12
+        );
+        assert!(v[0].starts_with(&want), "{}\nwanted {want}", v[0]);
+        assert_eq!(warn.total(), 0, "{:?}", warn.records());
     }
 }
