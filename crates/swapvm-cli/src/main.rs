@@ -517,6 +517,21 @@ fn print_summary(r: &Report) -> Result<()> {
     for k in &r.killed {
         writeln!(o, "  KILLED {k}")?;
     }
+    let f = &r.faults;
+    if f.io.total() + f.kills_mid_fault > 0 {
+        writeln!(
+            o,
+            "faults injected: {} read errors, {} write errors, {} short writes, {} torn writes \
+             ({} caught at read-back), {} ENOSPC, {} kills mid-fault",
+            f.io.read_errors,
+            f.io.write_errors,
+            f.io.short_writes,
+            f.io.torn_writes,
+            f.swapin_mismatches,
+            f.io.enospc,
+            f.kills_mid_fault
+        )?;
+    }
     writeln!(o, "result: {}", if r.passed() { "PASS" } else { "FAIL" })?;
     Ok(())
 }
