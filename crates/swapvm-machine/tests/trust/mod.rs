@@ -511,3 +511,89 @@ mod checker_reports {
         assert_eq!(warn.total(), 0, "{:?}", warn.records());
     }
 }
+
+mod write_error_semantics {
+    use super::*;
+    use std::sync::Arc;
+    use swapvm_core::{config::ReclaimConfig, VmStat, Vpn, Warnings};
+    use swapvm_io::{FaultPlan, IoKind};
+    use swapvm_machine::check::check_invariants;
+    use swapvm_mm::{pg, Memory, Watermarks};
+    use swapvm_reclaim::Reclaimer;
+    use swapvm_swap::{SwapOnOptions, SwapSubsystem};
+
+    /// Every write fails: the folios reclaim tried to write must come back
+    /// in memory, dirty, on the (active) LRU, their slots still bound in the
+    /// swap cache and their bytes untouched (folio_end_writeback with an
+    /// error redirties the folio; `mapping_set_error` aside, nothing is
+    /// lost), and the checker must pass.
+    #[test]
+    fn a_failed_write_redirties_the_folio_and_keeps_it_on_the_lru() {
+        let dir = tempdir();
+        let img = dir.path().join("swap.img");
+        swapvm_swap::header::mkswap(&img, 4 << 20, "", None).unwrap();
+        let stat = Arc::new(VmStat::new());
+        let warn = Arc::new(Warnings::new(false));
+        let wm = Watermarks {
+            min: 4,
+            low: 8,
+            high: 12,
+        };
+        let mut mem = Memory::new(64, wm, Arc::clone(&stat), Arc::clone(&warn)).unwrap();
+        let mut swap = SwapSubsystem::new(stat, Arc::clone(&warn), 1, 1);
+        swap.swapon(&SwapOnOptions {
+            path: img,
+            fault: Some(FaultPlan {
+                write_error_rate: 1.0,
+                ..FaultPlan::default()
+            }),
+            ..SwapOnOptions::default()
+        })
+        .unwrap();
+        let mut reclaim = Reclaimer::new(ReclaimConfig::default(), 64);
+        let mm = mem.mm_create();
+        let start = mem.mmap_anon(mm, 40);
+        for i in 0..40u64 {
+            let vpn: Vpn = start.add(i);
+            let pfn = mem.access(&mut swap, mm, vpn, true, 1).unwrap();
+            mem.ram.page_mut(pfn)[..8].copy_from_slice(&(i + 1).to_le_bytes());
+        }
+        let mut failed = Vec::new();
+        for now in 2..20 {
+            reclaim.direct_reclaim(&mut mem, &mut swap, 0, now);
+            for d in swap.complete_due(now + 1) {
+                assert_eq!(d.kind, IoKind::Write);
+                assert!(d.result.is_err(), "every write must fail");
+                let pfn = swapvm_core::Pfn(d.cookie as u32);
+                reclaim.writeback_done(&mut mem, &mut swap, pfn, false);
+                failed.push((pfn, d.entry));
+                swap.recycle(d.buf);
+            }
+        }
+        assert!(!failed.is_empty(), "reclaim never wrote");
+        for &(pfn, entry) in &failed {
+            let p = mem.folios.get(pfn);
+            for (flag, name) in [
+                (pg::ALLOCATED, "allocated"),
+                (pg::DIRTY, "dirty"),
+                (pg::LRU, "on the LRU"),
+            ] {
+                assert!(p.test(flag), "{pfn:?} not {name}: flags {:#x}", p.flags);
+            }
+            assert_eq!(p.mapcount, 0, "{pfn:?} was unmapped before the write");
+            assert!(
+                !p.test(pg::WRITEBACK | pg::LOCKED),
+                "{pfn:?} flags {:#x}",
+                p.flags
+            );
+            assert_eq!(swap.swap_cache_get_folio(entry), Some(pfn), "slot unbound");
+        }
+        assert!(check_invariants(&mut mem, &mut swap).is_empty());
+        // Every page still reads back its own bytes, from memory.
+        for i in 0..40u64 {
+            let pfn = mem.access(&mut swap, mm, start.add(i), false, 30).unwrap();
+            assert_eq!(mem.ram.page(pfn)[..8], (i + 1).to_le_bytes(), "page {i}");
+        }
+        assert_eq!(warn.total(), 0, "{:?}", warn.records());
+    }
+}
