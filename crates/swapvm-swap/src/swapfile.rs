@@ -695,13 +695,17 @@ impl SwapSubsystem {
 
     /// Context of the routines that put a folio into the swap cache: it is
     /// locked (else `not_locked` fires) and not in the swap cache yet.
+    #[track_caller]
     fn check_new_cache_folio(
         &self,
         folio: &impl SwapFolio,
         not_locked: WarnSite,
     ) -> Result<(), SwapError> {
         let pfn = folio.pfn();
-        self.refuse_if(!folio.is_locked(), not_locked, || format!("{pfn:?}"))?;
+        let at = std::panic::Location::caller();
+        self.refuse_if(!folio.is_locked(), not_locked, || {
+            format!("{pfn:?} (called from {at})")
+        })?;
         self.refuse_if(folio.swap().is_some(), ALLOC_IN_CACHE, || {
             format!("{pfn:?}")
         })
@@ -719,6 +723,7 @@ impl SwapSubsystem {
     /// # Errors
     /// [`SwapError::NoSpace`] when no device has room for the order (the
     /// caller splits a large folio and retries, or keeps it in memory).
+    #[track_caller]
     pub fn folio_alloc_swap(
         &mut self,
         folio: &mut impl SwapFolio,
@@ -845,6 +850,7 @@ impl SwapSubsystem {
     }
 
     /// Checks the folio-helper context and returns the slot range.
+    #[track_caller]
     fn folio_range(
         &self,
         folio: &impl SwapFolio,
@@ -858,7 +864,10 @@ impl SwapSubsystem {
                 rule: s.rule,
             })
         };
-        if w.warn_on(!folio.is_locked(), FOLIO_NOT_LOCKED, || format!("{pfn:?}")) {
+        let at = std::panic::Location::caller();
+        if w.warn_on(!folio.is_locked(), FOLIO_NOT_LOCKED, || {
+            format!("{pfn:?} (called from {at})")
+        }) {
             return refuse(FOLIO_NOT_LOCKED);
         }
         let Some(entry) = folio.swap() else {
@@ -909,6 +918,7 @@ impl SwapSubsystem {
     /// [`SwapError::NoMem`] if a count needed a continuation and its
     /// allocation failed (nothing is changed); [`SwapError::Refused`] on a
     /// contract violation.
+    #[track_caller]
     pub fn folio_dup_swap(
         &mut self,
         folio: &impl SwapFolio,
@@ -948,6 +958,7 @@ impl SwapSubsystem {
     /// # Context
     /// Folio locked and in the swap cache; the caller holds the lock of the
     /// owner that drops its entry.
+    #[track_caller]
     pub fn folio_put_swap(&mut self, folio: &impl SwapFolio, subpage: Option<u32>) {
         let Ok((entry, nr)) = self.folio_range(folio, subpage) else {
             return;
@@ -975,12 +986,13 @@ impl SwapSubsystem {
     ///
     /// # Context
     /// Folio locked, not under writeback.
+    #[track_caller]
     pub fn folio_free_swap(&mut self, folio: &mut impl SwapFolio) -> bool {
         let pfn = folio.pfn();
-        if self
-            .warn
-            .warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}"))
-        {
+        let at = std::panic::Location::caller();
+        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || {
+            format!("{pfn:?} (called from {at})")
+        }) {
             return false;
         }
         let Some(entry) = folio.swap() else {
@@ -1021,6 +1033,7 @@ impl SwapSubsystem {
     /// [`SwapError::NotAllocated`] if a slot has no owner left (the entry
     /// was freed: the caller retries the fault); [`SwapError::Exists`] if
     /// another folio is cached there.
+    #[track_caller]
     pub fn swap_cache_add_folio(
         &mut self,
         folio: &mut impl SwapFolio,
@@ -1083,12 +1096,13 @@ impl SwapSubsystem {
     ///
     /// # Context
     /// Folio locked, in the swap cache, not under writeback.
+    #[track_caller]
     pub fn swap_cache_del_folio(&mut self, folio: &mut impl SwapFolio, shadow: Option<u64>) {
         let pfn = folio.pfn();
-        if self
-            .warn
-            .warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}"))
-        {
+        let at = std::panic::Location::caller();
+        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || {
+            format!("{pfn:?} (called from {at})")
+        }) {
             return;
         }
         if self

@@ -389,6 +389,9 @@ fn dup_and_put_on_an_unlocked_folio_are_refused() {
     );
     d.swap.folio_put_swap(&f, None);
     assert_only_warning(&d.warn, sites::FOLIO_NOT_LOCKED, 2);
+    // The warning names the caller that forgot the folio lock.
+    let first = &d.warn.records()[0].first;
+    assert!(first.contains("lifecycle.rs"), "{first}");
     assert_eq!(d.slot(e), bound(1, Pfn(42)));
     assert_eq!(d.snapshot(), before);
     d.assert_clean("unlocked dup/put");
