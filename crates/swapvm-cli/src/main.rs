@@ -286,6 +286,12 @@ fn run(cli: Cli) -> Result<i32> {
                 cfg.seed_bugs
                     .set(name, std::path::Path::new("--seed-bug"))?;
             }
+            if cfg.seed_bugs.any() && cfg.machine.hibernate_every == 0 {
+                eprintln!(
+                    "swapvm: note: the seed bugs live in the hibernation slot routines, which \
+                     run only with machine.hibernate_every > 0"
+                );
+            }
             let opts = RunOptions {
                 seed,
                 workload,
