@@ -57,6 +57,14 @@ enum Cmd {
         /// Make any contract warning fatal.
         #[arg(long)]
         strict: bool,
+        /// Inject a fault, as a `[fault]` field: KEY=VALUE, e.g.
+        /// read_error_rate=0.01 or write_error_slots=5,9 (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        fault: Vec<String>,
+        /// Re-introduce a bug the seed review found, to see the checks
+        /// catch it (repeatable; see README).
+        #[arg(long, value_name = "NAME")]
+        seed_bug: Vec<String>,
     },
     /// Create a swap image that Linux tools accept (like mkswap).
     Mkswap {
@@ -90,6 +98,102 @@ enum Cmd {
         #[command(subcommand)]
         cmd: trace::TraceCmd,
     },
+    /// Deterministic simulation testing: random machines, workloads and
+    /// faults, one per seed, checked after every tick.
+    Fuzz {
+        /// Seeds to run, A..B (B excluded), or one seed.
+        #[arg(long, value_parser = parse_seeds)]
+        seeds: std::ops::Range<u64>,
+        /// Folder for the cases' temporary folders (a real disk, for
+        /// O_DIRECT).
+        #[arg(long, default_value = "/var/tmp")]
+        dir: PathBuf,
+        /// Keep each case's folder (config, workload, swap images).
+        #[arg(long)]
+        keep: bool,
+        /// Run every seed twice and compare the counters.
+        #[arg(long)]
+        determinism: bool,
+        /// Switch a seed-review bug on in every case, to see the harness
+        /// catch it (repeatable).
+        #[arg(long, value_name = "NAME")]
+        seed_bug: Vec<String>,
+    },
+}
+
+fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let num = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{x:?} is not a seed: {e}"))
+    };
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if a < b {
+                Ok(a..b)
+            } else {
+                Err(format!(
+                    "{a}..{b} is empty; B is excluded, as in Rust ranges"
+                ))
+            }
+        }
+        None => {
+            let a = num(s)?;
+            Ok(a..a.saturating_add(1))
+        }
+    }
+}
+
+/// `swapvm fuzz`: prints `SEED=` before each case, and on the first
+/// failure the seed, the command that replays it and the case's files.
+fn run_fuzz(
+    seeds: std::ops::Range<u64>,
+    dir: &std::path::Path,
+    keep: bool,
+    twice: bool,
+    bugs: &[String],
+) -> Result<i32> {
+    use swapvm_machine::fuzz;
+    let started = std::time::Instant::now();
+    let mut stdout = std::io::stdout().lock();
+    let mut ran = 0u64;
+    let (mut out_pages, mut in_pages, mut faults, mut killed, mut ticks) = (0, 0, 0, 0, 0);
+    for seed in seeds {
+        writeln!(stdout, "SEED={seed}")?;
+        stdout.flush()?;
+        let out = fuzz::run_seed_with(seed, dir, keep, twice, bugs)
+            .with_context(|| format!("seed {seed}: {}", fuzz::repro_command_with(seed, bugs)))?;
+        ran += 1;
+        out_pages += out.pswpout;
+        in_pages += out.pswpin;
+        faults += out.faults;
+        killed += out.killed;
+        ticks += out.ticks;
+        if let Some(why) = out.failure {
+            let case = fuzz::derive_case(seed).with_seed_bugs(bugs)?;
+            writeln!(
+                stdout,
+                "FAILED seed {seed} after {} ticks:\n{why}",
+                out.ticks
+            )?;
+            writeln!(stdout, "replay: {}", fuzz::repro_command_with(seed, bugs))?;
+            writeln!(
+                stdout,
+                "--- config.toml\n{}--- workload.toml\n{}",
+                case.config_toml, case.workload_toml
+            )?;
+            return Ok(1);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    writeln!(
+        stdout,
+        "ok: {ran} seeds in {secs:.1} s ({:.0} seeds/min); {ticks} ticks checked, \
+         pswpout {out_pages}, pswpin {in_pages}, faults injected {faults}, processes killed {killed}",
+        ran as f64 * 60.0 / secs.max(1e-9)
+    )?;
+    Ok(0)
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,8 +287,23 @@ fn run(cli: Cli) -> Result<i32> {
             scale,
             check_every,
             strict,
+            fault,
+            seed_bug,
         } => {
-            let cfg = MachineConfig::load(&config)?;
+            let mut cfg = MachineConfig::load(&config)?;
+            for kv in &fault {
+                cfg.fault.set(kv, std::path::Path::new("--fault"))?;
+            }
+            for name in &seed_bug {
+                cfg.seed_bugs
+                    .set(name, std::path::Path::new("--seed-bug"))?;
+            }
+            if cfg.seed_bugs.any() && cfg.machine.hibernate_every == 0 {
+                eprintln!(
+                    "swapvm: note: the seed bugs live in the hibernation slot routines, which \
+                     run only with machine.hibernate_every > 0"
+                );
+            }
             let opts = RunOptions {
                 seed,
                 workload,
@@ -243,6 +362,13 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Diskbench(args) => run_diskbench(args),
         Cmd::Replay(args) => trace::replay(args),
         Cmd::Trace { cmd } => trace::run(cmd),
+        Cmd::Fuzz {
+            seeds,
+            dir,
+            keep,
+            determinism,
+            seed_bug,
+        } => run_fuzz(seeds, &dir, keep, determinism, &seed_bug),
         Cmd::Inspect { image, report } => {
             let h = header::read_header(&image)?;
             println!("{}", image.display());
@@ -405,6 +531,21 @@ fn print_summary(r: &Report) -> Result<()> {
     }
     for k in &r.killed {
         writeln!(o, "  KILLED {k}")?;
+    }
+    let f = &r.faults;
+    if f.io.total() + f.kills_mid_fault > 0 {
+        writeln!(
+            o,
+            "faults injected: {} read errors, {} write errors, {} short writes, {} torn writes \
+             ({} caught at read-back), {} ENOSPC, {} kills mid-fault",
+            f.io.read_errors,
+            f.io.write_errors,
+            f.io.short_writes,
+            f.io.torn_writes,
+            f.swapin_mismatches,
+            f.io.enospc,
+            f.kills_mid_fault
+        )?;
     }
     writeln!(o, "result: {}", if r.passed() { "PASS" } else { "FAIL" })?;
     Ok(())

@@ -506,3 +506,64 @@ mod images {
         assert!(stdout.contains(UUID), "{stdout}");
     }
 }
+
+mod trust {
+    use super::*;
+
+    #[test]
+    fn bad_fault_and_seed_bug_name_the_field() {
+        let t = Tiny::new();
+        let o = swapvm!("run", t.config(), "--fault", "bogus=1");
+        assert_eq!(o.status.code(), Some(2));
+        assert_fails(&o, &["--fault", "fault.bogus", "read_error_rate"]);
+        let o = swapvm!("run", t.config(), "--fault", "write_error_rate=2");
+        assert_fails(&o, &["fault.write_error_rate", "probability"]);
+        let o = swapvm!("run", t.config(), "--seed-bug", "nope");
+        assert_fails(&o, &["seed_bugs.nope", "hib-free-exclusive-end"]);
+        let o = swapvm!("fuzz", "--seeds", "5..5");
+        assert_fails(&o, &["empty"]);
+    }
+
+    #[test]
+    fn run_with_faults_reports_them() {
+        let t = Tiny::new();
+        let o = swapvm!("run", t.config(), "--fault", "write_error_rate=0.2");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("faults injected:"), "{stdout}");
+        assert!(stdout.contains("result: PASS"), "{stdout}");
+    }
+
+    #[test]
+    fn fuzz_prints_seed_first_and_a_replay_command_on_failure() {
+        let dir = tempdir();
+        let o = swapvm!("fuzz", "--seeds", "3..5", "--dir", dir.path());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.starts_with("SEED=3\n"), "{stdout}");
+        assert!(
+            stdout.contains("SEED=4\n") && stdout.contains("ok: 2 seeds"),
+            "{stdout}"
+        );
+        let o = swapvm!(
+            "fuzz",
+            "--seeds",
+            "0..3",
+            "--dir",
+            dir.path(),
+            "--seed-bug",
+            "hib-alloc-double-dec"
+        );
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.starts_with("SEED=0\n"), "{stdout}");
+        assert!(
+            stdout.contains("replay: swapvm fuzz --seeds 0..1 --seed-bug hib-alloc-double-dec"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("--- config.toml") && stdout.contains("[seed_bugs]"),
+            "{stdout}"
+        );
+    }
+}

@@ -111,6 +111,12 @@ pub struct MachineConfig {
     /// Default workload file, relative to this config's folder.
     #[serde(default)]
     pub workload: Option<PathBuf>,
+    /// Fault injection (all off by default).
+    #[serde(default)]
+    pub fault: crate::fault::FaultConfig,
+    /// Switches that re-introduce the seed review's bugs (all off).
+    #[serde(default)]
+    pub seed_bugs: crate::fault::SeedBugsConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -146,6 +152,10 @@ pub struct MachineSection {
     /// continuations.
     #[serde(default = "default_count_max")]
     pub swap_count_max: u16,
+    /// Take a hibernation image every this many ticks and release it as
+    /// many ticks later (0: never), exercising the hibernation slots.
+    #[serde(default)]
+    pub hibernate_every: u64,
     /// Ticks between two rows of the run's time series (`timeseries.csv`
     /// and the plots); a final row is always taken when the run ends.
     #[serde(default = "default_sample_every_ticks")]
@@ -474,7 +484,7 @@ impl MachineConfig {
             "reclaim.swap_cluster_max",
             || format!("{} is outside 1..=4096", r.swap_cluster_max),
         )?;
-        Ok(())
+        self.fault.validate(p)
     }
 }
 

@@ -13,15 +13,19 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod fault;
 pub mod ids;
 pub mod list;
+pub mod lockdep;
 pub mod pte;
 pub mod rng;
 pub mod vmstat;
 pub mod warn;
 
 pub use config::{ConfigError, MachineConfig};
+pub use fault::FaultConfig;
 pub use ids::{Order, Pfn, SwapOffset, SwapType, SwpEntry, Vpn, PAGE_SHIFT, PAGE_SIZE};
+pub use lockdep::{LockClass, LockGuard, Lockdep};
 pub use pte::{Pte, PteKind};
 pub use rng::SimRng;
 pub use vmstat::{VmEvent, VmStat};

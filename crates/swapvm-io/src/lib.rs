@@ -3,7 +3,9 @@
 //! completions come out, in any order. [`UringEngine`] drives io_uring from
 //! its own thread with batched submission and O_DIRECT; [`SyncEngine`] does
 //! plain pread/pwrite on the calling thread, as the reference for
-//! differential tests and as a fallback; [`UringQueue`] is the bare ring and
+//! differential tests and as a fallback; [`FaultyEngine`] wraps either
+//! to inject read and write errors, short and torn writes and a filling
+//! device into real requests; [`UringQueue`] is the bare ring and
 //! a pool of buffers, driven from the caller's own thread, for a caller that
 //! keeps its own requests in flight. It is the only crate in the workspace
 //! with `unsafe` code, and all of it is here: the aligned buffer and the
@@ -29,6 +31,7 @@
 
 mod buf;
 pub mod diskbench;
+mod faulty;
 mod psync;
 mod queue;
 mod uring;
@@ -40,6 +43,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use buf::AlignedBuf;
+pub use faulty::{FaultCounts, FaultPlan, FaultStats, FaultyEngine};
 pub use psync::SyncEngine;
 pub use queue::{QueueCompletion, QueueConfig, QueueError, QueueFeatures, UringQueue};
 pub use uring::UringEngine;

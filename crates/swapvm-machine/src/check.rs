@@ -5,19 +5,93 @@
 //! folios, `nr_swap_pages` against allocated slots, rmap against PTEs,
 //! mapcounts, free + used frames against RAM, LRU membership against flags.
 //! Invariant 6 (data) is checked online by [`crate::verify`].
+//!
+//! A violation names the invariant, the slot, folio or address, the owners
+//! found and the counts expected and seen; the machine adds the tick.
+//!
+//! Owners of swap entries are collected by one walk per owner kind into an
+//! [`Owners`] map ([`walk_page_tables`] for swap PTEs, the hibernation
+//! extents); a new kind of owner (shmem mappings, KSM stable nodes) adds an
+//! [`Owner`] variant and a walk, and every check sees it.
 
 use std::collections::HashMap;
+use std::fmt;
 use swapvm_core::{Pfn, PteKind, SwapOffset, SwpEntry, Vpn};
 use swapvm_mm::{pg, LruList, Memory, MmId, ShmemEntry};
-use swapvm_swap::{SlotBinding, SwapSubsystem};
+use swapvm_swap::{SlotBinding, SwapSubsystem, SwsuspExtents};
+
+/// Who holds a reference on a swap entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A swap PTE of `mm` at `vpn`.
+    Pte {
+        /// The address space.
+        mm: MmId,
+        /// The page.
+        vpn: Vpn,
+    },
+    /// The page cache of shmem inode `ino` at page `index`.
+    Shmem {
+        /// The inode.
+        ino: u32,
+        /// The page index in the file.
+        index: u64,
+    },
+}
+
+/// Every owner found per swap entry.
+pub type Owners = HashMap<SwpEntry, Vec<Owner>>;
+type Mapped = HashMap<Pfn, Vec<(MmId, Vpn)>>;
+
+/// What the checker needs to know beyond memory and swap.
+pub struct CheckContext<'a> {
+    /// The hibernation image's extents, if one is held.
+    pub hibernation: Option<&'a SwsuspExtents>,
+    /// Names an address space for reports (e.g. "pid 3 (usemem.2)").
+    pub mm_name: &'a dyn Fn(MmId) -> String,
+}
+
+impl fmt::Debug for CheckContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckContext")
+            .field("hibernation", &self.hibernation.map(SwsuspExtents::extents))
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_name(mm: MmId) -> String {
+    format!("mm {}", mm.0)
+}
 
 /// Checks everything; returns one line per violation (empty: all hold).
 pub fn check_invariants(mem: &mut Memory, swap: &mut SwapSubsystem) -> Vec<String> {
+    check_invariants_with(
+        mem,
+        swap,
+        &CheckContext {
+            hibernation: None,
+            mm_name: &default_name,
+        },
+    )
+}
+
+/// [`check_invariants`] with the hibernation extents as owners and
+/// address spaces named by `cx`.
+pub fn check_invariants_with(
+    mem: &mut Memory,
+    swap: &mut SwapSubsystem,
+    cx: &CheckContext<'_>,
+) -> Vec<String> {
     let mut bad = Vec::new();
     let (swap_owners, mapped) = walk_page_tables(mem);
-    check_slots(mem, swap, &swap_owners, &mut bad);
-    bad.extend(swap.check_accounting());
-    check_rmap(mem, &mapped, &mut bad);
+    check_slots(mem, swap, &swap_owners, cx, &mut bad);
+    check_hibernation(swap, cx, &mut bad);
+    bad.extend(
+        swap.check_accounting()
+            .into_iter()
+            .map(|l| format!("invariant 2 (free slot count): {l}")),
+    );
+    check_rmap(mem, &mapped, cx, &mut bad);
     check_frames(mem, &mut bad);
     check_caches(mem, &mapped, &mut bad);
     bad
@@ -38,8 +112,8 @@ fn check_caches(mem: &Memory, mapped: &Mapped, bad: &mut Vec<String>) {
                     || p.index != index as u64
                 {
                     bad.push(format!(
-                        "inode {ino} index {index}: page cache holds {pfn:?}, which is {:?}",
-                        p
+                        "invariant 1 (page cache): inode {ino} page {index} holds {pfn:?}, \
+                         which is not its shmem folio ({p:?})"
                     ));
                 }
             }
@@ -49,7 +123,7 @@ fn check_caches(mem: &Memory, mapped: &Mapped, bad: &mut Vec<String>) {
         let p = mem.folios.get(n.pfn);
         if !p.test(pg::ALLOCATED) || !p.test(pg::KSM) || p.mapping != node {
             bad.push(format!(
-                "KSM stable node {node}: folio {:?} is not its KSM folio ({p:?})",
+                "invariant 4 (KSM rmap): stable node {node}: folio {:?} is not its KSM folio ({p:?})",
                 n.pfn
             ));
         }
@@ -64,43 +138,44 @@ fn check_caches(mem: &Memory, mapped: &Mapped, bad: &mut Vec<String>) {
                 .is_some_and(|e| *e == ShmemEntry::Folio(pfn));
             if !ok {
                 bad.push(format!(
-                    "{pfn:?} mapped by {ptes:?}: shmem folio not in its inode's page cache"
+                    "invariant 4 (rmap): {pfn:?} mapped at {ptes:?} is a shmem folio not in its inode's page cache"
                 ));
             }
         } else if !p.test(pg::ANON) {
             bad.push(format!(
-                "{pfn:?} mapped by {ptes:?} is neither anonymous nor shmem (flags {:#x})",
+                "invariant 4 (rmap): {pfn:?} mapped at {ptes:?} is neither anonymous nor shmem (flags {:#x})",
                 p.flags
             ));
         }
     }
 }
 
-type Owners = HashMap<SwpEntry, u32>;
-type Mapped = HashMap<Pfn, Vec<(MmId, Vpn)>>;
-
-/// Every swap owner (swap PTEs, shmem page-cache entries) and every
-/// present mapping.
-fn walk_page_tables(mem: &Memory) -> (Owners, Mapped) {
+/// The swap owners (swap PTEs, shmem page-cache entries) and the present
+/// mappings of every address space, keyed by folio (a large folio's pages
+/// each have a PTE).
+pub fn walk_page_tables(mem: &Memory) -> (Owners, Mapped) {
     let mut owners = Owners::new();
     let mut mapped = Mapped::new();
-    for (_, inode) in mem.shmem.inodes() {
-        for e in &inode.pages {
-            if let ShmemEntry::Swap(e) = e {
-                *owners.entry(*e).or_default() += 1;
+    for (ino, inode) in mem.shmem.inodes() {
+        for (index, e) in inode.pages.iter().enumerate() {
+            if let ShmemEntry::Swap(e) = *e {
+                owners.entry(e).or_default().push(Owner::Shmem {
+                    ino,
+                    index: index as u64,
+                });
             }
         }
     }
     for (i, mm) in mem.mms.iter().enumerate() {
         let Some(mm) = mm else { continue };
+        let id = MmId(i as u32);
         mem.pt.for_each_pte(mm.pgd, |vpn, pte| match pte.kind() {
-            PteKind::Swap(e) => *owners.entry(e).or_default() += 1,
+            PteKind::Swap(e) => owners
+                .entry(e)
+                .or_default()
+                .push(Owner::Pte { mm: id, vpn }),
             PteKind::Present { pfn, .. } => {
-                // Keyed by folio: a large folio's pages each have a PTE.
-                mapped
-                    .entry(mem.folio_of(pfn))
-                    .or_default()
-                    .push((MmId(i as u32), vpn))
+                mapped.entry(mem.folio_of(pfn)).or_default().push((id, vpn))
             }
             PteKind::None => {}
         });
@@ -108,9 +183,53 @@ fn walk_page_tables(mem: &Memory) -> (Owners, Mapped) {
     (owners, mapped)
 }
 
+/// Lists owners for a report: at most eight, then how many more.
+fn list_owners(owners: &[Owner], cx: &CheckContext<'_>) -> String {
+    let mut v: Vec<String> = owners
+        .iter()
+        .take(8)
+        .map(|o| match *o {
+            Owner::Pte { mm, vpn } => {
+                format!("swap PTE of {} at {:#x}", (cx.mm_name)(mm), vpn.0 << 12)
+            }
+            Owner::Shmem { ino, index } => format!("shmem inode {ino} page {index}"),
+        })
+        .collect();
+    if owners.len() > 8 {
+        v.push(format!("and {} more", owners.len() - 8));
+    }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Invariant 1 for hibernation: the hibernation-owned slots are exactly
+/// the extents' slots.
+fn check_hibernation(swap: &SwapSubsystem, cx: &CheckContext<'_>, bad: &mut Vec<String>) {
+    for &ty in swap.device_types() {
+        let held = |off: u64| {
+            cx.hibernation
+                .is_some_and(|h| h.ty() == ty && h.contains(off))
+        };
+        bad.extend(
+            swapvm_swap::hibernate::check_hibernation_slots(swap, ty, held)
+                .into_iter()
+                .map(|l| format!("invariant 1 (hibernation owners): {l}")),
+        );
+    }
+}
+
 /// Invariants 1 and 3: counts equal owners; bindings equal folios; no slot
 /// pinned by a folio that no longer holds it.
-fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Vec<String>) {
+fn check_slots(
+    mem: &Memory,
+    swap: &SwapSubsystem,
+    owners: &Owners,
+    cx: &CheckContext<'_>,
+    bad: &mut Vec<String>,
+) {
     for &ty in swap.device_types() {
         let Some(d) = swap.device(ty) else { continue };
         for off in 1..d.max() {
@@ -121,13 +240,18 @@ fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Ve
             let Some(e) = SwpEntry::new(ty, SwapOffset(off)) else {
                 continue;
             };
-            let want = owners.get(&e).copied().unwrap_or(0);
+            let found = owners.get(&e).map_or(&[][..], Vec::as_slice);
+            let want = found.len() as u32;
             let count = swap.swap_count(e);
             if s.binding != SlotBinding::Hibernation && count != want {
                 bad.push(format!(
-                    "slot {e:?}: count {count} but {want} owners (swap PTEs and shmem entries) found"
+                    "invariant 1 (swap counts): slot {e:?}: swap count {count}, expected {want} \
+                     (owners found: {}; cache binding {:?})",
+                    list_owners(found, cx),
+                    s.binding
                 ));
             }
+
             if let SlotBinding::Folio(pfn) = s.binding {
                 let p = mem.folios.get(pfn);
                 let holds = p.test(pg::ALLOCATED)
@@ -138,18 +262,28 @@ fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Ve
                     });
                 if !holds {
                     bad.push(format!(
-                        "slot {e:?}: bound to {pfn:?}, which does not hold it (leak)"
+                        "invariant 3 (leak): slot {e:?}: cache binding to {pfn:?}, which does not \
+                         hold it (its flags {:#x}, folio->swap {:?}); swap count {count}, owners \
+                         found: {}",
+                        p.flags,
+                        p.swap,
+                        list_owners(found, cx)
                     ));
                 }
             }
         }
     }
-    for (&e, &n) in owners {
-        if swap.slot(e).is_none() {
-            bad.push(format!(
-                "{n} swap PTEs hold {e:?}, which is outside every device"
-            ));
-        }
+    let mut outside: Vec<_> = owners
+        .iter()
+        .filter(|(e, _)| swap.slot(**e).is_none())
+        .collect();
+    outside.sort_unstable_by_key(|(e, _)| **e);
+    for (e, found) in outside {
+        bad.push(format!(
+            "invariant 1 (swap counts): {e:?} is outside every device, yet {} owners hold it: {}",
+            found.len(),
+            list_owners(found, cx)
+        ));
     }
     for i in 0..mem.nr_frames() {
         let pfn = Pfn(i as u32);
@@ -157,7 +291,8 @@ fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Ve
         if let Some(e) = p.swap {
             if swap.swap_cache_get_folio(e) != Some(pfn) {
                 bad.push(format!(
-                    "{pfn:?} says it caches {e:?}, but the swap cache has {:?}",
+                    "invariant 1 (cache binding): {pfn:?} says it caches {e:?}, but the swap \
+                     cache has {:?} there",
                     swap.swap_cache_get_folio(e)
                 ));
             }
@@ -165,23 +300,34 @@ fn check_slots(mem: &Memory, swap: &SwapSubsystem, owners: &Owners, bad: &mut Ve
     }
 }
 
-/// Invariant 4: every present PTE's folio is allocated, finds the
+/// Invariant 4: every present PTE's folio is anon, allocated, finds the
 /// PTE by rmap, and its mapcount equals the PTEs mapping it.
-fn check_rmap(mem: &mut Memory, mapped: &Mapped, bad: &mut Vec<String>) {
+fn check_rmap(mem: &mut Memory, mapped: &Mapped, cx: &CheckContext<'_>, bad: &mut Vec<String>) {
+    let name = |ptes: &[(MmId, Vpn)]| {
+        ptes.iter()
+            .take(8)
+            .map(|&(mm, vpn)| format!("{} at {:#x}", (cx.mm_name)(mm), vpn.0 << 12))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut pfns: Vec<_> = mapped.keys().copied().collect();
     pfns.sort_unstable();
     for pfn in pfns {
         let ptes = &mapped[&pfn];
         let p = *mem.folios.get(pfn);
         if !p.test(pg::ALLOCATED) {
-            bad.push(format!("{pfn:?} is mapped by {ptes:?} but free"));
+            bad.push(format!(
+                "invariant 4 (rmap): {pfn:?} is free but mapped by {}",
+                name(ptes)
+            ));
             continue;
         }
         if p.mapcount as usize != ptes.len() {
             bad.push(format!(
-                "{pfn:?}: mapcount {} but {} PTEs map it",
+                "invariant 4 (mapcount): {pfn:?}: mapcount {}, expected {} (PTEs found: {})",
                 p.mapcount,
-                ptes.len()
+                ptes.len(),
+                name(ptes)
             ));
         }
         let mut found = Vec::new();
@@ -192,7 +338,10 @@ fn check_rmap(mem: &mut Memory, mapped: &Mapped, bad: &mut Vec<String>) {
         for pte in ptes {
             if !found.contains(pte) {
                 bad.push(format!(
-                    "{pfn:?}: PTE at {pte:?} not found by rmap walk (found {found:?})"
+                    "invariant 4 (rmap): {pfn:?}: the PTE of {} is not found by its rmap walk \
+                     (the walk found {})",
+                    name(std::slice::from_ref(pte)),
+                    name(&found)
                 ));
             }
         }
@@ -207,7 +356,7 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
         .count() as u64;
     if used + mem.nr_free() != n {
         bad.push(format!(
-            "frames: {used} in use + {} free != {n}",
+            "invariant 5 (frames): {used} in use + {} free, expected {n} (RAM)",
             mem.nr_free()
         ));
     }
@@ -217,7 +366,11 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
             on[i as usize] += 1;
             let p = mem.folios.get(Pfn(i));
             if !p.test(pg::LRU) || p.test(pg::ACTIVE) != active || !p.test(pg::ALLOCATED) {
-                bad.push(format!("{:?} on {l:?} with flags {:#x}", Pfn(i), p.flags));
+                bad.push(format!(
+                    "invariant 5 (LRU): {:?} on {l:?} with flags {:#x}",
+                    Pfn(i),
+                    p.flags
+                ));
             }
         }
     }
@@ -225,7 +378,7 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
         let p = mem.folios.get(Pfn(i as u32));
         if p.test(pg::LRU) != (lists == 1) || lists > 1 {
             bad.push(format!(
-                "{:?}: PG_lru {} but on {lists} lists",
+                "invariant 5 (LRU): {:?}: PG_lru {}, on {lists} lists (expected 1 if PG_lru)",
                 Pfn(i as u32),
                 p.test(pg::LRU),
             ));
@@ -237,7 +390,7 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
             && !p.test(pg::WRITEBACK | pg::LOCKED)
         {
             bad.push(format!(
-                "{:?}: in use, off the LRU, no I/O (lost folio)",
+                "invariant 5 (LRU): {:?}: in use, off the LRU, no I/O (lost folio)",
                 Pfn(i as u32)
             ));
         }

@@ -13,8 +13,11 @@
 #![warn(missing_docs)]
 
 pub mod check;
+mod fault;
+pub mod fuzz;
 pub mod replay;
 pub mod report;
+mod swsusp;
 // The run folder: the time series, its plots, and the writer.
 pub mod plot;
 pub mod run_folder;
@@ -80,6 +83,15 @@ pub enum MachineError {
     Stalled {
         /// Tick.
         tick: u64,
+    },
+    /// A file of the run could not be written.
+    #[error("{}: cannot write", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
     },
     /// A contract warning fired under `--strict`.
     #[error("contract violation under --strict at tick {tick}: {first}")]
@@ -192,6 +204,13 @@ pub struct Machine {
     next_pid: u32,
     /// Forks refused for want of memory (`-ENOMEM`).
     pub forks_failed: u64,
+    injector: fault::Injector,
+    /// Consecutive ticks in which no access completed and no frame was
+    /// freed while some process waited for memory (the OOM trigger).
+    no_progress_ticks: u64,
+    last_free: u64,
+    /// The hibernation image held, if any (`machine.hibernate_every`).
+    hib: Option<swapvm_swap::SwsuspExtents>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -231,6 +250,7 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
 fn swapon_device(
     cfg: &MachineConfig,
     s: &SwapDeviceConfig,
+    fault: Option<swapvm_io::FaultPlan>,
     swap: &mut SwapSubsystem,
     zram_devices: &mut zram::ZramDevices,
 ) -> Result<SwapType, MachineError> {
@@ -249,6 +269,7 @@ fn swapon_device(
         },
         rotational: s.rotational,
         discard: s.discard,
+        fault,
     };
     let swap_err = |source| MachineError::Swap {
         path: path.clone(),
@@ -353,10 +374,17 @@ impl Machine {
             u64::from(cfg.machine.io_latency_ticks),
         );
         swap.set_count_max(cfg.machine.swap_count_max);
+        swap.inject_continuation_enomem(cfg.fault.continuation_enomem);
+        swap.bugs = swapvm_swap::SeedBugs {
+            hib_free_exclusive_end: cfg.seed_bugs.hib_free_exclusive_end,
+            hib_alloc_double_dec: cfg.seed_bugs.hib_alloc_double_dec,
+            slot_check_unlocked: cfg.seed_bugs.slot_check_unlocked,
+        };
         let mut verify = verify::Verifier::default();
         let mut zram = zram::ZramDevices::new();
-        for s in &cfg.swap {
-            let ty = swapon_device(&cfg, s, &mut swap, &mut zram)?;
+        for (i, s) in cfg.swap.iter().enumerate() {
+            let plan = fault::io_plan(&cfg.fault, seed, i);
+            let ty = swapon_device(&cfg, s, plan, &mut swap, &mut zram)?;
             let slots = swap.device(ty).map_or(0, |d| d.max());
             verify.add_device(ty.0, slots);
         }
@@ -386,6 +414,7 @@ impl Machine {
             .collect();
         let next_pid = procs.len() as u32 + 1;
         let hist = new_histogram;
+        let injector = fault::Injector::new(&cfg.fault, seed);
         Ok(Machine {
             cfg,
             seed,
@@ -413,6 +442,10 @@ impl Machine {
             next_key: 1,
             next_pid,
             forks_failed: 0,
+            injector,
+            no_progress_ticks: 0,
+            last_free: 0,
+            hib: None,
         })
     }
 
@@ -456,8 +489,11 @@ impl Machine {
             }
             match d.kind {
                 IoKind::Read => {
-                    if ok {
-                        self.verify.read(self.tick, d.entry, d.buf.as_slice());
+                    // A read whose bytes fail the checksum of their last
+                    // write (a torn write) is failed like a read error, as
+                    // a device with integrity protection fails it: the
+                    // process gets SIGBUS instead of wrong data.
+                    if ok && self.verify.read(self.tick, d.entry, d.buf.as_slice()) {
                         self.mem.swap_read_done(pfn, Ok(d.buf.as_slice()));
                     } else {
                         self.mem.swap_read_done(pfn, Err(()));
@@ -532,6 +568,11 @@ impl Machine {
                 Ok(true) => n += 1,
                 Ok(false) => {}
                 Err(FaultStop::Retry(w)) => {
+                    if matches!(w, Wait::Folio(_)) && self.injector.kill_mid_fault() {
+                        let why = format!("SIGKILL (injected) while its fault on {op:?} waited for a swap-in read");
+                        self.exit_process(i, Some(why));
+                        return Turn::Exited;
+                    }
                     self.procs[i].pending = Some(op);
                     self.procs[i].blocked = Some(w);
                     if w == Wait::Memory {
@@ -854,7 +895,18 @@ impl Machine {
 
     fn run_checker(&mut self) {
         self.checks_run += 1;
-        let v = check::check_invariants(&mut self.mem, &mut self.swap);
+        let procs = &self.procs;
+        let mm_name = |mm: swapvm_mm::MmId| {
+            procs.iter().find(|p| p.mm == Some(mm)).map_or_else(
+                || format!("mm {}", mm.0),
+                |p| format!("pid {} ({})", p.pid, p.name),
+            )
+        };
+        let cx = check::CheckContext {
+            hibernation: self.hib.as_ref(),
+            mm_name: &mm_name,
+        };
+        let v = check::check_invariants_with(&mut self.mem, &mut self.swap, &cx);
         for line in v {
             if self.violations.len() < 64 {
                 self.violations.push(format!("tick {}: {line}", self.tick));
@@ -996,7 +1048,14 @@ async fn tick_loop(
         if live == 0 && g.swap.io_in_flight() == 0 {
             break;
         }
-        if ran || delivered > 0 || matches!(k, Turn::Ran(_)) || g.swap.io_in_flight() > 0 {
+        // An OOM kill frees memory: that is progress too.
+        let oom_killed = g.out_of_memory_tick(ran);
+        if oom_killed
+            || ran
+            || delivered > 0
+            || matches!(k, Turn::Ran(_))
+            || g.swap.io_in_flight() > 0
+        {
             stalled = 0;
         } else {
             stalled += 1;
@@ -1013,6 +1072,7 @@ async fn tick_loop(
                 .unwrap_or_default();
             return Err(MachineError::Strict { tick, first });
         }
+        g.hibernate_tick();
         if check_every > 0 && tick % check_every == 0 {
             g.run_checker();
         }
@@ -1047,6 +1107,7 @@ async fn tick_loop(
         let mm = &mut *g;
         mm.mem.shmem_unlink(&mut mm.swap, ino);
     }
+    g.swsusp_release();
     g.run_checker();
     // The last row: every delta column now sums to its counter.
     series::sample(&mut g);

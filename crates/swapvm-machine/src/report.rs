@@ -197,6 +197,9 @@ pub struct Report {
     /// Forks refused for want of memory (`-ENOMEM`).
     #[serde(default)]
     pub forks_failed: u64,
+    /// Faults injected (`[fault]`), all devices, and the machine's own.
+    #[serde(default)]
+    pub faults: FaultReport,
 }
 
 /// KSM counters at the end of the run.
@@ -214,6 +217,19 @@ pub struct KsmReport {
     pub pages_scanned: u64,
     /// Pages merged into KSM folios.
     pub pages_merged: u64,
+}
+
+/// What fault injection did in a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FaultReport {
+    /// I/O faults injected, all devices.
+    pub io: swapvm_io::FaultCounts,
+    /// Processes killed in the middle of a fault.
+    pub kills_mid_fault: u64,
+    /// Swap-in reads whose bytes differed from their last write.
+    pub swapin_mismatches: u64,
+    /// Loads that saw content other than the process's last store.
+    pub stamp_mismatches: u64,
 }
 
 impl Report {
@@ -356,6 +372,16 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             swpout_alloc_fail: s.alloc_fail,
         })
         .collect();
+    let mut io_faults = swapvm_io::FaultCounts::default();
+    for &ty in m.swap.device_types() {
+        io_faults.add(m.swap.fault_counts(ty));
+    }
+    let faults = FaultReport {
+        io: io_faults,
+        kills_mid_fault: m.injector.kills,
+        swapin_mismatches: m.verify.swapin_mismatches,
+        stamp_mismatches: m.verify.stamp_mismatches,
+    };
     let warning_sites = m
         .warn
         .records()
@@ -429,5 +455,6 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         },
         processes: m.procs.len() as u64,
         forks_failed: m.forks_failed,
+        faults,
     }
 }

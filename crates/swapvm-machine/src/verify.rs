@@ -70,6 +70,10 @@ pub struct Verifier {
     pub stamps_verified: u64,
     /// Failures (swap-in and stamp).
     pub mismatches: u64,
+    /// Swap-in reads whose bytes differ from their last write.
+    pub swapin_mismatches: u64,
+    /// Process loads that saw content other than their last store.
+    pub stamp_mismatches: u64,
     /// The first few failures.
     pub first: Vec<Mismatch>,
 }
@@ -108,8 +112,10 @@ impl Verifier {
         }
     }
 
-    /// Checks the bytes read from the slots from `entry`.
-    pub fn read(&mut self, tick: u64, entry: SwpEntry, data: &[u8]) {
+    /// Checks the bytes read from the slots from `entry`; false if any page
+    /// differs from its last write (or its slot was never written).
+    pub fn read(&mut self, tick: u64, entry: SwpEntry, data: &[u8]) -> bool {
+        let mut all_ok = true;
         for (i, page) in data.chunks_exact(PAGE_SIZE).enumerate() {
             let e = entry.add(i as u64);
             let want = self
@@ -118,16 +124,22 @@ impl Verifier {
                 .and_then(|v| v.get(e.offset().idx()))
                 .copied();
             match want {
-                Some(w) if w == xxh3_64(page).max(1) => self.swapin_verified += 1,
+                Some(w) if w == xxh3_64(page).max(1) => {
+                    self.swapin_verified += 1;
+                    continue;
+                }
                 Some(0) | None => {
                     self.fail(tick, format!("swap-in of {e:?}: slot was never written"))
                 }
                 Some(_) => self.fail(
                     tick,
-                    format!("swap-in of {e:?}: bytes differ from the last write"),
+                    format!("swap-in of {e:?}: bytes differ from the last write (torn write?)"),
                 ),
             }
+            self.swapin_mismatches += 1;
+            all_ok = false;
         }
+        all_ok
     }
 
     /// Checks a loaded page against the key it must hold. A lazily freed
@@ -184,6 +196,7 @@ impl Verifier {
         if ok {
             self.stamps_verified += 1;
         } else {
+            self.stamp_mismatches += 1;
             self.fail(
                 tick,
                 format!(

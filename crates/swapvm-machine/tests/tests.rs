@@ -13,6 +13,8 @@ use swapvm_core::{MachineConfig, VmEvent};
 use swapvm_machine::{Machine, Report, RunOptions};
 use tempfile::TempDir;
 
+mod trust;
+
 /// A machine's files in a fresh folder under /var/tmp (a real disk: /tmp
 /// may be tmpfs, which refuses O_DIRECT).
 struct Tiny {

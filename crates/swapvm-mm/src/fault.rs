@@ -267,7 +267,11 @@ impl Memory {
         self.folios.get_mut(pfn).mapcount += n;
         // Exclusive: no other swap owner and no other mapping.
         let alone = self.folios.get(pfn).mapcount == n && !p.test(pg::KSM);
-        let exclusive = |swap: &SwapSubsystem, j: u64| alone && swap.swap_count(base.add(j)) == 0;
+        let exclusive = |swap: &SwapSubsystem, j: u64| {
+            let e = base.add(j);
+            let _ci = swap.swap_cluster_lock(e);
+            alone && !swap.swap_entry_swapped(e)
+        };
         if (write || swap.vm_swap_full())
             && (0..nr).all(|j| exclusive(swap, j))
             && !self.folios.get(pfn).test(pg::WRITEBACK)
@@ -517,7 +521,11 @@ impl Memory {
             return Err(FaultStop::Retry(Wait::Folio(old)));
         }
         let sub = u64::from(page.0 - old.0);
-        let in_cache_shared = p.swap.is_some_and(|e| swap.swap_count(e.add(sub)) > 0);
+        let in_cache_shared = p.swap.is_some_and(|e| {
+            let e = e.add(sub);
+            let _ci = swap.swap_cluster_lock(e);
+            swap.swap_entry_swapped(e)
+        });
         let exclusive = if p.order == 0 {
             p.mapcount == 1
         } else {

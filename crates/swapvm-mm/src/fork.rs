@@ -119,7 +119,12 @@ impl Memory {
                 }
                 PteKind::Swap(entry) => {
                     // Context: the parent's page-table lock covers the entry.
-                    match swap.swap_dup_entry_direct(entry) {
+                    let ptl = swap
+                        .lockdep()
+                        .lock(swapvm_core::LockClass::PageTable { mm: parent.0 });
+                    let r = swap.swap_dup_entry_direct(entry);
+                    drop(ptl);
+                    match r {
                         Ok(()) => {}
                         Err(SwapError::NoMem { .. }) => return Err(ForkError::NoMem { entry }),
                         Err(_) => return Err(ForkError::Refused { entry }),

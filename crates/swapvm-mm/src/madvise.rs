@@ -74,8 +74,12 @@ impl Memory {
                 zeroed.push(vpn);
                 m.pt.set_pte(leaf, Pte::NONE);
                 m.mm_mut(id).rss_swap -= 1;
-                // Context: this walk holds the page-table slot.
+                // Context: the page-table lock of this mm.
+                let ptl = swap
+                    .lockdep()
+                    .lock(swapvm_core::LockClass::PageTable { mm: id.0 });
                 let put = swap.swap_put_entries_direct(entry, 1);
+                drop(ptl);
                 for pfn in put.cached {
                     m.try_free_folio(swap, pfn);
                 }

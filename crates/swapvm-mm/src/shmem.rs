@@ -346,8 +346,12 @@ impl Memory {
                 }
                 ShmemEntry::Swap(entry) => {
                     self.shmem.set_entry(ino, index, ShmemEntry::None);
-                    // Context: the inode's mapping lock is held by this walk.
+                    // Context: the inode's mapping lock.
+                    let lock = swap
+                        .lockdep()
+                        .lock(swapvm_core::LockClass::Mapping { mapping: ino });
                     let put = swap.swap_put_entries_direct(entry, 1);
+                    drop(lock);
                     for pfn in put.cached {
                         self.try_free_folio(swap, pfn);
                     }

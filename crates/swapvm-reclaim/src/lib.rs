@@ -178,6 +178,12 @@ impl Reclaimer {
         cpu: usize,
         now: u64,
     ) -> Progress {
+        // can_reclaim_anon_pages: with no free swap slot left, anon
+        // folios cannot be reclaimed, and the kernel does not scan them
+        // (get_scan_count picks SCAN_FILE); the OOM killer takes over.
+        if swap.nr_swap_pages() <= 0 {
+            return Progress::default();
+        }
         let batch = self.cfg.swap_cluster_max;
         let inactive = u64::from(mem.lru.len(LruList::InactiveAnon));
         let active = u64::from(mem.lru.len(LruList::ActiveAnon));

@@ -29,6 +29,11 @@ impl SwsuspExtents {
         }
     }
 
+    /// The device the extents are on.
+    pub fn ty(&self) -> SwapType {
+        self.ty
+    }
+
     /// The extents, `(start, end)` inclusive, in order.
     pub fn extents(&self) -> Vec<(u64, u64)> {
         self.ext.iter().map(|(&s, &e)| (s, e)).collect()

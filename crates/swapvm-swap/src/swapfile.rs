@@ -23,9 +23,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use swapvm_core::{
-    Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat, WarnSite, Warnings,
+    LockClass, LockGuard, Lockdep, Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat,
+    WarnSite, Warnings,
 };
-use swapvm_io::{EngineConfig, IoError, UringEngine};
+use swapvm_io::{
+    EngineConfig, FaultCounts, FaultPlan, FaultStats, FaultyEngine, IoError, UringEngine,
+};
 
 /// What the swap layer needs to see of a folio. swapvm-mm's folios
 /// implement it; the swap layer never reaches further into memory.
@@ -175,6 +178,18 @@ pub mod sites {
         "swap_free_hibernation_slot",
         "slot not owned by hibernation"
     );
+    /// A per-slot state read without the slot's cluster lock.
+    pub const SLOT_READ_UNLOCKED: WarnSite = site!("swap_entry_swapped", "cluster lock not held");
+    /// A direct dup or put without the owner's lock (page-table or mapping).
+    pub const DIRECT_OWNER_UNLOCKED: WarnSite = site!(
+        "swap_dup_entry_direct/swap_put_entries_direct",
+        "owner's lock (page-table or mapping lock) not held"
+    );
+    /// A hibernation slot still swapped after its free.
+    pub const HIB_FREE_STILL_SWAPPED: WarnSite = site!(
+        "swap_free_hibernation_slot",
+        "slot still swapped after free"
+    );
 }
 use sites::*;
 
@@ -194,6 +209,9 @@ pub struct SwapOnOptions {
     pub rotational: bool,
     /// Discard freed clusters (punch holes in an image file; `swapon -d`).
     pub discard: bool,
+    /// Fault injection: wrap the device's engine in a
+    /// [`swapvm_io::FaultyEngine`] with this plan.
+    pub fault: Option<FaultPlan>,
 }
 
 /// Per-order allocation figures (the mTHP `swpout` / `swpout_fallback`
@@ -332,6 +350,12 @@ pub struct SwapSubsystem {
     /// Switches that re-introduce bugs the seed review found (off by
     /// default), for regression tests of the checker.
     pub bugs: SeedBugs,
+    /// Per device type: the fault-injecting engine's counts, if it has one.
+    fault_stats: Vec<Option<Arc<FaultStats>>>,
+    /// Held-state of the locks the contracts name (see swapvm-core's
+    /// lockdep); shared with the memory layer, which takes the page-table
+    /// locks.
+    locks: Arc<Lockdep>,
 }
 
 /// Bugs found in review of the swap-entry API patch, each re-introducible
@@ -344,6 +368,10 @@ pub struct SeedBugs {
     /// `swap_alloc_hibernation_slot` lowers `nr_swap_pages` a second time
     /// after the allocator already did.
     pub hib_alloc_double_dec: bool,
+    /// `swap_free_hibernation_slot` checks that the slot is no longer
+    /// swapped (`swap_entry_swapped`) after dropping the cluster lock: a
+    /// slot-state read without the lock, which the lock checks catch.
+    pub slot_check_unlocked: bool,
 }
 
 /// The kernel's per-slot count maximum in `swap_map` (`SWAP_MAP_MAX`).
@@ -358,13 +386,15 @@ impl SwapSubsystem {
             nr_swap_pages: 0,
             total_swap_pages: 0,
             stat,
-            warn,
             io: PageIo::new(io_latency_ticks),
             cpus: cpus.max(1),
             count_max: SWAP_MAP_MAX,
             fail_cont_alloc: 0,
             order_stats: [OrderStats::default(); NR_ORDERS],
             bugs: SeedBugs::default(),
+            fault_stats: Vec::new(),
+            locks: Lockdep::new(Arc::clone(&warn)),
+            warn,
         }
     }
 
@@ -397,6 +427,7 @@ impl SwapSubsystem {
             None => return Err(SwapError::TooManyDevices),
         };
         let ty = SwapType(ty_idx as u8);
+        let engine = self.wrap_faulty(ty, opts, engine);
         let mut info = Self::make_info(ty, opts, header, self.cpus);
         if opts.discard && std::fs::metadata(&opts.path).is_ok_and(|m| m.is_file()) {
             info.discard = std::fs::OpenOptions::new()
@@ -419,6 +450,86 @@ impl SwapSubsystem {
         });
         tracing::info!(path = %opts.path.display(), ty = ty.0, "swapon");
         Ok(ty)
+    }
+
+    /// The lock held-state (lockdep) of this machine.
+    pub fn lockdep(&self) -> &Arc<Lockdep> {
+        &self.locks
+    }
+
+    /// `swap_cluster_lock`: takes the lock of the cluster holding `entry`;
+    /// dropping the guard is `swap_cluster_unlock`.
+    #[track_caller]
+    pub fn swap_cluster_lock(&self, entry: SwpEntry) -> LockGuard {
+        self.locks.lock(LockClass::SwapCluster {
+            ty: entry.ty().0,
+            cluster: entry.offset().0 / SWAPFILE_CLUSTER,
+        })
+    }
+
+    /// `swap_entry_swapped`: true if `entry` still has a swap count (an
+    /// owner holds it), the "is this slot still swapped" check.
+    ///
+    /// # Context
+    /// Caller holds the cluster lock of `entry` ([`Self::swap_cluster_lock`]):
+    /// without it the count may change under the reader. A call without it
+    /// is counted at [`sites::SLOT_READ_UNLOCKED`] with the caller's
+    /// location, and still answers.
+    #[track_caller]
+    pub fn swap_entry_swapped(&self, entry: SwpEntry) -> bool {
+        let class = LockClass::SwapCluster {
+            ty: entry.ty().0,
+            cluster: entry.offset().0 / SWAPFILE_CLUSTER,
+        };
+        self.locks
+            .assert_held(self.locks.is_held(class), SLOT_READ_UNLOCKED, || {
+                format!("{entry:?} read without {class:?}")
+            });
+        self.swap_count(entry) > 0
+    }
+
+    /// Checks the owner's-lock context of the direct helpers.
+    #[track_caller]
+    fn assert_owner_locked(&self, entry: SwpEntry, func: &str) {
+        let held = self
+            .locks
+            .any_held(|c| matches!(c, LockClass::PageTable { .. } | LockClass::Mapping { .. }));
+        self.locks.assert_held(held, DIRECT_OWNER_UNLOCKED, || {
+            format!("{func}({entry:?}) without a page-table or mapping lock")
+        });
+    }
+
+    /// Wraps `engine` in a fault-injecting engine if `opts` asks for one,
+    /// and keeps its counts for [`Self::fault_counts`].
+    fn wrap_faulty(
+        &mut self,
+        ty: SwapType,
+        opts: &SwapOnOptions,
+        engine: Box<dyn swapvm_io::BlockEngine>,
+    ) -> Box<dyn swapvm_io::BlockEngine> {
+        let i = ty.0 as usize;
+        if self.fault_stats.len() <= i {
+            self.fault_stats.resize(i + 1, None);
+        }
+        match &opts.fault {
+            Some(plan) if plan.any() => {
+                let f = FaultyEngine::new(engine, plan.clone());
+                self.fault_stats[i] = Some(f.stats());
+                Box::new(f)
+            }
+            _ => {
+                self.fault_stats[i] = None;
+                engine
+            }
+        }
+    }
+
+    /// Faults injected into device `ty`'s I/O so far (zero without a plan).
+    pub fn fault_counts(&self, ty: SwapType) -> FaultCounts {
+        self.fault_stats
+            .get(ty.0 as usize)
+            .and_then(Option::as_ref)
+            .map_or_else(FaultCounts::default, |s| s.snapshot())
     }
 
     fn make_info(ty: SwapType, opts: &SwapOnOptions, header: SwapHeader, cpus: usize) -> SwapInfo {
@@ -584,13 +695,17 @@ impl SwapSubsystem {
 
     /// Context of the routines that put a folio into the swap cache: it is
     /// locked (else `not_locked` fires) and not in the swap cache yet.
+    #[track_caller]
     fn check_new_cache_folio(
         &self,
         folio: &impl SwapFolio,
         not_locked: WarnSite,
     ) -> Result<(), SwapError> {
         let pfn = folio.pfn();
-        self.refuse_if(!folio.is_locked(), not_locked, || format!("{pfn:?}"))?;
+        let at = std::panic::Location::caller();
+        self.refuse_if(!folio.is_locked(), not_locked, || {
+            format!("{pfn:?} (called from {at})")
+        })?;
         self.refuse_if(folio.swap().is_some(), ALLOC_IN_CACHE, || {
             format!("{pfn:?}")
         })
@@ -608,6 +723,7 @@ impl SwapSubsystem {
     /// # Errors
     /// [`SwapError::NoSpace`] when no device has room for the order (the
     /// caller splits a large folio and retries, or keeps it in memory).
+    #[track_caller]
     pub fn folio_alloc_swap(
         &mut self,
         folio: &mut impl SwapFolio,
@@ -734,6 +850,7 @@ impl SwapSubsystem {
     }
 
     /// Checks the folio-helper context and returns the slot range.
+    #[track_caller]
     fn folio_range(
         &self,
         folio: &impl SwapFolio,
@@ -747,7 +864,10 @@ impl SwapSubsystem {
                 rule: s.rule,
             })
         };
-        if w.warn_on(!folio.is_locked(), FOLIO_NOT_LOCKED, || format!("{pfn:?}")) {
+        let at = std::panic::Location::caller();
+        if w.warn_on(!folio.is_locked(), FOLIO_NOT_LOCKED, || {
+            format!("{pfn:?} (called from {at})")
+        }) {
             return refuse(FOLIO_NOT_LOCKED);
         }
         let Some(entry) = folio.swap() else {
@@ -798,6 +918,7 @@ impl SwapSubsystem {
     /// [`SwapError::NoMem`] if a count needed a continuation and its
     /// allocation failed (nothing is changed); [`SwapError::Refused`] on a
     /// contract violation.
+    #[track_caller]
     pub fn folio_dup_swap(
         &mut self,
         folio: &impl SwapFolio,
@@ -837,6 +958,7 @@ impl SwapSubsystem {
     /// # Context
     /// Folio locked and in the swap cache; the caller holds the lock of the
     /// owner that drops its entry.
+    #[track_caller]
     pub fn folio_put_swap(&mut self, folio: &impl SwapFolio, subpage: Option<u32>) {
         let Ok((entry, nr)) = self.folio_range(folio, subpage) else {
             return;
@@ -864,12 +986,13 @@ impl SwapSubsystem {
     ///
     /// # Context
     /// Folio locked, not under writeback.
+    #[track_caller]
     pub fn folio_free_swap(&mut self, folio: &mut impl SwapFolio) -> bool {
         let pfn = folio.pfn();
-        if self
-            .warn
-            .warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}"))
-        {
+        let at = std::panic::Location::caller();
+        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || {
+            format!("{pfn:?} (called from {at})")
+        }) {
             return false;
         }
         let Some(entry) = folio.swap() else {
@@ -910,6 +1033,7 @@ impl SwapSubsystem {
     /// [`SwapError::NotAllocated`] if a slot has no owner left (the entry
     /// was freed: the caller retries the fault); [`SwapError::Exists`] if
     /// another folio is cached there.
+    #[track_caller]
     pub fn swap_cache_add_folio(
         &mut self,
         folio: &mut impl SwapFolio,
@@ -972,12 +1096,13 @@ impl SwapSubsystem {
     ///
     /// # Context
     /// Folio locked, in the swap cache, not under writeback.
+    #[track_caller]
     pub fn swap_cache_del_folio(&mut self, folio: &mut impl SwapFolio, shadow: Option<u64>) {
         let pfn = folio.pfn();
-        if self
-            .warn
-            .warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || format!("{pfn:?}"))
-        {
+        let at = std::panic::Location::caller();
+        if self.warn.warn_on(!folio.is_locked(), FREE_NOT_LOCKED, || {
+            format!("{pfn:?} (called from {at})")
+        }) {
             return;
         }
         if self
@@ -1049,7 +1174,9 @@ impl SwapSubsystem {
     /// # Context
     /// Caller holds the lock of whatever references the entry, and the entry
     /// already has a swap count (it cannot be freed under the caller).
+    #[track_caller]
     pub fn swap_dup_entry_direct(&mut self, entry: SwpEntry) -> Result<(), SwapError> {
+        self.assert_owner_locked(entry, "swap_dup_entry_direct");
         let warn = Arc::clone(&self.warn);
         let Some(d) = self.dev_for(entry, 1) else {
             return Err(SwapError::Refused {
@@ -1098,7 +1225,9 @@ impl SwapSubsystem {
     /// # Context
     /// Caller holds the lock of whatever references the entries (the
     /// page-table lock when zapping, the mapping lock for shmem truncate).
+    #[track_caller]
     pub fn swap_put_entries_direct(&mut self, entry: SwpEntry, nr: u64) -> PutDirect {
+        self.assert_owner_locked(entry, "swap_put_entries_direct");
         let mut out = PutDirect::default();
         let off = entry.offset().0;
         let crosses = off / SWAPFILE_CLUSTER != (off + nr.max(1) - 1) / SWAPFILE_CLUSTER;
@@ -1182,7 +1311,21 @@ impl SwapSubsystem {
         ) {
             return;
         }
+        let ci = self.swap_cluster_lock(entry);
         self.free_slots(entry.ty(), entry.offset().0, 1);
+        if !self.bugs.slot_check_unlocked {
+            let swapped = self.swap_entry_swapped(entry);
+            self.warn
+                .warn_on(swapped, HIB_FREE_STILL_SWAPPED, || format!("{entry:?}"));
+        }
+        drop(ci);
+        if self.bugs.slot_check_unlocked {
+            // The bug: the sanity check reads the slot's state after the
+            // cluster lock is dropped (another CPU may have reallocated it).
+            let swapped = self.swap_entry_swapped(entry);
+            self.warn
+                .warn_on(swapped, HIB_FREE_STILL_SWAPPED, || format!("{entry:?}"));
+        }
     }
 
     // ---- self-check -----------------------------------------------------------

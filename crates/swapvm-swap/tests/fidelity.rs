@@ -96,6 +96,10 @@ fn counts_past_the_maximum_use_continuations_and_come_back() {
     let mut swap = subsystem();
     on(&mut swap, &img, 0, AllocatorKind::PerOrder, false);
     swap.set_count_max(4);
+    // The forks below copy PTEs: they hold the page-table lock.
+    let _ptl = swap
+        .lockdep()
+        .lock(swapvm_core::LockClass::PageTable { mm: 0 });
     let total = swap.nr_swap_pages();
     let mut f = F::new(1, 0);
     let e = swap.folio_alloc_swap(&mut f, 0).unwrap();
@@ -131,6 +135,9 @@ fn continuation_enomem_fails_the_dup_and_changes_nothing() {
     let mut swap = subsystem();
     on(&mut swap, &img, 0, AllocatorKind::PerOrder, false);
     swap.set_count_max(2);
+    let _ptl = swap
+        .lockdep()
+        .lock(swapvm_core::LockClass::PageTable { mm: 0 });
     let mut f = F::new(1, 0);
     let e = swap.folio_alloc_swap(&mut f, 0).unwrap();
     swap.folio_dup_swap(&f, None).unwrap();
@@ -388,5 +395,99 @@ fn discard_punches_holes_in_freed_clusters() {
     assert!(
         blocks_after < blocks_before,
         "{blocks_after} < {blocks_before}"
+    );
+}
+
+// ---- lock-context checks (lockdep) -------------------------------------
+
+/// A direct put is a page-table owner dropping its entry: without the
+/// page-table (or mapping) lock it is a counted warning naming the caller.
+#[test]
+fn direct_put_without_the_page_table_lock_is_caught() {
+    let img = image(4 * MIB);
+    let mut swap = subsystem();
+    on(&mut swap, &img, 0, AllocatorKind::PerOrder, false);
+    let mut f = F::new(1, 0);
+    let e = swap.folio_alloc_swap(&mut f, 0).unwrap();
+    swap.folio_dup_swap(&f, None).unwrap();
+    swap.folio_dup_swap(&f, None).unwrap();
+    let site = swapvm_swap::sites::DIRECT_OWNER_UNLOCKED;
+    {
+        let _ptl = swap
+            .lockdep()
+            .lock(swapvm_core::LockClass::PageTable { mm: 7 });
+        swap.swap_put_entries_direct(e, 1);
+    }
+    assert_eq!(swap.warnings().count(site), 0, "put under the lock");
+    swap.swap_put_entries_direct(e, 1);
+    assert_eq!(swap.warnings().count(site), 1);
+    let first = swap.warnings().records()[0].first.clone();
+    assert!(first.contains("swap_put_entries_direct"), "{first}");
+    assert!(
+        first.contains("fidelity.rs"),
+        "the caller is named: {first}"
+    );
+    assert_eq!(swap.swap_count(e), 0, "the put itself still applied");
+}
+
+/// "Is this slot still swapped" reads the slot's count: under its cluster
+/// lock it is silent, without it a counted warning.
+#[test]
+fn slot_state_read_without_the_cluster_lock_is_caught() {
+    let img = image(4 * MIB);
+    let mut swap = subsystem();
+    on(&mut swap, &img, 0, AllocatorKind::PerOrder, false);
+    let mut f = F::new(1, 0);
+    let e = swap.folio_alloc_swap(&mut f, 0).unwrap();
+    swap.folio_dup_swap(&f, None).unwrap();
+    let site = swapvm_swap::sites::SLOT_READ_UNLOCKED;
+    {
+        let _ci = swap.swap_cluster_lock(e);
+        assert!(swap.swap_entry_swapped(e));
+    }
+    assert_eq!(swap.warnings().total(), 0);
+    assert!(swap.swap_entry_swapped(e));
+    assert_eq!(swap.warnings().count(site), 1);
+    // Taking the same cluster lock twice is the deadlock lockdep reports.
+    let _a = swap.swap_cluster_lock(e);
+    let _b = swap.swap_cluster_lock(e);
+    assert_eq!(
+        swap.warnings().count(swapvm_core::lockdep::RECURSIVE_LOCK),
+        1
+    );
+}
+
+/// The seed review's lockdep splat: swap_free_hibernation_slot's sanity
+/// check of the slot's state. Done inside the cluster lock it is silent;
+/// with the bug switched on it runs after the unlock and the lock check
+/// names the helper, the rule and the slot.
+#[test]
+fn seed_bug_slot_check_unlocked_is_caught_by_the_lock_check() {
+    let img = image(4 * MIB);
+    let mut swap = subsystem();
+    let ty = on(&mut swap, &img, 0, AllocatorKind::PerOrder, false);
+    let h = swap.swap_alloc_hibernation_slot(ty).unwrap();
+    swap.swap_free_hibernation_slot(h);
+    assert_eq!(
+        swap.warnings().total(),
+        0,
+        "{:?}",
+        swap.warnings().records()
+    );
+    swap.bugs.slot_check_unlocked = true;
+    let h = swap.swap_alloc_hibernation_slot(ty).unwrap();
+    swap.swap_free_hibernation_slot(h);
+    let site = swapvm_swap::sites::SLOT_READ_UNLOCKED;
+    assert_eq!(swap.warnings().count(site), 1);
+    let r = &swap.warnings().records()[0];
+    assert_eq!(r.site.func, "swap_entry_swapped");
+    assert!(
+        r.first.contains("SwapCluster") && r.first.contains("swapfile.rs"),
+        "{}",
+        r.first
+    );
+    assert!(
+        swap.check_accounting().is_empty(),
+        "the free itself was right"
     );
 }

@@ -84,6 +84,9 @@ struct Dev {
     ty: SwapType,
     stat: Arc<VmStat>,
     warn: Arc<Warnings>,
+    // The test is the owner of every entry it holds directly: it holds
+    // that owner's lock (a page-table lock) for the device's life.
+    _ptl: swapvm_core::LockGuard,
     // Keeps the image alive (and deletes it at the end).
     _image: NamedTempFile,
 }
@@ -109,11 +112,15 @@ impl Dev {
                 ..Default::default()
             })
             .unwrap_or_else(|e| panic!("swapon of a fresh image failed (io_uring needed): {e}"));
+        let ptl = swap
+            .lockdep()
+            .lock(swapvm_core::LockClass::PageTable { mm: 0 });
         Dev {
             swap,
             ty,
             stat,
             warn,
+            _ptl: ptl,
             _image: image,
         }
     }
@@ -382,6 +389,9 @@ fn dup_and_put_on_an_unlocked_folio_are_refused() {
     );
     d.swap.folio_put_swap(&f, None);
     assert_only_warning(&d.warn, sites::FOLIO_NOT_LOCKED, 2);
+    // The warning names the caller that forgot the folio lock.
+    let first = &d.warn.records()[0].first;
+    assert!(first.contains("lifecycle.rs"), "{first}");
     assert_eq!(d.slot(e), bound(1, Pfn(42)));
     assert_eq!(d.snapshot(), before);
     d.assert_clean("unlocked dup/put");

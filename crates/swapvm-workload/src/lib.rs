@@ -23,6 +23,7 @@
 mod mmops;
 mod op;
 pub mod phases;
+mod random;
 mod source;
 mod spec;
 pub mod trace;

@@ -8,7 +8,7 @@ use crate::{MmOps, Op, ProcessGen};
 #[derive(Debug)]
 pub enum ProcessSource {
     /// A usemem generator from a workload file.
-    Usemem(ProcessGen),
+    Usemem(Box<ProcessGen>),
     /// One pid of a replayed trace.
     Trace(TraceProcess),
     /// Random memory-management op sequences (simulation tests, fuzzing).
@@ -68,6 +68,6 @@ impl ProcessSource {
 
 impl From<ProcessGen> for ProcessSource {
     fn from(g: ProcessGen) -> Self {
-        ProcessSource::Usemem(g)
+        ProcessSource::Usemem(Box::new(g))
     }
 }

@@ -76,6 +76,10 @@ pub enum ProcessKind {
     Usemem,
     /// A program of `[[process.phase]]` tables (see [`crate::phases`]).
     Phases,
+    /// Random ops (the fuzz harness's generator): up to four regions of
+    /// half to all of `size_mib`, mapped and unmapped at random, with as many accesses
+    /// in all as a usemem process of the same fields makes; then exit.
+    Random,
 }
 
 impl ProcessKind {
@@ -84,6 +88,7 @@ impl ProcessKind {
         match self {
             ProcessKind::Usemem => "usemem",
             ProcessKind::Phases => "phases",
+            ProcessKind::Random => "random",
         }
     }
 }
@@ -247,7 +252,7 @@ impl WorkloadSpec {
                         Arc::clone(p),
                         rng,
                     )),
-                    None => ProcessSource::Usemem(ProcessGen::new(spec, i, rng)),
+                    None => ProcessSource::Usemem(Box::new(ProcessGen::new(spec, i, rng))),
                 });
             }
         }
@@ -260,7 +265,7 @@ impl WorkloadSpec {
         self.instantiate(seed)
             .into_iter()
             .filter_map(|s| match s {
-                ProcessSource::Usemem(g) => Some(g),
+                ProcessSource::Usemem(g) => Some(*g),
                 _ => None,
             })
             .collect()

@@ -64,12 +64,17 @@ pub struct ProcessGen {
     stage: Stage,
     accesses_done: u64,
     accesses_total: u64,
+    /// `kind = "random"`: the ops come from the random generator instead.
+    random: Option<crate::random::RandomOps>,
 }
 
 impl ProcessGen {
     /// The generator for process number `index` of a workload, drawing only
     /// from `rng`.
     pub(crate) fn new(spec: &ProcessSpec, index: usize, rng: SimRng) -> Self {
+        // A random process draws from the same stream (it makes no usemem
+        // draws), so a process's ops still depend only on its own stream.
+        let random_rng = rng.clone();
         let pages = spec.size_pages;
         let picker = match spec.pattern {
             Pattern::Sequential => Picker::Sequential { cursor: 0 },
@@ -93,11 +98,27 @@ impl ProcessGen {
             stage: Stage::Mmap,
             accesses_done: 0,
             accesses_total: spec.accesses_total(),
+            random: (spec.kind == crate::spec::ProcessKind::Random).then(|| {
+                crate::random::RandomOps::new(
+                    random_rng,
+                    pages,
+                    spec.accesses_total(),
+                    spec.write_ratio,
+                    spec.pattern,
+                )
+            }),
         }
     }
 
     /// The next op, or `None` after [`Op::Exit`] was returned.
     pub fn next_op(&mut self) -> Option<Op> {
+        if let Some(r) = &mut self.random {
+            let op = r.next_op();
+            if matches!(op, Some(Op::Access { .. })) {
+                self.accesses_done += 1;
+            }
+            return op;
+        }
         let op = match self.stage {
             Stage::Mmap => {
                 self.stage = if self.pages == 0 {

@@ -1,0 +1,425 @@
+//! Deterministic simulation testing: `swapvm fuzz --seeds A..B`.
+//!
+//! Each seed derives, "swarm" style, a random small machine (RAM, CPUs,
+//! swap devices with random sizes, priorities, allocators, count maximum,
+//! watermark knobs), a random workload and a random set of faults, writes
+//! them as an ordinary config and workload file into a temporary folder
+//! (next to the swap images), and runs them with the invariant checker
+//! after every tick. A seed fails on any invariant violation, contract
+//! warning, data mismatch not explained by an injected torn write, or a
+//! machine error. The derivation uses only [`SimRng`] (ChaCha8), so a seed
+//! means the same case on every machine; the failing case is printed with
+//! the command that replays it.
+//!
+//! The workload side is [`random_workload`]: usemem processes (sizes,
+//! patterns, passes, write ratios; they exit at different times) and
+//! `kind = "random"` processes, whose ops come from swapvm-workload's one
+//! random op generator (regions mapped and unmapped at random, random
+//! accesses, exit with regions still mapped). New ops (fork, shmem,
+//! madvise, KSM) join as arms of that generator.
+
+use crate::{Machine, MachineError, Report, RunOptions};
+use std::fmt::Write as _;
+use std::path::Path;
+use swapvm_core::{MachineConfig, SimRng, VmEvent};
+
+/// One derived case: the files that reproduce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuzzCase {
+    /// The seed it came from.
+    pub seed: u64,
+    /// `config.toml`.
+    pub config_toml: String,
+    /// `workload.toml`.
+    pub workload_toml: String,
+}
+
+/// What running a case showed.
+#[derive(Debug)]
+pub struct FuzzOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Checker runs.
+    pub checks: u64,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+    /// A hash of the run's counters (for determinism checks).
+    pub counters_hash: u64,
+    /// Pages swapped out.
+    pub pswpout: u64,
+    /// Pages swapped in.
+    pub pswpin: u64,
+    /// Faults injected (I/O, kills mid-fault).
+    pub faults: u64,
+    /// Processes killed (faults and OOM).
+    pub killed: u64,
+}
+
+/// RNG stream of the case derivation (the run itself uses other streams).
+const CASE_STREAM: u64 = 0xf022;
+
+fn pick<'a, T>(rng: &mut SimRng, xs: &'a [T]) -> &'a T {
+    &xs[rng.below(xs.len() as u64) as usize]
+}
+
+/// Uniform in `lo..=hi`.
+fn range(rng: &mut SimRng, lo: u64, hi: u64) -> u64 {
+    lo + rng.below(hi - lo + 1)
+}
+
+/// Derives the case of `seed`.
+pub fn derive_case(seed: u64) -> FuzzCase {
+    let mut r = SimRng::derive(seed, CASE_STREAM);
+    let ram_mib = range(&mut r, 4, 8);
+    let mut c = String::new();
+    // `write!` to a String cannot fail.
+    let _ = writeln!(c, "# swapvm fuzz case, seed {seed}");
+    let _ = writeln!(c, "workload = \"workload.toml\"");
+    let _ = writeln!(c, "[machine]");
+    let _ = writeln!(c, "ram_mib = {ram_mib}");
+    let _ = writeln!(c, "cpus = {}", range(&mut r, 1, 4));
+    let _ = writeln!(c, "seed = {seed}");
+    let _ = writeln!(c, "tick_accesses = {}", pick(&mut r, &[32, 64, 128, 256]));
+    let _ = writeln!(c, "io_latency_ticks = {}", range(&mut r, 1, 4));
+    let _ = writeln!(c, "max_ticks = {}", range(&mut r, 300, 600));
+    let _ = writeln!(c, "swap_count_max = {}", pick(&mut r, &[1, 2, 3, 62]));
+    let _ = writeln!(c, "hibernate_every = {}", pick(&mut r, &[0, 0, 0, 10, 50]));
+    let _ = writeln!(c, "[reclaim]");
+    let _ = writeln!(
+        c,
+        "watermark_scale_factor = {}",
+        pick(&mut r, &[10, 100, 500, 1000])
+    );
+    let _ = writeln!(c, "swap_cluster_max = {}", pick(&mut r, &[8, 32, 64]));
+    let devices = range(&mut r, 1, 3);
+    for i in 0..devices {
+        let _ = writeln!(c, "[[swap]]");
+        let zram = r.chance(0.2);
+        let _ = writeln!(c, "path = \"swap{i}.img\"");
+        let _ = writeln!(c, "size_mib = {}", range(&mut r, 1, 2 * ram_mib));
+        let _ = writeln!(c, "priority = {}", range(&mut r, 0, 2) as i64 - 1);
+        let _ = writeln!(c, "queue_depth = {}", pick(&mut r, &[1, 4, 64]));
+        let _ = writeln!(c, "label = \"fuzz{i}\"");
+        if zram {
+            let _ = writeln!(c, "backend = \"zram\"");
+        }
+        let alloc = pick(&mut r, &["per-order", "free-clusters-only"]);
+        let _ = writeln!(c, "allocator = \"{alloc}\"");
+        let _ = writeln!(c, "rotational = {}", r.chance(0.3));
+        let _ = writeln!(c, "discard = {}", !zram && r.chance(0.3));
+    }
+    random_faults(&mut r, &mut c);
+    FuzzCase {
+        seed,
+        config_toml: c,
+        workload_toml: random_workload(&mut r, ram_mib),
+    }
+}
+
+/// Half the seeds run without faults; the others arm one or two kinds.
+fn random_faults(r: &mut SimRng, c: &mut String) {
+    if r.chance(0.5) {
+        return;
+    }
+    let _ = writeln!(c, "[fault]");
+    let kinds = range(r, 1, 2);
+    let mut used = Vec::new();
+    for _ in 0..kinds {
+        let k = r.below(7);
+        if used.contains(&k) {
+            continue;
+        }
+        used.push(k);
+        let _ = match k {
+            0 => writeln!(c, "read_error_rate = {}", pick(r, &[0.005, 0.02, 0.1])),
+            1 => writeln!(c, "write_error_rate = {}", pick(r, &[0.01, 0.05, 0.3])),
+            2 => writeln!(c, "short_write_rate = {}", pick(r, &[0.01, 0.05])),
+            3 => writeln!(c, "torn_write_rate = {}", pick(r, &[0.005, 0.02])),
+            4 => writeln!(c, "device_full_after_slots = {}", range(r, 16, 1024)),
+            5 => writeln!(c, "kill_mid_fault_rate = {}", pick(r, &[0.01, 0.1])),
+            _ => writeln!(c, "continuation_enomem = {}", range(r, 1, 8)),
+        };
+    }
+}
+
+/// A random workload for a machine of `ram_mib`: one to four processes
+/// whose sizes together range from inside RAM to over twice it.
+pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
+    let mut w = String::new();
+    let _ = writeln!(w, "name = \"fuzz\"");
+    let n = range(r, 1, 4);
+    // Together the processes want about 1 to 4 times the RAM (most seeds
+    // swap, some fit: processes exit at different times), in tenths of a
+    // MiB so sizes are exact in TOML.
+    let total = ram_mib * range(r, 10, 40);
+    for _ in 0..n {
+        let _ = writeln!(w, "[[process]]");
+        let kind = pick(r, &["usemem", "random"]);
+        let _ = writeln!(w, "kind = \"{kind}\"");
+        let share = total / n;
+        let tenths = range(r, (share * 3 / 4).max(2), (share * 5 / 4).max(2));
+        let _ = writeln!(w, "size_mib = {}.{}", tenths / 10, tenths % 10);
+        let _ = writeln!(w, "passes = {}", range(r, 0, 3));
+        let _ = writeln!(w, "accesses_per_pass = {}", range(r, 64, 2048));
+        let _ = writeln!(w, "write_ratio = {}", pick(r, &[0.0, 0.1, 0.5, 1.0]));
+        match r.below(3) {
+            0 => writeln!(w, "pattern = \"sequential\""),
+            1 => writeln!(w, "pattern = \"random\""),
+            _ => writeln!(
+                w,
+                "pattern = \"hotcold\"\nhot_fraction = 0.2\nhot_probability = 0.8"
+            ),
+        }
+        .ok();
+    }
+    w
+}
+
+impl FuzzCase {
+    /// The case with seed-bug switches on (`[seed_bugs]` names, snake or
+    /// kebab case). The hibernation bugs need hibernation, so a case with
+    /// a switch on always takes images.
+    ///
+    /// # Errors
+    /// An unknown name (the error lists the known ones).
+    pub fn with_seed_bugs(mut self, bugs: &[String]) -> Result<FuzzCase, swapvm_core::ConfigError> {
+        if bugs.is_empty() {
+            return Ok(self);
+        }
+        let mut sb = swapvm_core::fault::SeedBugsConfig::default();
+        for b in bugs {
+            sb.set(b, Path::new("--seed-bug"))?;
+        }
+        self.config_toml = self
+            .config_toml
+            .replace("hibernate_every = 0\n", "hibernate_every = 10\n");
+        let _ = writeln!(self.config_toml, "[seed_bugs]");
+        for (on, name) in [
+            (sb.hib_free_exclusive_end, "hib_free_exclusive_end"),
+            (sb.hib_alloc_double_dec, "hib_alloc_double_dec"),
+            (sb.slot_check_unlocked, "slot_check_unlocked"),
+        ] {
+            if on {
+                let _ = writeln!(self.config_toml, "{name} = true");
+            }
+        }
+        Ok(self)
+    }
+
+    /// Writes the case's files into `dir`; returns the config's path.
+    ///
+    /// # Errors
+    /// The folder cannot be written.
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<std::path::PathBuf> {
+        std::fs::write(dir.join("workload.toml"), &self.workload_toml)?;
+        let config = dir.join("config.toml");
+        std::fs::write(&config, &self.config_toml)?;
+        Ok(config)
+    }
+
+    /// Runs the case in `dir` (swap images are created there) with the
+    /// checker after every tick.
+    ///
+    /// # Errors
+    /// The case's files cannot be written or loaded, or the machine cannot
+    /// be built (a derivation bug: every derived case must be valid).
+    pub fn run(&self, dir: &Path) -> Result<FuzzOutcome, MachineError> {
+        let config = self.write_to(dir).map_err(|source| MachineError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let cfg = MachineConfig::load(&config)?;
+        let faults = cfg.fault.clone();
+        let opts = RunOptions {
+            check_every: 1,
+            ..RunOptions::default()
+        };
+        let machine = Machine::new(cfg, opts)?;
+        match machine.run(|_, _| {}) {
+            Ok(report) => Ok(self.judge(&report, &faults)),
+            Err(e) => Ok(FuzzOutcome {
+                seed: self.seed,
+                ticks: 0,
+                checks: 0,
+                failure: Some(format!("machine error: {}", error_chain(&e))),
+                counters_hash: 0,
+                pswpout: 0,
+                pswpin: 0,
+                faults: 0,
+                killed: 0,
+            }),
+        }
+    }
+
+    fn judge(&self, r: &Report, faults: &swapvm_core::FaultConfig) -> FuzzOutcome {
+        let mut why = Vec::new();
+        if !r.violations.is_empty() {
+            let first: Vec<&str> = r.violations.iter().take(5).map(String::as_str).collect();
+            why.push(format!(
+                "{} invariant violations (the machine keeps the first 64); the first:\n  {}",
+                r.violations.len(),
+                first.join("\n  ")
+            ));
+        }
+        if r.warnings > 0 {
+            why.push(format!(
+                "{} contract warnings: {}",
+                r.warnings,
+                r.warning_sites.join("; ")
+            ));
+        }
+        if r.faults.stamp_mismatches > 0 {
+            why.push(format!(
+                "{} loads saw wrong content: {}",
+                r.faults.stamp_mismatches,
+                r.mismatch_details.join("; ")
+            ));
+        }
+        // A swap-in that differs from its last write is expected exactly
+        // when a torn write was injected; otherwise it is lost data.
+        if r.faults.swapin_mismatches > 0 && r.faults.io.torn_writes == 0 {
+            why.push(format!(
+                "{} swap-ins differ from their last write with no torn write injected: {}",
+                r.faults.swapin_mismatches,
+                r.mismatch_details.join("; ")
+            ));
+        }
+        // Kills need a cause: an injected fault, or the OOM killer.
+        let oom = r.counter(VmEvent::OomKill);
+        let unexplained = r
+            .killed
+            .iter()
+            .filter(|k| !k.contains("oom-kill") && !k.contains("(injected)"))
+            .count();
+        let io_read_faults = faults.read_error_rate > 0.0
+            || !faults.read_error_slots.is_empty()
+            || r.faults.io.torn_writes > 0;
+        if unexplained > 0 && !io_read_faults {
+            why.push(format!(
+                "{unexplained} processes killed without an injected fault (oom kills: {oom}): {}",
+                r.killed.join("; ")
+            ));
+        }
+        FuzzOutcome {
+            seed: self.seed,
+            ticks: r.ticks,
+            checks: r.checks_run,
+            failure: (!why.is_empty()).then(|| why.join("\n")),
+            counters_hash: counters_hash(r),
+            pswpout: r.counter(VmEvent::PswpOut),
+            pswpin: r.counter(VmEvent::PswpIn),
+            faults: r.faults.io.total() + r.faults.kills_mid_fault,
+            killed: r.killed.len() as u64,
+        }
+    }
+}
+
+/// FNV-1a over the vmstat counters and the verification counts: wall time
+/// and latencies are left out, everything the emulation decided is in.
+pub fn counters_hash(r: &Report) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    for (n, v) in &r.vmstat {
+        eat(n.as_bytes());
+        eat(&v.to_le_bytes());
+    }
+    for x in [
+        r.ticks,
+        r.accesses,
+        r.swapin_verified,
+        r.stamps_verified,
+        r.mismatches,
+    ] {
+        eat(&x.to_le_bytes());
+    }
+    for k in &r.killed {
+        eat(k.as_bytes());
+    }
+    h
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let _ = write!(s, ": {c}");
+        cur = c.source();
+    }
+    s
+}
+
+/// The command that replays `seed`.
+pub fn repro_command(seed: u64) -> String {
+    format!("swapvm fuzz --seeds {seed}..{}", seed + 1)
+}
+
+/// The command that replays `seed` with seed-bug switches on.
+pub fn repro_command_with(seed: u64, bugs: &[String]) -> String {
+    let mut c = repro_command(seed);
+    for b in bugs {
+        let _ = write!(c, " --seed-bug {b}");
+    }
+    c
+}
+
+/// Runs seed `seed` in a fresh temporary folder under `parent` (which must
+/// be on a real disk: tmpfs refuses O_DIRECT), removed afterwards unless
+/// `keep`. With `twice`, runs it a second time and fails the seed if the
+/// counters differ (a determinism check).
+///
+/// # Errors
+/// The folder cannot be made, or the case cannot be built.
+pub fn run_seed(
+    seed: u64,
+    parent: &Path,
+    keep: bool,
+    twice: bool,
+) -> Result<FuzzOutcome, MachineError> {
+    run_seed_with(seed, parent, keep, twice, &[])
+}
+
+/// [`run_seed`] with seed-bug switches on ([`FuzzCase::with_seed_bugs`]).
+///
+/// # Errors
+/// As [`run_seed`], and an unknown bug name.
+pub fn run_seed_with(
+    seed: u64,
+    parent: &Path,
+    keep: bool,
+    twice: bool,
+    bugs: &[String],
+) -> Result<FuzzOutcome, MachineError> {
+    let case = derive_case(seed).with_seed_bugs(bugs)?;
+    let once = || -> Result<FuzzOutcome, MachineError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("swapvm-fuzz-{seed}-"))
+            .tempdir_in(parent)
+            .map_err(|source| MachineError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        let out = case.run(dir.path());
+        if keep {
+            let _ = dir.keep();
+        }
+        out
+    };
+    let mut first = once()?;
+    if twice && first.failure.is_none() {
+        let second = once()?;
+        if second.counters_hash != first.counters_hash {
+            first.failure = Some(format!(
+                "not deterministic: counters hash {:#x} then {:#x}",
+                first.counters_hash, second.counters_hash
+            ));
+        }
+    }
+    Ok(first)
+}
