@@ -110,6 +110,17 @@ pub fn derive_case(seed: u64) -> FuzzCase {
         let _ = writeln!(c, "rotational = {}", r.chance(0.3));
         let _ = writeln!(c, "discard = {}", !zram && r.chance(0.3));
     }
+    if r.chance(0.5) {
+        let _ = writeln!(
+            c,
+            "[ksm]\nrun = true\npages_to_scan = {}",
+            pick(&mut r, &[16, 64, 256])
+        );
+    }
+    if r.chance(0.5) {
+        let sizes = pick(&mut r, &["[16]", "[64]", "[16, 64]", "[32, 128]"]);
+        let _ = writeln!(c, "[mthp]\nenabled_kb = {sizes}");
+    }
     random_faults(&mut r, &mut c);
     FuzzCase {
         seed,
@@ -156,9 +167,13 @@ pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
     let total = ram_mib * range(r, 10, 40);
     for _ in 0..n {
         let _ = writeln!(w, "[[process]]");
-        let kind = pick(r, &["usemem", "random"]);
+        let kind = pick(r, &["usemem", "random", "phases"]);
         let _ = writeln!(w, "kind = \"{kind}\"");
         let share = total / n;
+        if *kind == "phases" {
+            random_program(r, &mut w, share.max(2));
+            continue;
+        }
         let tenths = range(r, (share * 3 / 4).max(2), (share * 5 / 4).max(2));
         let _ = writeln!(w, "size_mib = {}.{}", tenths / 10, tenths % 10);
         let _ = writeln!(w, "passes = {}", range(r, 0, 3));
@@ -175,6 +190,98 @@ pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
         .ok();
     }
     w
+}
+
+/// A random phase program of about `tenths` tenths of a MiB: private,
+/// shared and tmpfs regions, touches with KSM-mergeable content, accesses,
+/// every madvise, forks with child phases, munmaps and unlinks. No
+/// truncation: an access past a truncated end is a SIGBUS, which the judge
+/// would count as an unexplained kill.
+fn random_program(r: &mut SimRng, w: &mut String, tenths: u64) {
+    let regions = range(r, 1, 3);
+    let size = |r: &mut SimRng| {
+        let t = range(r, (tenths / regions / 2).max(1), (tenths / regions).max(1));
+        format!("{}.{}", t / 10, t % 10)
+    };
+    let phase = |w: &mut String, table: &str, body: String| {
+        let _ = writeln!(w, "[[process.{table}]]\n{body}");
+    };
+    for reg in 0..regions {
+        let backing = pick(r, &["anon", "anon", "shared", "file"]);
+        let mib = size(r);
+        phase(
+            w,
+            "phase",
+            format!("op = \"mmap\"\nregion = {reg}\nsize_mib = {mib}\nbacking = \"{backing}\"\nfile = {}", r.below(2)),
+        );
+        if r.chance(0.5) {
+            phase(
+                w,
+                "phase",
+                format!("op = \"madvise\"\nregion = {reg}\nadvice = \"mergeable\""),
+            );
+        }
+        let share = pick(r, &[0.0, 0.3, 0.8]);
+        phase(
+            w,
+            "phase",
+            format!(
+                "op = \"touch\"\nregion = {reg}\nksm_share = {share}\nksm_pool = {}",
+                range(r, 1, 16)
+            ),
+        );
+    }
+    let access = |r: &mut SimRng, reg: u64| {
+        let pattern = pick(
+            r,
+            &[
+                "pattern = \"random\"",
+                "pattern = \"sequential\"",
+                "pattern = \"zipf\"\nalpha = 0.9",
+                "pattern = \"strided\"\nstride = 3",
+            ],
+        );
+        format!(
+            "op = \"access\"\nregion = {reg}\naccesses = {}\n{pattern}\nwrite_ratio = {}",
+            range(r, 64, 2048),
+            pick(r, &[0.0, 0.2, 0.7])
+        )
+    };
+    let forks = r.chance(0.6);
+    for _ in 0..range(r, 2, 6) {
+        let reg = r.below(regions);
+        let body = match r.below(6) {
+            0 => {
+                let advice = pick(r, &["dontneed", "free", "cold", "pageout", "unmergeable"]);
+                format!("op = \"madvise\"\nregion = {reg}\nadvice = \"{advice}\"")
+            }
+            _ => access(r, reg),
+        };
+        phase(w, "phase", body);
+    }
+    if forks {
+        phase(
+            w,
+            "phase",
+            format!("op = \"fork\"\nchildren = {}", range(r, 1, 3)),
+        );
+        for _ in 0..range(r, 1, 3) {
+            let reg = r.below(regions);
+            let body = access(r, reg);
+            phase(w, "child", body);
+        }
+        phase(w, "phase", access(r, 0));
+    }
+    if r.chance(0.3) {
+        phase(
+            w,
+            "phase",
+            format!("op = \"munmap\"\nregion = {}", r.below(regions)),
+        );
+    }
+    if r.chance(0.3) {
+        phase(w, "phase", "op = \"unlink\"\nfile = 0".into());
+    }
 }
 
 impl FuzzCase {
