@@ -329,15 +329,7 @@ impl Memory {
         cache: Pfn,
         sub: u64,
     ) -> Result<(), FaultStop> {
-        let new = self
-            .alloc_frame(false)
-            .ok_or(FaultStop::Retry(Wait::Memory))?;
-        self.ram.copy_page(new, Pfn(cache.0 + sub as u32));
-        let av = self.anon_vma_prepare(id, vma_start);
-        self.folio_add_new_anon_rmap(new, av, vpn);
-        self.folios.get_mut(new).set(pg::UPTODATE | pg::DIRTY);
-        self.lru.add(&mut self.folios, new);
-        self.pt.set_pte(leaf, Pte::present(new, true, true, false));
+        self.map_anon_copy(id, vma_start, vpn, leaf, Pfn(cache.0 + sub as u32), false)?;
         // Context: folio locked and in the swap cache.
         self.folios.get_mut(cache).set(pg::LOCKED);
         swap.folio_put_swap(&self.folios.folio(cache), Some(sub as u32));
@@ -401,16 +393,7 @@ impl Memory {
             self.stat.inc(VmEvent::SwpinZero);
             return self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now);
         }
-        if let Err(e) = swap.swap_read_folio(entry, 1, u64::from(pfn.0), now) {
-            tracing::error!("swap read of {entry:?} failed to start: {e}");
-            self.lru.del(&mut self.folios, pfn);
-            let mut f = self.folios.folio(pfn);
-            swap.swap_cache_del_folio(&mut f, None);
-            f.page.clear(pg::LOCKED);
-            self.free_frame(pfn);
-            return Err(FaultStop::SigBus);
-        }
-        Err(FaultStop::Retry(Wait::Folio(pfn)))
+        Err(self.swap_read_start(swap, pfn, entry, 1, now))
     }
 
     /// The mTHP branch of swap-in (`alloc_swap_folio`): when the aligned
@@ -470,17 +453,11 @@ impl Memory {
             }
             self.stat.inc(VmEvent::PgMajFault);
             self.lru.add(&mut self.folios, pfn);
-            if let Err(e) = swap.swap_read_folio(base, nr as u32, u64::from(pfn.0), now) {
-                tracing::error!("swap read of {base:?} (+{nr}) failed to start: {e}");
-                self.lru.del(&mut self.folios, pfn);
-                let mut f = self.folios.folio(pfn);
-                swap.swap_cache_del_folio(&mut f, None);
-                f.page.clear(pg::LOCKED);
-                self.free_frame(pfn);
-                return Some(Err(FaultStop::SigBus));
+            let r = self.swap_read_start(swap, pfn, base, nr as u32, now);
+            if r != FaultStop::SigBus {
+                self.stat.inc(VmEvent::ThpSwpin);
             }
-            self.stat.inc(VmEvent::ThpSwpin);
-            return Some(Err(FaultStop::Retry(Wait::Folio(pfn))));
+            return Some(Err(r));
         }
         None
     }
@@ -567,15 +544,7 @@ impl Memory {
         old: Pfn,
         write: bool,
     ) -> Result<(), FaultStop> {
-        let new = self
-            .alloc_frame(false)
-            .ok_or(FaultStop::Retry(Wait::Memory))?;
-        self.ram.copy_page(new, old);
-        let av = self.anon_vma_prepare(id, vma_start);
-        self.folio_add_new_anon_rmap(new, av, vpn);
-        self.folios.get_mut(new).set(pg::UPTODATE | pg::DIRTY);
-        self.lru.add(&mut self.folios, new);
-        self.pt.set_pte(leaf, Pte::present(new, true, true, write));
+        self.map_anon_copy(id, vma_start, vpn, leaf, old, write)?;
         self.stat.inc(VmEvent::CowFault);
         let old = self.folio_of(old);
         if self.folios.get(old).test(pg::KSM) {
@@ -585,6 +554,57 @@ impl Memory {
         self.folios.get_mut(old).mapcount -= 1;
         self.try_free_folio(swap, old);
         Ok(())
+    }
+
+    /// Maps at `vpn` a new private anonymous page holding a copy of page
+    /// `src`, in the VMA's own anon_vma, writable (dirty in the PTE if
+    /// `dirty`): the common half of COW and of the swap-in copy.
+    fn map_anon_copy(
+        &mut self,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        leaf: (u32, usize),
+        src: Pfn,
+        dirty: bool,
+    ) -> Result<Pfn, FaultStop> {
+        let new = self
+            .alloc_frame(false)
+            .ok_or(FaultStop::Retry(Wait::Memory))?;
+        self.ram.copy_page(new, src);
+        let av = self.anon_vma_prepare(id, vma_start);
+        self.folio_add_new_anon_rmap(new, av, vpn);
+        self.folios.get_mut(new).set(pg::UPTODATE | pg::DIRTY);
+        self.lru.add(&mut self.folios, new);
+        self.pt.set_pte(leaf, Pte::present(new, true, true, dirty));
+        Ok(new)
+    }
+
+    /// Starts the read of `nr` slots from `entry` into swap-cache folio
+    /// `pfn` (locked, on the LRU); on a refused submission undoes the
+    /// folio and fails the fault (SIGBUS). Otherwise the fault retries
+    /// once the folio is unlocked.
+    ///
+    /// # Context
+    /// Folio locked and in the swap cache.
+    pub(crate) fn swap_read_start(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        pfn: Pfn,
+        entry: SwpEntry,
+        nr: u32,
+        now: u64,
+    ) -> FaultStop {
+        if let Err(e) = swap.swap_read_folio(entry, nr, u64::from(pfn.0), now) {
+            tracing::error!("swap read of {entry:?} (+{nr}) failed to start: {e}");
+            self.lru.del(&mut self.folios, pfn);
+            let mut f = self.folios.folio(pfn);
+            swap.swap_cache_del_folio(&mut f, None);
+            f.page.clear(pg::LOCKED);
+            self.free_frame(pfn);
+            return FaultStop::SigBus;
+        }
+        FaultStop::Retry(Wait::Folio(pfn))
     }
 
     /// Frees folio `pfn` if nothing holds it any more: unmapped, unlocked,

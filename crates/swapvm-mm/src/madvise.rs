@@ -72,17 +72,7 @@ impl Memory {
         self.walk_range(id, s, e, |m, vpn, leaf, pte| match pte.kind() {
             PteKind::Swap(entry) => {
                 zeroed.push(vpn);
-                m.pt.set_pte(leaf, Pte::NONE);
-                m.mm_mut(id).rss_swap -= 1;
-                // Context: the page-table lock of this mm.
-                let ptl = swap
-                    .lockdep()
-                    .lock(swapvm_core::LockClass::PageTable { mm: id.0 });
-                let put = swap.swap_put_entries_direct(entry, 1);
-                drop(ptl);
-                for pfn in put.cached {
-                    m.try_free_folio(swap, pfn);
-                }
+                m.zap_swap_pte(swap, id, leaf, entry);
             }
             PteKind::Present { pfn, .. } => {
                 let p = *m.folios.get(pfn);

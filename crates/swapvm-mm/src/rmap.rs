@@ -268,21 +268,31 @@ impl Memory {
                     }
                     self.try_free_folio(swap, pfn);
                 }
-                PteKind::Swap(entry) => {
-                    self.pt.set_pte(leaf, Pte::NONE);
-                    self.mm_mut(id).rss_swap -= 1;
-                    // Context: the page-table lock of this mm.
-                    let ptl = swap
-                        .lockdep()
-                        .lock(swapvm_core::LockClass::PageTable { mm: id.0 });
-                    let put = swap.swap_put_entries_direct(entry, 1);
-                    drop(ptl);
-                    for pfn in put.cached {
-                        self.try_free_folio(swap, pfn);
-                    }
-                }
+                PteKind::Swap(entry) => self.zap_swap_pte(swap, id, leaf, entry),
             }
             vpn = vpn.add(1);
+        }
+    }
+
+    /// Clears the swap PTE at `leaf` of `id` and puts its entry with
+    /// `swap_put_entries_direct` under the page-table lock, freeing a
+    /// swap-cache folio that no owner needs any more.
+    pub(crate) fn zap_swap_pte(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        leaf: (TableId, usize),
+        entry: swapvm_core::SwpEntry,
+    ) {
+        self.pt.set_pte(leaf, Pte::NONE);
+        self.mm_mut(id).rss_swap -= 1;
+        let ptl = swap
+            .lockdep()
+            .lock(swapvm_core::LockClass::PageTable { mm: id.0 });
+        let put = swap.swap_put_entries_direct(entry, 1);
+        drop(ptl);
+        for pfn in put.cached {
+            self.try_free_folio(swap, pfn);
         }
     }
 

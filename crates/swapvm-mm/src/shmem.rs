@@ -253,16 +253,7 @@ impl Memory {
             self.stat.inc(VmEvent::SwpinZero);
             return self.shmem_swapin_folio(swap, ino, index, entry, now);
         }
-        if let Err(e) = swap.swap_read_folio(entry, 1, u64::from(pfn.0), now) {
-            tracing::error!("shmem swap read of {entry:?} failed to start: {e}");
-            self.lru.del(&mut self.folios, pfn);
-            let mut f = self.folios.folio(pfn);
-            swap.swap_cache_del_folio(&mut f, None);
-            f.page.clear(pg::LOCKED);
-            self.free_frame(pfn);
-            return Err(FaultStop::SigBus);
-        }
-        Err(FaultStop::Retry(Wait::Folio(pfn)))
+        Err(self.swap_read_start(swap, pfn, entry, 1, now))
     }
 
     /// `shmem_writeout`: moves an unmapped shmem folio from the page cache
