@@ -294,17 +294,24 @@ impl Memory {
             p.index = vpn.0;
         }
         let bound = swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry);
-        if let Err(e) = bound {
-            self.warn
-                .warn_on(true, SWAPIN_SETUP, || format!("{entry:?} at {vpn:?}: {e}"));
-            self.folios.get_mut(pfn).clear(pg::LOCKED);
-            self.free_frame(pfn);
-            return Err(match e {
-                SwapError::Exists { .. } => FaultStop::Retry(Wait::Memory),
-                _ => FaultStop::SigBus,
-            });
-        }
+        let shadow = match bound {
+            Ok(shadow) => shadow,
+            Err(e) => {
+                self.warn
+                    .warn_on(true, SWAPIN_SETUP, || format!("{entry:?} at {vpn:?}: {e}"));
+                self.folios.get_mut(pfn).clear(pg::LOCKED);
+                self.free_frame(pfn);
+                return Err(match e {
+                    SwapError::Exists { .. } => FaultStop::Retry(Wait::Memory),
+                    _ => FaultStop::SigBus,
+                });
+            }
+        };
         self.stat.inc(VmEvent::PgMajFault);
+        if let Some(shadow) = shadow {
+            // Before the LRU add: a recent refault starts active.
+            self.workingset_refault(pfn, shadow);
+        }
         self.lru.add(&mut self.folios, pfn);
         if swap.swap_zeromap_test(entry, 1) {
             // swap_read_folio_zeromap: the page was all zeros and never

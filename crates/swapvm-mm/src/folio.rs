@@ -43,6 +43,10 @@ pub mod pg {
     /// A KSM folio (`folio_test_ksm`): anonymous, write-protected wherever
     /// mapped, `mapping` is its stable node.
     pub const KSM: u16 = 1 << 14;
+    /// `PG_workingset`: the folio was deactivated from the active list (or
+    /// refaulted while in the workingset); an eviction records it in the
+    /// shadow so a refault can count `workingset_restore_anon`.
+    pub const WORKINGSET: u16 = 1 << 15;
 }
 
 /// No mapping (`folio->mapping == NULL`).

@@ -27,6 +27,7 @@ pub mod pgtable;
 pub mod ram;
 pub mod rmap;
 pub mod shmem;
+pub mod workingset;
 
 pub use fault::{FaultStop, Wait};
 pub use folio::{pg, FolioMut, Folios, Page};

@@ -236,14 +236,20 @@ impl Memory {
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
         self.folios.get_mut(pfn).set(pg::SWAPBACKED | pg::LOCKED);
-        if let Err(e) = swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry) {
-            self.warn
-                .warn_on(true, SHMEM_SWAPIN, || format!("{entry:?} ino {ino}: {e}"));
-            self.folios.get_mut(pfn).clear(pg::LOCKED);
-            self.free_frame(pfn);
-            return Err(FaultStop::SigBus);
-        }
+        let shadow = match swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry) {
+            Ok(shadow) => shadow,
+            Err(e) => {
+                self.warn
+                    .warn_on(true, SHMEM_SWAPIN, || format!("{entry:?} ino {ino}: {e}"));
+                self.folios.get_mut(pfn).clear(pg::LOCKED);
+                self.free_frame(pfn);
+                return Err(FaultStop::SigBus);
+            }
+        };
         self.stat.inc(VmEvent::PgMajFault);
+        if let Some(shadow) = shadow {
+            self.workingset_refault(pfn, shadow);
+        }
         self.lru.add(&mut self.folios, pfn);
         if swap.swap_zeromap_test(entry, 1) {
             self.ram.page_mut(pfn).fill(0);

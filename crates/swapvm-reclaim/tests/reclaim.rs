@@ -543,3 +543,185 @@ fn zero_pages_swap_out_and_in_without_io() {
     assert_eq!(rig.stat.get(VmEvent::PgMajFault), 1);
     rig.assert_clean();
 }
+
+impl Rig {
+    /// Like `fill`, but lets kswapd make room as a machine tick would.
+    fn fill_ticking(&mut self, pages: u64, tag: u8) -> Vpn {
+        let r = self.mem.mmap_anon(self.mm, pages);
+        for i in 0..pages {
+            let pfn = loop {
+                match self.access(r.add(i), true) {
+                    Ok(pfn) => break pfn,
+                    Err(_) => {
+                        self.tick();
+                    }
+                }
+            };
+            self.mem.ram.page_mut(pfn).copy_from_slice(&pattern(tag, i));
+        }
+        r
+    }
+
+    /// Streams writes through a fresh region while touching `hot` every
+    /// tick, until `want` pages of `hot` are on the active list at once
+    /// (the policy's own way of activating: referenced on two scans).
+    fn activate_by_use(&mut self, hot: Vpn, n: u64, want: u64) {
+        let stream = self.mem.mmap_anon(self.mm, 4 * u64::from(FRAMES));
+        for i in 0..4 * u64::from(FRAMES) {
+            let active = (0..n)
+                .filter(|&j| match self.pte(hot.add(j)) {
+                    PteKind::Present { pfn, .. } => self.mem.folios.get(pfn).test(pg::ACTIVE),
+                    _ => false,
+                })
+                .count() as u64;
+            if active >= want {
+                return;
+            }
+            while self.access(stream.add(i), true).is_err() {
+                self.tick();
+            }
+            for j in 0..n {
+                self.access(hot.add(j), false).unwrap();
+            }
+            self.tick();
+        }
+        panic!("the hot set never became active");
+    }
+
+    /// `MADV_PAGEOUT` of the region at `r`, writes delivered: every page is
+    /// evicted and leaves a shadow.
+    fn pageout(&mut self, r: Vpn) {
+        let pfns = self.mem.madvise_pageout_isolate(self.mm, r);
+        self.reclaim
+            .reclaim_pages(&mut self.mem, &mut self.swap, &pfns, 0, self.now);
+        while self.swap.io_in_flight() > 0 {
+            self.settle();
+        }
+    }
+
+    fn is_active(&self, vpn: Vpn) -> bool {
+        match self.pte(vpn) {
+            PteKind::Present { pfn, .. } => self.mem.folios.get(pfn).test(pg::ACTIVE),
+            _ => false,
+        }
+    }
+}
+
+#[test]
+fn a_refault_within_the_workingset_size_is_activated_and_a_distant_one_is_not() {
+    const HOT: u64 = 48;
+    const EVICT: u64 = 16;
+    let mut rig = Rig::new();
+    rig.reclaim.kswapd_batches_per_tick = 1;
+    let hot = rig.fill(HOT, 0x57);
+    rig.activate_by_use(hot, HOT, HOT);
+    let active = u64::from(rig.mem.lru.len(LruList::ActiveAnon));
+    assert!(active >= HOT);
+    let refaults0 = rig.stat.get(VmEvent::WorkingsetRefaultAnon);
+    let activate0 = rig.stat.get(VmEvent::WorkingsetActivateAnon);
+
+    // Evicted and read straight back: the refault distance (at most EVICT
+    // evictions plus the activations since) is within the active list.
+    let e = rig.fill_ticking(EVICT, 0x45);
+    rig.pageout(e);
+    for i in 0..EVICT {
+        let entry = swap_entry(rig.pte(e.add(i))).expect("evicted");
+        assert!(
+            matches!(
+                rig.swap.slot(entry).unwrap().binding,
+                swapvm_swap::SlotBinding::Shadow(_)
+            ),
+            "page {i}: eviction leaves a shadow in the swap table"
+        );
+    }
+    for i in 0..EVICT {
+        assert_eq!(rig.read_back(e.add(i)), pattern(0x45, i));
+        assert!(rig.is_active(e.add(i)), "recent refault {i} starts active");
+    }
+    assert_eq!(
+        rig.stat.get(VmEvent::WorkingsetRefaultAnon) - refaults0,
+        EVICT
+    );
+    assert_eq!(
+        rig.stat.get(VmEvent::WorkingsetActivateAnon) - activate0,
+        EVICT
+    );
+    // These were never deactivated from the active list: no restore.
+    assert_eq!(rig.stat.get(VmEvent::WorkingsetRestoreAnon), 0);
+
+    // Evicted again, then many more evictions before the refault: the
+    // distance exceeds the workingset and the folio starts inactive.
+    rig.pageout(e);
+    let far = rig.fill_ticking(2 * active + EVICT, 0x46);
+    rig.pageout(far);
+    let activate1 = rig.stat.get(VmEvent::WorkingsetActivateAnon);
+    let refaults1 = rig.stat.get(VmEvent::WorkingsetRefaultAnon);
+    for i in 0..EVICT {
+        assert_eq!(rig.read_back(e.add(i)), pattern(0x45, i));
+        assert!(!rig.is_active(e.add(i)), "distant refault {i} is inactive");
+    }
+    assert_eq!(
+        rig.stat.get(VmEvent::WorkingsetRefaultAnon) - refaults1,
+        EVICT
+    );
+    assert_eq!(rig.stat.get(VmEvent::WorkingsetActivateAnon), activate1);
+    rig.assert_clean();
+}
+
+#[test]
+fn a_deactivated_workingset_page_refaulted_soon_is_restored() {
+    // More than half of RAM, so the active list outgrows the inactive one
+    // (inactive_ratio 1) and shrink_active_list deactivates it.
+    const HOT: u64 = 150;
+    let mut rig = Rig::new();
+    rig.reclaim.kswapd_batches_per_tick = 1;
+    let hot = rig.fill(HOT, 0x52);
+    // The active list outgrows the inactive one while the set is in use,
+    // so part of it cycles through deactivation (PG_workingset) already.
+    rig.activate_by_use(hot, HOT, 120);
+    // Pressure without touching the hot set: shrink_active_list
+    // deactivates it (PG_workingset) and reclaim evicts it. Each hot page
+    // is read back as soon as its eviction completes.
+    let stream = rig.mem.mmap_anon(rig.mm, 2 * u64::from(FRAMES));
+    let mut refaulted = 0;
+    for i in 0..2 * u64::from(FRAMES) {
+        while rig.access(stream.add(i), true).is_err() {
+            rig.tick();
+        }
+        rig.tick();
+        for j in 0..HOT {
+            let Some(entry) = swap_entry(rig.pte(hot.add(j))) else {
+                continue;
+            };
+            if rig.swap.swap_cache_get_folio(entry).is_some() {
+                continue; // still under writeback
+            }
+            assert_eq!(rig.read_back(hot.add(j)), pattern(0x52, j));
+            refaulted += 1;
+        }
+    }
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let refault = rig.stat.get(VmEvent::WorkingsetRefaultAnon);
+    let activate = rig.stat.get(VmEvent::WorkingsetActivateAnon);
+    let restore = rig.stat.get(VmEvent::WorkingsetRestoreAnon);
+    assert!(refaulted > 0, "the hot set was never evicted");
+    assert_eq!(refault, refaulted);
+    assert!(
+        restore > 0,
+        "refault {refault} activate {activate} restore 0"
+    );
+    assert!(restore <= activate && activate <= refault);
+    let restored_active = (0..HOT)
+        .filter(|&j| match rig.pte(hot.add(j)) {
+            PteKind::Present { pfn, .. } => {
+                let p = rig.mem.folios.get(pfn);
+                p.test(pg::ACTIVE) && p.test(pg::WORKINGSET)
+            }
+            _ => false,
+        })
+        .count();
+    assert!(restored_active > 0);
+    rig.assert_clean();
+}
