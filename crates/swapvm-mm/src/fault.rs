@@ -163,7 +163,7 @@ impl Memory {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn do_swap_page(
+    pub(crate) fn do_swap_page(
         &mut self,
         swap: &mut SwapSubsystem,
         id: MmId,

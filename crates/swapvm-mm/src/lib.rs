@@ -27,6 +27,7 @@ pub mod pgtable;
 pub mod ram;
 pub mod rmap;
 pub mod shmem;
+pub mod swapoff;
 pub mod workingset;
 
 pub use fault::{FaultStop, Wait};
@@ -36,3 +37,4 @@ pub use ksm::{KsmStats, StableNode};
 pub use lru::{LruList, Lruvec};
 pub use memory::{vm, AnonVma, Memory, MmId, MmStruct, Vma, VmaKind, Watermarks};
 pub use shmem::{ShmemEntry, ShmemInode};
+pub use swapoff::Unuse;

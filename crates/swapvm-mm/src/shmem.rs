@@ -200,7 +200,7 @@ impl Memory {
     /// A folio already in the swap cache, read and unlocked, returns to the
     /// page cache at once; otherwise a read is started and the caller
     /// retries after it.
-    fn shmem_swapin_folio(
+    pub(crate) fn shmem_swapin_folio(
         &mut self,
         swap: &mut SwapSubsystem,
         ino: u32,

@@ -14,6 +14,10 @@
 
 #![warn(missing_docs)]
 
+pub mod swapoff;
+
+pub use swapoff::{Swapoff, SwapoffError, SwapoffStep};
+
 use swapvm_core::config::ReclaimConfig;
 use swapvm_core::{Pfn, VmEvent};
 use swapvm_mm::{pg, LruList, Memory};

@@ -140,11 +140,15 @@ impl Rig {
 
     /// Reads `vpn` back, through swap-in if it was evicted.
     fn read_back(&mut self, vpn: Vpn) -> Vec<u8> {
-        for _ in 0..4 {
+        for _ in 0..64 {
             match self.access(vpn, false) {
                 Ok(pfn) => return self.mem.ram.page(pfn).to_vec(),
                 Err(FaultStop::Retry(Wait::Folio(_))) => {
                     self.settle();
+                }
+                // Memory is short: let kswapd make room, as a tick would.
+                Err(FaultStop::Retry(Wait::Memory)) => {
+                    self.tick();
                 }
                 Err(e) => panic!("reading {vpn:?}: {e:?}"),
             }
@@ -723,5 +727,209 @@ fn a_deactivated_workingset_page_refaulted_soon_is_restored() {
         })
         .count();
     assert!(restored_active > 0);
+    rig.assert_clean();
+}
+
+// ---- swapoff -------------------------------------------------------------
+
+impl Rig {
+    /// Runs a swapoff to its end, one pass per tick, calling `load` each
+    /// tick (a process running meanwhile). Returns the last step.
+    fn swapoff(
+        &mut self,
+        mut load: impl FnMut(&mut Rig),
+    ) -> Result<swapvm_reclaim::Swapoff, swapvm_reclaim::SwapoffError> {
+        let ty = self.swap.device_types()[0];
+        let mut so = swapvm_reclaim::Swapoff::begin(&self.mem, &mut self.swap, ty, self.now)?;
+        for _ in 0..10_000 {
+            self.now += 1;
+            self.deliver(|_| true);
+            match so.tick(
+                &mut self.mem,
+                &mut self.swap,
+                &mut self.reclaim,
+                0,
+                self.now,
+            ) {
+                swapvm_reclaim::SwapoffStep::Running => {}
+                swapvm_reclaim::SwapoffStep::Done => return Ok(so),
+                swapvm_reclaim::SwapoffStep::Failed(e) => return Err(e),
+            }
+            load(self);
+        }
+        panic!("swapoff never ended");
+    }
+}
+
+#[test]
+fn swapoff_under_load_returns_every_slot_and_keeps_every_byte() {
+    const ANON: u64 = 120;
+    const SHARED: u64 = 24;
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(ANON, 0x61);
+    // A shared anonymous (shmem) region, its pages paged out too.
+    let s = rig.mem.mmap_shared_anon(rig.mm, SHARED);
+    for i in 0..SHARED {
+        let pfn = rig.access(s.add(i), true).unwrap();
+        rig.mem.ram.page_mut(pfn).copy_from_slice(&pattern(0x73, i));
+    }
+    rig.pageout(a);
+    rig.pageout(s);
+    // A child shares the swapped anon pages (counts of 2).
+    let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
+    let inuse = rig.swap.device(ty).unwrap().inuse_pages;
+    assert_eq!(inuse, ANON + SHARED, "everything is in swap");
+    let e0 = swap_entry(rig.pte(a)).unwrap();
+    assert_eq!(rig.swap.swap_count(e0), 2);
+    let pswpin0 = rig.stat.get(VmEvent::PswpIn);
+
+    // Meanwhile the parent keeps reading and writing its pages.
+    let mut turn = 0u64;
+    let so = rig
+        .swapoff(|rig| {
+            for _ in 0..4 {
+                let i = turn % ANON;
+                turn += 7;
+                match rig.access(a.add(i), i % 3 == 0) {
+                    Ok(pfn) if i % 3 == 0 => {
+                        rig.mem.ram.page_mut(pfn).copy_from_slice(&pattern(0x61, i));
+                    }
+                    Ok(_) | Err(FaultStop::Retry(_)) => {}
+                    Err(e) => panic!("access during swapoff: {e:?}"),
+                }
+            }
+        })
+        .unwrap();
+    assert!(so.passes > 1, "the reads complete at later ticks");
+    assert!(rig.swap.device(ty).is_none(), "the device is gone");
+    assert_eq!(rig.swap.total_swap_pages(), 0);
+    assert_eq!(rig.swap.nr_swap_pages(), 0);
+    // Each slot was read once (the child's references use the same folio).
+    assert_eq!(rig.stat.get(VmEvent::PswpIn) - pswpin0, ANON + SHARED);
+    for i in 0..ANON {
+        assert!(matches!(rig.pte(a.add(i)), PteKind::Present { .. }), "{i}");
+        assert_eq!(rig.read_back(a.add(i)), pattern(0x61, i), "anon page {i}");
+        let pte = rig.mem.pt.lookup(rig.mem.mm(child).pgd, a.add(i)).kind();
+        let PteKind::Present { pfn, .. } = pte else {
+            panic!("child page {i} not mapped: {pte:?}");
+        };
+        assert_eq!(&rig.mem.ram.page(pfn)[..8], &pattern(0x61, i)[..8]);
+        assert_eq!(rig.mem.folios.get(pfn).swap, None);
+    }
+    for i in 0..SHARED {
+        assert_eq!(rig.read_back(s.add(i)), pattern(0x73, i), "shmem page {i}");
+    }
+    rig.assert_clean();
+}
+
+#[test]
+fn swapoff_maps_a_copy_where_the_cached_folio_cannot_be_mapped() {
+    // The parent's page is swapped out, a child shares the entry and
+    // swaps it in first, into its own anon_vma: the parent's rmap would
+    // not find that folio, so swapoff (through do_swap_page) maps the
+    // parent a copy and puts its swap reference on the cached folio.
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(1, 0x6b);
+    rig.pageout(a);
+    let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
+    let e = swap_entry(rig.pte(a)).unwrap();
+    assert_eq!(rig.swap.swap_count(e), 2);
+    let cpfn = loop {
+        rig.now += 1;
+        match rig.mem.access(&mut rig.swap, child, a, false, rig.now) {
+            Ok(pfn) => break pfn,
+            Err(FaultStop::Retry(Wait::Folio(_))) => {
+                rig.settle();
+            }
+            Err(x) => panic!("{x:?}"),
+        }
+    };
+    assert_eq!(rig.swap.swap_count(e), 1, "the parent's reference is left");
+    assert_eq!(rig.swap.swap_cache_get_folio(e), Some(cpfn));
+    rig.swapoff(|_| {}).unwrap();
+    assert_eq!(
+        rig.stat.get(VmEvent::KsmSwapinCopy),
+        1,
+        "the copy branch ran"
+    );
+    assert!(rig.swap.device(ty).is_none());
+    let PteKind::Present { pfn: ppfn, .. } = rig.pte(a) else {
+        panic!("parent not mapped");
+    };
+    assert_ne!(ppfn, cpfn, "the parent has its own copy");
+    assert_eq!(rig.mem.ram.page(ppfn), &pattern(0x6b, 0)[..]);
+    assert_eq!(rig.mem.ram.page(cpfn), &pattern(0x6b, 0)[..]);
+    assert_eq!(rig.mem.folios.get(cpfn).swap, None);
+    rig.assert_clean();
+}
+
+#[test]
+fn swapoff_without_room_in_memory_fails_and_leaves_the_device_in_service() {
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let pages = 2 * u64::from(FRAMES);
+    let r = rig.fill_ticking(pages, 0x4e);
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let inuse = rig.swap.device(ty).unwrap().inuse_pages;
+    assert!(inuse > u64::from(FRAMES) / 2);
+    let e = rig.swapoff(|_| {}).unwrap_err();
+    assert!(
+        matches!(e, swapvm_reclaim::SwapoffError::NoMem { inuse: n, .. } if n == inuse),
+        "{e}"
+    );
+    let d = rig.swap.device(ty).unwrap();
+    assert!(!d.dying, "the device stays in service");
+    assert_eq!(d.inuse_pages, inuse, "nothing was read in");
+    // Still usable: reclaim writes to it and every page reads back.
+    for i in (0..pages).step_by(17) {
+        assert_eq!(rig.read_back(r.add(i)), pattern(0x4e, i), "page {i}");
+    }
+    rig.assert_clean();
+}
+
+#[test]
+fn swapoff_that_runs_out_of_memory_midway_aborts_cleanly() {
+    // Enough room when swapoff begins; then a process takes the memory,
+    // and with no other device reclaim cannot make room again.
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(64, 0x4f);
+    rig.pageout(a);
+    let so = swapvm_reclaim::Swapoff::begin(&rig.mem, &mut rig.swap, ty, rig.now).unwrap();
+    let mut so = so;
+    let hog = rig.mem.mmap_anon(rig.mm, u64::from(FRAMES));
+    let mut i = 0;
+    while rig.access(hog.add(i), true).is_ok() {
+        i += 1;
+    }
+    let mut last = None;
+    for _ in 0..1000 {
+        rig.now += 1;
+        rig.deliver(|_| true);
+        match so.tick(&mut rig.mem, &mut rig.swap, &mut rig.reclaim, 0, rig.now) {
+            swapvm_reclaim::SwapoffStep::Running => {}
+            step => {
+                last = Some(step);
+                break;
+            }
+        }
+    }
+    let Some(swapvm_reclaim::SwapoffStep::Failed(swapvm_reclaim::SwapoffError::NoMem { .. })) =
+        last
+    else {
+        panic!("expected a NoMem failure, got {last:?}");
+    };
+    let d = rig.swap.device(ty).unwrap();
+    assert!(!d.dying, "swapoff_abort put the device back");
+    assert!(d.inuse_pages > 0);
+    // Free the hog: the rest comes back through ordinary faults.
+    rig.mem.munmap(&mut rig.swap, rig.mm, hog);
+    for j in 0..64 {
+        assert_eq!(rig.read_back(a.add(j)), pattern(0x4f, j), "page {j}");
+    }
     rig.assert_clean();
 }
