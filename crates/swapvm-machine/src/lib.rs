@@ -33,7 +33,7 @@ use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
 use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
-use swapvm_reclaim::Reclaimer;
+use swapvm_reclaim::{Reclaimer, Swapoff, SwapoffStep};
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
 use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, ProcessSource, WorkloadSpec};
@@ -136,6 +136,17 @@ struct Proc {
     exited: bool,
     killed: Option<String>,
     children: u32,
+    /// Direct reclaim: entries (allocstall charged to this process), the
+    /// tick the current stall began, and ticks stalled in all.
+    reclaim_stall: ReclaimStall,
+}
+
+/// A process's direct-reclaim stalls.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReclaimStall {
+    allocstall: u64,
+    since: Option<u64>,
+    ticks: u64,
 }
 
 /// Random mm-op processes instead of a workload file (simulation tests and
@@ -190,6 +201,12 @@ pub struct Machine {
     next_pid: u32,
     /// Forks refused for want of memory (`-ENOMEM`).
     pub forks_failed: u64,
+    /// The swap type of each `[[swap]]` entry while it is on.
+    swap_types: Vec<Option<SwapType>>,
+    /// The swapoff in progress, a task of the tick loop.
+    swapoff: Option<Swapoff>,
+    /// What swapoff and swapon did, one line each, for the report.
+    swap_events: Vec<String>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -322,6 +339,26 @@ impl Machine {
         Self::build(cfg, opts, seed, workload, sources, total)
     }
 
+    /// A machine running `sources` (one process each, pids from 1) instead
+    /// of a workload file: for tests and tools that script processes
+    /// ([`swapvm_workload::Script`]) or mix them with generators.
+    pub fn with_sources(
+        cfg: MachineConfig,
+        opts: RunOptions,
+        name: &str,
+        sources: Vec<ProcessSource>,
+    ) -> Result<Machine, MachineError> {
+        let seed = opts.seed.unwrap_or(cfg.machine.seed);
+        let workload = WorkloadSpec {
+            name: name.into(),
+            description: "processes given by the caller".into(),
+            processes: Vec::new(),
+            source: PathBuf::from(format!("<{name}>")),
+        };
+        let total = sources.iter().map(ProcessSource::accesses_total).sum();
+        Self::build(cfg, opts, seed, workload, sources, total)
+    }
+
     /// Wires a machine around `sources`, one process each (pids from 1, in
     /// order), `workload` naming them in the report.
     fn build(
@@ -356,10 +393,12 @@ impl Machine {
         swap.set_count_max(cfg.machine.swap_count_max);
         let mut verify = verify::Verifier::default();
         let mut zram = zram::ZramDevices::new();
+        let mut swap_types = Vec::with_capacity(cfg.swap.len());
         for s in &cfg.swap {
             let ty = swapon_device(&cfg, s, &mut swap, &mut zram)?;
             let slots = swap.device(ty).map_or(0, |d| d.max());
             verify.add_device(ty.0, slots);
+            swap_types.push(Some(ty));
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
         let series = series::Series::new(cfg.machine.sample_every_ticks);
@@ -382,6 +421,7 @@ impl Machine {
                 exited: false,
                 killed: None,
                 children: 0,
+                reclaim_stall: ReclaimStall::default(),
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
@@ -413,6 +453,9 @@ impl Machine {
             next_key: 1,
             next_pid,
             forks_failed: 0,
+            swap_types,
+            swapoff: None,
+            swap_events: Vec::new(),
         })
     }
 
@@ -480,7 +523,14 @@ impl Machine {
         let min = self.mem.wmark.min;
         let free = self.mem.nr_free();
         let wb = self.reclaim.nr_writeback();
+        let tick = self.tick;
         for p in &mut self.procs {
+            if p.blocked == Some(Wait::Memory) && (free > min || wb == 0) {
+                let s = &mut p.reclaim_stall;
+                if let Some(since) = s.since.take() {
+                    s.ticks += tick - since;
+                }
+            }
             p.blocked = match p.blocked {
                 Some(Wait::Folio(pfn))
                     if !self
@@ -531,6 +581,9 @@ impl Machine {
                     self.procs[i].pending = Some(op);
                     self.procs[i].blocked = Some(w);
                     if w == Wait::Memory {
+                        let s = &mut self.procs[i].reclaim_stall;
+                        s.allocstall += 1;
+                        s.since.get_or_insert(self.tick);
                         let cpu = self.procs[i].cpu;
                         self.reclaim
                             .direct_reclaim(&mut self.mem, &mut self.swap, cpu, self.tick);
@@ -652,7 +705,112 @@ impl Machine {
                 self.exit_process(i, None);
                 Ok(false)
             }
+            Op::Swapoff { device } => {
+                let pid = self.procs[i].pid;
+                if let Err(why) = self.swapoff(device as usize) {
+                    self.swap_event(format!(
+                        "pid {pid}: swapoff of swap[{device}] refused: {why}"
+                    ));
+                }
+                Ok(false)
+            }
+            Op::Swapon { device } => {
+                let pid = self.procs[i].pid;
+                if let Err(why) = self.swapon(device as usize) {
+                    self.swap_event(format!(
+                        "pid {pid}: swapon of swap[{device}] refused: {why}"
+                    ));
+                }
+                Ok(false)
+            }
         }
+    }
+
+    fn swap_event(&mut self, line: String) {
+        tracing::info!("tick {}: {line}", self.tick);
+        if self.swap_events.len() < 256 {
+            self.swap_events.push(format!("tick {}: {line}", self.tick));
+        }
+    }
+
+    /// Starts swapoff of the `[[swap]]` entry `device`: checks that what it
+    /// holds fits in memory, marks it dying, and leaves the rest to the
+    /// swapoff task, which reads the device back over the next ticks
+    /// (its outcome goes to the report's `swap_events`).
+    ///
+    /// # Errors
+    /// A message when the device is not on, a swapoff is already running,
+    /// or memory cannot hold what the device holds (the device stays on).
+    pub fn swapoff(&mut self, device: usize) -> Result<(), String> {
+        let Some(Some(ty)) = self.swap_types.get(device).copied() else {
+            return Err("no such device, or it is off".into());
+        };
+        if let Some(so) = &self.swapoff {
+            return Err(format!("swapoff of type {} is running", so.ty.0));
+        }
+        let so = Swapoff::begin(&self.mem, &mut self.swap, ty, self.tick)
+            .map_err(|e| error_chain(&e))?;
+        let inuse = self.swap.device(ty).map_or(0, |d| d.inuse_pages);
+        self.swap_event(format!(
+            "swapoff of swap[{device}] begins, {inuse} slots in use"
+        ));
+        self.swapoff = Some(so);
+        Ok(())
+    }
+
+    /// `swapon` of the `[[swap]]` entry `device` after a swapoff.
+    ///
+    /// # Errors
+    /// A message when it is on already or cannot be enabled.
+    pub fn swapon(&mut self, device: usize) -> Result<(), String> {
+        match self.swap_types.get(device) {
+            None => return Err("no such device".into()),
+            Some(Some(_)) => return Err("it is on".into()),
+            Some(None) => {}
+        }
+        let s = self.cfg.swap[device].clone();
+        let ty = swapon_device(&self.cfg, &s, &mut self.swap, &mut self.zram)
+            .map_err(|e| error_chain(&e))?;
+        let slots = self.swap.device(ty).map_or(0, |d| d.max());
+        self.verify.add_device(ty.0, slots);
+        self.swap_types[device] = Some(ty);
+        self.swap_event(format!("swapon of swap[{device}]"));
+        Ok(())
+    }
+
+    /// One tick of the swapoff task; true if it did anything.
+    fn swapoff_tick(&mut self) -> bool {
+        let Some(so) = self.swapoff.as_mut() else {
+            return false;
+        };
+        let ty = so.ty;
+        let step = so.tick(
+            &mut self.mem,
+            &mut self.swap,
+            &mut self.reclaim,
+            0,
+            self.tick,
+        );
+        let device = self.swap_types.iter().position(|t| *t == Some(ty));
+        let name = device.map_or_else(|| format!("type {}", ty.0), |d| format!("swap[{d}]"));
+        match step {
+            SwapoffStep::Running => return true,
+            SwapoffStep::Done => {
+                let (started, unused) = (so.started, so.unused);
+                if let Some(d) = device {
+                    self.swap_types[d] = None;
+                }
+                let ticks = self.tick - started;
+                self.swap_event(format!(
+                    "swapoff of {name} done in {ticks} ticks, {unused} entries read back"
+                ));
+            }
+            SwapoffStep::Failed(e) => {
+                self.swap_event(format!("swapoff of {name} failed: {}", error_chain(&e)));
+            }
+        }
+        self.swapoff = None;
+        true
     }
 
     fn set_region(&mut self, i: usize, region: u32, r: Region) {
@@ -713,6 +871,7 @@ impl Machine {
                     exited: false,
                     killed: None,
                     children: 0,
+                    reclaim_stall: ReclaimStall::default(),
                 });
             }
             Err(e) => {
@@ -905,6 +1064,19 @@ fn spawn_kswapd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
     tx
 }
 
+/// The swapoff task: one `try_to_unuse` pass a tick while a swapoff runs.
+fn spawn_swapoff_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<TurnRequest>(1);
+    let m = Rc::clone(m);
+    tokio::task::spawn_local(async move {
+        while let Some(reply) = rx.recv().await {
+            let ran = m.borrow_mut().swapoff_tick();
+            let _ = reply.send(if ran { Turn::Ran(1) } else { Turn::Blocked });
+        }
+    });
+    tx
+}
+
 /// ksmd: every `ksm.sleep_ticks` ticks, one `ksm_do_scan` when `ksm.run`.
 fn spawn_ksmd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<TurnRequest>(1);
@@ -947,6 +1119,7 @@ async fn tick_loop(
     let mut tasks: Vec<_> = (0..nprocs).map(|i| spawn_process_task(&m, i)).collect();
     let kswapd = spawn_kswapd_task(&m);
     let ksmd = spawn_ksmd_task(&m);
+    let swapoffd = spawn_swapoff_task(&m);
     let mut stalled = 0u32;
     loop {
         let (delivered, max_ticks, check_every, tick) = {
@@ -980,11 +1153,17 @@ async fn tick_loop(
         }
         let k = turn(&kswapd).await;
         let _ = turn(&ksmd).await;
+        let so = turn(&swapoffd).await;
         let mut g = m.borrow_mut();
-        if live == 0 && g.swap.io_in_flight() == 0 {
+        if live == 0 && g.swap.io_in_flight() == 0 && g.swapoff.is_none() {
             break;
         }
-        if ran || delivered > 0 || matches!(k, Turn::Ran(_)) || g.swap.io_in_flight() > 0 {
+        if ran
+            || delivered > 0
+            || matches!(k, Turn::Ran(_))
+            || matches!(so, Turn::Ran(_))
+            || g.swap.io_in_flight() > 0
+        {
             stalled = 0;
         } else {
             stalled += 1;
@@ -1013,6 +1192,7 @@ async fn tick_loop(
     drop(tasks);
     drop(kswapd);
     drop(ksmd);
+    drop(swapoffd);
     let mut g = m.borrow_mut();
     // The tick in which the last process exits breaks out of the loop
     // before its progress call; report that tick's accesses too, so the

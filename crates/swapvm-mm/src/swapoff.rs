@@ -23,7 +23,6 @@ use crate::fault::{FaultStop, Wait};
 use crate::folio::pg;
 use crate::memory::{Memory, MmId, VmaKind};
 use crate::shmem::ShmemEntry;
-use crate::LruList;
 use swapvm_core::{Pfn, PteKind, SwapOffset, SwapType, SwpEntry, Vpn};
 use swapvm_swap::{SlotBinding, SwapSubsystem};
 
@@ -57,8 +56,9 @@ impl Unuse {
 impl Memory {
     /// The test of `security_vm_enough_memory_mm` at swapoff: can what the
     /// device holds come back into memory? It must fit in free memory
-    /// above the high watermark plus what reclaim can move to the other
-    /// devices (free slots there, at most the swap-backed pages resident).
+    /// above the high watermark plus the free slots of the other devices,
+    /// to which reclaim can move resident pages to make room (the kernel's
+    /// `__vm_enough_memory` test against RAM plus the remaining swap).
     pub fn swapoff_enough_memory(&self, swap: &SwapSubsystem, ty: SwapType) -> bool {
         let Some(d) = swap.device(ty) else {
             return false;
@@ -71,9 +71,7 @@ impl Memory {
             .filter(|o| !o.dying)
             .map(|o| o.pages.saturating_sub(o.inuse_pages))
             .sum();
-        let resident = u64::from(self.lru.len(LruList::ActiveAnon))
-            + u64::from(self.lru.len(LruList::InactiveAnon));
-        let room = self.nr_free().saturating_sub(self.wmark.high) + others.min(resident);
+        let room = self.nr_free().saturating_sub(self.wmark.high) + others;
         d.inuse_pages <= room
     }
 

@@ -12,6 +12,47 @@ pub enum ProcessSource {
     Trace(TraceProcess),
     /// Random memory-management op sequences (simulation tests, fuzzing).
     MmOps(MmOps),
+    /// A fixed list of ops (tests, and admin processes that run
+    /// `swapoff`/`swapon`); it exits after the last.
+    Script(Script),
+}
+
+/// A fixed op list for [`ProcessSource::Script`].
+#[derive(Debug, Clone)]
+pub struct Script {
+    name: String,
+    ops: std::collections::VecDeque<Op>,
+    accesses: u64,
+    exited: bool,
+}
+
+impl Script {
+    /// A process named `name` running `ops`, then exiting.
+    pub fn new(name: impl Into<String>, ops: Vec<Op>) -> Self {
+        let accesses = ops
+            .iter()
+            .filter(|o| matches!(o, Op::Access { .. } | Op::Fill { .. }))
+            .count() as u64;
+        Script {
+            name: name.into(),
+            ops: ops.into(),
+            accesses,
+            exited: false,
+        }
+    }
+
+    fn next_op(&mut self) -> Option<Op> {
+        if self.exited {
+            return None;
+        }
+        match self.ops.pop_front() {
+            Some(Op::Exit) | None => {
+                self.exited = true;
+                Some(Op::Exit)
+            }
+            Some(op) => Some(op),
+        }
+    }
 }
 
 impl ProcessSource {
@@ -26,6 +67,7 @@ impl ProcessSource {
             ProcessSource::Usemem(g) => Ok(g.next_op()),
             ProcessSource::Trace(t) => t.next_op(),
             ProcessSource::MmOps(g) => Ok(g.next_op()),
+            ProcessSource::Script(s) => Ok(s.next_op()),
         }
     }
 
@@ -34,7 +76,7 @@ impl ProcessSource {
     pub fn fork_child(&mut self) -> Option<ProcessSource> {
         match self {
             ProcessSource::MmOps(g) => Some(ProcessSource::MmOps(g.fork_child())),
-            ProcessSource::Usemem(_) | ProcessSource::Trace(_) => None,
+            ProcessSource::Usemem(_) | ProcessSource::Trace(_) | ProcessSource::Script(_) => None,
         }
     }
 
@@ -44,6 +86,7 @@ impl ProcessSource {
             ProcessSource::Usemem(g) => g.name(),
             ProcessSource::Trace(t) => t.name(),
             ProcessSource::MmOps(_) => "mmops",
+            ProcessSource::Script(s) => &s.name,
         }
     }
 
@@ -54,6 +97,7 @@ impl ProcessSource {
             ProcessSource::Trace(t) => t.accesses_total(),
             // Unknown ahead: forks and madvise decide it.
             ProcessSource::MmOps(_) => 0,
+            ProcessSource::Script(s) => s.accesses,
         }
     }
 }
