@@ -383,6 +383,8 @@ impl Machine {
                 source,
             })?;
         mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
+        mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
+        mem.swap_ra.vma_ra_enabled = cfg.reclaim.vma_ra_enabled;
         let cpus = cfg.machine.cpus as usize;
         let mut swap = SwapSubsystem::new(
             Arc::clone(&stat),
@@ -504,6 +506,12 @@ impl Machine {
                         self.mem.swap_read_done(pfn, Ok(d.buf.as_slice()));
                     } else {
                         self.mem.swap_read_done(pfn, Err(()));
+                    }
+                    // A folio read ahead whose last swap owner went while
+                    // it was locked for the read: nothing else will free
+                    // it (the kernel leaves it to reclaim).
+                    if swapvm_mm::swap_state::folio_test_readahead(self.mem.folios.get(pfn)) {
+                        self.mem.try_free_folio(&mut self.swap, pfn);
                     }
                 }
                 IoKind::Write => {

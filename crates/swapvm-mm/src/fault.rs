@@ -185,6 +185,17 @@ impl Memory {
             return Err(FaultStop::SigBus);
         }
         self.stat.inc(VmEvent::SwapCacheHit);
+        self.swap_update_readahead(pfn, Some((id, vma_start)));
+        if crate::swap_state::folio_test_readahead(&p) {
+            // First use of a folio read ahead: this fault claims it for
+            // its anon_vma, as a swap-in of its own would have.
+            let av = self.anon_vma_prepare(id, vma_start);
+            let f = self.folios.get_mut(pfn);
+            f.set(pg::ANON | pg::SWAPBACKED);
+            f.mapping = av;
+            f.index = vpn.0;
+        }
+        let p = *self.folios.get(pfn);
         if !self.folio_mappable_at(&p, id, vma_start, vpn) {
             return self.swapin_copy(swap, id, vma_start, vpn, leaf, pfn);
         }
@@ -332,7 +343,29 @@ impl Memory {
             self.free_frame(pfn);
             return Err(FaultStop::SigBus);
         }
+        self.swapin_readahead(swap, id, vma_start, vpn, entry, now);
         Err(FaultStop::Retry(Wait::Folio(pfn)))
+    }
+
+    /// `swapin_readahead`: by address when `vma_ra_enabled`, else by swap
+    /// offset (swap_state.rs).
+    fn swapin_readahead(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        entry: SwpEntry,
+        now: u64,
+    ) {
+        if self.swap_ra.vma_ra_enabled {
+            let Some(end) = self.find_vma(id, vpn).map(|v| v.end.0) else {
+                return;
+            };
+            self.swap_vma_readahead(swap, id, (vma_start, end), vpn, now);
+        } else {
+            self.swap_cluster_readahead(swap, entry, now);
+        }
     }
 
     /// Completes a swap read into folio `pfn` (`swap_read_folio` end_io):

@@ -27,6 +27,7 @@ pub mod pgtable;
 pub mod ram;
 pub mod rmap;
 pub mod shmem;
+pub mod swap_state;
 pub mod swapoff;
 pub mod workingset;
 

@@ -144,6 +144,8 @@ pub struct Memory {
     pub ksm: crate::ksm::Ksm,
     /// Zone watermarks.
     pub wmark: Watermarks,
+    /// Swap readahead knobs and window history (swap_state.rs).
+    pub swap_ra: crate::swap_state::SwapRaState,
     free: Vec<Pfn>,
     /// Shared counters.
     pub stat: Arc<VmStat>,
@@ -172,6 +174,7 @@ impl Memory {
             shmem: crate::shmem::Shmem::default(),
             ksm: crate::ksm::Ksm::default(),
             wmark,
+            swap_ra: Default::default(),
             // Popped from the back: low frames first.
             free: (0..ram_pages).rev().map(Pfn).collect(),
             stat,

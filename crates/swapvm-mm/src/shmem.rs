@@ -217,6 +217,7 @@ impl Memory {
                 return Err(FaultStop::SigBus);
             }
             self.stat.inc(VmEvent::SwapCacheHit);
+            self.swap_update_readahead(pfn, None);
             // Context: folio locked and in the swap cache; the inode's
             // mapping lock (this single-threaded path) covers the entry.
             self.folios.get_mut(pfn).set(pg::LOCKED);
@@ -268,6 +269,8 @@ impl Memory {
             self.free_frame(pfn);
             return Err(FaultStop::SigBus);
         }
+        // shmem_swapin_cluster: readahead by swap offset.
+        self.swap_cluster_readahead(swap, entry, now);
         Err(FaultStop::Retry(Wait::Folio(pfn)))
     }
 

@@ -933,3 +933,75 @@ fn swapoff_that_runs_out_of_memory_midway_aborts_cleanly() {
     }
     rig.assert_clean();
 }
+
+// ---- swap readahead --------------------------------------------------------
+
+/// Evicts a 64-page region, then reads it back in `order` with readahead
+/// of `page_cluster` by address (`vma`) or by offset. Returns (swap_ra,
+/// swap_ra_hit, pgmajfault) of the read-back.
+fn readahead_run(page_cluster: u32, vma: bool, order: &[u64]) -> (u64, u64, u64) {
+    let mut rig = Rig::new();
+    rig.mem.swap_ra.page_cluster = page_cluster;
+    rig.mem.swap_ra.vma_ra_enabled = vma;
+    let r = rig.fill(64, 0x52);
+    rig.pageout(r);
+    let before = |rig: &Rig| {
+        (
+            rig.stat.get(VmEvent::SwapRa),
+            rig.stat.get(VmEvent::SwapRaHit),
+            rig.stat.get(VmEvent::PgMajFault),
+        )
+    };
+    let b = before(&rig);
+    for &i in order {
+        assert_eq!(rig.read_back(r.add(i)), pattern(0x52, i), "page {i}");
+        assert!(
+            rig.mem
+                .folios
+                .get(match rig.pte(r.add(i)) {
+                    PteKind::Present { pfn, .. } => pfn,
+                    k => panic!("{k:?}"),
+                })
+                .test(pg::ANON),
+            "the fault claimed the folio"
+        );
+    }
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let a = before(&rig);
+    // Folios read ahead and never used are evictable swap-cache folios;
+    // nothing leaked.
+    rig.assert_clean();
+    (a.0 - b.0, a.1 - b.1, a.2 - b.2)
+}
+
+#[test]
+fn sequential_swapin_hits_readahead_by_address_and_by_offset() {
+    let seq: Vec<u64> = (0..64).collect();
+    for vma in [true, false] {
+        let (ra, hit, maj) = readahead_run(3, vma, &seq);
+        assert!(ra > 0, "vma {vma}: nothing read ahead");
+        assert!(hit > 32, "vma {vma}: {hit} hits of {ra} read ahead");
+        assert!(hit <= ra);
+        // Every page came in by a fault of its own or by readahead.
+        assert_eq!(maj + hit, 64, "vma {vma}: majfault {maj} hits {hit}");
+        assert!(maj < 32, "vma {vma}: readahead saved few faults: {maj}");
+    }
+}
+
+#[test]
+fn readahead_is_off_with_page_cluster_zero_and_shrinks_on_random_swapin() {
+    let seq: Vec<u64> = (0..64).collect();
+    assert_eq!(readahead_run(0, true, &seq), (0, 0, 64));
+    assert_eq!(readahead_run(0, false, &seq), (0, 0, 64));
+    // A stride of 7 pages (mod 64): no fault is next to the last one, so the
+    // window stays at one page.
+    let random: Vec<u64> = (0..64).map(|i| (i * 7 + 3) % 64).collect();
+    let (ra, hit, maj) = readahead_run(3, true, &random);
+    assert!(
+        maj > 48,
+        "random swap-in still faults: ra {ra} hit {hit} maj {maj}"
+    );
+    assert_eq!(maj + hit, 64);
+}
