@@ -406,6 +406,16 @@ fn print_summary(r: &Report) -> Result<()> {
     for k in &r.killed {
         writeln!(o, "  KILLED {k}")?;
     }
+    for p in &r.direct_reclaim {
+        writeln!(
+            o,
+            "direct reclaim: pid {} {}: {} stalls, {} ticks stalled",
+            p.pid, p.name, p.allocstall, p.stall_ticks
+        )?;
+    }
+    for e in &r.swap_events {
+        writeln!(o, "swap: {e}")?;
+    }
     writeln!(o, "result: {}", if r.passed() { "PASS" } else { "FAIL" })?;
     Ok(())
 }

@@ -1005,3 +1005,37 @@ fn readahead_is_off_with_page_cluster_zero_and_shrinks_on_random_swapin() {
     );
     assert_eq!(maj + hit, 64);
 }
+
+#[test]
+fn swappiness_zero_still_reclaims_anon_below_the_high_watermark() {
+    // With no file pages, the kernel's get_scan_count finds file "tiny"
+    // whenever free memory is at or below high and scans anon whatever the
+    // swappiness; kswapd and direct reclaim only run there.
+    for swappiness in [0, 200] {
+        let mut rig = Rig::new();
+        rig.reclaim = Reclaimer::new(
+            ReclaimConfig {
+                swappiness,
+                ..ReclaimConfig::default()
+            },
+            u64::from(FRAMES),
+        );
+        let pages = u64::from(FRAMES) - WMARK.low + 4;
+        rig.fill(pages, 0x30);
+        rig.reclaim.maybe_wake_kswapd(&rig.mem);
+        let mut made = 0;
+        for _ in 0..64 {
+            made += rig.tick().writeback;
+        }
+        while rig.swap.io_in_flight() > 0 {
+            rig.settle();
+        }
+        assert!(
+            made > 0,
+            "swappiness {swappiness}: kswapd reclaimed nothing"
+        );
+        assert!(rig.mem.nr_free() >= WMARK.high, "swappiness {swappiness}");
+        assert_eq!(rig.stat.get(VmEvent::PgStealKswapd), made);
+        rig.assert_clean();
+    }
+}
