@@ -6,9 +6,12 @@ real kernel: map SIZE_MIB anonymous, write every page once (the touch pass),
 then PASSES passes of one access per page, `sequential` or uniform
 `random`, each a store with probability WRITE_RATIO. Prints the
 /proc/vmstat deltas of pswpin, pswpout and pgmajfault per phase, as
-`phase pswpin pswpout pgmajfault` lines.
+`phase pswpin pswpout pgmajfault` lines; with SWAPVM_CG_STAT set to a
+memory cgroup's memory.stat, a fourth column: that cgroup's own
+pgmajfault delta (the /proc/vmstat figures are machine-wide).
 """
 import mmap
+import os
 import random
 import sys
 
@@ -26,6 +29,18 @@ def vmstat():
     return v
 
 
+def cg_majfault():
+    path = os.environ.get("SWAPVM_CG_STAT")
+    if not path:
+        return None
+    with open(path) as f:
+        for line in f:
+            k, n = line.split()
+            if k == "pgmajfault":
+                return int(n)
+    return None
+
+
 def main():
     size_mib, pattern, passes, write_ratio, seed = sys.argv[1:6]
     pages = int(size_mib) * 256
@@ -33,12 +48,15 @@ def main():
     rng = random.Random(int(seed))
     m = mmap.mmap(-1, pages * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     before = vmstat()
+    cg_before = cg_majfault()
 
     def report(phase):
-        nonlocal before
+        nonlocal before, cg_before
         now = vmstat()
-        print(phase, *(now[k] - before[k] for k in NAMES), flush=True)
-        before = now
+        cg_now = cg_majfault()
+        extra = [] if cg_now is None else [cg_now - cg_before]
+        print(phase, *(now[k] - before[k] for k in NAMES), *extra, flush=True)
+        before, cg_before = now, cg_now
 
     for p in range(pages):
         m[p * PAGE] = 1

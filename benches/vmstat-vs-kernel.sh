@@ -102,7 +102,9 @@ else
   echo "$limit" > "$cg/memory.limit_in_bytes"
   procs="$cg/cgroup.procs"
 fi
+echo "# kernel: last column is the cgroup's own pgmajfault (memory.stat)"
+grep -H . /proc/swaps | sed 's/^/# /'
 for pattern in sequential random; do
-  sh -c "echo \$\$ > $procs; exec python3 benches/usemem.py $size_mib $pattern $passes $write_ratio 1" |
+  SWAPVM_CG_STAT="$cg/memory.stat" sh -c "echo \$\$ > $procs; exec python3 benches/usemem.py $size_mib $pattern $passes $write_ratio 1" |
     sed "s/^/kernel $pattern /"
 done
