@@ -149,3 +149,34 @@ fn direct_reclaim_stalls_are_charged_to_the_processes_that_stalled() {
         assert!(p.name.starts_with("usemem"), "{p:?}");
     }
 }
+
+#[test]
+fn a_run_with_swapoff_readahead_and_workingset_is_deterministic() {
+    let run = || {
+        let dir = tempdir();
+        let cfg = two_device_config(dir.path());
+        let admin = admin_ops(3200, &[Op::Swapoff { device: 0 }]);
+        let m = Machine::with_sources(
+            cfg,
+            RunOptions::default(),
+            "det",
+            sources(dir.path(), admin),
+        )
+        .unwrap();
+        m.run(|_, _| {}).unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert!(a.passed(), "{}", describe(&a));
+    for ev in [
+        VmEvent::SwapRa,
+        VmEvent::SwapRaHit,
+        VmEvent::WorkingsetRefaultAnon,
+        VmEvent::WorkingsetActivateAnon,
+    ] {
+        assert!(a.counter(ev) > 0, "{ev:?} never counted: {}", describe(&a));
+    }
+    assert_eq!(a.vmstat, b.vmstat, "same seed, different counters");
+    assert_eq!(a.swap_events, b.swap_events);
+    assert_eq!(a.direct_reclaim, b.direct_reclaim);
+    assert_eq!(a.ticks, b.ticks);
+}
