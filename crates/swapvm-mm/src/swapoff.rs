@@ -16,8 +16,8 @@
 //! memory), so reclaim must write it to another device and cannot hand the
 //! dying device a new reference.
 //!
-//! Divergence: reads go through the fault path and so count `pgfault` and
-//! `pgmajfault`, which the kernel's `unuse_pte_range` does not.
+//! Divergence: reads go through the swap-in path and so count `pgmajfault`,
+//! which the kernel's `unuse_pte_range` does not (`pgfault` is not counted).
 
 use crate::fault::{FaultStop, Wait};
 use crate::folio::pg;
