@@ -259,12 +259,13 @@ pub struct ReclaimConfig {
     #[serde(default = "default_swappiness")]
     pub swappiness: u32,
     /// `vm.page-cluster`: swap-in readahead reads up to `2^page_cluster`
-    /// slots around a faulting entry (default 3). Reserved for swap
-    /// readahead, which this build does not implement yet.
+    /// slots around a faulting entry (default 3; 0 turns readahead off).
+    /// VMA readahead caps it at 2^5 (`SWAP_RA_ORDER_CEILING`).
     #[serde(default = "default_page_cluster")]
     pub page_cluster: u32,
-    /// `/sys/kernel/mm/swap/vma_ra_enabled` (default true). Reserved for
-    /// swap readahead, which this build does not implement yet.
+    /// `/sys/kernel/mm/swap/vma_ra_enabled` (default true): read ahead by
+    /// virtual address in the faulting VMA; false reads ahead by swap
+    /// offset (cluster readahead).
     #[serde(default = "yes")]
     pub vma_ra_enabled: bool,
 }
