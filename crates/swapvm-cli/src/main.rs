@@ -547,6 +547,16 @@ fn print_summary(r: &Report) -> Result<()> {
             f.kills_mid_fault
         )?;
     }
+    for p in &r.direct_reclaim {
+        writeln!(
+            o,
+            "direct reclaim: pid {} {}: {} stalls, {} ticks stalled",
+            p.pid, p.name, p.allocstall, p.stall_ticks
+        )?;
+    }
+    for e in &r.swap_events {
+        writeln!(o, "swap: {e}")?;
+    }
     writeln!(o, "result: {}", if r.passed() { "PASS" } else { "FAIL" })?;
     Ok(())
 }

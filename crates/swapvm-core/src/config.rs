@@ -261,6 +261,26 @@ pub struct ReclaimConfig {
     /// `SWAP_CLUSTER_MAX`: folios isolated per scan batch.
     #[serde(default = "default_cluster_max")]
     pub swap_cluster_max: u32,
+    /// `vm.swappiness`, 0..=200 (default 60): the relative cost of
+    /// reclaiming anon against file pages in `get_scan_count`. swapvm has
+    /// only swap-backed (anon and shmem) LRU lists, so there is nothing to
+    /// balance against; what remains of the kernel's rule is that
+    /// swappiness 0 scans anon only while free memory is below the high
+    /// watermark (the kernel's `SCAN_ANON` fallback when file pages are
+    /// exhausted), so kswapd honours it and direct reclaim (always below
+    /// min) does not.
+    #[serde(default = "default_swappiness")]
+    pub swappiness: u32,
+    /// `vm.page-cluster`: swap-in readahead reads up to `2^page_cluster`
+    /// slots around a faulting entry (default 3; 0 turns readahead off).
+    /// VMA readahead caps it at 2^5 (`SWAP_RA_ORDER_CEILING`).
+    #[serde(default = "default_page_cluster")]
+    pub page_cluster: u32,
+    /// `/sys/kernel/mm/swap/vma_ra_enabled` (default true): read ahead by
+    /// virtual address in the faulting VMA; false reads ahead by swap
+    /// offset (cluster readahead).
+    #[serde(default = "yes")]
+    pub vma_ra_enabled: bool,
 }
 
 /// `[mthp]`: which large anonymous folio sizes faults may allocate, as
@@ -323,6 +343,9 @@ impl Default for ReclaimConfig {
             watermark_scale_factor: default_wsf(),
             min_free_kbytes: None,
             swap_cluster_max: default_cluster_max(),
+            swappiness: default_swappiness(),
+            page_cluster: default_page_cluster(),
+            vma_ra_enabled: true,
         }
     }
 }
@@ -347,6 +370,12 @@ fn default_wsf() -> u32 {
 }
 fn default_cluster_max() -> u32 {
     32
+}
+fn default_swappiness() -> u32 {
+    60
+}
+fn default_page_cluster() -> u32 {
+    3
 }
 
 impl MachineConfig {
@@ -484,6 +513,12 @@ impl MachineConfig {
             "reclaim.swap_cluster_max",
             || format!("{} is outside 1..=4096", r.swap_cluster_max),
         )?;
+        ensure(r.swappiness <= 200, p, "reclaim.swappiness", || {
+            format!("{} is outside 0..=200 (the kernel's range)", r.swappiness)
+        })?;
+        ensure(r.page_cluster <= 10, p, "reclaim.page_cluster", || {
+            format!("{} is outside 0..=10 (at most 1024 pages)", r.page_cluster)
+        })?;
         self.fault.validate(p)
     }
 }
@@ -559,5 +594,26 @@ mod tests {
         let e =
             parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a\"\nsize_mib = 0\n").unwrap_err();
         assert!(e.to_string().contains("swap[0].size_mib"), "{e}");
+    }
+
+    #[test]
+    fn swappiness_and_page_cluster_default_and_out_of_range_name_file_and_field() {
+        let c = parse("[machine]\nram_mib = 64\n").unwrap();
+        assert_eq!(
+            (
+                c.reclaim.swappiness,
+                c.reclaim.page_cluster,
+                c.reclaim.vma_ra_enabled
+            ),
+            (60, 3, true)
+        );
+        let c = parse("[machine]\nram_mib = 64\n[reclaim]\nswappiness = 200\n").unwrap();
+        assert_eq!(c.reclaim.swappiness, 200);
+        let e = parse("[machine]\nram_mib = 64\n[reclaim]\nswappiness = 201\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("/cfg/test.toml"), "{msg}");
+        assert!(msg.contains("reclaim.swappiness"), "{msg}");
+        let e = parse("[machine]\nram_mib = 64\n[reclaim]\npage_cluster = 11\n").unwrap_err();
+        assert!(e.to_string().contains("reclaim.page_cluster"), "{e}");
     }
 }

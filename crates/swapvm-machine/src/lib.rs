@@ -36,7 +36,7 @@ use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
 use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
-use swapvm_reclaim::Reclaimer;
+use swapvm_reclaim::{Reclaimer, Swapoff, SwapoffStep};
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
 use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, ProcessSource, WorkloadSpec};
@@ -150,6 +150,17 @@ struct Proc {
     children: u32,
     /// Asleep until this tick (`Op::Sleep`).
     sleep_until: u64,
+    /// Direct reclaim: entries (allocstall charged to this process), the
+    /// tick the current stall began, and ticks stalled in all.
+    reclaim_stall: ReclaimStall,
+}
+
+/// A process's direct-reclaim stalls.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReclaimStall {
+    allocstall: u64,
+    since: Option<u64>,
+    ticks: u64,
 }
 
 /// Random mm-op processes instead of a workload file (simulation tests and
@@ -211,6 +222,12 @@ pub struct Machine {
     last_free: u64,
     /// The hibernation image held, if any (`machine.hibernate_every`).
     hib: Option<swapvm_swap::SwsuspExtents>,
+    /// The swap type of each `[[swap]]` entry while it is on.
+    swap_types: Vec<Option<SwapType>>,
+    /// The swapoff in progress, a task of the tick loop.
+    swapoff: Option<Swapoff>,
+    /// What swapoff and swapon did, one line each, for the report.
+    swap_events: Vec<String>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -341,6 +358,26 @@ impl Machine {
         Self::build(cfg, opts, seed, workload, sources, total)
     }
 
+    /// A machine running `sources` (one process each, pids from 1) instead
+    /// of a workload file: for tests and tools that script processes
+    /// ([`swapvm_workload::Script`]) or mix them with generators.
+    pub fn with_sources(
+        cfg: MachineConfig,
+        opts: RunOptions,
+        name: &str,
+        sources: Vec<ProcessSource>,
+    ) -> Result<Machine, MachineError> {
+        let seed = opts.seed.unwrap_or(cfg.machine.seed);
+        let workload = WorkloadSpec {
+            name: name.into(),
+            description: "processes given by the caller".into(),
+            processes: Vec::new(),
+            source: PathBuf::from(format!("<{name}>")),
+        };
+        let total = sources.iter().map(ProcessSource::accesses_total).sum();
+        Self::build(cfg, opts, seed, workload, sources, total)
+    }
+
     /// Wires a machine around `sources`, one process each (pids from 1, in
     /// order), `workload` naming them in the report.
     fn build(
@@ -366,6 +403,8 @@ impl Machine {
             })?;
         mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
         mem.anon_orders = cfg.mthp.orders();
+        mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
+        mem.swap_ra.vma_ra_enabled = cfg.reclaim.vma_ra_enabled;
         let cpus = cfg.machine.cpus as usize;
         let mut swap = SwapSubsystem::new(
             Arc::clone(&stat),
@@ -382,11 +421,13 @@ impl Machine {
         };
         let mut verify = verify::Verifier::default();
         let mut zram = zram::ZramDevices::new();
+        let mut swap_types = Vec::with_capacity(cfg.swap.len());
         for (i, s) in cfg.swap.iter().enumerate() {
             let plan = fault::io_plan(&cfg.fault, seed, i);
             let ty = swapon_device(&cfg, s, plan, &mut swap, &mut zram)?;
             let slots = swap.device(ty).map_or(0, |d| d.max());
             verify.add_device(ty.0, slots);
+            swap_types.push(Some(ty));
         }
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
         let series = series::Series::new(cfg.machine.sample_every_ticks);
@@ -410,6 +451,7 @@ impl Machine {
                 killed: None,
                 children: 0,
                 sleep_until: 0,
+                reclaim_stall: ReclaimStall::default(),
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
@@ -446,6 +488,9 @@ impl Machine {
             no_progress_ticks: 0,
             last_free: 0,
             hib: None,
+            swap_types,
+            swapoff: None,
+            swap_events: Vec::new(),
         })
     }
 
@@ -498,6 +543,12 @@ impl Machine {
                     } else {
                         self.mem.swap_read_done(pfn, Err(()));
                     }
+                    // A folio read ahead whose last swap owner went while
+                    // it was locked for the read: nothing else will free
+                    // it (the kernel leaves it to reclaim).
+                    if swapvm_mm::swap_state::folio_test_readahead(self.mem.folios.get(pfn)) {
+                        self.mem.try_free_folio(&mut self.swap, pfn);
+                    }
                 }
                 IoKind::Write => {
                     if ok {
@@ -516,7 +567,14 @@ impl Machine {
         let min = self.mem.wmark.min;
         let free = self.mem.nr_free();
         let wb = self.reclaim.nr_writeback();
+        let tick = self.tick;
         for p in &mut self.procs {
+            if p.blocked == Some(Wait::Memory) && (free > min || wb == 0) {
+                let s = &mut p.reclaim_stall;
+                if let Some(since) = s.since.take() {
+                    s.ticks += tick - since;
+                }
+            }
             p.blocked = match p.blocked {
                 Some(Wait::Folio(pfn))
                     if !self
@@ -576,6 +634,9 @@ impl Machine {
                     self.procs[i].pending = Some(op);
                     self.procs[i].blocked = Some(w);
                     if w == Wait::Memory {
+                        let s = &mut self.procs[i].reclaim_stall;
+                        s.allocstall += 1;
+                        s.since.get_or_insert(self.tick);
                         let cpu = self.procs[i].cpu;
                         self.reclaim
                             .direct_reclaim(&mut self.mem, &mut self.swap, cpu, self.tick);
@@ -704,7 +765,114 @@ impl Machine {
                 self.exit_process(i, None);
                 Ok(false)
             }
+            Op::Swapoff { device } => {
+                let pid = self.procs[i].pid;
+                if let Err(why) = self.swapoff(device as usize) {
+                    self.swap_event(format!(
+                        "pid {pid}: swapoff of swap[{device}] refused: {why}"
+                    ));
+                }
+                Ok(false)
+            }
+            Op::Swapon { device } => {
+                let pid = self.procs[i].pid;
+                if let Err(why) = self.swapon(device as usize) {
+                    self.swap_event(format!(
+                        "pid {pid}: swapon of swap[{device}] refused: {why}"
+                    ));
+                }
+                Ok(false)
+            }
         }
+    }
+
+    fn swap_event(&mut self, line: String) {
+        tracing::info!("tick {}: {line}", self.tick);
+        if self.swap_events.len() < 256 {
+            self.swap_events.push(format!("tick {}: {line}", self.tick));
+        }
+    }
+
+    /// Starts swapoff of the `[[swap]]` entry `device`: checks that what it
+    /// holds fits in memory, marks it dying, and leaves the rest to the
+    /// swapoff task, which reads the device back over the next ticks
+    /// (its outcome goes to the report's `swap_events`).
+    ///
+    /// # Errors
+    /// A message when the device is not on, a swapoff is already running,
+    /// or memory cannot hold what the device holds (the device stays on).
+    pub fn swapoff(&mut self, device: usize) -> Result<(), String> {
+        let Some(Some(ty)) = self.swap_types.get(device).copied() else {
+            return Err("no such device, or it is off".into());
+        };
+        if let Some(so) = &self.swapoff {
+            return Err(format!("swapoff of type {} is running", so.ty.0));
+        }
+        let so = Swapoff::begin(&self.mem, &mut self.swap, ty, self.tick)
+            .map_err(|e| error_chain(&e))?;
+        let inuse = self.swap.device(ty).map_or(0, |d| d.inuse_pages);
+        self.swap_event(format!(
+            "swapoff of swap[{device}] begins, {inuse} slots in use"
+        ));
+        self.swapoff = Some(so);
+        Ok(())
+    }
+
+    /// `swapon` of the `[[swap]]` entry `device` after a swapoff.
+    ///
+    /// # Errors
+    /// A message when it is on already or cannot be enabled.
+    pub fn swapon(&mut self, device: usize) -> Result<(), String> {
+        match self.swap_types.get(device) {
+            None => return Err("no such device".into()),
+            Some(Some(_)) => return Err("it is on".into()),
+            Some(None) => {}
+        }
+        let s = self.cfg.swap[device].clone();
+        // The device gets the same fault plan as at boot.
+        let plan = fault::io_plan(&self.cfg.fault, self.seed, device);
+        let ty = swapon_device(&self.cfg, &s, plan, &mut self.swap, &mut self.zram)
+            .map_err(|e| error_chain(&e))?;
+        let slots = self.swap.device(ty).map_or(0, |d| d.max());
+        self.verify.add_device(ty.0, slots);
+        self.swap_types[device] = Some(ty);
+        self.swap_event(format!("swapon of swap[{device}]"));
+        Ok(())
+    }
+
+    /// One tick of the swapoff task; true if it did anything.
+    fn swapoff_tick(&mut self) -> bool {
+        let Some(so) = self.swapoff.as_mut() else {
+            return false;
+        };
+        let ty = so.ty;
+        let step = so.tick(
+            &mut self.mem,
+            &mut self.swap,
+            &mut self.reclaim,
+            0,
+            self.tick,
+        );
+        let device = self.swap_types.iter().position(|t| *t == Some(ty));
+        let name = device.map_or_else(|| format!("type {}", ty.0), |d| format!("swap[{d}]"));
+        match step {
+            SwapoffStep::Running => return true,
+            SwapoffStep::Done => {
+                let (started, unused) = (so.started, so.unused);
+                if let Some(d) = device {
+                    self.swap_types[d] = None;
+                }
+                let ticks = self.tick - started;
+                self.swap_event(format!(
+                    "swapoff of {name} done in {ticks} ticks, {unused} entries read back"
+                ));
+            }
+            SwapoffStep::Failed(e) => {
+                self.swap_event(format!("swapoff of {name} failed: {}", error_chain(&e)));
+            }
+        }
+        self.swapoff = None;
+        true
     }
 
     fn set_region(&mut self, i: usize, region: u32, r: Region) {
@@ -766,6 +934,7 @@ impl Machine {
                     killed: None,
                     children: 0,
                     sleep_until: 0,
+                    reclaim_stall: ReclaimStall::default(),
                 });
             }
             Err(e) => {
@@ -969,6 +1138,19 @@ fn spawn_kswapd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
     tx
 }
 
+/// The swapoff task: one `try_to_unuse` pass a tick while a swapoff runs.
+fn spawn_swapoff_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<TurnRequest>(1);
+    let m = Rc::clone(m);
+    tokio::task::spawn_local(async move {
+        while let Some(reply) = rx.recv().await {
+            let ran = m.borrow_mut().swapoff_tick();
+            let _ = reply.send(if ran { Turn::Ran(1) } else { Turn::Blocked });
+        }
+    });
+    tx
+}
+
 /// ksmd: every `ksm.sleep_ticks` ticks, one `ksm_do_scan` when `ksm.run`.
 fn spawn_ksmd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<TurnRequest>(1);
@@ -1011,6 +1193,7 @@ async fn tick_loop(
     let mut tasks: Vec<_> = (0..nprocs).map(|i| spawn_process_task(&m, i)).collect();
     let kswapd = spawn_kswapd_task(&m);
     let ksmd = spawn_ksmd_task(&m);
+    let swapoffd = spawn_swapoff_task(&m);
     let mut stalled = 0u32;
     loop {
         let (delivered, max_ticks, check_every, tick) = {
@@ -1044,8 +1227,9 @@ async fn tick_loop(
         }
         let k = turn(&kswapd).await;
         let _ = turn(&ksmd).await;
+        let so = turn(&swapoffd).await;
         let mut g = m.borrow_mut();
-        if live == 0 && g.swap.io_in_flight() == 0 {
+        if live == 0 && g.swap.io_in_flight() == 0 && g.swapoff.is_none() {
             break;
         }
         // An OOM kill frees memory: that is progress too.
@@ -1054,6 +1238,7 @@ async fn tick_loop(
             || ran
             || delivered > 0
             || matches!(k, Turn::Ran(_))
+            || matches!(so, Turn::Ran(_))
             || g.swap.io_in_flight() > 0
         {
             stalled = 0;
@@ -1085,6 +1270,7 @@ async fn tick_loop(
     drop(tasks);
     drop(kswapd);
     drop(ksmd);
+    drop(swapoffd);
     let mut g = m.borrow_mut();
     // The tick in which the last process exits breaks out of the loop
     // before its progress call; report that tick's accesses too, so the

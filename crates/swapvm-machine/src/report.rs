@@ -200,6 +200,27 @@ pub struct Report {
     /// Faults injected (`[fault]`), all devices, and the machine's own.
     #[serde(default)]
     pub faults: FaultReport,
+    /// Per process that entered direct reclaim: its entries and the ticks
+    /// it spent stalled (from the failed allocation to the retry).
+    #[serde(default)]
+    pub direct_reclaim: Vec<DirectReclaimReport>,
+    /// What swapoff and swapon did, one line each with its tick.
+    #[serde(default)]
+    pub swap_events: Vec<String>,
+}
+
+/// One process's direct-reclaim stalls.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DirectReclaimReport {
+    /// Its pid.
+    pub pid: u32,
+    /// Its name.
+    pub name: String,
+    /// Times its allocation failed below min and it entered direct
+    /// reclaim (its share of `allocstall_normal`).
+    pub allocstall: u64,
+    /// Ticks it waited for reclaim to free memory.
+    pub stall_ticks: u64,
 }
 
 /// KSM counters at the end of the run.
@@ -456,5 +477,17 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         processes: m.procs.len() as u64,
         forks_failed: m.forks_failed,
         faults,
+        direct_reclaim: m
+            .procs
+            .iter()
+            .filter(|p| p.reclaim_stall.allocstall > 0)
+            .map(|p| DirectReclaimReport {
+                pid: p.pid,
+                name: p.name.clone(),
+                allocstall: p.reclaim_stall.allocstall,
+                stall_ticks: p.reclaim_stall.ticks,
+            })
+            .collect(),
+        swap_events: m.swap_events.clone(),
     }
 }

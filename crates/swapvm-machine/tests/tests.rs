@@ -132,6 +132,10 @@ fn assert_swapped_and_clean(r: &Report) {
 #[path = "tests/run_folder.rs"]
 mod run_folder;
 
+// swapoff/swapon under load and direct-reclaim stalls (tests/tests/swapoff.rs).
+#[path = "tests/swapoff.rs"]
+mod swapoff;
+
 mod runs {
     use super::*;
 

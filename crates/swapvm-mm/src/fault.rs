@@ -216,7 +216,7 @@ impl Memory {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn do_swap_page(
+    pub(crate) fn do_swap_page(
         &mut self,
         swap: &mut SwapSubsystem,
         id: MmId,
@@ -242,6 +242,17 @@ impl Memory {
             return Err(FaultStop::Retry(Wait::Memory));
         };
         let sub = entry.offset().0 - base.offset().0;
+        self.swap_update_readahead(pfn, Some((id, vma_start)));
+        if crate::swap_state::folio_test_readahead(&p) {
+            // First use of a folio read ahead: this fault claims it for
+            // its anon_vma, as a swap-in of its own would have.
+            let av = self.anon_vma_prepare(id, vma_start);
+            let f = self.folios.get_mut(pfn);
+            f.set(pg::ANON | pg::SWAPBACKED);
+            f.mapping = av;
+            f.index = vpn.0 - sub;
+        }
+        let p = *self.folios.get(pfn);
         if !self.folio_mappable_at(&p, id, vma_start, Vpn(vpn.0 - sub)) {
             return self.swapin_copy(swap, id, vma_start, vpn, leaf, pfn, sub);
         }
@@ -371,17 +382,24 @@ impl Memory {
             p.index = vpn.0;
         }
         let bound = swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry);
-        if let Err(e) = bound {
-            self.warn
-                .warn_on(true, SWAPIN_SETUP, || format!("{entry:?} at {vpn:?}: {e}"));
-            self.folios.get_mut(pfn).clear(pg::LOCKED);
-            self.free_frame(pfn);
-            return Err(match e {
-                SwapError::Exists { .. } => FaultStop::Retry(Wait::Memory),
-                _ => FaultStop::SigBus,
-            });
-        }
+        let shadow = match bound {
+            Ok(shadow) => shadow,
+            Err(e) => {
+                self.warn
+                    .warn_on(true, SWAPIN_SETUP, || format!("{entry:?} at {vpn:?}: {e}"));
+                self.folios.get_mut(pfn).clear(pg::LOCKED);
+                self.free_frame(pfn);
+                return Err(match e {
+                    SwapError::Exists { .. } => FaultStop::Retry(Wait::Memory),
+                    _ => FaultStop::SigBus,
+                });
+            }
+        };
         self.stat.inc(VmEvent::PgMajFault);
+        if let Some(shadow) = shadow {
+            // Before the LRU add: a recent refault starts active.
+            self.workingset_refault(pfn, shadow);
+        }
         self.lru.add(&mut self.folios, pfn);
         if swap.swap_zeromap_test(entry, 1) {
             // swap_read_folio_zeromap: the page was all zeros and never
@@ -393,7 +411,11 @@ impl Memory {
             self.stat.inc(VmEvent::SwpinZero);
             return self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now);
         }
-        Err(self.swap_read_start(swap, pfn, entry, 1, now))
+        let r = self.swap_read_start(swap, pfn, entry, 1, now);
+        if r != FaultStop::SigBus {
+            self.swapin_readahead(swap, id, vma_start, vpn, entry, now);
+        }
+        Err(r)
     }
 
     /// The mTHP branch of swap-in (`alloc_swap_folio`): when the aligned
@@ -460,6 +482,27 @@ impl Memory {
             return Some(Err(r));
         }
         None
+    }
+
+    /// `swapin_readahead`: by address when `vma_ra_enabled`, else by swap
+    /// offset (swap_state.rs).
+    fn swapin_readahead(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        vpn: Vpn,
+        entry: SwpEntry,
+        now: u64,
+    ) {
+        if self.swap_ra.vma_ra_enabled {
+            let Some(end) = self.find_vma(id, vpn).map(|v| v.end.0) else {
+                return;
+            };
+            self.swap_vma_readahead(swap, id, (vma_start, end), vpn, now);
+        } else {
+            self.swap_cluster_readahead(swap, entry, now);
+        }
     }
 
     /// Completes a swap read into folio `pfn` (`swap_read_folio` end_io):

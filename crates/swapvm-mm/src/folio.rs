@@ -12,40 +12,44 @@ use swapvm_swap::SwapFolio;
 /// Folio flag bits (`PG_*`).
 pub mod pg {
     /// `PG_locked`: owned by an I/O or a reclaim pass.
-    pub const LOCKED: u16 = 1 << 0;
+    pub const LOCKED: u32 = 1 << 0;
     /// `PG_uptodate`: the bytes are valid.
-    pub const UPTODATE: u16 = 1 << 1;
+    pub const UPTODATE: u32 = 1 << 1;
     /// `PG_dirty`: differs from its swap copy (or has none).
-    pub const DIRTY: u16 = 1 << 2;
+    pub const DIRTY: u32 = 1 << 2;
     /// `PG_writeback`: a swap write is in flight.
-    pub const WRITEBACK: u16 = 1 << 3;
+    pub const WRITEBACK: u32 = 1 << 3;
     /// `PG_swapbacked`: anonymous or shmem memory.
-    pub const SWAPBACKED: u16 = 1 << 4;
+    pub const SWAPBACKED: u32 = 1 << 4;
     /// `PG_active`: on (or bound for) the active list.
-    pub const ACTIVE: u16 = 1 << 5;
+    pub const ACTIVE: u32 = 1 << 5;
     /// `PG_referenced`: seen referenced by a previous scan.
-    pub const REFERENCED: u16 = 1 << 6;
+    pub const REFERENCED: u32 = 1 << 6;
     /// `PG_lru`: on an LRU list.
-    pub const LRU: u16 = 1 << 7;
+    pub const LRU: u32 = 1 << 7;
     /// Anonymous folio (mapping is an anon_vma).
-    pub const ANON: u16 = 1 << 8;
+    pub const ANON: u32 = 1 << 8;
     /// In use (allocated frame).
-    pub const ALLOCATED: u16 = 1 << 9;
+    pub const ALLOCATED: u32 = 1 << 9;
     /// `PG_reclaim`: reclaim wrote it out and frees it when the write ends.
-    pub const RECLAIM: u16 = 1 << 10;
+    pub const RECLAIM: u32 = 1 << 10;
     /// The reclaim that wrote it out was direct reclaim (for pgsteal_direct).
-    pub const RECLAIM_DIRECT: u16 = 1 << 11;
+    pub const RECLAIM_DIRECT: u32 = 1 << 11;
     /// A swap read failed: the bytes are not valid (SIGBUS on map).
-    pub const IO_ERROR: u16 = 1 << 12;
+    pub const IO_ERROR: u32 = 1 << 12;
     /// A shmem folio: `mapping` is its inode, `index` its page offset in
     /// the file. Swap-backed, not anonymous.
-    pub const SHMEM: u16 = 1 << 13;
+    pub const SHMEM: u32 = 1 << 13;
     /// A KSM folio (`folio_test_ksm`): anonymous, write-protected wherever
     /// mapped, `mapping` is its stable node.
-    pub const KSM: u16 = 1 << 14;
+    pub const KSM: u32 = 1 << 14;
     /// A tail frame of a large folio: `mapping` holds its head's pfn; all
     /// other metadata is the head's.
-    pub const TAIL: u16 = 1 << 15;
+    pub const TAIL: u32 = 1 << 15;
+    /// `PG_workingset`: the folio was deactivated from the active list (or
+    /// refaulted while in the workingset); an eviction records it in the
+    /// shadow so a refault can count `workingset_restore_anon`.
+    pub const WORKINGSET: u32 = 1 << 16;
 }
 
 /// No mapping (`folio->mapping == NULL`).
@@ -55,7 +59,7 @@ pub const NO_MAPPING: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Page {
     /// `PG_*` bits, see [`pg`].
-    pub flags: u16,
+    pub flags: u32,
     /// Folio order (head only).
     pub order: u8,
     /// Page-table mappings of the folio (head only).
@@ -79,17 +83,17 @@ const _: () = assert!(std::mem::size_of::<Page>() <= 48);
 impl Page {
     /// Tests flag bits.
     #[inline]
-    pub fn test(&self, f: u16) -> bool {
+    pub fn test(&self, f: u32) -> bool {
         self.flags & f != 0
     }
     /// Sets flag bits.
     #[inline]
-    pub fn set(&mut self, f: u16) {
+    pub fn set(&mut self, f: u32) {
         self.flags |= f;
     }
     /// Clears flag bits.
     #[inline]
-    pub fn clear(&mut self, f: u16) {
+    pub fn clear(&mut self, f: u32) {
         self.flags &= !f;
     }
 }

@@ -28,6 +28,9 @@ pub mod pgtable;
 pub mod ram;
 pub mod rmap;
 pub mod shmem;
+pub mod swap_state;
+pub mod swapoff;
+pub mod workingset;
 
 pub use fault::{FaultStop, Wait};
 pub use folio::{pg, FolioMut, Folios, Page};
@@ -36,3 +39,4 @@ pub use ksm::{KsmStats, StableNode};
 pub use lru::{LruList, Lruvec};
 pub use memory::{vm, AnonVma, Memory, MmId, MmStruct, Vma, VmaKind, Watermarks};
 pub use shmem::{ShmemEntry, ShmemInode};
+pub use swapoff::Unuse;

@@ -21,6 +21,9 @@ pub enum LruList {
 #[derive(Debug, Default)]
 pub struct Lruvec {
     lists: [ListHead; 2],
+    /// `lruvec->nonresident_age`: pages evicted or activated so far, the
+    /// clock of workingset shadows (see workingset.rs).
+    pub nonresident_age: u64,
 }
 
 impl Lruvec {

@@ -148,6 +148,8 @@ pub struct Memory {
     /// mTHP orders anonymous faults may allocate, largest first
     /// (`hugepages-<size>kB/enabled`).
     pub anon_orders: Vec<u8>,
+    /// Swap readahead knobs and window history (swap_state.rs).
+    pub swap_ra: crate::swap_state::SwapRaState,
     /// Shared counters.
     pub stat: Arc<VmStat>,
     /// Shared warning registry.
@@ -177,6 +179,7 @@ impl Memory {
             wmark,
             buddy: crate::buddy::Buddy::new(ram_pages),
             anon_orders: Vec::new(),
+            swap_ra: Default::default(),
             stat,
             warn,
         })

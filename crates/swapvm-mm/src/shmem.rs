@@ -200,7 +200,7 @@ impl Memory {
     /// A folio already in the swap cache, read and unlocked, returns to the
     /// page cache at once; otherwise a read is started and the caller
     /// retries after it.
-    fn shmem_swapin_folio(
+    pub(crate) fn shmem_swapin_folio(
         &mut self,
         swap: &mut SwapSubsystem,
         ino: u32,
@@ -217,6 +217,7 @@ impl Memory {
                 return Err(FaultStop::SigBus);
             }
             self.stat.inc(VmEvent::SwapCacheHit);
+            self.swap_update_readahead(pfn, None);
             // Context: folio locked and in the swap cache; the inode's
             // mapping lock (this single-threaded path) covers the entry.
             self.folios.get_mut(pfn).set(pg::LOCKED);
@@ -236,14 +237,20 @@ impl Memory {
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
         self.folios.get_mut(pfn).set(pg::SWAPBACKED | pg::LOCKED);
-        if let Err(e) = swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry) {
-            self.warn
-                .warn_on(true, SHMEM_SWAPIN, || format!("{entry:?} ino {ino}: {e}"));
-            self.folios.get_mut(pfn).clear(pg::LOCKED);
-            self.free_frame(pfn);
-            return Err(FaultStop::SigBus);
-        }
+        let shadow = match swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry) {
+            Ok(shadow) => shadow,
+            Err(e) => {
+                self.warn
+                    .warn_on(true, SHMEM_SWAPIN, || format!("{entry:?} ino {ino}: {e}"));
+                self.folios.get_mut(pfn).clear(pg::LOCKED);
+                self.free_frame(pfn);
+                return Err(FaultStop::SigBus);
+            }
+        };
         self.stat.inc(VmEvent::PgMajFault);
+        if let Some(shadow) = shadow {
+            self.workingset_refault(pfn, shadow);
+        }
         self.lru.add(&mut self.folios, pfn);
         if swap.swap_zeromap_test(entry, 1) {
             self.ram.page_mut(pfn).fill(0);
@@ -253,7 +260,12 @@ impl Memory {
             self.stat.inc(VmEvent::SwpinZero);
             return self.shmem_swapin_folio(swap, ino, index, entry, now);
         }
-        Err(self.swap_read_start(swap, pfn, entry, 1, now))
+        let r = self.swap_read_start(swap, pfn, entry, 1, now);
+        if r != FaultStop::SigBus {
+            // shmem_swapin_cluster: readahead by swap offset.
+            self.swap_cluster_readahead(swap, entry, now);
+        }
+        Err(r)
     }
 
     /// `shmem_writeout`: moves an unmapped shmem folio from the page cache

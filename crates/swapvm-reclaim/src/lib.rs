@@ -14,6 +14,10 @@
 
 #![warn(missing_docs)]
 
+pub mod swapoff;
+
+pub use swapoff::{Swapoff, SwapoffError, SwapoffStep};
+
 use swapvm_core::config::ReclaimConfig;
 use swapvm_core::{Pfn, VmEvent};
 use swapvm_mm::{pg, LruList, Memory};
@@ -185,12 +189,25 @@ impl Reclaimer {
             return Progress::default();
         }
         let batch = self.cfg.swap_cluster_max;
+        if !self.may_scan_anon(mem) {
+            return Progress::default();
+        }
         let inactive = u64::from(mem.lru.len(LruList::InactiveAnon));
         let active = u64::from(mem.lru.len(LruList::ActiveAnon));
         if inactive * self.inactive_ratio < active {
             self.shrink_active_list(mem, batch);
         }
         self.shrink_inactive_list(mem, swap, batch, who, cpu, now)
+    }
+
+    /// What remains of `get_scan_count` with only swap-backed lists: anon
+    /// is scanned with any swappiness above 0; with swappiness 0 only while
+    /// free memory is at or below the high watermark (the kernel's
+    /// `file_is_tiny` → `SCAN_ANON`: with no file pages, file + free is
+    /// just free). Both reclaimers run only below high, so swappiness
+    /// changes no decision here; it would weigh anon against file pages.
+    fn may_scan_anon(&self, mem: &Memory) -> bool {
+        self.cfg.swappiness > 0 || mem.nr_free() <= mem.wmark.high
     }
 
     /// `shrink_active_list`: moves folios from the active tail to the
@@ -207,6 +224,9 @@ impl Reclaimer {
             mem.folio_referenced(pfn);
             let p = mem.folios.get_mut(pfn);
             p.clear(pg::ACTIVE | pg::REFERENCED);
+            // It was in the workingset: a refault after its eviction counts
+            // as a restore.
+            p.set(pg::WORKINGSET);
             mem.lru.add(&mut mem.folios, pfn);
             mem.stat.inc(VmEvent::PgDeactivate);
         }
@@ -284,10 +304,13 @@ impl Reclaimer {
         FolioRef::Reclaim
     }
 
+    /// Puts an isolated folio back (`move_folios_to_lru`); an activated
+    /// one ages the lruvec's nonresident clock, as the kernel's does.
     fn putback(mem: &mut Memory, pfn: Pfn, activate: bool) {
         if activate {
             mem.folios.get_mut(pfn).set(pg::ACTIVE);
             mem.stat.inc(VmEvent::PgActivate);
+            mem.workingset_age_nonresident(1);
         }
         mem.lru.add(&mut mem.folios, pfn);
     }
@@ -391,9 +414,11 @@ impl Reclaimer {
                 }
             }
         }
-        // Clean and unmapped: its swap copy is current; drop it now.
+        // Clean and unmapped: its swap copy is current; drop it now,
+        // leaving a workingset shadow in its slots.
         let nr = 1u64 << mem.folios.get(pfn).order;
-        mem.remove_mapping(swap, pfn, None);
+        let shadow = mem.workingset_eviction(pfn);
+        mem.remove_mapping(swap, pfn, Some(shadow));
         prog.reclaimed += nr;
     }
 
@@ -488,7 +513,8 @@ impl Reclaimer {
         let p = *mem.folios.get(pfn);
         if p.mapcount == 0 && !p.test(pg::DIRTY | pg::LOCKED) && p.swap.is_some() {
             mem.folios.get_mut(pfn).set(pg::LOCKED);
-            mem.remove_mapping(swap, pfn, None);
+            let shadow = mem.workingset_eviction(pfn);
+            mem.remove_mapping(swap, pfn, Some(shadow));
             self.count_steal(mem, if direct { Who::Direct } else { Who::Kswapd }, nr);
         } else {
             Self::putback(mem, pfn, false);

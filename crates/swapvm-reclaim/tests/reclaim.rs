@@ -140,11 +140,15 @@ impl Rig {
 
     /// Reads `vpn` back, through swap-in if it was evicted.
     fn read_back(&mut self, vpn: Vpn) -> Vec<u8> {
-        for _ in 0..4 {
+        for _ in 0..64 {
             match self.access(vpn, false) {
                 Ok(pfn) => return self.mem.ram.page(pfn).to_vec(),
                 Err(FaultStop::Retry(Wait::Folio(_))) => {
                     self.settle();
+                }
+                // Memory is short: let kswapd make room, as a tick would.
+                Err(FaultStop::Retry(Wait::Memory)) => {
+                    self.tick();
                 }
                 Err(e) => panic!("reading {vpn:?}: {e:?}"),
             }
@@ -542,4 +546,496 @@ fn zero_pages_swap_out_and_in_without_io() {
     assert_eq!(rig.stat.get(VmEvent::PswpIn), 0);
     assert_eq!(rig.stat.get(VmEvent::PgMajFault), 1);
     rig.assert_clean();
+}
+
+impl Rig {
+    /// Like `fill`, but lets kswapd make room as a machine tick would.
+    fn fill_ticking(&mut self, pages: u64, tag: u8) -> Vpn {
+        let r = self.mem.mmap_anon(self.mm, pages);
+        for i in 0..pages {
+            let pfn = loop {
+                match self.access(r.add(i), true) {
+                    Ok(pfn) => break pfn,
+                    Err(_) => {
+                        self.tick();
+                    }
+                }
+            };
+            self.mem.ram.page_mut(pfn).copy_from_slice(&pattern(tag, i));
+        }
+        r
+    }
+
+    /// Streams writes through a fresh region while touching `hot` every
+    /// tick, until `want` pages of `hot` are on the active list at once
+    /// (the policy's own way of activating: referenced on two scans).
+    fn activate_by_use(&mut self, hot: Vpn, n: u64, want: u64) {
+        let stream = self.mem.mmap_anon(self.mm, 4 * u64::from(FRAMES));
+        for i in 0..4 * u64::from(FRAMES) {
+            let active = (0..n)
+                .filter(|&j| match self.pte(hot.add(j)) {
+                    PteKind::Present { pfn, .. } => self.mem.folios.get(pfn).test(pg::ACTIVE),
+                    _ => false,
+                })
+                .count() as u64;
+            if active >= want {
+                return;
+            }
+            while self.access(stream.add(i), true).is_err() {
+                self.tick();
+            }
+            for j in 0..n {
+                self.access(hot.add(j), false).unwrap();
+            }
+            self.tick();
+        }
+        panic!("the hot set never became active");
+    }
+
+    /// `MADV_PAGEOUT` of the region at `r`, writes delivered: every page is
+    /// evicted and leaves a shadow.
+    fn pageout(&mut self, r: Vpn) {
+        let pfns = self.mem.madvise_pageout_isolate(self.mm, r);
+        self.reclaim
+            .reclaim_pages(&mut self.mem, &mut self.swap, &pfns, 0, self.now);
+        while self.swap.io_in_flight() > 0 {
+            self.settle();
+        }
+    }
+
+    fn is_active(&self, vpn: Vpn) -> bool {
+        match self.pte(vpn) {
+            PteKind::Present { pfn, .. } => self.mem.folios.get(pfn).test(pg::ACTIVE),
+            _ => false,
+        }
+    }
+}
+
+#[test]
+fn a_refault_within_the_workingset_size_is_activated_and_a_distant_one_is_not() {
+    const HOT: u64 = 48;
+    const EVICT: u64 = 16;
+    let mut rig = Rig::new();
+    rig.reclaim.kswapd_batches_per_tick = 1;
+    let hot = rig.fill(HOT, 0x57);
+    rig.activate_by_use(hot, HOT, HOT);
+    let active = u64::from(rig.mem.lru.len(LruList::ActiveAnon));
+    assert!(active >= HOT);
+    let refaults0 = rig.stat.get(VmEvent::WorkingsetRefaultAnon);
+    let activate0 = rig.stat.get(VmEvent::WorkingsetActivateAnon);
+
+    // Evicted and read straight back: the refault distance (at most EVICT
+    // evictions plus the activations since) is within the active list.
+    let e = rig.fill_ticking(EVICT, 0x45);
+    rig.pageout(e);
+    for i in 0..EVICT {
+        let entry = swap_entry(rig.pte(e.add(i))).expect("evicted");
+        assert!(
+            matches!(
+                rig.swap.slot(entry).unwrap().binding,
+                swapvm_swap::SlotBinding::Shadow(_)
+            ),
+            "page {i}: eviction leaves a shadow in the swap table"
+        );
+    }
+    for i in 0..EVICT {
+        assert_eq!(rig.read_back(e.add(i)), pattern(0x45, i));
+        assert!(rig.is_active(e.add(i)), "recent refault {i} starts active");
+    }
+    assert_eq!(
+        rig.stat.get(VmEvent::WorkingsetRefaultAnon) - refaults0,
+        EVICT
+    );
+    assert_eq!(
+        rig.stat.get(VmEvent::WorkingsetActivateAnon) - activate0,
+        EVICT
+    );
+    // These were never deactivated from the active list: no restore.
+    assert_eq!(rig.stat.get(VmEvent::WorkingsetRestoreAnon), 0);
+
+    // Evicted again, then many more evictions before the refault: the
+    // distance exceeds the workingset and the folio starts inactive.
+    rig.pageout(e);
+    let far = rig.fill_ticking(2 * active + EVICT, 0x46);
+    rig.pageout(far);
+    let activate1 = rig.stat.get(VmEvent::WorkingsetActivateAnon);
+    let refaults1 = rig.stat.get(VmEvent::WorkingsetRefaultAnon);
+    for i in 0..EVICT {
+        assert_eq!(rig.read_back(e.add(i)), pattern(0x45, i));
+        assert!(!rig.is_active(e.add(i)), "distant refault {i} is inactive");
+    }
+    assert_eq!(
+        rig.stat.get(VmEvent::WorkingsetRefaultAnon) - refaults1,
+        EVICT
+    );
+    assert_eq!(rig.stat.get(VmEvent::WorkingsetActivateAnon), activate1);
+    rig.assert_clean();
+}
+
+#[test]
+fn a_deactivated_workingset_page_refaulted_soon_is_restored() {
+    // More than half of RAM, so the active list outgrows the inactive one
+    // (inactive_ratio 1) and shrink_active_list deactivates it.
+    const HOT: u64 = 150;
+    let mut rig = Rig::new();
+    rig.reclaim.kswapd_batches_per_tick = 1;
+    let hot = rig.fill(HOT, 0x52);
+    // The active list outgrows the inactive one while the set is in use,
+    // so part of it cycles through deactivation (PG_workingset) already.
+    rig.activate_by_use(hot, HOT, 120);
+    // Pressure without touching the hot set: shrink_active_list
+    // deactivates it (PG_workingset) and reclaim evicts it. Each hot page
+    // is read back as soon as its eviction completes.
+    let stream = rig.mem.mmap_anon(rig.mm, 2 * u64::from(FRAMES));
+    let mut refaulted = 0;
+    for i in 0..2 * u64::from(FRAMES) {
+        while rig.access(stream.add(i), true).is_err() {
+            rig.tick();
+        }
+        rig.tick();
+        for j in 0..HOT {
+            let Some(entry) = swap_entry(rig.pte(hot.add(j))) else {
+                continue;
+            };
+            if rig.swap.swap_cache_get_folio(entry).is_some() {
+                continue; // still under writeback
+            }
+            assert_eq!(rig.read_back(hot.add(j)), pattern(0x52, j));
+            refaulted += 1;
+        }
+    }
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let refault = rig.stat.get(VmEvent::WorkingsetRefaultAnon);
+    let activate = rig.stat.get(VmEvent::WorkingsetActivateAnon);
+    let restore = rig.stat.get(VmEvent::WorkingsetRestoreAnon);
+    assert!(refaulted > 0, "the hot set was never evicted");
+    assert_eq!(refault, refaulted);
+    assert!(
+        restore > 0,
+        "refault {refault} activate {activate} restore 0"
+    );
+    assert!(restore <= activate && activate <= refault);
+    let restored_active = (0..HOT)
+        .filter(|&j| match rig.pte(hot.add(j)) {
+            PteKind::Present { pfn, .. } => {
+                let p = rig.mem.folios.get(pfn);
+                p.test(pg::ACTIVE) && p.test(pg::WORKINGSET)
+            }
+            _ => false,
+        })
+        .count();
+    assert!(restored_active > 0);
+    rig.assert_clean();
+}
+
+// ---- swapoff -------------------------------------------------------------
+
+impl Rig {
+    /// Runs a swapoff to its end, one pass per tick, calling `load` each
+    /// tick (a process running meanwhile). Returns the last step.
+    fn swapoff(
+        &mut self,
+        mut load: impl FnMut(&mut Rig),
+    ) -> Result<swapvm_reclaim::Swapoff, swapvm_reclaim::SwapoffError> {
+        let ty = self.swap.device_types()[0];
+        let mut so = swapvm_reclaim::Swapoff::begin(&self.mem, &mut self.swap, ty, self.now)?;
+        for _ in 0..10_000 {
+            self.now += 1;
+            self.deliver(|_| true);
+            match so.tick(
+                &mut self.mem,
+                &mut self.swap,
+                &mut self.reclaim,
+                0,
+                self.now,
+            ) {
+                swapvm_reclaim::SwapoffStep::Running => {}
+                swapvm_reclaim::SwapoffStep::Done => return Ok(so),
+                swapvm_reclaim::SwapoffStep::Failed(e) => return Err(e),
+            }
+            load(self);
+        }
+        panic!("swapoff never ended");
+    }
+}
+
+#[test]
+fn swapoff_under_load_returns_every_slot_and_keeps_every_byte() {
+    const ANON: u64 = 120;
+    const SHARED: u64 = 24;
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(ANON, 0x61);
+    // A shared anonymous (shmem) region, its pages paged out too.
+    let s = rig.mem.mmap_shared_anon(rig.mm, SHARED);
+    for i in 0..SHARED {
+        let pfn = rig.access(s.add(i), true).unwrap();
+        rig.mem.ram.page_mut(pfn).copy_from_slice(&pattern(0x73, i));
+    }
+    rig.pageout(a);
+    rig.pageout(s);
+    // A child shares the swapped anon pages (counts of 2).
+    let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
+    let inuse = rig.swap.device(ty).unwrap().inuse_pages;
+    assert_eq!(inuse, ANON + SHARED, "everything is in swap");
+    let e0 = swap_entry(rig.pte(a)).unwrap();
+    assert_eq!(rig.swap.swap_count(e0), 2);
+    let pswpin0 = rig.stat.get(VmEvent::PswpIn);
+
+    // Meanwhile the parent keeps reading and writing its pages.
+    let mut turn = 0u64;
+    let so = rig
+        .swapoff(|rig| {
+            for _ in 0..4 {
+                let i = turn % ANON;
+                turn += 7;
+                match rig.access(a.add(i), i % 3 == 0) {
+                    Ok(pfn) if i % 3 == 0 => {
+                        rig.mem.ram.page_mut(pfn).copy_from_slice(&pattern(0x61, i));
+                    }
+                    Ok(_) | Err(FaultStop::Retry(_)) => {}
+                    Err(e) => panic!("access during swapoff: {e:?}"),
+                }
+            }
+        })
+        .unwrap();
+    assert!(so.passes > 1, "the reads complete at later ticks");
+    assert!(rig.swap.device(ty).is_none(), "the device is gone");
+    assert_eq!(rig.swap.total_swap_pages(), 0);
+    assert_eq!(rig.swap.nr_swap_pages(), 0);
+    // Each slot was read once (the child's references use the same folio).
+    assert_eq!(rig.stat.get(VmEvent::PswpIn) - pswpin0, ANON + SHARED);
+    for i in 0..ANON {
+        assert!(matches!(rig.pte(a.add(i)), PteKind::Present { .. }), "{i}");
+        assert_eq!(rig.read_back(a.add(i)), pattern(0x61, i), "anon page {i}");
+        let pte = rig.mem.pt.lookup(rig.mem.mm(child).pgd, a.add(i)).kind();
+        let PteKind::Present { pfn, .. } = pte else {
+            panic!("child page {i} not mapped: {pte:?}");
+        };
+        assert_eq!(&rig.mem.ram.page(pfn)[..8], &pattern(0x61, i)[..8]);
+        assert_eq!(rig.mem.folios.get(pfn).swap, None);
+    }
+    for i in 0..SHARED {
+        assert_eq!(rig.read_back(s.add(i)), pattern(0x73, i), "shmem page {i}");
+    }
+    rig.assert_clean();
+}
+
+#[test]
+fn swapoff_maps_a_copy_where_the_cached_folio_cannot_be_mapped() {
+    // The parent's page is swapped out, a child shares the entry and
+    // swaps it in first, into its own anon_vma: the parent's rmap would
+    // not find that folio, so swapoff (through do_swap_page) maps the
+    // parent a copy and puts its swap reference on the cached folio.
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(1, 0x6b);
+    rig.pageout(a);
+    let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
+    let e = swap_entry(rig.pte(a)).unwrap();
+    assert_eq!(rig.swap.swap_count(e), 2);
+    let cpfn = loop {
+        rig.now += 1;
+        match rig.mem.access(&mut rig.swap, child, a, false, rig.now) {
+            Ok(pfn) => break pfn,
+            Err(FaultStop::Retry(Wait::Folio(_))) => {
+                rig.settle();
+            }
+            Err(x) => panic!("{x:?}"),
+        }
+    };
+    assert_eq!(rig.swap.swap_count(e), 1, "the parent's reference is left");
+    assert_eq!(rig.swap.swap_cache_get_folio(e), Some(cpfn));
+    rig.swapoff(|_| {}).unwrap();
+    assert_eq!(
+        rig.stat.get(VmEvent::KsmSwapinCopy),
+        1,
+        "the copy branch ran"
+    );
+    assert!(rig.swap.device(ty).is_none());
+    let PteKind::Present { pfn: ppfn, .. } = rig.pte(a) else {
+        panic!("parent not mapped");
+    };
+    assert_ne!(ppfn, cpfn, "the parent has its own copy");
+    assert_eq!(rig.mem.ram.page(ppfn), &pattern(0x6b, 0)[..]);
+    assert_eq!(rig.mem.ram.page(cpfn), &pattern(0x6b, 0)[..]);
+    assert_eq!(rig.mem.folios.get(cpfn).swap, None);
+    rig.assert_clean();
+}
+
+#[test]
+fn swapoff_without_room_in_memory_fails_and_leaves_the_device_in_service() {
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let pages = 2 * u64::from(FRAMES);
+    let r = rig.fill_ticking(pages, 0x4e);
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let inuse = rig.swap.device(ty).unwrap().inuse_pages;
+    assert!(inuse > u64::from(FRAMES) / 2);
+    let e = rig.swapoff(|_| {}).unwrap_err();
+    assert!(
+        matches!(e, swapvm_reclaim::SwapoffError::NoMem { inuse: n, .. } if n == inuse),
+        "{e}"
+    );
+    let d = rig.swap.device(ty).unwrap();
+    assert!(!d.dying, "the device stays in service");
+    assert_eq!(d.inuse_pages, inuse, "nothing was read in");
+    // Still usable: reclaim writes to it and every page reads back.
+    for i in (0..pages).step_by(17) {
+        assert_eq!(rig.read_back(r.add(i)), pattern(0x4e, i), "page {i}");
+    }
+    rig.assert_clean();
+}
+
+#[test]
+fn swapoff_that_runs_out_of_memory_midway_aborts_cleanly() {
+    // Enough room when swapoff begins; then a process takes the memory,
+    // and with no other device reclaim cannot make room again.
+    let mut rig = Rig::new();
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(64, 0x4f);
+    rig.pageout(a);
+    let so = swapvm_reclaim::Swapoff::begin(&rig.mem, &mut rig.swap, ty, rig.now).unwrap();
+    let mut so = so;
+    let hog = rig.mem.mmap_anon(rig.mm, u64::from(FRAMES));
+    let mut i = 0;
+    while rig.access(hog.add(i), true).is_ok() {
+        i += 1;
+    }
+    let mut last = None;
+    for _ in 0..1000 {
+        rig.now += 1;
+        rig.deliver(|_| true);
+        match so.tick(&mut rig.mem, &mut rig.swap, &mut rig.reclaim, 0, rig.now) {
+            swapvm_reclaim::SwapoffStep::Running => {}
+            step => {
+                last = Some(step);
+                break;
+            }
+        }
+    }
+    let Some(swapvm_reclaim::SwapoffStep::Failed(swapvm_reclaim::SwapoffError::NoMem { .. })) =
+        last
+    else {
+        panic!("expected a NoMem failure, got {last:?}");
+    };
+    let d = rig.swap.device(ty).unwrap();
+    assert!(!d.dying, "swapoff_abort put the device back");
+    assert!(d.inuse_pages > 0);
+    // Free the hog: the rest comes back through ordinary faults.
+    rig.mem.munmap(&mut rig.swap, rig.mm, hog);
+    for j in 0..64 {
+        assert_eq!(rig.read_back(a.add(j)), pattern(0x4f, j), "page {j}");
+    }
+    rig.assert_clean();
+}
+
+// ---- swap readahead --------------------------------------------------------
+
+/// Evicts a 64-page region, then reads it back in `order` with readahead
+/// of `page_cluster` by address (`vma`) or by offset. Returns (swap_ra,
+/// swap_ra_hit, pgmajfault) of the read-back.
+fn readahead_run(page_cluster: u32, vma: bool, order: &[u64]) -> (u64, u64, u64) {
+    let mut rig = Rig::new();
+    rig.mem.swap_ra.page_cluster = page_cluster;
+    rig.mem.swap_ra.vma_ra_enabled = vma;
+    let r = rig.fill(64, 0x52);
+    rig.pageout(r);
+    let before = |rig: &Rig| {
+        (
+            rig.stat.get(VmEvent::SwapRa),
+            rig.stat.get(VmEvent::SwapRaHit),
+            rig.stat.get(VmEvent::PgMajFault),
+        )
+    };
+    let b = before(&rig);
+    for &i in order {
+        assert_eq!(rig.read_back(r.add(i)), pattern(0x52, i), "page {i}");
+        assert!(
+            rig.mem
+                .folios
+                .get(match rig.pte(r.add(i)) {
+                    PteKind::Present { pfn, .. } => pfn,
+                    k => panic!("{k:?}"),
+                })
+                .test(pg::ANON),
+            "the fault claimed the folio"
+        );
+    }
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let a = before(&rig);
+    // Folios read ahead and never used are evictable swap-cache folios;
+    // nothing leaked.
+    rig.assert_clean();
+    (a.0 - b.0, a.1 - b.1, a.2 - b.2)
+}
+
+#[test]
+fn sequential_swapin_hits_readahead_by_address_and_by_offset() {
+    let seq: Vec<u64> = (0..64).collect();
+    for vma in [true, false] {
+        let (ra, hit, maj) = readahead_run(3, vma, &seq);
+        assert!(ra > 0, "vma {vma}: nothing read ahead");
+        assert!(hit > 32, "vma {vma}: {hit} hits of {ra} read ahead");
+        assert!(hit <= ra);
+        // Every page came in by a fault of its own or by readahead.
+        assert_eq!(maj + hit, 64, "vma {vma}: majfault {maj} hits {hit}");
+        assert!(maj < 32, "vma {vma}: readahead saved few faults: {maj}");
+    }
+}
+
+#[test]
+fn readahead_is_off_with_page_cluster_zero_and_shrinks_on_random_swapin() {
+    let seq: Vec<u64> = (0..64).collect();
+    assert_eq!(readahead_run(0, true, &seq), (0, 0, 64));
+    assert_eq!(readahead_run(0, false, &seq), (0, 0, 64));
+    // A stride of 7 pages (mod 64): no fault is next to the last one, so the
+    // window stays at one page.
+    let random: Vec<u64> = (0..64).map(|i| (i * 7 + 3) % 64).collect();
+    let (ra, hit, maj) = readahead_run(3, true, &random);
+    assert!(
+        maj > 48,
+        "random swap-in still faults: ra {ra} hit {hit} maj {maj}"
+    );
+    assert_eq!(maj + hit, 64);
+}
+
+#[test]
+fn swappiness_zero_still_reclaims_anon_below_the_high_watermark() {
+    // With no file pages, the kernel's get_scan_count finds file "tiny"
+    // whenever free memory is at or below high and scans anon whatever the
+    // swappiness; kswapd and direct reclaim only run there.
+    for swappiness in [0, 200] {
+        let mut rig = Rig::new();
+        rig.reclaim = Reclaimer::new(
+            ReclaimConfig {
+                swappiness,
+                ..ReclaimConfig::default()
+            },
+            u64::from(FRAMES),
+        );
+        let pages = u64::from(FRAMES) - WMARK.low + 4;
+        rig.fill(pages, 0x30);
+        rig.reclaim.maybe_wake_kswapd(&rig.mem);
+        let mut made = 0;
+        for _ in 0..64 {
+            made += rig.tick().writeback;
+        }
+        while rig.swap.io_in_flight() > 0 {
+            rig.settle();
+        }
+        assert!(
+            made > 0,
+            "swappiness {swappiness}: kswapd reclaimed nothing"
+        );
+        assert!(rig.mem.nr_free() >= WMARK.high, "swappiness {swappiness}");
+        assert_eq!(rig.stat.get(VmEvent::PgStealKswapd), made);
+        rig.assert_clean();
+    }
 }

@@ -31,4 +31,4 @@ pub use swapfile::{
     sites, OrderStats, PutDirect, SeedBugs, SwapDeviceRef, SwapError, SwapFolio, SwapInfo,
     SwapOnOptions, SwapSubsystem,
 };
-pub use table::{Slot, SlotBinding};
+pub use table::{Slot, SlotBinding, SHADOW_MAX};

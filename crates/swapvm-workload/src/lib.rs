@@ -31,7 +31,7 @@ mod usemem;
 
 pub use mmops::{MmOps, MmOpsConfig};
 pub use op::{Advice, Op};
-pub use source::ProcessSource;
+pub use source::{ProcessSource, Script};
 pub use spec::{
     Pattern, ProcessKind, ProcessSpec, WorkloadSpec, ACCESSES_PER_PASS_MAX, COUNT_MAX,
     PAGES_PER_MIB, PASSES_MAX, SIZE_MIB_MAX,

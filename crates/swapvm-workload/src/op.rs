@@ -88,6 +88,19 @@ pub enum Op {
         /// How long.
         ticks: u64,
     },
+    /// `swapoff` of swap device `device` (its index among the config's
+    /// `[[swap]]` entries). It starts the machine's swapoff task and
+    /// returns at once (like `swapoff &`): the process goes on while the
+    /// device is read back over later ticks.
+    Swapoff {
+        /// Index of the `[[swap]]` entry.
+        device: u32,
+    },
+    /// `swapon` of swap device `device` again after a swapoff.
+    Swapon {
+        /// Index of the `[[swap]]` entry.
+        device: u32,
+    },
 }
 
 /// `madvise` advice swapvm models.

@@ -15,6 +15,47 @@ pub enum ProcessSource {
     MmOps(MmOps),
     /// A phase program from a workload file.
     Phases(PhaseGen),
+    /// A fixed list of ops (tests, and admin processes that run
+    /// `swapoff`/`swapon`); it exits after the last.
+    Script(Script),
+}
+
+/// A fixed op list for [`ProcessSource::Script`].
+#[derive(Debug, Clone)]
+pub struct Script {
+    name: String,
+    ops: std::collections::VecDeque<Op>,
+    accesses: u64,
+    exited: bool,
+}
+
+impl Script {
+    /// A process named `name` running `ops`, then exiting.
+    pub fn new(name: impl Into<String>, ops: Vec<Op>) -> Self {
+        let accesses = ops
+            .iter()
+            .filter(|o| matches!(o, Op::Access { .. } | Op::Fill { .. }))
+            .count() as u64;
+        Script {
+            name: name.into(),
+            ops: ops.into(),
+            accesses,
+            exited: false,
+        }
+    }
+
+    fn next_op(&mut self) -> Option<Op> {
+        if self.exited {
+            return None;
+        }
+        match self.ops.pop_front() {
+            Some(Op::Exit) | None => {
+                self.exited = true;
+                Some(Op::Exit)
+            }
+            Some(op) => Some(op),
+        }
+    }
 }
 
 impl ProcessSource {
@@ -30,6 +71,7 @@ impl ProcessSource {
             ProcessSource::Trace(t) => t.next_op(),
             ProcessSource::MmOps(g) => Ok(g.next_op()),
             ProcessSource::Phases(g) => Ok(g.next_op()),
+            ProcessSource::Script(s) => Ok(s.next_op()),
         }
     }
 
@@ -39,7 +81,7 @@ impl ProcessSource {
         match self {
             ProcessSource::MmOps(g) => Some(ProcessSource::MmOps(g.fork_child())),
             ProcessSource::Phases(g) => Some(ProcessSource::Phases(g.fork_child())),
-            ProcessSource::Usemem(_) | ProcessSource::Trace(_) => None,
+            ProcessSource::Usemem(_) | ProcessSource::Trace(_) | ProcessSource::Script(_) => None,
         }
     }
 
@@ -50,6 +92,7 @@ impl ProcessSource {
             ProcessSource::Trace(t) => t.name(),
             ProcessSource::MmOps(_) => "mmops",
             ProcessSource::Phases(g) => g.name(),
+            ProcessSource::Script(s) => &s.name,
         }
     }
 
@@ -62,6 +105,7 @@ impl ProcessSource {
             ProcessSource::MmOps(_) => 0,
             // Counted for the whole program by the workload.
             ProcessSource::Phases(_) => 0,
+            ProcessSource::Script(s) => s.accesses,
         }
     }
 }
