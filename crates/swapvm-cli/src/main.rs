@@ -1,6 +1,7 @@
 //! The `swapvm` command: argument parsing, progress and output only; the
 //! machine is swapvm-machine's.
 
+mod bench;
 mod trace;
 
 use anyhow::{bail, Context, Result};
@@ -90,6 +91,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: trace::TraceCmd,
     },
+    /// Measure accesses/s, faults/s, replay throughput, metadata per page
+    /// and peak RSS, each beside its baseline.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -243,6 +247,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Diskbench(args) => run_diskbench(args),
         Cmd::Replay(args) => trace::replay(args),
         Cmd::Trace { cmd } => trace::run(cmd),
+        Cmd::Bench(args) => bench::run(args),
         Cmd::Inspect { image, report } => {
             let h = header::read_header(&image)?;
             println!("{}", image.display());
