@@ -70,7 +70,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     );
 
     // Resident accesses: half of RAM mapped and faulted in, loads only.
-    let (accesses, rounds) = if q { (1 << 20, 2) } else { (1 << 23, 3) };
+    let (accesses, rounds) = if q { (1 << 20, 2) } else { (1 << 23, 5) };
     let mut sizes: Vec<u64> = if q { vec![64, 256] } else { vec![256, 2048] };
     if a.big {
         sizes.push(16384);
