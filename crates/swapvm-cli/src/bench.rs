@@ -92,13 +92,23 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     );
 
     // Replay of synthetic native traces: fits in RAM, then 4x RAM.
-    let (ram, fit_acc) = if q { (16u64, 1u64 << 19) } else { (64, 1 << 22) };
+    let (ram, fit_acc) = if q {
+        (16u64, 1u64 << 19)
+    } else {
+        (64, 1 << 22)
+    };
     let fit_pages = ram * 256 / 2;
     let f = bench::replay(tmp.path(), ram, fit_pages, fit_acc, a.seed)?;
-    print_run(&format!("replay fits  ({fit_pages} pages on {ram} MiB RAM)"), &f);
+    print_run(
+        &format!("replay fits  ({fit_pages} pages on {ram} MiB RAM)"),
+        &f,
+    );
     let (ram, big_pages) = if q { (8u64, 8192u64) } else { (32, 32768) };
     let f = bench::replay(tmp.path(), ram, big_pages, big_pages, a.seed)?;
-    print_run(&format!("replay 4xRAM ({big_pages} pages on {ram} MiB RAM)"), &f);
+    print_run(
+        &format!("replay 4xRAM ({big_pages} pages on {ram} MiB RAM)"),
+        &f,
+    );
 
     let m = bench::metadata(pgtable);
     println!(

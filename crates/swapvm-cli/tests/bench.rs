@@ -36,7 +36,10 @@ fn bench_quick_prints_every_figure() {
         );
     }
     for prefix in ["usemem ", "replay fits", "replay 4xRAM"] {
-        let l = lines.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix}: {out}"));
+        let l = lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {out}"));
         assert!(l.contains("accesses/s") && l.contains("faults/s"), "{l}");
         assert!(l.contains("verified yes"), "{l}");
     }
@@ -44,7 +47,13 @@ fn bench_quick_prints_every_figure() {
         .iter()
         .find(|l| l.starts_with("metadata per 4 KiB page"))
         .unwrap_or_else(|| panic!("no metadata line: {out}"));
-    for part in ["struct Page", "kernel 64 B", "page table", "swap table", "kernel 80 B"] {
+    for part in [
+        "struct Page",
+        "kernel 64 B",
+        "page table",
+        "swap table",
+        "kernel 80 B",
+    ] {
         assert!(meta.contains(part), "{meta}");
     }
     assert_eq!(count("peak RSS (VmHWM) "), 1, "{out}");

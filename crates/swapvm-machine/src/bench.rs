@@ -130,8 +130,7 @@ pub fn resident(
             .expect("the bench region fits in RAM");
         base.map(vpn.0, u64::from(pfn.0));
     }
-    let pgtable_bytes_per_page =
-        (mem.pt.tables_in_use() * 4096) as f64 / region_pages as f64;
+    let pgtable_bytes_per_page = (mem.pt.tables_in_use() * 4096) as f64 / region_pages as f64;
     let seq: Vec<u64> = (0..accesses).map(|i| start.0 + i % region_pages).collect();
     let mut rng = SimRng::new(seed);
     let rand: Vec<u64> = (0..accesses)
@@ -258,7 +257,12 @@ pub enum BenchError {
 ///
 /// # Errors
 /// If the files cannot be written or the machine fails.
-pub fn usemem(dir: &Path, ram_mib: u64, procs: u32, mib_each: u64) -> Result<RunFigures, BenchError> {
+pub fn usemem(
+    dir: &Path,
+    ram_mib: u64,
+    procs: u32,
+    mib_each: u64,
+) -> Result<RunFigures, BenchError> {
     let io = |source| BenchError::Io {
         dir: dir.to_owned(),
         source,
@@ -331,7 +335,8 @@ pub struct Metadata {
 /// The metadata figures, `pgtable` taken from a resident measurement.
 pub fn metadata(pgtable: f64) -> Metadata {
     use std::mem::size_of;
-    let cluster = size_of::<swapvm_swap::cluster::ClusterInfo>() + size_of::<swapvm_core::list::Link>();
+    let cluster =
+        size_of::<swapvm_swap::cluster::ClusterInfo>() + size_of::<swapvm_core::list::Link>();
     Metadata {
         page: size_of::<Page>(),
         pgtable,
@@ -355,11 +360,11 @@ mod tests {
     #[test]
     fn baseline_walk_matches_the_mapping() {
         let mut b = BaselinePt::new();
-        b.map(0x7f00_0000_0, 5);
-        b.map(0x7f00_0000_1, 9);
-        assert_eq!(b.walk(0x7f00_0000_0), Some(5));
-        assert_eq!(b.walk(0x7f00_0000_1), Some(9));
-        assert_eq!(b.walk(0x7f00_0000_2), None);
+        b.map(0x7_f000_0000, 5);
+        b.map(0x7_f000_0001, 9);
+        assert_eq!(b.walk(0x7_f000_0000), Some(5));
+        assert_eq!(b.walk(0x7_f000_0001), Some(9));
+        assert_eq!(b.walk(0x7_f000_0002), None);
         assert_eq!(b.walk(0x1234), None);
     }
 
