@@ -1,6 +1,7 @@
 //! The `swapvm` command: argument parsing, progress and output only; the
 //! machine is swapvm-machine's.
 
+mod bench;
 mod trace;
 
 use anyhow::{bail, Context, Result};
@@ -98,6 +99,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: trace::TraceCmd,
     },
+    /// Measure accesses/s, faults/s, replay throughput, metadata per page
+    /// and peak RSS, each beside its baseline.
+    Bench(bench::BenchArgs),
     /// Deterministic simulation testing: random machines, workloads and
     /// faults, one per seed, checked after every tick.
     Fuzz {
@@ -369,6 +373,7 @@ fn run(cli: Cli) -> Result<i32> {
             determinism,
             seed_bug,
         } => run_fuzz(seeds, &dir, keep, determinism, &seed_bug),
+        Cmd::Bench(args) => bench::run(args),
         Cmd::Inspect { image, report } => {
             let h = header::read_header(&image)?;
             println!("{}", image.display());

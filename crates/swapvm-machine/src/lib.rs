@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod check;
 mod fault;
 pub mod fuzz;

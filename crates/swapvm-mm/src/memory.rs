@@ -297,6 +297,7 @@ impl Memory {
     ///
     /// # Panics
     /// If it does not exist: ids come from [`Memory::mm_create`].
+    #[inline]
     pub fn mm(&self, id: MmId) -> &MmStruct {
         self.mms[id.0 as usize].as_ref().expect("live mm")
     }

@@ -28,6 +28,8 @@ use crate::Op;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+type ChunkMap = HashMap<u64, u32, super::ChunkHash>;
+
 /// Pages in one replay region: 2 MiB, a PMD's worth.
 pub const REGION_PAGES: u64 = 512;
 
@@ -98,7 +100,7 @@ impl TracePlan {
                     path: self.path().to_owned(),
                     pid: p.pid,
                     reader: TraceReader::open(self.path(), Some(self.stats.format))?,
-                    regions: HashMap::new(),
+                    regions: ChunkMap::default(),
                     last: None,
                     cursor: None,
                     pending: None,
@@ -127,7 +129,7 @@ pub struct TraceProcess {
     pid: u32,
     reader: TraceReader,
     /// Chunk to region; looked up, never iterated, so its order cannot leak.
-    regions: HashMap<u64, u32>,
+    regions: ChunkMap,
     /// The last chunk and its region.
     last: Option<(u64, u32)>,
     cursor: Option<Cursor>,

@@ -93,7 +93,7 @@ impl TraceStats {
             pids: Vec::new(),
         };
         let mut pid_index: HashMap<u32, usize> = HashMap::new();
-        let mut chunk_index: HashMap<(u32, u64), usize> = HashMap::new();
+        let mut chunk_index: HashMap<(u32, u64), usize, super::ChunkHash> = HashMap::default();
         let mut bitmaps: Vec<[u64; WORDS]> = Vec::new();
         // The last pid and chunk seen: consecutive accesses are mostly to
         // the same chunk, which then costs no hash lookup.

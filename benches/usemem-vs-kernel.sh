@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# usemem-vs-kernel.sh: the same usemem-shaped workload (store to every page
+# of SIZE_MIB once, then SIZE_MIB/4 KiB uniform random page accesses, half
+# stores) on swapvm with RAM_MIB of emulated RAM and an O_DIRECT swap file,
+# and on this machine's kernel in a memory cgroup limited to RAM_MIB with a
+# swap file of the same size on the same disk (DIR). Prints both wall times
+# and the ratio.
+#
+# Defaults are the issue's 1 GiB in 256 MiB; --size-mib / --ram-mib scale it.
+# Needs root (swapon, cgroups). cgroup v2 `memory.max` is used when the
+# unified hierarchy has the memory controller; otherwise the v1 memory
+# controller's `memory.limit_in_bytes` (the script says which it used).
+# The kernel's swap file is swapped on with priority 32767 so the kernel
+# swaps there first, and swapped off and removed at the end.
+#
+# Usage: benches/usemem-vs-kernel.sh [--size-mib N] [--ram-mib N] [--dir DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+size_mib=1024
+ram_mib=256
+dir=/var/tmp/swapvm-usemem-bench
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size-mib) size_mib="$2"; shift 2 ;;
+    --ram-mib) ram_mib="$2"; shift 2 ;;
+    --dir) dir="$2"; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+swap_mib=$(( size_mib * 2 ))
+
+cargo build --release -q -p swapvm-cli
+swapvm=$PWD/target/release/swapvm
+mkdir -p "$dir" target/bench
+cc -O2 -o target/bench/usemem benches/src/usemem.c
+cg=""
+kswap="$dir/kernel-swap.img"
+cleanup() {
+  if [ -n "$cg" ] && [ -d "$cg" ]; then rmdir "$cg" 2>/dev/null || true; fi
+  if grep -q "^$kswap " /proc/swaps; then swapoff "$kswap"; fi
+  rm -f "$kswap" "$dir/swap.img"
+}
+trap cleanup EXIT
+
+# --- swapvm
+cat > "$dir/usemem.toml" <<TOML
+name = "usemem-vs-kernel"
+description = "usemem: $size_mib MiB, one random pass, half stores"
+[[process]]
+kind = "usemem"
+count = 1
+size_mib = $size_mib
+passes = 1
+pattern = "random"
+write_ratio = 0.5
+TOML
+cat > "$dir/machine.toml" <<TOML
+workload = "usemem.toml"
+[machine]
+ram_mib = $ram_mib
+cpus = 2
+seed = 1
+[[swap]]
+path = "swap.img"
+size_mib = $swap_mib
+direct = true
+create = true
+TOML
+echo "== swapvm: usemem $size_mib MiB on $ram_mib MiB emulated RAM, $swap_mib MiB O_DIRECT swap file in $dir"
+t0=$(date +%s.%N)
+out=$("$swapvm" run "$dir/machine.toml")
+t1=$(date +%s.%N)
+sv=$(echo "$t1 - $t0" | bc)
+echo "$out" | grep -E 'wall time|pgmajfault|pswpin |pswpout |^result|verif' | sed 's/^/   /' || true
+# The run's own wall time (from the machine's start; without creating the
+# swap image and starting the process).
+sv_run=$(echo "$out" | sed -n 's/.*wall time \([0-9.]*\) s.*/\1/p')
+
+# --- kernel
+echo "== kernel $(uname -r): usemem $size_mib MiB in a cgroup limited to $ram_mib MiB, $swap_mib MiB swap file in $dir"
+fallocate -l "${swap_mib}M" "$kswap"
+chmod 600 "$kswap"
+mkswap -q "$kswap"
+swapon -p 32767 "$kswap"
+if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+  cg=/sys/fs/cgroup/swapvm-usemem-$$
+  mkdir "$cg"
+  echo $(( ram_mib << 20 )) > "$cg/memory.max"
+  echo "   cgroup v2 $cg memory.max = $ram_mib MiB"
+elif grep -qw memory /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+  cg=/sys/fs/cgroup/unified/swapvm-usemem-$$
+  mkdir "$cg"
+  echo $(( ram_mib << 20 )) > "$cg/memory.max"
+  echo "   cgroup v2 $cg memory.max = $ram_mib MiB"
+elif [ -d /sys/fs/cgroup/memory ]; then
+  cg=/sys/fs/cgroup/memory/swapvm-usemem-$$
+  mkdir "$cg"
+  echo $(( ram_mib << 20 )) > "$cg/memory.limit_in_bytes"
+  echo "   no cgroup v2 memory controller here; cgroup v1 $cg memory.limit_in_bytes = $ram_mib MiB"
+else
+  echo "no memory cgroup controller (v2 or v1) available" >&2
+  exit 1
+fi
+vm() { grep -E "^$1 " /proc/vmstat | cut -d' ' -f2; }
+in0=$(vm pswpin); out0=$(vm pswpout); maj0=$(vm pgmajfault)
+t0=$(date +%s.%N)
+inner=$(sh -c "echo \$\$ > $cg/cgroup.procs && exec target/bench/usemem $size_mib")
+t1=$(date +%s.%N)
+kw=$(echo "$t1 - $t0" | bc)
+k_run=${inner%% *}
+echo "   usemem's own wall time $k_run s; deltas of /proc/vmstat over the run (the whole machine: other engineers' processes are not limited, so they rarely swap):"
+echo "   pgmajfault $(( $(vm pgmajfault) - maj0 )), pswpin $(( $(vm pswpin) - in0 )), pswpout $(( $(vm pswpout) - out0 ))"
+awk -v s="$sv" -v k="$kw" -v sr="$sv_run" -v kr="$k_run" 'BEGIN {
+  printf "whole command: swapvm %.2f s, kernel %.2f s, ratio swapvm / kernel %.2f\n", s, k, s / k
+  printf "workload only: swapvm %.2f s (report wall time), kernel %.2f s (usemem clock), ratio %.2f\n", sr, kr, sr / kr
+}'
