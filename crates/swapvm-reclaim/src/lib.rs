@@ -23,6 +23,9 @@ use swapvm_core::{Pfn, VmEvent};
 use swapvm_mm::{pg, LruList, Memory};
 use swapvm_swap::{SwapError, SwapSubsystem};
 
+/// `DEF_PRIORITY`: the first reclaim priority scans 1/2^12 of the LRU.
+pub const DEF_PRIORITY: u32 = 12;
+
 /// Who is reclaiming (for the `_kswapd` / `_direct` counters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Who {
@@ -133,13 +136,17 @@ impl Reclaimer {
         if !self.kswapd_awake {
             return total;
         }
+        // A batch that frees nothing is no reason to stop: a freshly
+        // referenced list needs a first pass (which only clears accessed
+        // bits) before a second can reclaim; the tick's batch budget
+        // bounds the work instead.
         for _ in 0..self.kswapd_batches_per_tick {
             if mem.nr_free() + self.nr_writeback >= mem.wmark.high {
                 break;
             }
             let p = self.shrink_lruvec(mem, swap, Who::Kswapd, cpu, now);
             total.add(p);
-            if !p.made() {
+            if p.scanned == 0 {
                 break;
             }
         }
@@ -162,11 +169,23 @@ impl Reclaimer {
         self.maybe_wake_kswapd(mem);
         let want = u64::from(self.cfg.swap_cluster_max);
         let mut total = Progress::default();
-        for _ in 0..4 {
-            let p = self.shrink_lruvec(mem, swap, Who::Direct, cpu, now);
-            total.add(p);
-            if !p.made() || total.reclaimed + total.writeback >= want {
-                break;
+        // do_try_to_free_pages: each priority scans 1/2^priority of the
+        // LRU (at least a batch), from DEF_PRIORITY down to 0 (the whole
+        // list), until a batch's worth is reclaimed or on its way.
+        for priority in (0..=DEF_PRIORITY).rev() {
+            let lru = u64::from(mem.lru.len(LruList::InactiveAnon))
+                + u64::from(mem.lru.len(LruList::ActiveAnon));
+            let mut nr_to_scan = (lru >> priority).max(want);
+            while nr_to_scan > 0 {
+                let p = self.shrink_lruvec(mem, swap, Who::Direct, cpu, now);
+                total.add(p);
+                if total.reclaimed + total.writeback >= want {
+                    return total;
+                }
+                if p.scanned == 0 {
+                    break;
+                }
+                nr_to_scan = nr_to_scan.saturating_sub(p.scanned);
             }
         }
         total
