@@ -12,6 +12,7 @@
 //! | `unlink` | `file` | unlinks it |
 //! | `fork` | `children` | forks that many children; each runs the `[[process.child]]` phases, then exits |
 //! | `sleep` | `ticks` | sleeps |
+//! | `swapoff`, `swapon` | `device` | swapoff (started, runs over later ticks) or swapon of the config's `[[swap]]` entry `device` |
 //!
 //! After the last phase the process exits. Regions are numbered by the
 //! program (`region = 0..`); a child inherits its parent's regions.
@@ -79,6 +80,12 @@ pub(crate) enum RawPhase {
     },
     Sleep {
         ticks: u64,
+    },
+    Swapoff {
+        device: u32,
+    },
+    Swapon {
+        device: u32,
     },
 }
 
@@ -205,6 +212,17 @@ pub enum Phase {
     Sleep {
         /// Ticks.
         ticks: u64,
+    },
+    /// `swapoff` of the config's `[[swap]]` entry `device` (starts it; the
+    /// process goes on while it runs).
+    Swapoff {
+        /// Index of the `[[swap]]` entry.
+        device: u32,
+    },
+    /// `swapon` of that entry again.
+    Swapon {
+        /// Index of the `[[swap]]` entry.
+        device: u32,
     },
 }
 
@@ -386,6 +404,8 @@ impl RawPhase {
                 })?;
                 Phase::Sleep { ticks }
             }
+            RawPhase::Swapoff { device } => Phase::Swapoff { device },
+            RawPhase::Swapon { device } => Phase::Swapon { device },
         })
     }
 }
@@ -640,6 +660,14 @@ impl PhaseGen {
                 Phase::Sleep { ticks } => {
                     self.next_phase();
                     return Some(Op::Sleep { ticks });
+                }
+                Phase::Swapoff { device } => {
+                    self.next_phase();
+                    return Some(Op::Swapoff { device });
+                }
+                Phase::Swapon { device } => {
+                    self.next_phase();
+                    return Some(Op::Swapon { device });
                 }
             }
         }
