@@ -1,6 +1,7 @@
 //! Shared by the binary readers: fixed-size records from a byte stream,
 //! telling a clean end of file from one inside a record.
 
+use super::{Defect, Position, SharedPath, TraceError, TraceRecord};
 use std::io::{ErrorKind, Read};
 
 /// How filling a record buffer ended.
@@ -25,6 +26,53 @@ pub(crate) fn fill<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<Fill> 
         }
     }
     Ok(Fill::Full)
+}
+
+/// The next record of a binary reader: `N` bytes from `r`, decoded. A
+/// clean end of file ends the stream; a truncated record, a read error or
+/// a record `decode` refuses is reported once at record number `*record`
+/// of `path`, and the stream ends (`*done`).
+pub(crate) fn next_record<R: Read, const N: usize>(
+    r: &mut R,
+    path: &SharedPath,
+    record: &mut u64,
+    done: &mut bool,
+    decode: fn(&[u8; N]) -> Result<TraceRecord, Defect>,
+) -> Option<Result<TraceRecord, TraceError>> {
+    if *done {
+        return None;
+    }
+    let mut b = [0u8; N];
+    let defect = match fill(r, &mut b) {
+        Ok(Fill::Full) => match decode(&b) {
+            Ok(rec) => {
+                *record += 1;
+                return Some(Ok(rec));
+            }
+            Err(d) => d,
+        },
+        Ok(Fill::Eof) => {
+            *done = true;
+            return None;
+        }
+        Ok(Fill::Partial(n)) => {
+            Defect::Truncated(format!("the file ends {n} bytes into a {N}-byte record"))
+        }
+        Err(source) => {
+            *done = true;
+            return Some(Err(TraceError::Read {
+                path: path.to_path_buf(),
+                at: Position::Record(*record),
+                source,
+            }));
+        }
+    };
+    *done = true;
+    Some(Err(TraceError::Malformed {
+        path: path.to_path_buf(),
+        at: Position::Record(*record),
+        defect,
+    }))
 }
 
 /// A little-endian u16 at `at`.

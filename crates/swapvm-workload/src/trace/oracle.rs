@@ -23,7 +23,7 @@
 //! (run libCacheSim's own tools to compute it for Belady-style oracles).
 //! Stores become plain requests: the format cannot say "write".
 
-use super::binary::{fill, u32_at, u64_at, Fill};
+use super::binary::{next_record, u32_at, u64_at};
 use super::lackey::check_one_pid;
 use super::{AccessKind, Defect, Position, SharedPath, TraceError, TraceRecord};
 use std::io::{Read, Write};
@@ -62,15 +62,6 @@ impl<R: Read> OracleReader<R> {
     pub fn position(&self) -> Position {
         Position::Record(self.record.saturating_sub(1))
     }
-
-    fn fail(&mut self, defect: Defect) -> Option<Result<TraceRecord, TraceError>> {
-        self.done = true;
-        Some(Err(TraceError::Malformed {
-            path: self.path.to_path_buf(),
-            at: Position::Record(self.record),
-            defect,
-        }))
-    }
 }
 
 /// Decodes one record.
@@ -104,37 +95,13 @@ impl<R: Read> Iterator for OracleReader<R> {
     type Item = Result<TraceRecord, TraceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let mut b = [0u8; RECORD_LEN];
-        match fill(&mut self.r, &mut b) {
-            Ok(Fill::Full) => {}
-            Ok(Fill::Eof) => {
-                self.done = true;
-                return None;
-            }
-            Ok(Fill::Partial(n)) => {
-                return self.fail(Defect::Truncated(format!(
-                    "the file ends {n} bytes into a {RECORD_LEN}-byte record"
-                )))
-            }
-            Err(source) => {
-                self.done = true;
-                return Some(Err(TraceError::Read {
-                    path: self.path.to_path_buf(),
-                    at: Position::Record(self.record),
-                    source,
-                }));
-            }
-        }
-        match decode(&b) {
-            Ok(rec) => {
-                self.record += 1;
-                Some(Ok(rec))
-            }
-            Err(d) => self.fail(d),
-        }
+        next_record(
+            &mut self.r,
+            &self.path,
+            &mut self.record,
+            &mut self.done,
+            decode,
+        )
     }
 }
 
