@@ -419,6 +419,7 @@ impl Machine {
             hib_free_exclusive_end: cfg.seed_bugs.hib_free_exclusive_end,
             hib_alloc_double_dec: cfg.seed_bugs.hib_alloc_double_dec,
             slot_check_unlocked: cfg.seed_bugs.slot_check_unlocked,
+            swapoff_put_on_ksm_copy: cfg.seed_bugs.swapoff_put_on_ksm_copy,
         };
         let mut verify = verify::Verifier::default();
         let mut zram = zram::ZramDevices::new();
