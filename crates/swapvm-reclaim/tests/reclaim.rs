@@ -865,6 +865,31 @@ fn swapoff_maps_a_copy_where_the_cached_folio_cannot_be_mapped() {
     rig.assert_clean();
 }
 
+/// A large folio brought back for one PTE maps its neighbours too and
+/// frees its slots; the entries swapoff collected for those neighbours
+/// are then stale and must be skipped (`pte_same_as_swp`), not read.
+#[test]
+fn swapoff_of_large_folios_skips_the_entries_a_whole_swapin_mapped() {
+    let mut rig = Rig::new();
+    rig.mem.anon_orders = vec![2];
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(16, 0x6d);
+    rig.pageout(a);
+    assert!(rig.stat.get(VmEvent::AnonFaultAlloc) > 0, "no large folio");
+    assert!(
+        rig.stat.get(VmEvent::ThpSwpout) > 0,
+        "no large folio swapped"
+    );
+    assert!((0..16).all(|i| swap_entry(rig.pte(a.add(i))).is_some()));
+    rig.swapoff(|_| {}).unwrap();
+    assert!(rig.stat.get(VmEvent::ThpSwpin) > 0, "no whole swap-in");
+    assert!(rig.swap.device(ty).is_none());
+    for i in 0..16 {
+        assert_eq!(rig.read_back(a.add(i)), pattern(0x6d, i), "page {i}");
+    }
+    rig.assert_clean();
+}
+
 /// The seed review of `unuse_pte`: with `ksm_might_need_to_copy`'s copy,
 /// the swap reference went on the copy, which is not in the swap cache.
 /// The put is refused with a warning that names the copy and the call
