@@ -194,8 +194,8 @@ pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
 
 /// A random phase program of about `tenths` tenths of a MiB: private,
 /// shared and tmpfs regions, touches with KSM-mergeable content, accesses,
-/// every madvise, forks with child phases, munmaps, unlinks, and swapoff
-/// then swapon of the first device. No
+/// every madvise, forks with child phases, munmaps, unlinks, a hibernate
+/// cycle, and swapoff then swapon of the first device. No
 /// truncation: an access past a truncated end is a SIGBUS, which the judge
 /// would count as an unexplained kill.
 fn random_program(r: &mut SimRng, w: &mut String, tenths: u64) {
@@ -282,6 +282,11 @@ fn random_program(r: &mut SimRng, w: &mut String, tenths: u64) {
     }
     if r.chance(0.3) {
         phase(w, "phase", "op = \"unlink\"\nfile = 0".into());
+    }
+    if r.chance(0.15) {
+        phase(w, "phase", "op = \"hibernate\"\ndevice = 0".into());
+        let reg = r.below(regions);
+        phase(w, "phase", access(r, reg));
     }
     if r.chance(0.25) {
         // swapoff of the first device under the other processes' load,
@@ -449,6 +454,13 @@ impl FuzzCase {
                 "{} swap-ins differ from their last write with no torn write injected: {}",
                 r.faults.swapin_mismatches,
                 r.mismatch_details.join("; ")
+            ));
+        }
+        // The same for a hibernation image read back different.
+        if r.hibernation.mismatches > 0 && r.faults.io.torn_writes == 0 {
+            why.push(format!(
+                "{} hibernation image pages read back different with no torn write injected",
+                r.hibernation.mismatches
             ));
         }
         // Kills need a cause: an injected fault, or the OOM killer.

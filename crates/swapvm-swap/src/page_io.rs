@@ -215,6 +215,39 @@ impl SwapSubsystem {
         Ok(())
     }
 
+    /// `hib_submit_io` (kernel/power/swap.c) writing one page of a
+    /// hibernation image to the slot `entry`. Not `pswpout`: the image is
+    /// not swap.
+    ///
+    /// # Context
+    /// `entry` is a hibernation slot of the image being written.
+    pub fn hib_write_page(
+        &mut self,
+        entry: SwpEntry,
+        data: &[u8],
+        cookie: u64,
+        now: u64,
+    ) -> Result<(), SwapError> {
+        let mut buf = self.io.buf(PAGE_SIZE);
+        buf.as_mut_slice().copy_from_slice(&data[..PAGE_SIZE]);
+        self.submit(IoKind::Write, entry, 1, buf, cookie, now)
+    }
+
+    /// `hib_submit_io` reading one page of a hibernation image back from
+    /// the slot `entry`. Not `pswpin`.
+    ///
+    /// # Context
+    /// `entry` is a hibernation slot of an image written before.
+    pub fn hib_read_page(
+        &mut self,
+        entry: SwpEntry,
+        cookie: u64,
+        now: u64,
+    ) -> Result<(), SwapError> {
+        let buf = self.io.buf(PAGE_SIZE);
+        self.submit(IoKind::Read, entry, 1, buf, cookie, now)
+    }
+
     /// Swap I/Os submitted and not yet delivered.
     pub fn io_in_flight(&self) -> usize {
         self.io.pending.len()
