@@ -144,6 +144,11 @@ pub struct MachineSection {
     /// (deterministic mode waits for the real completion if it is late).
     #[serde(default = "one_u32")]
     pub io_latency_ticks: u32,
+    /// The same for writes; absent: `io_latency_ticks`. Real devices write
+    /// slower than they read, and a write due later lets the disk finish
+    /// it while the emulation goes on.
+    #[serde(default)]
+    pub io_write_latency_ticks: Option<u32>,
     /// Stop after this many ticks (0: run until every process exits).
     #[serde(default)]
     pub max_ticks: u64,
@@ -213,6 +218,11 @@ pub struct SwapDeviceConfig {
     /// Discard (punch holes in) clusters that become free.
     #[serde(default)]
     pub discard: bool,
+    /// Send every swap write to the disk on its own, never merged with an
+    /// adjacent one (the block queue's `nomerges`; merging never changes
+    /// what the emulation sees, only the requests the disk gets).
+    #[serde(default)]
+    pub nomerges: bool,
 }
 
 /// Where a swap device keeps its pages.
@@ -445,6 +455,14 @@ impl MachineConfig {
             "machine.io_latency_ticks",
             || format!("{} is outside 1..=1000", m.io_latency_ticks),
         )?;
+        if let Some(w) = m.io_write_latency_ticks {
+            ensure(
+                (1..=1000).contains(&w),
+                p,
+                "machine.io_write_latency_ticks",
+                || format!("{w} is outside 1..=1000"),
+            )?;
+        }
         ensure(
             m.sample_every_ticks >= 1,
             p,

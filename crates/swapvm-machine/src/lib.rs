@@ -293,6 +293,7 @@ fn swapon_device(
         rotational: s.rotational,
         discard: s.discard,
         fault,
+        nomerges: s.nomerges,
     };
     let swap_err = |source| MachineError::Swap {
         path: path.clone(),
@@ -419,6 +420,11 @@ impl Machine {
             u64::from(cfg.machine.io_latency_ticks),
         );
         swap.set_count_max(cfg.machine.swap_count_max);
+        swap.set_write_latency_ticks(u64::from(
+            cfg.machine
+                .io_write_latency_ticks
+                .unwrap_or(cfg.machine.io_latency_ticks),
+        ));
         swap.inject_continuation_enomem(cfg.fault.continuation_enomem);
         swap.bugs = swapvm_swap::SeedBugs {
             hib_free_exclusive_end: cfg.seed_bugs.hib_free_exclusive_end,

@@ -85,6 +85,10 @@ pub struct DeviceReport {
     pub clusters_free_nonfull_frag_full: [u32; 4],
     /// Clusters discarded (holes punched).
     pub discards: u64,
+    /// Swap writes merged into an adjacent one before reaching the disk
+    /// (`/proc/diskstats`' writes merged); `writes` counts them all.
+    #[serde(default)]
+    pub writes_merged: u64,
     /// Slots in use per cluster at the end (header and bad slots count as
     /// in use), for `swapvm inspect --report`.
     pub cluster_usage: Vec<u16>,
@@ -392,6 +396,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
                 write_latency,
                 clusters_free_nonfull_frag_full: lists,
                 discards: d.discards,
+                writes_merged: io.writes_merged,
                 cluster_usage: (0..d.clusters_ref().len())
                     .map(|ci| d.clusters_ref().info(ci).count)
                     .collect(),

@@ -2,12 +2,25 @@
 //! block requests to the device's engine, and their delivery back to the
 //! emulation.
 //!
-//! Determinism: each request is due `io_latency_ticks` after the tick it was
-//! submitted in. [`SwapSubsystem::complete_due`] hands back every request
-//! due by `now`, in submission order, waiting for the real completion if the
+//! Determinism: each read is due `io_latency_ticks` after the tick it was
+//! submitted in, each write `io_write_latency_ticks` after (real devices
+//! take longer to write than to read, and a write due later lets the disk
+//! finish it while the emulation goes on). [`SwapSubsystem::complete_due`]
+//! hands back every request due by `now`, in submission order, waiting for the real completion if the
 //! disk is slower than the emulated latency. The real latency is measured
 //! and reported, but never reorders the emulation, so the same seed gives
 //! the same counters on any disk.
+//!
+//! Plugging (`blk_start_plug` around reclaim, the block layer's merging):
+//! on an image file without fault injection, writes are held in a plug
+//! until [`SwapSubsystem::blk_finish_plug`] (the machine calls it after
+//! every tick's tasks) or until something waits for one; then writes to
+//! adjacent slots go to the disk as one request of up to
+//! [`MERGE_MAX_PAGES`] pages (`writes_merged` counts the ones folded in,
+//! as `/proc/diskstats` does). Each folio still gets its own completion at
+//! its own due tick, so plugging changes the disk's work, never the
+//! emulation. Fault injection acts per request, so a device with a fault
+//! plan is never merged, keeping injected faults per folio.
 
 use crate::swapfile::{SwapError, SwapSubsystem};
 use std::collections::{BTreeMap, VecDeque};
@@ -34,6 +47,23 @@ pub struct SwapIoDone {
     pub latency_ns: u64,
 }
 
+/// Most pages one merged write request carries (256 KiB, well under the
+/// `max_sectors_kb` of common disks).
+pub const MERGE_MAX_PAGES: u64 = 64;
+
+/// A write held in the plug.
+#[derive(Debug)]
+struct Plugged {
+    tag: u64,
+    ty: SwapType,
+    offset: u64,
+    buf: AlignedBuf,
+}
+
+/// The parts of a merged request: each one's own tag, byte offset in the
+/// request and length.
+type MergedParts = Vec<(u64, usize, usize)>;
+
 #[derive(Debug)]
 struct Pending {
     tag: u64,
@@ -59,6 +89,8 @@ pub struct DeviceIoStats {
     pub errors: u64,
     /// Most requests in flight at once.
     pub max_in_flight: u64,
+    /// Writes merged into an adjacent one before reaching the disk.
+    pub writes_merged: u64,
 }
 
 /// The engines and the in-flight queue.
@@ -69,7 +101,13 @@ pub(crate) struct PageIo {
     arrived: BTreeMap<u64, IoCompletion>,
     next_tag: u64,
     latency_ticks: u64,
+    write_latency_ticks: u64,
     pool: Vec<AlignedBuf>,
+    /// Per device: writes may be plugged and merged.
+    mergeable: Vec<bool>,
+    plug: Vec<Plugged>,
+    /// Merged requests in flight, by their tag.
+    merged: BTreeMap<u64, MergedParts>,
 }
 
 impl std::fmt::Debug for PageIo {
@@ -89,18 +127,25 @@ impl PageIo {
             arrived: BTreeMap::new(),
             next_tag: 1,
             latency_ticks: latency_ticks.max(1),
+            write_latency_ticks: latency_ticks.max(1),
             pool: Vec::new(),
+            mergeable: Vec::new(),
+            plug: Vec::new(),
+            merged: BTreeMap::new(),
         }
     }
 
-    pub(crate) fn attach(&mut self, ty: SwapType, engine: Box<dyn BlockEngine>) {
+    /// `mergeable`: writes to the device may be plugged and merged.
+    pub(crate) fn attach(&mut self, ty: SwapType, engine: Box<dyn BlockEngine>, mergeable: bool) {
         let i = ty.0 as usize;
         if self.engines.len() <= i {
             self.engines.resize_with(i + 1, || None);
             self.stats.resize(i + 1, DeviceIoStats::default());
+            self.mergeable.resize(i + 1, false);
         }
         self.engines[i] = Some(engine);
         self.stats[i] = DeviceIoStats::default();
+        self.mergeable[i] = mergeable;
     }
 
     /// Drops the engine of a device being removed (swapoff).
@@ -141,20 +186,35 @@ impl SwapSubsystem {
             });
         };
         let tag = io.next_tag;
-        let req = IoRequest {
-            tag,
-            kind,
-            offset: entry.offset().0 * PAGE_SIZE as u64,
-            buf,
+        let offset = entry.offset().0 * PAGE_SIZE as u64;
+        let in_flight = if kind == IoKind::Write && io.mergeable[ty.0 as usize] {
+            io.plug.push(Plugged {
+                tag,
+                ty,
+                offset,
+                buf,
+            });
+            (engine.in_flight() + io.plug.len()) as u64
+        } else {
+            let req = IoRequest {
+                tag,
+                kind,
+                offset,
+                buf,
+            };
+            engine
+                .submit(req)
+                .map_err(|source| SwapError::Engine { path, source })?;
+            engine.in_flight() as u64
         };
-        engine
-            .submit(req)
-            .map_err(|source| SwapError::Engine { path, source })?;
-        let in_flight = engine.in_flight() as u64;
         io.next_tag += 1;
         io.pending.push_back(Pending {
             tag,
-            due: now + io.latency_ticks,
+            due: now
+                + match kind {
+                    IoKind::Read => io.latency_ticks,
+                    IoKind::Write => io.write_latency_ticks,
+                },
             cookie,
             kind,
             entry,
@@ -253,19 +313,38 @@ impl SwapSubsystem {
         self.io.pending.len()
     }
 
-    /// Tick at which the oldest in-flight I/O is due.
+    /// Ticks after submission at which a write is due (at least 1;
+    /// `io_write_latency_ticks`, by default the read latency).
+    pub fn set_write_latency_ticks(&mut self, ticks: u64) {
+        self.io.write_latency_ticks = ticks.max(1);
+    }
+
+    /// Tick at which the next in-flight I/O is due.
     pub fn next_io_due(&self) -> Option<u64> {
-        self.io.pending.front().map(|p| p.due)
+        self.io.pending.iter().map(|p| p.due).min()
     }
 
     /// Every I/O due by tick `now`, in submission order; blocks for real
     /// completions that have not arrived yet.
     pub fn complete_due(&mut self, now: u64) -> Vec<SwapIoDone> {
+        // The writes of the last tick reach the disk now, merged.
+        self.blk_finish_plug();
         let mut out = Vec::new();
-        while self.io.pending.front().is_some_and(|p| p.due <= now) {
-            let Some(p) = self.io.pending.pop_front() else {
-                break;
-            };
+        // Reads and writes have their own latencies, so the queue (in
+        // submission order) is sorted by due tick only within a kind.
+        let mut due = VecDeque::new();
+        if self.io.latency_ticks == self.io.write_latency_ticks {
+            while self.io.pending.front().is_some_and(|p| p.due <= now) {
+                due.extend(self.io.pending.pop_front());
+            }
+        } else if self.io.pending.iter().any(|p| p.due <= now) {
+            let (d, rest) = std::mem::take(&mut self.io.pending)
+                .into_iter()
+                .partition(|p| p.due <= now);
+            due = d;
+            self.io.pending = rest;
+        }
+        for p in due {
             let c = self.wait_tag(p.entry.ty(), p.tag);
             let want = p.nr as usize * PAGE_SIZE;
             let (result, buf, latency_ns) = match c {
@@ -301,6 +380,9 @@ impl SwapSubsystem {
     }
 
     fn wait_tag(&mut self, ty: SwapType, tag: u64) -> io::Result<IoCompletion> {
+        if self.io.plug.iter().any(|p| p.tag == tag) {
+            self.blk_finish_plug();
+        }
         loop {
             if let Some(c) = self.io.arrived.remove(&tag) {
                 return Ok(c);
@@ -309,10 +391,125 @@ impl SwapSubsystem {
                 return Err(io::Error::other("swap device engine gone"));
             };
             match engine.wait_complete() {
-                Ok(c) => {
-                    self.io.arrived.insert(c.tag, c);
-                }
+                Ok(c) => match self.io.merged.remove(&c.tag) {
+                    Some(parts) => self.split_merged(c, &parts),
+                    None => {
+                        self.io.arrived.insert(c.tag, c);
+                    }
+                },
                 Err(e) => return Err(io::Error::other(e.to_string())),
+            }
+        }
+    }
+
+    /// Hands each part of a merged request its own completion: its slice
+    /// of the buffer, and the bytes of the transfer that fell in it.
+    fn split_merged(&mut self, c: IoCompletion, parts: &MergedParts) {
+        for &(tag, off, len) in parts {
+            let mut buf = self.io.buf(len);
+            buf.as_mut_slice()
+                .copy_from_slice(&c.buf.as_slice()[off..off + len]);
+            let result = match &c.result {
+                Ok(n) => Ok(n.saturating_sub(off).min(len)),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            self.io.arrived.insert(
+                tag,
+                IoCompletion {
+                    tag,
+                    kind: c.kind,
+                    offset: c.offset + off as u64,
+                    buf,
+                    result,
+                    latency_ns: c.latency_ns,
+                },
+            );
+        }
+        self.recycle(c.buf);
+    }
+
+    /// `blk_finish_plug`: sends the plugged writes to their disks, adjacent
+    /// slots of one device merged into one request.
+    pub fn blk_finish_plug(&mut self) {
+        if self.io.plug.is_empty() {
+            return;
+        }
+        let mut plug = std::mem::take(&mut self.io.plug);
+        // As the plug list is sorted before it is issued: by device, then
+        // by offset, so runs of adjacent slots line up.
+        plug.sort_by_key(|p| (p.ty.0, p.offset));
+        let max = MERGE_MAX_PAGES as usize * PAGE_SIZE;
+        let mut runs: Vec<(usize, usize)> = Vec::new(); // (parts, bytes)
+        let mut prev: Option<(SwapType, u64)> = None;
+        for p in &plug {
+            let len = p.buf.len();
+            match runs.last_mut() {
+                Some((n, bytes)) if prev == Some((p.ty, p.offset)) && *bytes + len <= max => {
+                    *n += 1;
+                    *bytes += len;
+                }
+                _ => runs.push((1, len)),
+            }
+            prev = Some((p.ty, p.offset + len as u64));
+        }
+        let mut it = plug.into_iter();
+        for (n, bytes) in runs {
+            let run: Vec<Plugged> = it.by_ref().take(n).collect();
+            let (ty, offset) = (run[0].ty, run[0].offset);
+            let mut parts: MergedParts = Vec::with_capacity(n);
+            let (tag, buf) = if n == 1 {
+                let p = run.into_iter().next().map(|p| (p.tag, p.buf));
+                let Some((tag, buf)) = p else { continue };
+                parts.push((tag, 0, bytes));
+                (tag, buf)
+            } else {
+                let mut buf = AlignedBuf::new_zeroed(bytes);
+                let mut off = 0;
+                for p in &run {
+                    let len = p.buf.len();
+                    buf.as_mut_slice()[off..off + len].copy_from_slice(p.buf.as_slice());
+                    parts.push((p.tag, off, len));
+                    off += len;
+                }
+                for p in run {
+                    self.recycle(p.buf);
+                }
+                let tag = self.io.next_tag;
+                self.io.next_tag += 1;
+                if let Some(st) = self.io.stats.get_mut(ty.0 as usize) {
+                    st.writes_merged += (n - 1) as u64;
+                }
+                (tag, buf)
+            };
+            let req = IoRequest {
+                tag,
+                kind: IoKind::Write,
+                offset,
+                buf,
+            };
+            let sent = match self.io.engines.get(ty.0 as usize).and_then(Option::as_ref) {
+                Some(engine) => engine.submit(req).map_err(|e| e.to_string()),
+                None => Err("swap device engine gone".to_owned()),
+            };
+            match sent {
+                Ok(()) if n > 1 => {
+                    self.io.merged.insert(tag, parts);
+                }
+                Ok(()) => {}
+                Err(why) => {
+                    // Each part completes with the error at its due tick.
+                    for (t, off, len) in parts {
+                        let c = IoCompletion {
+                            tag: t,
+                            kind: IoKind::Write,
+                            offset: offset + off as u64,
+                            buf: AlignedBuf::new_zeroed(len),
+                            result: Err(io::Error::other(why.clone())),
+                            latency_ns: 0,
+                        };
+                        self.io.arrived.insert(t, c);
+                    }
+                }
             }
         }
     }

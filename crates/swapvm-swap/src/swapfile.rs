@@ -212,6 +212,8 @@ pub struct SwapOnOptions {
     /// Fault injection: wrap the device's engine in a
     /// [`swapvm_io::FaultyEngine`] with this plan.
     pub fault: Option<FaultPlan>,
+    /// Never merge adjacent writes (the block queue's `nomerges`).
+    pub nomerges: bool,
 }
 
 /// Per-order allocation figures (the mTHP `swpout` / `swpout_fallback`
@@ -412,7 +414,7 @@ impl SwapSubsystem {
                 path: opts.path.clone(),
                 source,
             })?;
-        self.swapon_engine(opts, header, Box::new(engine))
+        self.swapon_with(opts, header, Box::new(engine), true)
     }
 
     /// Enables a device whose header and engine the caller provides (a
@@ -422,6 +424,18 @@ impl SwapSubsystem {
         opts: &SwapOnOptions,
         header: SwapHeader,
         engine: Box<dyn swapvm_io::BlockEngine>,
+    ) -> Result<SwapType, SwapError> {
+        self.swapon_with(opts, header, engine, false)
+    }
+
+    /// `merge`: the engine is an image file's, whose adjacent writes may be
+    /// plugged and merged (never with a fault plan: faults act per request).
+    fn swapon_with(
+        &mut self,
+        opts: &SwapOnOptions,
+        header: SwapHeader,
+        engine: Box<dyn swapvm_io::BlockEngine>,
+        merge: bool,
     ) -> Result<SwapType, SwapError> {
         let ty_idx = match self.devices.iter().position(Option::is_none) {
             Some(i) => i,
@@ -443,7 +457,9 @@ impl SwapSubsystem {
         self.nr_swap_pages += info.pages as i64;
         self.total_swap_pages += info.pages;
         self.devices[ty_idx] = Some(info);
-        self.io.attach(ty, engine);
+        let faulty = opts.fault.as_ref().is_some_and(|p| p.any());
+        self.io
+            .attach(ty, engine, merge && !faulty && !opts.nomerges);
         self.avail.push(ty);
         let devices = &self.devices;
         self.avail.sort_by_key(|t| {
