@@ -79,6 +79,20 @@ fn tiny(shape: &Shape) -> Tiny {
     Tiny { dir, config }
 }
 
+/// Runs with the checker after every tick; the run itself must not fail.
+fn run_checked(t: &Tiny) -> Report {
+    let cfg = MachineConfig::load(&t.config).unwrap();
+    let m = Machine::new(
+        cfg,
+        RunOptions {
+            check_every: 1,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    m.run(|_, _| {}).unwrap()
+}
+
 impl Tiny {
     fn image(&self) -> PathBuf {
         self.dir.path().join("swap.img")
@@ -351,7 +365,10 @@ mod plugging {
         assert_eq!(merged.vmstat, single.vmstat);
         assert_eq!(merged.ticks, single.ticks);
         assert_eq!(merged.swapin_verified, single.swapin_verified);
-        assert_eq!(merged.devices[0].bytes_written, single.devices[0].bytes_written);
+        assert_eq!(
+            merged.devices[0].bytes_written,
+            single.devices[0].bytes_written
+        );
     }
 
     /// Writes due later than reads: the in-flight queue is then out of due

@@ -594,6 +594,20 @@ impl Rig {
 
     /// `MADV_PAGEOUT` of the region at `r`, writes delivered: every page is
     /// evicted and leaves a shadow.
+    /// A load of `vpn` by address space `mm`, waiting out its swap-in.
+    fn read_as(&mut self, mm: swapvm_mm::MmId, vpn: Vpn) -> Pfn {
+        loop {
+            self.now += 1;
+            match self.mem.access(&mut self.swap, mm, vpn, false, self.now) {
+                Ok(pfn) => return pfn,
+                Err(FaultStop::Retry(Wait::Folio(_))) => {
+                    self.settle();
+                }
+                Err(x) => panic!("{x:?}"),
+            }
+        }
+    }
+
     fn pageout(&mut self, r: Vpn) {
         let pfns = self.mem.madvise_pageout_isolate(self.mm, r);
         self.reclaim
@@ -836,16 +850,7 @@ fn swapoff_maps_a_copy_where_the_cached_folio_cannot_be_mapped() {
     let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
     let e = swap_entry(rig.pte(a)).unwrap();
     assert_eq!(rig.swap.swap_count(e), 2);
-    let cpfn = loop {
-        rig.now += 1;
-        match rig.mem.access(&mut rig.swap, child, a, false, rig.now) {
-            Ok(pfn) => break pfn,
-            Err(FaultStop::Retry(Wait::Folio(_))) => {
-                rig.settle();
-            }
-            Err(x) => panic!("{x:?}"),
-        }
-    };
+    let cpfn = rig.read_as(child, a);
     assert_eq!(rig.swap.swap_count(e), 1, "the parent's reference is left");
     assert_eq!(rig.swap.swap_cache_get_folio(e), Some(cpfn));
     rig.swapoff(|_| {}).unwrap();
@@ -904,16 +909,7 @@ fn seed_bug_swapoff_put_on_ksm_copy_is_caught() {
     rig.pageout(a);
     let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
     let e = swap_entry(rig.pte(a)).unwrap();
-    let cpfn = loop {
-        rig.now += 1;
-        match rig.mem.access(&mut rig.swap, child, a, false, rig.now) {
-            Ok(pfn) => break pfn,
-            Err(FaultStop::Retry(Wait::Folio(_))) => {
-                rig.settle();
-            }
-            Err(x) => panic!("{x:?}"),
-        }
-    };
+    let cpfn = rig.read_as(child, a);
     assert_eq!(rig.warn.total(), 0, "a fault's copy is not swapoff's");
     let err = rig.swapoff(|_| {}).unwrap_err();
     assert_eq!(rig.stat.get(VmEvent::KsmSwapinCopy), 1);

@@ -249,10 +249,7 @@ impl SwapSubsystem {
         cookie: u64,
         now: u64,
     ) -> Result<(), SwapError> {
-        let nr = (data.len() / PAGE_SIZE) as u32;
-        let mut buf = self.io.buf(data.len());
-        buf.as_mut_slice().copy_from_slice(data);
-        self.submit(IoKind::Write, entry, nr, buf, cookie, now)?;
+        let nr = self.submit_write(entry, data, cookie, now)?;
         self.stat.add(VmEvent::PswpOut, u64::from(nr));
         Ok(())
     }
@@ -288,9 +285,24 @@ impl SwapSubsystem {
         cookie: u64,
         now: u64,
     ) -> Result<(), SwapError> {
-        let mut buf = self.io.buf(PAGE_SIZE);
-        buf.as_mut_slice().copy_from_slice(&data[..PAGE_SIZE]);
-        self.submit(IoKind::Write, entry, 1, buf, cookie, now)
+        self.submit_write(entry, &data[..PAGE_SIZE], cookie, now)
+            .map(|_| ())
+    }
+
+    /// Copies `data` (whole pages) into an I/O buffer and submits its
+    /// write from `entry`; returns the pages.
+    fn submit_write(
+        &mut self,
+        entry: SwpEntry,
+        data: &[u8],
+        cookie: u64,
+        now: u64,
+    ) -> Result<u32, SwapError> {
+        let nr = (data.len() / PAGE_SIZE) as u32;
+        let mut buf = self.io.buf(data.len());
+        buf.as_mut_slice().copy_from_slice(data);
+        self.submit(IoKind::Write, entry, nr, buf, cookie, now)?;
+        Ok(nr)
     }
 
     /// `hib_submit_io` reading one page of a hibernation image back from

@@ -40,26 +40,13 @@ fn hibernating(swap_mib: u64, pressure: bool, extra: &str) -> Tiny {
     Tiny { dir, config }
 }
 
-fn run_every_tick(t: &Tiny) -> Report {
-    let cfg = MachineConfig::load(&t.config).unwrap();
-    let m = Machine::new(
-        cfg,
-        RunOptions {
-            check_every: 1,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
-    m.run(|_, _| {}).unwrap()
-}
-
 fn describe_hib(r: &Report) -> String {
     format!("{:?}\n{:?}\n{}", r.hibernation, r.swap_events, describe(r))
 }
 
 #[test]
 fn hibernate_cycles_write_verify_and_release_the_image_under_pressure() {
-    let r = run_every_tick(&hibernating(32, true, ""));
+    let r = run_checked(&hibernating(32, true, ""));
     let d = describe_hib(&r);
     let h = &r.hibernation;
     assert!(r.passed(), "{d}");
@@ -87,7 +74,7 @@ fn hibernate_cycles_write_verify_and_release_the_image_under_pressure() {
 
 #[test]
 fn a_torn_image_write_is_caught_by_the_read_back() {
-    let r = run_every_tick(&hibernating(32, false, "[fault]\ntorn_write_rate = 0.05\n"));
+    let r = run_checked(&hibernating(32, false, "[fault]\ntorn_write_rate = 0.05\n"));
     let d = describe_hib(&r);
     let h = &r.hibernation;
     assert!(r.faults.io.torn_writes > 0, "nothing injected: {d}");
@@ -100,7 +87,7 @@ fn a_torn_image_write_is_caught_by_the_read_back() {
 
 #[test]
 fn an_image_write_error_fails_the_cycle_and_releases_its_slots() {
-    let r = run_every_tick(&hibernating(
+    let r = run_checked(&hibernating(
         32,
         false,
         "[fault]\nwrite_error_rate = 0.05\n",
@@ -126,7 +113,7 @@ fn an_image_write_error_fails_the_cycle_and_releases_its_slots() {
 
 #[test]
 fn a_device_too_small_for_the_image_refuses_the_cycle() {
-    let r = run_every_tick(&hibernating(2, false, ""));
+    let r = run_checked(&hibernating(2, false, ""));
     let d = describe_hib(&r);
     let h = &r.hibernation;
     assert_eq!((h.cycles, h.failed, h.pages_written), (2, 2, 0), "{d}");

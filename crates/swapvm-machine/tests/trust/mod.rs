@@ -34,20 +34,6 @@ fn pressured(extra: &str) -> Tiny {
     Tiny { dir, config }
 }
 
-/// Runs with the checker after every tick; the run itself must not fail.
-fn run_checked(t: &Tiny) -> Report {
-    let cfg = MachineConfig::load(&t.config).unwrap();
-    let m = Machine::new(
-        cfg,
-        RunOptions {
-            check_every: 1,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
-    m.run(|_, _| {}).unwrap()
-}
-
 /// What every fault run must show, whatever the fault.
 fn assert_survived(r: &Report) {
     let d = describe(r);
