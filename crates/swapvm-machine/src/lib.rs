@@ -32,10 +32,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use swapvm_core::config::{Allocator, ConfigError, SwapBackend, SwapDeviceConfig};
+use swapvm_core::config::{Allocator, ConfigError, ContentMode, SwapBackend, SwapDeviceConfig};
 use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
+use swapvm_mm::ram::Ram;
 use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
 use swapvm_reclaim::{Reclaimer, Swapoff, SwapoffStep};
 use swapvm_swap::AllocatorKind;
@@ -264,7 +265,8 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
 }
 
 /// Enables one `[[swap]]` device: an image file through io_uring (created
-/// if missing and allowed), or a zram device in memory.
+/// if missing and allowed), a zram device in memory, or a null device
+/// (metadata-only machines; no file is created or opened).
 fn swapon_device(
     cfg: &MachineConfig,
     s: &SwapDeviceConfig,
@@ -299,7 +301,23 @@ fn swapon_device(
             swap.swapon(&o).map_err(swap_err)
         }
         SwapBackend::Zram => zram::swapon_zram(s, &o, swap, zram_devices).map_err(swap_err),
+        SwapBackend::Null => swapon_null(s, &o, swap).map_err(swap_err),
     }
+}
+
+/// Enables a null device of `s.size_mib` MiB: the header is built in
+/// memory (as zram's is, so the slot count is a file image's) and the
+/// engine completes every request without I/O, keeping each slot's content
+/// word (see swapvm-io's `NullEngine`).
+fn swapon_null(
+    s: &SwapDeviceConfig,
+    o: &SwapOnOptions,
+    swap: &mut SwapSubsystem,
+) -> Result<SwapType, SwapError> {
+    let pages = s.size_mib * 256;
+    let header = header::SwapHeader::new(pages, [0; 16], &s.label)?;
+    let engine = swapvm_io::NullEngine::new(pages * swapvm_core::PAGE_SIZE as u64);
+    swap.swapon_engine(o, header, Box::new(engine))
 }
 
 /// An error and its causes, `: `-separated.
@@ -389,6 +407,8 @@ impl Machine {
         sources: Vec<ProcessSource>,
         total_accesses: u64,
     ) -> Result<Machine, MachineError> {
+        // `--fault` may have changed the faults since the config loaded.
+        cfg.validate_content()?;
         let stat = Arc::new(VmStat::new());
         let warn = Arc::new(Warnings::new(opts.strict));
         let ram_pages = cfg.ram_pages();
@@ -397,11 +417,16 @@ impl Machine {
             cfg.reclaim.min_free_kbytes,
             cfg.reclaim.watermark_scale_factor,
         );
-        let mut mem = Memory::new(ram_pages as u32, wm, Arc::clone(&stat), Arc::clone(&warn))
-            .map_err(|source| MachineError::Ram {
-                mib: cfg.machine.ram_mib,
-                source,
-            })?;
+        let content = cfg.machine.content;
+        let ram = match content {
+            ContentMode::Full => Ram::new(ram_pages as u32),
+            ContentMode::None => Ram::metadata_only(ram_pages as u32),
+        }
+        .map_err(|source| MachineError::Ram {
+            mib: cfg.machine.ram_mib,
+            source,
+        })?;
+        let mut mem = Memory::with_ram(ram, wm, Arc::clone(&stat), Arc::clone(&warn));
         mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
         mem.anon_orders = cfg.mthp.orders();
         mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
@@ -414,13 +439,14 @@ impl Machine {
             u64::from(cfg.machine.io_latency_ticks),
         );
         swap.set_count_max(cfg.machine.swap_count_max);
+        swap.set_page_bytes(mem.ram.page_bytes());
         swap.inject_continuation_enomem(cfg.fault.continuation_enomem);
         swap.bugs = swapvm_swap::SeedBugs {
             hib_free_exclusive_end: cfg.seed_bugs.hib_free_exclusive_end,
             hib_alloc_double_dec: cfg.seed_bugs.hib_alloc_double_dec,
             slot_check_unlocked: cfg.seed_bugs.slot_check_unlocked,
         };
-        let mut verify = verify::Verifier::default();
+        let mut verify = verify::Verifier::new(content == ContentMode::Full);
         let mut zram = zram::ZramDevices::new();
         let mut swap_types = Vec::with_capacity(cfg.swap.len());
         for (i, s) in cfg.swap.iter().enumerate() {
@@ -539,6 +565,7 @@ impl Machine {
                     // write (a torn write) is failed like a read error, as
                     // a device with integrity protection fails it: the
                     // process gets SIGBUS instead of wrong data.
+                    // (Without page bytes nothing is checked: `read` passes.)
                     if ok && self.verify.read(self.tick, d.entry, d.buf.as_slice()) {
                         self.mem.swap_read_done(pfn, Ok(d.buf.as_slice()));
                     } else {
@@ -1039,11 +1066,18 @@ impl Machine {
         match store {
             Some(k) => {
                 *key = k;
-                self.mem.ram.page_mut(pfn)[..verify::STAMP_LEN].copy_from_slice(&stamp_key(k));
+                // The stamp's head is the key itself, so a metadata-only
+                // frame (one content word) takes the key: equal and zero
+                // exactly when full pages' bytes are.
+                let page = self.mem.ram.page_mut(pfn);
+                let n = page.len().min(verify::STAMP_LEN);
+                page[..n].copy_from_slice(&stamp_key(k)[..n]);
             }
-            None => self
-                .verify
-                .check_key(self.tick, pid, vpn.0, key, self.mem.ram.page(pfn)),
+            None if self.verify.enabled() => {
+                self.verify
+                    .check_key(self.tick, pid, vpn.0, key, self.mem.ram.page(pfn))
+            }
+            None => {}
         }
         self.accesses += 1;
         Ok(true)

@@ -70,6 +70,10 @@ pub(crate) struct PageIo {
     next_tag: u64,
     latency_ticks: u64,
     pool: Vec<AlignedBuf>,
+    /// Content bytes of each page handed to `swap_writepage` (and put at
+    /// the start of its block): `PAGE_SIZE`, or the content word of a
+    /// metadata-only machine.
+    page_bytes: usize,
 }
 
 impl std::fmt::Debug for PageIo {
@@ -90,6 +94,7 @@ impl PageIo {
             next_tag: 1,
             latency_ticks: latency_ticks.max(1),
             pool: Vec::new(),
+            page_bytes: PAGE_SIZE,
         }
     }
 
@@ -119,6 +124,23 @@ impl PageIo {
 }
 
 impl SwapSubsystem {
+    /// Sets how many content bytes each page given to
+    /// [`SwapSubsystem::swap_writepage`] has: `PAGE_SIZE` (the default,
+    /// whole pages) or, on a metadata-only machine, its content word
+    /// (`CONTENT_WORD_BYTES`), which goes at the start of the page's block.
+    /// Requests are whole blocks either way, so counts, offsets and
+    /// completions do not depend on it.
+    ///
+    /// # Panics
+    /// If `n` is zero or above `PAGE_SIZE`: a wiring bug.
+    pub fn set_page_bytes(&mut self, n: usize) {
+        assert!(
+            (1..=PAGE_SIZE).contains(&n),
+            "page content of {n} bytes: must be 1..=PAGE_SIZE"
+        );
+        self.io.page_bytes = n;
+    }
+
     fn submit(
         &mut self,
         kind: IoKind,
@@ -176,8 +198,10 @@ impl SwapSubsystem {
         Ok(())
     }
 
-    /// `swap_writepage`: writes `data` (whole pages) to the slots from
-    /// `entry`. Counts `pswpout`.
+    /// `swap_writepage`: writes `data` (pages of the content size set by
+    /// [`SwapSubsystem::set_page_bytes`], whole pages by default) to the
+    /// slots from `entry`, each page at the start of its slot's block.
+    /// Counts `pswpout`.
     ///
     /// # Context
     /// The folio is locked, unmapped and marked under writeback by the
@@ -189,9 +213,22 @@ impl SwapSubsystem {
         cookie: u64,
         now: u64,
     ) -> Result<(), SwapError> {
-        let nr = (data.len() / PAGE_SIZE) as u32;
-        let mut buf = self.io.buf(data.len());
-        buf.as_mut_slice().copy_from_slice(data);
+        let pb = self.io.page_bytes;
+        let nr = (data.len() / pb) as u32;
+        let mut buf = self.io.buf(nr as usize * PAGE_SIZE);
+        if pb == PAGE_SIZE {
+            buf.as_mut_slice().copy_from_slice(data);
+        } else {
+            // Only the head of each block carries content; the rest is
+            // whatever the pooled buffer held, and no reader looks there.
+            for (block, page) in buf
+                .as_mut_slice()
+                .chunks_exact_mut(PAGE_SIZE)
+                .zip(data.chunks_exact(pb))
+            {
+                block[..pb].copy_from_slice(page);
+            }
+        }
         self.submit(IoKind::Write, entry, nr, buf, cookie, now)?;
         self.stat.add(VmEvent::PswpOut, u64::from(nr));
         Ok(())
