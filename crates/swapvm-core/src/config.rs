@@ -687,6 +687,7 @@ mod tests {
             Some(DEFAULT_SAMPLE_EVERY_TICKS as i64)
         );
         assert_eq!(v["swap"][0]["backend"].as_str(), Some("file"));
+        assert_eq!(v["machine"]["content"].as_str(), Some("full"));
         assert_eq!(v["reclaim"]["swap_cluster_max"].as_integer(), Some(32));
     }
 

@@ -526,6 +526,12 @@ impl Machine {
         zram::stats(&self.zram, ty)
     }
 
+    /// Bytes of host memory mapped for page content: RAM's size in full
+    /// mode, one content word per frame in metadata-only mode (no arena).
+    pub fn ram_mapped_bytes(&self) -> usize {
+        self.mem.ram.mapped_bytes()
+    }
+
     /// Accesses the workload will make in all.
     pub fn total_accesses(&self) -> u64 {
         self.total_accesses
