@@ -570,6 +570,15 @@ fn print_summary(r: &Report) -> Result<()> {
     for e in &r.swap_events {
         writeln!(o, "swap: {e}")?;
     }
+    let h = &r.hibernation;
+    if h.cycles > 0 {
+        writeln!(
+            o,
+            "hibernation: {} cycles ({} failed), {} image pages written, {} verified, \
+             {} mismatches, {} ticks frozen",
+            h.cycles, h.failed, h.pages_written, h.pages_verified, h.mismatches, h.ticks_frozen
+        )?;
+    }
     writeln!(o, "result: {}", if r.passed() { "PASS" } else { "FAIL" })?;
     Ok(())
 }

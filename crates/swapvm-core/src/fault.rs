@@ -257,10 +257,10 @@ pub struct SeedBugsConfig {
     /// (`swap_entry_swapped`) after dropping the cluster lock.
     #[serde(default)]
     pub slot_check_unlocked: bool,
-    // TODO(ksm+swapoff): "swapoff puts swap on the KSM copy instead of the
-    // swap-cache folio" (review of unuse_pte with ksm_might_need_to_copy)
-    // needs KSM and a swapoff that unuses a device in use; neither exists
-    // yet. Add its switch with them.
+    /// swapoff (`unuse_pte`) puts the swap reference on the KSM copy
+    /// `ksm_might_need_to_copy` made instead of on the swap-cache folio.
+    #[serde(default)]
+    pub swapoff_put_on_ksm_copy: bool,
 }
 
 /// The names `--seed-bug` accepts.
@@ -268,6 +268,7 @@ pub const SEED_BUG_NAMES: &[&str] = &[
     "hib-free-exclusive-end",
     "hib-alloc-double-dec",
     "slot-check-unlocked",
+    "swapoff-put-on-ksm-copy",
 ];
 
 impl SeedBugsConfig {
@@ -280,6 +281,7 @@ impl SeedBugsConfig {
             "hib-free-exclusive-end" => self.hib_free_exclusive_end = true,
             "hib-alloc-double-dec" => self.hib_alloc_double_dec = true,
             "slot-check-unlocked" => self.slot_check_unlocked = true,
+            "swapoff-put-on-ksm-copy" => self.swapoff_put_on_ksm_copy = true,
             other => {
                 return Err(ConfigError::Invalid {
                     path: source.to_owned(),
@@ -293,6 +295,9 @@ impl SeedBugsConfig {
 
     /// True if any switch is on.
     pub fn any(&self) -> bool {
-        self.hib_free_exclusive_end || self.hib_alloc_double_dec || self.slot_check_unlocked
+        self.hib_free_exclusive_end
+            || self.hib_alloc_double_dec
+            || self.slot_check_unlocked
+            || self.swapoff_put_on_ksm_copy
     }
 }

@@ -45,8 +45,9 @@ type Mapped = HashMap<Pfn, Vec<(MmId, Vpn)>>;
 
 /// What the checker needs to know beyond memory and swap.
 pub struct CheckContext<'a> {
-    /// The hibernation image's extents, if one is held.
-    pub hibernation: Option<&'a SwsuspExtents>,
+    /// The extents of the hibernation images held (none, the periodic
+    /// image of `hibernate_every`, a hibernate cycle's, or both).
+    pub hibernation: &'a [&'a SwsuspExtents],
     /// Names an address space for reports (e.g. "pid 3 (usemem.2)").
     pub mm_name: &'a dyn Fn(MmId) -> String,
 }
@@ -54,7 +55,14 @@ pub struct CheckContext<'a> {
 impl fmt::Debug for CheckContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckContext")
-            .field("hibernation", &self.hibernation.map(SwsuspExtents::extents))
+            .field(
+                "hibernation",
+                &self
+                    .hibernation
+                    .iter()
+                    .map(|h| h.extents())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -69,7 +77,7 @@ pub fn check_invariants(mem: &mut Memory, swap: &mut SwapSubsystem) -> Vec<Strin
         mem,
         swap,
         &CheckContext {
-            hibernation: None,
+            hibernation: &[],
             mm_name: &default_name,
         },
     )
@@ -211,7 +219,8 @@ fn check_hibernation(swap: &SwapSubsystem, cx: &CheckContext<'_>, bad: &mut Vec<
     for &ty in swap.device_types() {
         let held = |off: u64| {
             cx.hibernation
-                .is_some_and(|h| h.ty() == ty && h.contains(off))
+                .iter()
+                .any(|h| h.ty() == ty && h.contains(off))
         };
         bad.extend(
             swapvm_swap::hibernate::check_hibernation_slots(swap, ty, held)

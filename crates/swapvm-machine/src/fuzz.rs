@@ -194,7 +194,8 @@ pub fn random_workload(r: &mut SimRng, ram_mib: u64) -> String {
 
 /// A random phase program of about `tenths` tenths of a MiB: private,
 /// shared and tmpfs regions, touches with KSM-mergeable content, accesses,
-/// every madvise, forks with child phases, munmaps and unlinks. No
+/// every madvise, forks with child phases, munmaps, unlinks, a hibernate
+/// cycle, and swapoff then swapon of the first device. No
 /// truncation: an access past a truncated end is a SIGBUS, which the judge
 /// would count as an unexplained kill.
 fn random_program(r: &mut SimRng, w: &mut String, tenths: u64) {
@@ -282,12 +283,70 @@ fn random_program(r: &mut SimRng, w: &mut String, tenths: u64) {
     if r.chance(0.3) {
         phase(w, "phase", "op = \"unlink\"\nfile = 0".into());
     }
+    if r.chance(0.15) {
+        phase(w, "phase", "op = \"hibernate\"\ndevice = 0".into());
+        let reg = r.below(regions);
+        phase(w, "phase", access(r, reg));
+    }
+    if r.chance(0.25) {
+        // swapoff of the first device under the other processes' load,
+        // then swapon again (refused, and logged, when memory is short).
+        phase(w, "phase", "op = \"swapoff\"\ndevice = 0".into());
+        let reg = r.below(regions);
+        phase(w, "phase", access(r, reg));
+        phase(w, "phase", "op = \"swapon\"\ndevice = 0".into());
+    }
 }
+
+/// A phase program that reaches swapoff's copy branch: its pages are paged
+/// out, a child reads them back into its own anon_vma and holds them, and
+/// the parent swaps the first device off while they are cached, so
+/// `unuse_pte` must map the parent copies (`ksm_might_need_to_copy`).
+const COPY_AT_SWAPOFF: &str = "[[process]]
+kind = \"phases\"
+[[process.phase]]
+op = \"mmap\"
+region = 0
+size_mib = 0.5
+[[process.phase]]
+op = \"touch\"
+region = 0
+[[process.phase]]
+op = \"madvise\"
+region = 0
+advice = \"pageout\"
+[[process.phase]]
+op = \"fork\"
+children = 1
+[[process.phase]]
+op = \"sleep\"
+ticks = 40
+[[process.phase]]
+op = \"swapoff\"
+device = 0
+[[process.phase]]
+op = \"sleep\"
+ticks = 200
+[[process.phase]]
+op = \"swapon\"
+device = 0
+[[process.child]]
+op = \"access\"
+region = 0
+accesses = 128
+pattern = \"sequential\"
+write_ratio = 0.0
+[[process.child]]
+op = \"sleep\"
+ticks = 300
+";
 
 impl FuzzCase {
     /// The case with seed-bug switches on (`[seed_bugs]` names, snake or
     /// kebab case). The hibernation bugs need hibernation, so a case with
-    /// a switch on always takes images.
+    /// a switch on always takes images; the swapoff bug needs swapoff to
+    /// meet a cached folio it cannot map, so that switch adds a process
+    /// that sets this up.
     ///
     /// # Errors
     /// An unknown name (the error lists the known ones).
@@ -302,11 +361,15 @@ impl FuzzCase {
         self.config_toml = self
             .config_toml
             .replace("hibernate_every = 0\n", "hibernate_every = 10\n");
+        if sb.swapoff_put_on_ksm_copy {
+            self.workload_toml.push_str(COPY_AT_SWAPOFF);
+        }
         let _ = writeln!(self.config_toml, "[seed_bugs]");
         for (on, name) in [
             (sb.hib_free_exclusive_end, "hib_free_exclusive_end"),
             (sb.hib_alloc_double_dec, "hib_alloc_double_dec"),
             (sb.slot_check_unlocked, "slot_check_unlocked"),
+            (sb.swapoff_put_on_ksm_copy, "swapoff_put_on_ksm_copy"),
         ] {
             if on {
                 let _ = writeln!(self.config_toml, "{name} = true");
@@ -391,6 +454,13 @@ impl FuzzCase {
                 "{} swap-ins differ from their last write with no torn write injected: {}",
                 r.faults.swapin_mismatches,
                 r.mismatch_details.join("; ")
+            ));
+        }
+        // The same for a hibernation image read back different.
+        if r.hibernation.mismatches > 0 && r.faults.io.torn_writes == 0 {
+            why.push(format!(
+                "{} hibernation image pages read back different with no torn write injected",
+                r.hibernation.mismatches
             ));
         }
         // Kills need a cause: an injected fault, or the OOM killer.

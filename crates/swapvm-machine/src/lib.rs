@@ -224,6 +224,11 @@ pub struct Machine {
     last_free: u64,
     /// The hibernation image held, if any (`machine.hibernate_every`).
     hib: Option<swapvm_swap::SwsuspExtents>,
+    /// The hibernate cycle in progress (a `hibernate` phase): every task
+    /// is frozen while it runs.
+    hib_cycle: Option<swsusp::HibCycle>,
+    /// What the hibernate cycles did, for the report.
+    hib_report: report::HibernationReport,
     /// The swap type of each `[[swap]]` entry while it is on.
     swap_types: Vec<Option<SwapType>>,
     /// The swapoff in progress, a task of the tick loop.
@@ -445,6 +450,7 @@ impl Machine {
             hib_free_exclusive_end: cfg.seed_bugs.hib_free_exclusive_end,
             hib_alloc_double_dec: cfg.seed_bugs.hib_alloc_double_dec,
             slot_check_unlocked: cfg.seed_bugs.slot_check_unlocked,
+            swapoff_put_on_ksm_copy: cfg.seed_bugs.swapoff_put_on_ksm_copy,
         };
         let mut verify = verify::Verifier::new(content == ContentMode::Full);
         let mut zram = zram::ZramDevices::new();
@@ -515,6 +521,8 @@ impl Machine {
             no_progress_ticks: 0,
             last_free: 0,
             hib: None,
+            hib_cycle: None,
+            hib_report: report::HibernationReport::default(),
             swap_types,
             swapoff: None,
             swap_events: Vec::new(),
@@ -550,6 +558,15 @@ impl Machine {
         let done = self.swap.complete_due(self.tick);
         let n = done.len();
         for d in done {
+            if d.cookie & swsusp::HIB_COOKIE != 0 {
+                let ok = d.result.is_ok();
+                if let Err(e) = &d.result {
+                    tracing::error!("hibernation {:?} of {:?} failed: {e}", d.kind, d.entry);
+                }
+                self.hib_io_done(d.cookie, d.kind, ok, d.buf.as_slice());
+                self.swap.recycle(d.buf);
+                continue;
+            }
             let pfn = Pfn(d.cookie as u32);
             let us = (d.latency_ns / 1000).max(1);
             let k = if d.kind == IoKind::Read { 0 } else { 1 };
@@ -630,7 +647,7 @@ impl Machine {
         if self.procs[i].exited {
             return Turn::Exited;
         }
-        if self.procs[i].blocked.is_some() {
+        if self.procs[i].blocked.is_some() || self.frozen() {
             return Turn::Blocked;
         }
         if self.procs[i].sleep_until > self.tick {
@@ -686,7 +703,7 @@ impl Machine {
             if self.procs[i].exited {
                 return Turn::Exited;
             }
-            if self.procs[i].sleep_until > self.tick {
+            if self.procs[i].sleep_until > self.tick || self.frozen() {
                 return Turn::Ran(n);
             }
         }
@@ -817,6 +834,15 @@ impl Machine {
                 }
                 Ok(false)
             }
+            Op::Hibernate { device } => {
+                let pid = self.procs[i].pid;
+                if let Err(why) = self.hibernate(device as usize) {
+                    self.swap_event(format!(
+                        "pid {pid}: hibernate to swap[{device}] refused: {why}"
+                    ));
+                }
+                Ok(false)
+            }
         }
     }
 
@@ -876,6 +902,9 @@ impl Machine {
 
     /// One tick of the swapoff task; true if it did anything.
     fn swapoff_tick(&mut self) -> bool {
+        if self.frozen() {
+            return false;
+        }
         let Some(so) = self.swapoff.as_mut() else {
             return false;
         };
@@ -1112,8 +1141,13 @@ impl Machine {
                 |p| format!("pid {} ({})", p.pid, p.name),
             )
         };
+        let images: Vec<&swapvm_swap::SwsuspExtents> = self
+            .hib
+            .iter()
+            .chain(self.hib_cycle.as_ref().map(|c| c.extents()))
+            .collect();
         let cx = check::CheckContext {
-            hibernation: self.hib.as_ref(),
+            hibernation: &images,
             mm_name: &mm_name,
         };
         let v = check::check_invariants_with(&mut self.mem, &mut self.swap, &cx);
@@ -1166,6 +1200,10 @@ fn spawn_kswapd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
         while let Some(reply) = rx.recv().await {
             let mut g = m.borrow_mut();
             let mm = &mut *g;
+            if mm.frozen() {
+                let _ = reply.send(Turn::Blocked);
+                continue;
+            }
             let p = mm
                 .reclaim
                 .kswapd_tick(&mut mm.mem, &mut mm.swap, 0, mm.tick);
@@ -1201,7 +1239,8 @@ fn spawn_ksmd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
             let mut g = m.borrow_mut();
             let mm = &mut *g;
             let k = &mm.cfg.ksm;
-            let merged = if k.run && mm.tick % u64::from(k.sleep_ticks.max(1)) == 0 {
+            let merged = if k.run && !mm.frozen() && mm.tick % u64::from(k.sleep_ticks.max(1)) == 0
+            {
                 mm.mem.ksm_do_scan(&mut mm.swap)
             } else {
                 0
@@ -1242,7 +1281,10 @@ async fn tick_loop(
             if g.series.due(g.tick) {
                 series::sample(&mut g);
             }
-            let n = g.deliver_io();
+            let mut n = g.deliver_io();
+            if g.hibernation_tick() {
+                n += 1;
+            }
             g.unblock();
             (n, g.cfg.machine.max_ticks, g.opts.check_every, g.tick)
         };
@@ -1270,11 +1312,12 @@ async fn tick_loop(
         let _ = turn(&ksmd).await;
         let so = turn(&swapoffd).await;
         let mut g = m.borrow_mut();
-        if live == 0 && g.swap.io_in_flight() == 0 && g.swapoff.is_none() {
+        if live == 0 && g.swap.io_in_flight() == 0 && g.swapoff.is_none() && !g.frozen() {
             break;
         }
-        // An OOM kill frees memory: that is progress too.
-        let oom_killed = g.out_of_memory_tick(ran);
+        // An OOM kill frees memory: that is progress too. Frozen tasks
+        // allocate nothing, so the OOM clock stops while they are.
+        let oom_killed = !g.frozen() && g.out_of_memory_tick(ran);
         if oom_killed
             || ran
             || delivered > 0

@@ -216,6 +216,26 @@ pub struct Report {
     /// What swapoff and swapon did, one line each with its tick.
     #[serde(default)]
     pub swap_events: Vec<String>,
+    /// What the hibernate cycles (`hibernate` phases) did.
+    #[serde(default)]
+    pub hibernation: HibernationReport,
+}
+
+/// The hibernate cycles of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HibernationReport {
+    /// Cycles run (completed or failed).
+    pub cycles: u64,
+    /// Cycles that failed: too few free slots, or an image I/O error.
+    pub failed: u64,
+    /// Image pages written by completed cycles.
+    pub pages_written: u64,
+    /// Image pages read back equal to what was written.
+    pub pages_verified: u64,
+    /// Image pages read back different from what was written.
+    pub mismatches: u64,
+    /// Ticks the tasks spent frozen, all cycles.
+    pub ticks_frozen: u64,
 }
 
 fn content_full() -> String {
@@ -280,6 +300,7 @@ impl Report {
     /// True when data verified, invariants held and no warning fired.
     pub fn passed(&self) -> bool {
         self.mismatches == 0
+            && self.hibernation.mismatches == 0
             && self.violations.is_empty()
             && self.warnings == 0
             && self.killed.is_empty()
@@ -507,5 +528,6 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             })
             .collect(),
         swap_events: m.swap_events.clone(),
+        hibernation: m.hib_report.clone(),
     }
 }

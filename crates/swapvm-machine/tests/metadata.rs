@@ -111,6 +111,7 @@ fn decided(r: &Report) -> Vec<String> {
     v.push(format!("violations {:?}", r.violations));
     v.push(format!("warnings {:?}", r.warning_sites));
     v.push(format!("checks_run {}", r.checks_run));
+    v.push(format!("hibernation {:?}", r.hibernation));
     for (i, d) in r.devices.iter().enumerate() {
         v.push(format!(
             "swap[{i}] slots {} used {} reads {} writes {} bytes_read {} bytes_written {} errors {} clusters {:?} usage {:?} continued {}",
@@ -298,6 +299,27 @@ fn swapoff_of_one_of_two_devices_same_counters() {
     };
     let r = same_in_both_modes(&c, 6);
     assert!(!r.swap_events.is_empty(), "no swapoff ran");
+}
+
+/// A hibernate cycle writes every frame in use to hibernation slots and
+/// reads it back: on a null device the content words make the round trip.
+#[test]
+fn hibernate_cycles_same_counters() {
+    let c = Case {
+        name: "hibernate-cycle",
+        ram_mib: 16,
+        machine: "hibernate_every = 40",
+        swap_mib: &[96],
+        sections: "",
+        workload: Workload::File("hibernate-cycle.toml"),
+        scale: Some(0.25),
+    };
+    let r = same_in_both_modes(&c, 9);
+    let h = &r.hibernation;
+    assert!(
+        h.cycles > 0 && h.pages_verified > 0 && h.mismatches == 0,
+        "{h:?}"
+    );
 }
 
 /// I/O errors and kills on the null device are injected as on a file:

@@ -136,6 +136,10 @@ mod run_folder;
 #[path = "tests/swapoff.rs"]
 mod swapoff;
 
+// Hibernate cycles with real image I/O (tests/tests/hibernate.rs).
+#[path = "tests/hibernate.rs"]
+mod hibernate;
+
 mod runs {
     use super::*;
 

@@ -358,11 +358,20 @@ impl Memory {
         cache: Pfn,
         sub: u64,
     ) -> Result<(), FaultStop> {
-        self.map_anon_copy(id, vma_start, vpn, leaf, Pfn(cache.0 + sub as u32), false)?;
-        // Context: folio locked and in the swap cache.
-        self.folios.get_mut(cache).set(pg::LOCKED);
-        swap.folio_put_swap(&self.folios.folio(cache), Some(sub as u32));
-        self.folios.get_mut(cache).clear(pg::LOCKED);
+        let copy =
+            self.map_anon_copy(id, vma_start, vpn, leaf, Pfn(cache.0 + sub as u32), false)?;
+        if self.unusing && swap.bugs.swapoff_put_on_ksm_copy {
+            // The seed bug: the put goes to the (locked) copy, which is
+            // not in the swap cache; it is refused and the count leaks.
+            self.folios.get_mut(copy).set(pg::LOCKED);
+            swap.folio_put_swap(&self.folios.folio(copy), None);
+            self.folios.get_mut(copy).clear(pg::LOCKED);
+        } else {
+            // Context: folio locked and in the swap cache.
+            self.folios.get_mut(cache).set(pg::LOCKED);
+            swap.folio_put_swap(&self.folios.folio(cache), Some(sub as u32));
+            self.folios.get_mut(cache).clear(pg::LOCKED);
+        }
         self.stat.inc(VmEvent::KsmSwapinCopy);
         let mm = self.mm_mut(id);
         mm.rss_swap -= 1;

@@ -117,11 +117,13 @@ impl Memory {
             let PteKind::Present { pfn, .. } = pte.kind() else {
                 return;
             };
-            let p = *m.folios.get(pfn);
-            if p.mapcount != 1 || !p.test(pg::LRU) {
+            let Some(pfn) = m.madvise_exclusive_folio(pfn, s, e) else {
+                return;
+            };
+            m.pt.set_pte(leaf, pte.without(Pte::ACCESSED));
+            if !m.folios.get(pfn).test(pg::LRU) {
                 return;
             }
-            m.pt.set_pte(leaf, pte.without(Pte::ACCESSED));
             m.lru.del(&mut m.folios, pfn);
             m.folios.get_mut(pfn).clear(pg::ACTIVE | pg::REFERENCED);
             m.lru.add_tail(&mut m.folios, pfn);
@@ -144,15 +146,36 @@ impl Memory {
             let PteKind::Present { pfn, .. } = pte.kind() else {
                 return;
             };
+            let Some(pfn) = m.madvise_exclusive_folio(pfn, s, e) else {
+                return;
+            };
+            m.pt.set_pte(leaf, pte.without(Pte::ACCESSED));
             let p = *m.folios.get(pfn);
-            if p.mapcount != 1 || !p.test(pg::LRU) || p.test(pg::LOCKED | pg::WRITEBACK) {
+            if !p.test(pg::LRU) || p.test(pg::LOCKED | pg::WRITEBACK) {
                 return;
             }
-            m.pt.set_pte(leaf, pte.without(Pte::ACCESSED));
             m.lru.del(&mut m.folios, pfn);
             m.folios.get_mut(pfn).clear(pg::ACTIVE | pg::REFERENCED);
             out.push(pfn);
         });
         out
+    }
+
+    /// The folio of page `pfn` if MADV_COLD/PAGEOUT may act on it from the
+    /// range `s..e`: mapped only here, each page once (a shared folio is
+    /// skipped, as `madvise_cold_or_pageout_pte_range` does), and, when
+    /// large, wholly inside the range. Divergence: a large folio only
+    /// partly inside is left alone; the kernel tries to split it first.
+    fn madvise_exclusive_folio(&self, pfn: Pfn, s: Vpn, e: Vpn) -> Option<Pfn> {
+        let head = self.folio_of(pfn);
+        let p = self.folios.get(head);
+        let nr = 1u64 << p.order;
+        if i64::from(p.mapcount) != nr as i64 {
+            return None;
+        }
+        if nr > 1 && (p.index < s.0 || p.index + nr > e.0 || p.test(pg::SHMEM)) {
+            return None;
+        }
+        Some(head)
     }
 }

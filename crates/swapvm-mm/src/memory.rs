@@ -155,6 +155,9 @@ pub struct Memory {
     pub stat: Arc<VmStat>,
     /// Shared warning registry.
     pub warn: Arc<Warnings>,
+    /// Set while swapoff's `unuse_pte` runs `do_swap_page` (only the seed
+    /// bug switch `swapoff_put_on_ksm_copy` tells the two callers apart).
+    pub(crate) unusing: bool,
 }
 
 /// First virtual address handed out by `mmap` (like a 64-bit mmap base).
@@ -190,6 +193,7 @@ impl Memory {
             swap_ra: Default::default(),
             stat,
             warn,
+            unusing: false,
         }
     }
 

@@ -187,7 +187,15 @@ impl Memory {
         let Some(leaf) = self.pt.walk(pgd, vpn) else {
             return;
         };
+        // `pte_same_as_swp`: the PTE was collected before this pass mapped
+        // anything; a large folio brought back for an earlier entry maps
+        // its neighbours too, whose slots may already be freed.
+        if self.pt.pte(leaf).swap_entry() != Some(entry) {
+            return;
+        }
+        self.unusing = true;
         let r = self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, false, now);
+        self.unusing = false;
         Self::unuse_outcome(u, r, cached);
         if r.is_ok() {
             if let PteKind::Present { pfn, .. } = self.pt.pte(leaf).kind() {

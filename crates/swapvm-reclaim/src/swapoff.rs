@@ -12,9 +12,9 @@
 //! `-ENOMEM` path re-inserts it; whatever was read in stays in memory.
 
 use crate::Reclaimer;
-use swapvm_core::SwapType;
+use swapvm_core::{SwapOffset, SwapType};
 use swapvm_mm::Memory;
-use swapvm_swap::{SwapError, SwapSubsystem};
+use swapvm_swap::{SlotBinding, SwapError, SwapSubsystem};
 
 /// Reads one pass may start (the kernel reads with readahead as it
 /// walks; this bounds a tick's I/O).
@@ -23,6 +23,10 @@ pub const SWAPOFF_READS_PER_TICK: u64 = 256;
 /// Ticks in a row in which a pass found no frame and reclaim freed none
 /// before swapoff gives up with [`SwapoffError::NoMem`].
 pub const SWAPOFF_NOMEM_TICKS: u32 = 64;
+
+/// Passes in a row that found slots in use yet nothing to bring back, with
+/// no I/O in flight, before swapoff gives up with [`SwapoffError::Stuck`].
+pub const SWAPOFF_STUCK_PASSES: u32 = 8;
 
 /// Why swapoff failed. The device is back in service unless said otherwise.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,21 @@ pub enum SwapoffError {
         ty: u8,
         /// Failed entries.
         errors: u64,
+    },
+    /// Slots stay in use that no page table, page cache or hibernation
+    /// image owns: a leaked swap count. The kernel's `try_to_unuse` would
+    /// loop on them until signalled; swapvm stops and names them.
+    #[error(
+        "swapoff of device {ty}: {inuse} slots in use have no owner the walk can find \
+         (leaked swap counts), first {first:?} as (offset, count)"
+    )]
+    Stuck {
+        /// The device.
+        ty: u8,
+        /// Slots still in use.
+        inuse: u64,
+        /// The first orphaned slots, as (offset, swap count).
+        first: Vec<(u64, u16)>,
     },
     /// The swap layer refused (no such device, or already going away).
     #[error("swapoff of device {ty}")]
@@ -77,6 +96,7 @@ pub struct Swapoff {
     /// Entries brought back so far.
     pub unused: u64,
     nomem_ticks: u32,
+    stuck_passes: u32,
 }
 
 impl Swapoff {
@@ -115,6 +135,7 @@ impl Swapoff {
             passes: 0,
             unused: 0,
             nomem_ticks: 0,
+            stuck_passes: 0,
         })
     }
 
@@ -148,6 +169,25 @@ impl Swapoff {
                 }),
             };
         }
+        let idle = !u.progress() && u.waiting == 0 && u.nomem == 0 && swap.io_in_flight() == 0;
+        let orphans = if idle {
+            orphan_slots(swap, self.ty)
+        } else {
+            Vec::new()
+        };
+        if orphans.is_empty() {
+            self.stuck_passes = 0;
+        } else {
+            self.stuck_passes += 1;
+            if self.stuck_passes >= SWAPOFF_STUCK_PASSES {
+                swap.swapoff_abort(self.ty);
+                return SwapoffStep::Failed(SwapoffError::Stuck {
+                    ty: self.ty.0,
+                    inuse: u.inuse,
+                    first: orphans,
+                });
+            }
+        }
         if u.nomem > 0 {
             // The swapoff task allocates like any task: below min it
             // reclaims for itself (to the other devices).
@@ -169,4 +209,19 @@ impl Swapoff {
         }
         SwapoffStep::Running
     }
+}
+
+/// Up to four slots of device `ty` with a swap count and no hibernation
+/// binding. Context: a pass of `try_to_unuse` just visited every owner
+/// and found none of them, so these counts are owned by nobody.
+fn orphan_slots(swap: &SwapSubsystem, ty: SwapType) -> Vec<(u64, u16)> {
+    let Some(d) = swap.device(ty) else {
+        return Vec::new();
+    };
+    (1..d.max())
+        .map(|off| (off, d.slot(SwapOffset(off))))
+        .filter(|(_, s)| s.count > 0 && !s.is_bad() && s.binding != SlotBinding::Hibernation)
+        .take(4)
+        .map(|(off, s)| (off, s.count))
+        .collect()
 }

@@ -865,6 +865,85 @@ fn swapoff_maps_a_copy_where_the_cached_folio_cannot_be_mapped() {
     rig.assert_clean();
 }
 
+/// A large folio brought back for one PTE maps its neighbours too and
+/// frees its slots; the entries swapoff collected for those neighbours
+/// are then stale and must be skipped (`pte_same_as_swp`), not read.
+#[test]
+fn swapoff_of_large_folios_skips_the_entries_a_whole_swapin_mapped() {
+    let mut rig = Rig::new();
+    rig.mem.anon_orders = vec![2];
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(16, 0x6d);
+    rig.pageout(a);
+    assert!(rig.stat.get(VmEvent::AnonFaultAlloc) > 0, "no large folio");
+    assert!(
+        rig.stat.get(VmEvent::ThpSwpout) > 0,
+        "no large folio swapped"
+    );
+    assert!((0..16).all(|i| swap_entry(rig.pte(a.add(i))).is_some()));
+    rig.swapoff(|_| {}).unwrap();
+    assert!(rig.stat.get(VmEvent::ThpSwpin) > 0, "no whole swap-in");
+    assert!(rig.swap.device(ty).is_none());
+    for i in 0..16 {
+        assert_eq!(rig.read_back(a.add(i)), pattern(0x6d, i), "page {i}");
+    }
+    rig.assert_clean();
+}
+
+/// The seed review of `unuse_pte`: with `ksm_might_need_to_copy`'s copy,
+/// the swap reference went on the copy, which is not in the swap cache.
+/// The put is refused with a warning that names the copy and the call
+/// site, the slot keeps a count nobody owns, and swapoff stops with
+/// `Stuck` naming that slot instead of looping on it.
+#[test]
+fn seed_bug_swapoff_put_on_ksm_copy_is_caught() {
+    let mut rig = Rig::new();
+    rig.swap.bugs.swapoff_put_on_ksm_copy = true;
+    let ty = rig.swap.device_types()[0];
+    let a = rig.fill(1, 0x6c);
+    rig.pageout(a);
+    let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
+    let e = swap_entry(rig.pte(a)).unwrap();
+    let cpfn = loop {
+        rig.now += 1;
+        match rig.mem.access(&mut rig.swap, child, a, false, rig.now) {
+            Ok(pfn) => break pfn,
+            Err(FaultStop::Retry(Wait::Folio(_))) => {
+                rig.settle();
+            }
+            Err(x) => panic!("{x:?}"),
+        }
+    };
+    assert_eq!(rig.warn.total(), 0, "a fault's copy is not swapoff's");
+    let err = rig.swapoff(|_| {}).unwrap_err();
+    assert_eq!(rig.stat.get(VmEvent::KsmSwapinCopy), 1);
+    let site = swapvm_swap::sites::FOLIO_NOT_IN_CACHE;
+    assert_eq!(rig.warn.count(site), 1, "{:#?}", rig.warn.records());
+    let PteKind::Present { pfn: copy, .. } = rig.pte(a) else {
+        panic!("parent not mapped");
+    };
+    let r = &rig.warn.records()[0];
+    assert!(
+        r.first.contains(&format!("{copy:?}")) && r.first.contains("fault.rs"),
+        "the warning names the copy and the call site: {}",
+        r.first
+    );
+    match err {
+        swapvm_reclaim::SwapoffError::Stuck {
+            ty: t,
+            inuse,
+            first,
+        } => {
+            assert_eq!((t, inuse), (ty.0, 1));
+            assert_eq!(first, vec![(e.offset().0, 1)], "the leaked slot");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(rig.swap.swap_count(e), 1, "the count nobody owns");
+    assert_eq!(rig.swap.swap_cache_get_folio(e), Some(cpfn));
+    assert!(!rig.swap.device(ty).unwrap().dying, "back in service");
+}
+
 #[test]
 fn swapoff_without_room_in_memory_fails_and_leaves_the_device_in_service() {
     let mut rig = Rig::new();

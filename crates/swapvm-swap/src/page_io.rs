@@ -115,6 +115,28 @@ impl PageIo {
         }
     }
 
+    /// The blocks that carry `data`, pages of `page_bytes` each, every
+    /// page at the start of its block; and how many pages that is.
+    fn write_buf(&mut self, data: &[u8]) -> (u32, AlignedBuf) {
+        let pb = self.page_bytes;
+        let nr = data.len() / pb;
+        let mut buf = self.buf(nr * PAGE_SIZE);
+        if pb == PAGE_SIZE {
+            buf.as_mut_slice().copy_from_slice(data);
+        } else {
+            // Only the head of each block carries content; the rest is
+            // whatever the pooled buffer held, and no reader looks there.
+            for (block, page) in buf
+                .as_mut_slice()
+                .chunks_exact_mut(PAGE_SIZE)
+                .zip(data.chunks_exact(pb))
+            {
+                block[..pb].copy_from_slice(page);
+            }
+        }
+        (nr as u32, buf)
+    }
+
     fn buf(&mut self, len: usize) -> AlignedBuf {
         match self.pool.pop() {
             Some(b) if b.len() == len => b,
@@ -213,22 +235,7 @@ impl SwapSubsystem {
         cookie: u64,
         now: u64,
     ) -> Result<(), SwapError> {
-        let pb = self.io.page_bytes;
-        let nr = (data.len() / pb) as u32;
-        let mut buf = self.io.buf(nr as usize * PAGE_SIZE);
-        if pb == PAGE_SIZE {
-            buf.as_mut_slice().copy_from_slice(data);
-        } else {
-            // Only the head of each block carries content; the rest is
-            // whatever the pooled buffer held, and no reader looks there.
-            for (block, page) in buf
-                .as_mut_slice()
-                .chunks_exact_mut(PAGE_SIZE)
-                .zip(data.chunks_exact(pb))
-            {
-                block[..pb].copy_from_slice(page);
-            }
-        }
+        let (nr, buf) = self.io.write_buf(data);
         self.submit(IoKind::Write, entry, nr, buf, cookie, now)?;
         self.stat.add(VmEvent::PswpOut, u64::from(nr));
         Ok(())
@@ -250,6 +257,39 @@ impl SwapSubsystem {
         self.submit(IoKind::Read, entry, nr, buf, cookie, now)?;
         self.stat.add(VmEvent::PswpIn, u64::from(nr));
         Ok(())
+    }
+
+    /// `hib_submit_io` (kernel/power/swap.c) writing one page of a
+    /// hibernation image to the slot `entry`. Not `pswpout`: the image is
+    /// not swap.
+    ///
+    /// # Context
+    /// `entry` is a hibernation slot of the image being written.
+    pub fn hib_write_page(
+        &mut self,
+        entry: SwpEntry,
+        data: &[u8],
+        cookie: u64,
+        now: u64,
+    ) -> Result<(), SwapError> {
+        let pb = self.io.page_bytes;
+        let (_, buf) = self.io.write_buf(&data[..pb]);
+        self.submit(IoKind::Write, entry, 1, buf, cookie, now)
+    }
+
+    /// `hib_submit_io` reading one page of a hibernation image back from
+    /// the slot `entry`. Not `pswpin`.
+    ///
+    /// # Context
+    /// `entry` is a hibernation slot of an image written before.
+    pub fn hib_read_page(
+        &mut self,
+        entry: SwpEntry,
+        cookie: u64,
+        now: u64,
+    ) -> Result<(), SwapError> {
+        let buf = self.io.buf(PAGE_SIZE);
+        self.submit(IoKind::Read, entry, 1, buf, cookie, now)
     }
 
     /// Swap I/Os submitted and not yet delivered.

@@ -372,6 +372,11 @@ pub struct SeedBugs {
     /// swapped (`swap_entry_swapped`) after dropping the cluster lock: a
     /// slot-state read without the lock, which the lock checks catch.
     pub slot_check_unlocked: bool,
+    /// swapoff's `unuse_pte`, when `ksm_might_need_to_copy` gave it a
+    /// private copy, puts the swap reference on the copy (not in the swap
+    /// cache, no entry) instead of on the swap-cache folio: the put is
+    /// refused and the slot keeps a count nobody owns.
+    pub swapoff_put_on_ksm_copy: bool,
 }
 
 /// The kernel's per-slot count maximum in `swap_map` (`SWAP_MAP_MAX`).
@@ -871,7 +876,9 @@ impl SwapSubsystem {
             return refuse(FOLIO_NOT_LOCKED);
         }
         let Some(entry) = folio.swap() else {
-            w.warn_on(true, FOLIO_NOT_IN_CACHE, || format!("{pfn:?}"));
+            w.warn_on(true, FOLIO_NOT_IN_CACHE, || {
+                format!("{pfn:?} (called from {at})")
+            });
             return refuse(FOLIO_NOT_IN_CACHE);
         };
         let nr = u64::from(folio.order().nr_pages());

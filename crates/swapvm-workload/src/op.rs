@@ -101,6 +101,15 @@ pub enum Op {
         /// Index of the `[[swap]]` entry.
         device: u32,
     },
+    /// A hibernate cycle to swap device `device`: the machine freezes every
+    /// task, writes a snapshot of the RAM in use to hibernation slots,
+    /// reads it back and verifies it, releases the slots and thaws (as a
+    /// hibernation whose resume finds the image intact). The process goes
+    /// on after the thaw.
+    Hibernate {
+        /// Index of the `[[swap]]` entry.
+        device: u32,
+    },
 }
 
 /// `madvise` advice swapvm models.

@@ -13,6 +13,7 @@
 //! | `fork` | `children` | forks that many children; each runs the `[[process.child]]` phases, then exits |
 //! | `sleep` | `ticks` | sleeps |
 //! | `swapoff`, `swapon` | `device` | swapoff (started, runs over later ticks) or swapon of the config's `[[swap]]` entry `device` |
+//! | `hibernate` | `device` | a hibernate cycle to `[[swap]]` entry `device`: every task frozen, the RAM in use written to hibernation slots, read back and verified, the slots released, tasks thawed |
 //!
 //! After the last phase the process exits. Regions are numbered by the
 //! program (`region = 0..`); a child inherits its parent's regions.
@@ -85,6 +86,10 @@ pub(crate) enum RawPhase {
         device: u32,
     },
     Swapon {
+        device: u32,
+    },
+    Hibernate {
+        #[serde(default)]
         device: u32,
     },
 }
@@ -221,6 +226,11 @@ pub enum Phase {
     },
     /// `swapon` of that entry again.
     Swapon {
+        /// Index of the `[[swap]]` entry.
+        device: u32,
+    },
+    /// A hibernate cycle to that entry.
+    Hibernate {
         /// Index of the `[[swap]]` entry.
         device: u32,
     },
@@ -406,6 +416,7 @@ impl RawPhase {
             }
             RawPhase::Swapoff { device } => Phase::Swapoff { device },
             RawPhase::Swapon { device } => Phase::Swapon { device },
+            RawPhase::Hibernate { device } => Phase::Hibernate { device },
         })
     }
 }
@@ -668,6 +679,10 @@ impl PhaseGen {
                 Phase::Swapon { device } => {
                     self.next_phase();
                     return Some(Op::Swapon { device });
+                }
+                Phase::Hibernate { device } => {
+                    self.next_phase();
+                    return Some(Op::Hibernate { device });
                 }
             }
         }

@@ -331,6 +331,77 @@ mod seed_bugs {
         );
     }
 
+    /// A parent whose pages are swapped out forks; the child reads them
+    /// back into its own anon_vma (the parent's rmap cannot find those
+    /// folios) and holds them; then the parent swaps the first device off,
+    /// so swapoff's `unuse_pte` must map the parent copies. A usemem
+    /// process keeps memory short so the parent's pages leave the swap
+    /// cache; a second device takes what swapoff reads back.
+    fn swapoff_meets_copies(bug: &str) -> Report {
+        let t = pressured(&format!(
+            "[[swap]]\npath = \"swap2.img\"\nsize_mib = 32\n{bug}"
+        ));
+        std::fs::write(
+            t.dir.path().join("workload.toml"),
+            "name = \"copy-at-swapoff\"\n\
+             [[process]]\nkind = \"usemem\"\nsize_mib = 12\npasses = 1\npattern = \"sequential\"\n\
+             [[process]]\nkind = \"phases\"\n\
+             [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 1\n\
+             [[process.phase]]\nop = \"touch\"\nregion = 0\n\
+             [[process.phase]]\nop = \"madvise\"\nregion = 0\nadvice = \"pageout\"\n\
+             [[process.phase]]\nop = \"sleep\"\nticks = 100\n\
+             [[process.phase]]\nop = \"fork\"\nchildren = 1\n\
+             [[process.phase]]\nop = \"sleep\"\nticks = 100\n\
+             [[process.phase]]\nop = \"swapoff\"\ndevice = 0\n\
+             [[process.phase]]\nop = \"sleep\"\nticks = 300\n\
+             [[process.child]]\nop = \"access\"\nregion = 0\naccesses = 256\npattern = \"sequential\"\nwrite_ratio = 0.0\n\
+             [[process.child]]\nop = \"sleep\"\nticks = 600\n",
+        )
+        .unwrap();
+        run_checked(&t)
+    }
+
+    #[test]
+    fn swapoff_maps_copies_without_bugs_and_passes_every_check() {
+        let r = swapoff_meets_copies("");
+        let d = describe(&r);
+        assert!(r.counter(VmEvent::KsmSwapinCopy) > 0, "no copy made: {d}");
+        assert!(
+            r.swap_events
+                .iter()
+                .any(|e| e.contains("swapoff of swap[0] done")),
+            "{:?} {d}",
+            r.swap_events
+        );
+        assert!(r.violations.is_empty() && r.warnings == 0, "{d}");
+        assert_eq!(r.mismatches, 0, "{d}");
+    }
+
+    #[test]
+    fn swapoff_put_on_ksm_copy_is_caught_by_the_swap_count_check() {
+        let r = swapoff_meets_copies("[seed_bugs]\nswapoff_put_on_ksm_copy = true\n");
+        let d = describe(&r);
+        assert!(
+            r.warning_sites
+                .iter()
+                .any(|w| w.contains("folio not in swap cache") && w.contains("fault.rs")),
+            "not caught by the contract check: {d}"
+        );
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.contains("invariant 1 (swap counts)") && v.contains("expected 0")),
+            "not caught by the checker: {d}"
+        );
+        assert!(
+            r.swap_events.iter().any(
+                |e| e.contains("swapoff of swap[0] failed") && e.contains("leaked swap counts")
+            ),
+            "{:?} {d}",
+            r.swap_events
+        );
+    }
+
     #[test]
     fn strict_makes_the_lock_warning_fatal() {
         let t = pressured("[seed_bugs]\nslot_check_unlocked = true\n");
@@ -423,6 +494,7 @@ mod fuzzing {
                 "slot-check-unlocked",
                 "swap_entry_swapped: cluster lock not held",
             ),
+            ("swapoff-put-on-ksm-copy", "folio not in swap cache"),
         ] {
             let bugs = [bug.to_owned()];
             let found = (0..5).find_map(|seed| {
