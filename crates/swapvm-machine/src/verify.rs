@@ -42,7 +42,9 @@ pub fn pool_key(pool: u32) -> ContentKey {
 }
 
 /// The bytes at the start of a page holding key `key` (the rest of the
-/// page is zeros).
+/// page is zeros). The first 8 bytes are the key itself: a metadata-only
+/// frame keeps just those (its content word), which tell pages apart and
+/// zero pages exactly as the whole stamp does, since no store writes key 0.
 pub fn stamp_key(key: ContentKey) -> [u8; STAMP_LEN] {
     let mut s = [0u8; STAMP_LEN];
     s[0..8].copy_from_slice(&key.to_le_bytes());

@@ -264,7 +264,9 @@ impl SwapSubsystem {
     /// not swap.
     ///
     /// # Context
-    /// `entry` is a hibernation slot of the image being written.
+    /// `entry` is a hibernation slot of the image being written; `data`
+    /// is the frame's content (`PAGE_SIZE` bytes, or its content word, see
+    /// [`SwapSubsystem::set_page_bytes`]).
     pub fn hib_write_page(
         &mut self,
         entry: SwpEntry,
