@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use swapvm_core::config::ContentMode;
 use swapvm_machine::bench::{self, ResidentFigures, RunFigures};
 
 #[derive(clap::Args, Debug)]
@@ -23,6 +24,86 @@ pub struct BenchArgs {
     /// Seed of the random address streams and traces.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Internal: run only the footprint machine `RAM_MIB:full|none` in
+    /// `--dir` and print its figures on one line (`swapvm bench` runs each
+    /// in its own process, so its peak RSS is that machine's alone).
+    #[arg(long, hide = true, value_name = "RAM_MIB:CONTENT")]
+    footprint: Option<String>,
+}
+
+/// The child side of `--footprint`: one machine, one `FOOTPRINT` line.
+fn footprint_child(a: &BenchArgs, spec: &str) -> Result<i32> {
+    let (ram, content) = spec
+        .split_once(':')
+        .with_context(|| format!("--footprint {spec}: expected RAM_MIB:full|none"))?;
+    let ram: u64 = ram
+        .parse()
+        .with_context(|| format!("--footprint {spec}: RAM_MIB is not a number"))?;
+    let content = match content {
+        "full" => ContentMode::Full,
+        "none" => ContentMode::None,
+        _ => anyhow::bail!("--footprint {spec}: content must be full or none"),
+    };
+    let f = bench::footprint(&a.dir, ram, content)?;
+    println!(
+        "FOOTPRINT {} {} {} {} {} {}",
+        bench::peak_rss_kib().unwrap_or(0),
+        f.ram_mapped_bytes,
+        f.run.accesses,
+        f.run.secs,
+        f.run.pswpout,
+        u8::from(f.run.passed)
+    );
+    Ok(0)
+}
+
+/// Runs the footprint machine `ram`/`content` in a child `swapvm bench
+/// --footprint` and prints its line.
+fn footprint(dir: &std::path::Path, ram: u64, content: ContentMode) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swapvm binary to re-run")?;
+    let out = std::process::Command::new(&exe)
+        .arg("bench")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--footprint")
+        .arg(format!("{ram}:{}", content.name()))
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("FOOTPRINT "))
+        .with_context(|| {
+            format!(
+                "footprint run {ram} MiB {} failed: {}",
+                content.name(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let v: Vec<f64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+    anyhow::ensure!(v.len() == 6, "footprint line `{line}` has not six figures");
+    let frames = (ram * 256) as f64;
+    let hwm_mib = v[0] / 1024.0;
+    println!(
+        "footprint content = {:<4} ram {:>5} MiB, swap {:>5} MiB {}: peak RSS {:.1} MiB ({:.0} B per emulated page), page content mapped {:.1} MiB ({:.0} B per frame); usemem 1.25x RAM {:.0} accesses/s, pswpout {:.0}, {}",
+        content.name(),
+        ram,
+        ram * 2,
+        if content == ContentMode::Full { "O_DIRECT file" } else { "null device" },
+        hwm_mib,
+        v[0] * 1024.0 / frames,
+        v[1] / (1024.0 * 1024.0),
+        v[1] / frames,
+        v[2] / v[3],
+        v[4],
+        match (content, v[5] > 0.0) {
+            (ContentMode::Full, true) => "verified",
+            (ContentMode::Full, false) => "NOT verified",
+            (ContentMode::None, true) => "checker passed, verification off",
+            (ContentMode::None, false) => "checker FAILED",
+        }
+    );
+    Ok(())
 }
 
 fn mps(x: f64) -> String {
@@ -57,6 +138,9 @@ fn print_run(label: &str, f: &RunFigures) {
 }
 
 pub fn run(a: BenchArgs) -> Result<i32> {
+    if let Some(spec) = &a.footprint {
+        return footprint_child(&a, spec);
+    }
     let tmp = tempfile::Builder::new()
         .prefix("swapvm-bench-")
         .tempdir_in(&a.dir)
@@ -118,6 +202,27 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         m.swap_slot,
         m.page as f64 + m.pgtable + m.swap_slot,
         m.verify_slot
+    );
+    // Host memory with page bytes and without: the same usemem at 1.25x
+    // RAM in both modes, each machine alone in a child process (so its
+    // peak RSS is its own), then metadata-only alone at larger sizes
+    // (16 GiB with --big).
+    let both = if q { 64 } else { 256 };
+    let mut runs = vec![(both, ContentMode::Full), (both, ContentMode::None)];
+    if !q {
+        // (Full mode at 2 GiB takes minutes of swap-file I/O on a shared
+        // disk; its RSS is the 2 GiB arena plus what 256 MiB shows.)
+        runs.push((2048, ContentMode::None));
+    }
+    if a.big {
+        runs.push((16384, ContentMode::None));
+    }
+    for (ram, content) in runs {
+        footprint(tmp.path(), ram, content)?;
+    }
+    println!(
+        "metadata-only per 4 KiB page: struct Page {} B + content word 8 B (instead of 4096 B of page bytes) + page table {:.2} B + swap table {:.3} B + null device word 8 B per slot (instead of the verifier's 8 B checksum and 4096 B on disk)",
+        m.page, m.pgtable, m.swap_slot
     );
     match bench::peak_rss_kib() {
         Some(kib) => println!("peak RSS (VmHWM) {:.1} MiB", kib as f64 / 1024.0),

@@ -513,11 +513,19 @@ fn print_summary(r: &Report) -> Result<()> {
             l.p50_us, l.p99_us, l.p999_us, l.max_us, l.count
         )?;
     }
-    writeln!(
-        o,
-        "verification: {} swap-ins verified, {} loads stamp-checked, {} mismatches",
-        r.swapin_verified, r.stamps_verified, r.mismatches
-    )?;
+    if r.verify == "off" {
+        writeln!(
+            o,
+            "verification: off (machine.content = \"{}\": no page bytes to check)",
+            r.content
+        )?;
+    } else {
+        writeln!(
+            o,
+            "verification: {} swap-ins verified, {} loads stamp-checked, {} mismatches",
+            r.swapin_verified, r.stamps_verified, r.mismatches
+        )?;
+    }
     for m in &r.mismatch_details {
         writeln!(o, "  MISMATCH {m}")?;
     }

@@ -56,6 +56,22 @@ fn bench_quick_prints_every_figure() {
     ] {
         assert!(meta.contains(part), "{meta}");
     }
+    // The footprint machine with page bytes and without, each in its own
+    // process.
+    for (mode, tail) in [
+        ("full", ", verified"),
+        ("none", ", checker passed, verification off"),
+    ] {
+        let l = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("footprint content = {mode}")))
+            .unwrap_or_else(|| panic!("no {mode} footprint: {out}"));
+        assert!(
+            l.contains("peak RSS") && l.contains("B per frame") && l.ends_with(tail),
+            "{l}"
+        );
+    }
+    assert!(count("metadata-only per 4 KiB page") == 1, "{out}");
     assert_eq!(count("peak RSS (VmHWM) "), 1, "{out}");
     // The bench's folder inside --dir is removed at the end.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

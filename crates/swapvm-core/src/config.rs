@@ -165,6 +165,51 @@ pub struct MachineSection {
     /// and the plots); a final row is always taken when the run ends.
     #[serde(default = "default_sample_every_ticks")]
     pub sample_every_ticks: u64,
+    /// What the emulated RAM holds: `full` (every page's 4 KiB of bytes,
+    /// verified on every swap-in and load) or `none` (metadata only, for
+    /// what-if studies at scale: no page bytes, swap on `null` devices,
+    /// verification off). Every other mechanism runs the same in both, and
+    /// a deterministic run gives the same counters in both.
+    #[serde(default)]
+    pub content: ContentMode,
+}
+
+/// `machine.content`: whether pages have bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContentMode {
+    /// Every frame has its 4 KiB of bytes in one memory map; swap devices
+    /// store them; every swap-in and every load is verified.
+    #[default]
+    Full,
+    /// Metadata only: a frame holds only its [`CONTENT_WORD_BYTES`]-byte
+    /// content word (which content it has, as the machine's content keys
+    /// name it; 0 is the zero page), a swap device is `null`, and nothing
+    /// is verified. Decisions that look at bytes (the zeromap, KSM) look
+    /// at the word, which tells equal pages and zero pages exactly as the
+    /// bytes do.
+    None,
+}
+
+/// Bytes a frame keeps in `machine.content = "none"`: its content word.
+pub const CONTENT_WORD_BYTES: usize = 8;
+
+impl ContentMode {
+    /// Bytes of content each 4 KiB page carries in this mode: the whole
+    /// page, or its content word.
+    pub fn page_bytes(self) -> usize {
+        match self {
+            ContentMode::Full => crate::PAGE_SIZE,
+            ContentMode::None => CONTENT_WORD_BYTES,
+        }
+    }
+    /// The config spelling (`"full"`, `"none"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ContentMode::Full => "full",
+            ContentMode::None => "none",
+        }
+    }
 }
 
 /// Default of `machine.sample_every_ticks`: the quickstart run (about
@@ -202,8 +247,9 @@ pub struct SwapDeviceConfig {
     /// Label written when swapvm creates the image.
     #[serde(default)]
     pub label: String,
-    /// `file` (an image on disk through io_uring) or `zram` (compressed in
-    /// memory; `path` is then only a name).
+    /// `file` (an image on disk through io_uring), `zram` (compressed in
+    /// memory; `path` is then only a name) or `null` (metadata-only
+    /// machines: I/O counted, not done; `path` is only a name).
     #[serde(default)]
     pub backend: SwapBackend,
     /// zram compressor.
@@ -234,6 +280,11 @@ pub enum SwapBackend {
     File,
     /// A compressed memory device (drivers/block/zram).
     Zram,
+    /// No device: requests complete as a file's would, in the same tick
+    /// and order, and are counted; only each slot's content word is kept
+    /// (so a page read back is the page written). Needs
+    /// `machine.content = "none"`.
+    Null,
 }
 
 /// zram's compression algorithm.
@@ -537,7 +588,57 @@ impl MachineConfig {
         ensure(r.page_cluster <= 10, p, "reclaim.page_cluster", || {
             format!("{} is outside 0..=10 (at most 1024 pages)", r.page_cluster)
         })?;
-        self.fault.validate(p)
+        self.fault.validate(p)?;
+        self.validate_content()
+    }
+
+    /// Checks that `machine.content`, the swap backends and the faults go
+    /// together: `content = "none"` has no page bytes, so it needs `null`
+    /// devices (a file or zram device stores bytes) and no fault that only
+    /// the bytes can reveal; a `null` device keeps no bytes, so it needs
+    /// `content = "none"`. Errors name the field. [`MachineConfig::validate`]
+    /// calls it; call it again after changing `fault` (`--fault`).
+    pub fn validate_content(&self) -> Result<(), ConfigError> {
+        let p = &self.source;
+        let none = self.machine.content == ContentMode::None;
+        for (i, s) in self.swap.iter().enumerate() {
+            let field = format!("swap[{i}].backend");
+            match s.backend {
+                SwapBackend::Null => {
+                    ensure(none, p, &field, || {
+                        "\"null\" keeps no page bytes, so it needs machine.content = \"none\" \
+                         (a full machine's pages must come back from a \"file\" or \"zram\" device)"
+                            .into()
+                    })?;
+                    ensure(!s.discard, p, &format!("swap[{i}].discard"), || {
+                        "a \"null\" device has no blocks to discard; set discard = false".into()
+                    })?;
+                }
+                SwapBackend::File | SwapBackend::Zram => {
+                    let b = if s.backend == SwapBackend::File {
+                        "file"
+                    } else {
+                        "zram"
+                    };
+                    ensure(!none, p, &field, || {
+                        format!(
+                            "\"{b}\" stores page bytes, and machine.content = \"none\" has none: \
+                             use backend = \"null\" (or machine.content = \"full\")"
+                        )
+                    })?;
+                }
+            }
+        }
+        ensure(
+            !(none && self.fault.torn_write_rate > 0.0),
+            p,
+            "fault.torn_write_rate",
+            || {
+                "a torn write is caught only by the read-back checksum of the page bytes, \
+                 and machine.content = \"none\" has no bytes (use machine.content = \"full\")"
+                    .into()
+            },
+        )
     }
 }
 
@@ -604,6 +705,7 @@ mod tests {
             Some(DEFAULT_SAMPLE_EVERY_TICKS as i64)
         );
         assert_eq!(v["swap"][0]["backend"].as_str(), Some("file"));
+        assert_eq!(v["machine"]["content"].as_str(), Some("full"));
         assert_eq!(v["reclaim"]["swap_cluster_max"].as_integer(), Some(32));
     }
 

@@ -5,7 +5,9 @@
 //! plain pread/pwrite on the calling thread, as the reference for
 //! differential tests and as a fallback; [`FaultyEngine`] wraps either
 //! to inject read and write errors, short and torn writes and a filling
-//! device into real requests; [`UringQueue`] is the bare ring and
+//! device into real requests; [`NullEngine`] is the `null` backend of
+//! metadata-only machines, which completes requests without I/O and keeps
+//! one content word per block; [`UringQueue`] is the bare ring and
 //! a pool of buffers, driven from the caller's own thread, for a caller that
 //! keeps its own requests in flight. It is the only crate in the workspace
 //! with `unsafe` code, and all of it is here: the aligned buffer and the
@@ -32,6 +34,7 @@
 mod buf;
 pub mod diskbench;
 mod faulty;
+mod null;
 mod psync;
 mod queue;
 mod uring;
@@ -44,6 +47,7 @@ use std::path::{Path, PathBuf};
 
 pub use buf::AlignedBuf;
 pub use faulty::{FaultCounts, FaultPlan, FaultStats, FaultyEngine};
+pub use null::NullEngine;
 pub use psync::SyncEngine;
 pub use queue::{QueueCompletion, QueueConfig, QueueError, QueueFeatures, UringQueue};
 pub use uring::UringEngine;

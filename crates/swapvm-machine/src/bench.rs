@@ -1,7 +1,9 @@
 //! The figures `swapvm bench` prints: resident accesses per second through
 //! [`Memory::access`] beside a minimal four-level array walk on the same
 //! address stream, faults per second under memory pressure on a real swap
-//! file, replay throughput, metadata bytes per emulated page and peak RSS.
+//! file, replay throughput, metadata bytes per emulated page, the host
+//! memory a machine takes with page bytes and without (metadata-only
+//! mode), and peak RSS.
 //!
 //! Everything here is measured with a wall clock, so nothing in it may feed
 //! back into an emulation's decisions: the machines it runs are ordinary
@@ -13,6 +15,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+use swapvm_core::config::ContentMode;
 use swapvm_core::{MachineConfig, SimRng, VmEvent, VmStat, Vpn, Warnings};
 use swapvm_mm::{Memory, Page, Watermarks};
 use swapvm_swap::SwapSubsystem;
@@ -345,12 +348,83 @@ pub fn metadata(pgtable: f64) -> Metadata {
     }
 }
 
-/// Peak resident set of this process (`VmHWM` of /proc/self/status), KiB.
-pub fn peak_rss_kib() -> Option<u64> {
+/// A usemem run of [`footprint`].
+#[derive(Debug, Clone)]
+pub struct Footprint {
+    /// Emulated RAM (MiB).
+    pub ram_mib: u64,
+    /// Swap (MiB).
+    pub swap_mib: u64,
+    /// `machine.content`.
+    pub content: ContentMode,
+    /// Bytes mapped for page content (the arena, or the content words).
+    pub ram_mapped_bytes: usize,
+    /// The run's throughput.
+    pub run: RunFigures,
+}
+
+/// usemem at 1.25x RAM (4 processes, every page written once, then one
+/// uniform-random pass with half stores) on `ram_mib` of RAM in `content`
+/// mode, with a swap of twice RAM: a null device for `content = "none"`,
+/// an O_DIRECT swap file in `dir` for `"full"` (removed afterwards). Run
+/// it alone in a process and read [`peak_rss_kib`] after it for the host
+/// memory the machine needs (`swapvm bench` does).
+///
+/// # Errors
+/// If the files cannot be written or the machine fails.
+pub fn footprint(dir: &Path, ram_mib: u64, content: ContentMode) -> Result<Footprint, BenchError> {
+    let io = |source| BenchError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    let each = (ram_mib * 5 / 16).max(1);
+    let wl = format!(
+        "name = \"bench-footprint\"\ndescription = \"usemem at 1.25x RAM\"\n\
+         [[process]]\nkind = \"usemem\"\ncount = 4\nsize_mib = {each}\n\
+         passes = 1\npattern = \"random\"\nwrite_ratio = 0.5\n"
+    );
+    std::fs::write(dir.join("footprint.toml"), wl).map_err(io)?;
+    let swap_mib = ram_mib * 2;
+    let swap = match content {
+        ContentMode::Full => {
+            format!("path = \"footprint.img\"\nsize_mib = {swap_mib}\ndirect = true\n")
+        }
+        ContentMode::None => {
+            format!("path = \"footprint-null\"\nsize_mib = {swap_mib}\nbackend = \"null\"\n")
+        }
+    };
+    let text = format!(
+        "workload = \"footprint.toml\"\n[machine]\nram_mib = {ram_mib}\ncpus = 2\nseed = 1\n\
+         content = \"{}\"\n\n[[swap]]\n{swap}",
+        content.name()
+    );
+    let path = dir.join("footprint-machine.toml");
+    std::fs::write(&path, text).map_err(io)?;
+    let cfg = MachineConfig::load(&path)?;
+    let m = Machine::new(cfg, RunOptions::default())?;
+    let ram_mapped_bytes = m.ram_mapped_bytes();
+    let report = m.run(|_, _| {});
+    // The image is twice RAM: do not leave it until the bench's end.
+    let _ = std::fs::remove_file(dir.join("footprint.img"));
+    Ok(Footprint {
+        ram_mib,
+        swap_mib,
+        content,
+        ram_mapped_bytes,
+        run: RunFigures::of(&report?),
+    })
+}
+
+fn status_kib(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Peak resident set of this process (`VmHWM` of /proc/self/status), KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
 }
 
 #[cfg(test)]

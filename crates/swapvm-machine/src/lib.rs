@@ -32,10 +32,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use swapvm_core::config::{Allocator, ConfigError, SwapBackend, SwapDeviceConfig};
+use swapvm_core::config::{Allocator, ConfigError, ContentMode, SwapBackend, SwapDeviceConfig};
 use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
+use swapvm_mm::ram::Ram;
 use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
 use swapvm_reclaim::{Reclaimer, Swapoff, SwapoffStep};
 use swapvm_swap::AllocatorKind;
@@ -269,7 +270,8 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
 }
 
 /// Enables one `[[swap]]` device: an image file through io_uring (created
-/// if missing and allowed), or a zram device in memory.
+/// if missing and allowed), a zram device in memory, or a null device
+/// (metadata-only machines; no file is created or opened).
 fn swapon_device(
     cfg: &MachineConfig,
     s: &SwapDeviceConfig,
@@ -305,7 +307,23 @@ fn swapon_device(
             swap.swapon(&o).map_err(swap_err)
         }
         SwapBackend::Zram => zram::swapon_zram(s, &o, swap, zram_devices).map_err(swap_err),
+        SwapBackend::Null => swapon_null(s, &o, swap).map_err(swap_err),
     }
+}
+
+/// Enables a null device of `s.size_mib` MiB: the header is built in
+/// memory (as zram's is, so the slot count is a file image's) and the
+/// engine completes every request without I/O, keeping each slot's content
+/// word (see swapvm-io's `NullEngine`).
+fn swapon_null(
+    s: &SwapDeviceConfig,
+    o: &SwapOnOptions,
+    swap: &mut SwapSubsystem,
+) -> Result<SwapType, SwapError> {
+    let pages = s.size_mib * 256;
+    let header = header::SwapHeader::new(pages, [0; 16], &s.label)?;
+    let engine = swapvm_io::NullEngine::new(pages * swapvm_core::PAGE_SIZE as u64);
+    swap.swapon_engine(o, header, Box::new(engine))
 }
 
 /// An error and its causes, `: `-separated.
@@ -395,6 +413,8 @@ impl Machine {
         sources: Vec<ProcessSource>,
         total_accesses: u64,
     ) -> Result<Machine, MachineError> {
+        // `--fault` may have changed the faults since the config loaded.
+        cfg.validate_content()?;
         let stat = Arc::new(VmStat::new());
         let warn = Arc::new(Warnings::new(opts.strict));
         let ram_pages = cfg.ram_pages();
@@ -403,11 +423,16 @@ impl Machine {
             cfg.reclaim.min_free_kbytes,
             cfg.reclaim.watermark_scale_factor,
         );
-        let mut mem = Memory::new(ram_pages as u32, wm, Arc::clone(&stat), Arc::clone(&warn))
-            .map_err(|source| MachineError::Ram {
-                mib: cfg.machine.ram_mib,
-                source,
-            })?;
+        let content = cfg.machine.content;
+        let ram = match content {
+            ContentMode::Full => Ram::new(ram_pages as u32),
+            ContentMode::None => Ram::metadata_only(ram_pages as u32),
+        }
+        .map_err(|source| MachineError::Ram {
+            mib: cfg.machine.ram_mib,
+            source,
+        })?;
+        let mut mem = Memory::with_ram(ram, wm, Arc::clone(&stat), Arc::clone(&warn));
         mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
         mem.anon_orders = cfg.mthp.orders();
         mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
@@ -425,6 +450,7 @@ impl Machine {
                 .io_write_latency_ticks
                 .unwrap_or(cfg.machine.io_latency_ticks),
         ));
+        swap.set_page_bytes(mem.ram.page_bytes());
         swap.inject_continuation_enomem(cfg.fault.continuation_enomem);
         swap.bugs = swapvm_swap::SeedBugs {
             hib_free_exclusive_end: cfg.seed_bugs.hib_free_exclusive_end,
@@ -432,7 +458,7 @@ impl Machine {
             slot_check_unlocked: cfg.seed_bugs.slot_check_unlocked,
             swapoff_put_on_ksm_copy: cfg.seed_bugs.swapoff_put_on_ksm_copy,
         };
-        let mut verify = verify::Verifier::default();
+        let mut verify = verify::Verifier::new(content == ContentMode::Full);
         let mut zram = zram::ZramDevices::new();
         let mut swap_types = Vec::with_capacity(cfg.swap.len());
         for (i, s) in cfg.swap.iter().enumerate() {
@@ -514,6 +540,12 @@ impl Machine {
         zram::stats(&self.zram, ty)
     }
 
+    /// Bytes of host memory mapped for page content: RAM's size in full
+    /// mode, one content word per frame in metadata-only mode (no arena).
+    pub fn ram_mapped_bytes(&self) -> usize {
+        self.mem.ram.mapped_bytes()
+    }
+
     /// Accesses the workload will make in all.
     pub fn total_accesses(&self) -> u64 {
         self.total_accesses
@@ -562,6 +594,7 @@ impl Machine {
                     // write (a torn write) is failed like a read error, as
                     // a device with integrity protection fails it: the
                     // process gets SIGBUS instead of wrong data.
+                    // (Without page bytes nothing is checked: `read` passes.)
                     if ok && self.verify.read(self.tick, d.entry, d.buf.as_slice()) {
                         self.mem.swap_read_done(pfn, Ok(d.buf.as_slice()));
                     } else {
@@ -1074,11 +1107,18 @@ impl Machine {
         match store {
             Some(k) => {
                 *key = k;
-                self.mem.ram.page_mut(pfn)[..verify::STAMP_LEN].copy_from_slice(&stamp_key(k));
+                // The stamp's head is the key itself, so a metadata-only
+                // frame (one content word) takes the key: equal and zero
+                // exactly when full pages' bytes are.
+                let page = self.mem.ram.page_mut(pfn);
+                let n = page.len().min(verify::STAMP_LEN);
+                page[..n].copy_from_slice(&stamp_key(k)[..n]);
             }
-            None => self
-                .verify
-                .check_key(self.tick, pid, vpn.0, key, self.mem.ram.page(pfn)),
+            None if self.verify.enabled() => {
+                self.verify
+                    .check_key(self.tick, pid, vpn.0, key, self.mem.ram.page(pfn))
+            }
+            None => {}
         }
         self.accesses += 1;
         Ok(true)

@@ -174,6 +174,15 @@ pub struct Report {
     pub read_latency: Latency,
     /// Swap-out write latency.
     pub write_latency: Latency,
+    /// `machine.content`: `"full"` (pages have bytes) or `"none"`
+    /// (metadata only).
+    #[serde(default = "content_full")]
+    pub content: String,
+    /// Data verification: `"on"`, or `"off"` on a metadata-only machine,
+    /// whose `swapin_verified`, `stamps_verified` and `mismatches` are then
+    /// zero because nothing was checked, not because all was well.
+    #[serde(default = "verify_on")]
+    pub verify: String,
     /// Swap-ins verified against their last write.
     pub swapin_verified: u64,
     /// Loads whose content stamp was verified.
@@ -231,6 +240,13 @@ pub struct HibernationReport {
     pub mismatches: u64,
     /// Ticks the tasks spent frozen, all cycles.
     pub ticks_frozen: u64,
+}
+
+fn content_full() -> String {
+    "full".into()
+}
+fn verify_on() -> String {
+    "on".into()
 }
 
 /// One process's direct-reclaim stalls.
@@ -467,6 +483,8 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         swap_orders,
         read_latency: latency(&m.latency_us[0]),
         write_latency: latency(&m.latency_us[1]),
+        content: m.cfg.machine.content.name().to_owned(),
+        verify: if m.verify.enabled() { "on" } else { "off" }.to_owned(),
         swapin_verified: m.verify.swapin_verified,
         stamps_verified: m.verify.stamps_verified,
         mismatches: m.verify.mismatches,

@@ -7,7 +7,7 @@
 
 use crate::folio::pg;
 use crate::memory::{Memory, MmId, VmaKind};
-use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, VmEvent, Vpn, WarnSite, PAGE_SIZE};
+use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, VmEvent, Vpn, WarnSite};
 use swapvm_swap::{SwapError, SwapSubsystem};
 
 /// What a task waits for before retrying a fault.
@@ -533,15 +533,14 @@ impl Memory {
     }
 
     /// Completes a swap read into folio `pfn` (`swap_read_folio` end_io):
-    /// fills it, marks it up to date and unlocks it; on error marks it so
-    /// the fault raises SIGBUS.
+    /// fills it from the blocks read (`data`, one 4 KiB block per page; a
+    /// metadata-only RAM takes each block's content word), marks it up to
+    /// date and unlocks it; on error marks it so the fault raises SIGBUS.
     pub fn swap_read_done(&mut self, pfn: Pfn, data: Result<&[u8], ()>) {
         match data {
             Ok(bytes) => {
                 let nr = 1usize << self.folios.get(pfn).order;
-                self.ram
-                    .pages_mut(pfn, nr)
-                    .copy_from_slice(&bytes[..nr * PAGE_SIZE]);
+                self.ram.fill_from_blocks(pfn, nr, bytes);
                 self.folios.get_mut(pfn).set(pg::UPTODATE);
             }
             Err(()) => self.folios.get_mut(pfn).set(pg::IO_ERROR),

@@ -126,7 +126,8 @@ impl Watermarks {
 /// All memory state of a machine.
 #[derive(Debug)]
 pub struct Memory {
-    /// Page bytes.
+    /// Page content: the bytes, or each frame's content word on a
+    /// metadata-only machine (see [`Ram`]).
     pub ram: Ram,
     /// Per-frame metadata.
     pub folios: Folios,
@@ -163,15 +164,22 @@ pub struct Memory {
 pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
 
 impl Memory {
-    /// A machine with `ram_pages` frames, all free.
+    /// A machine with `ram_pages` frames of 4 KiB of bytes, all free.
     pub fn new(
         ram_pages: u32,
         wmark: Watermarks,
         stat: Arc<VmStat>,
         warn: Arc<Warnings>,
     ) -> std::io::Result<Self> {
-        Ok(Memory {
-            ram: Ram::new(ram_pages)?,
+        Ok(Self::with_ram(Ram::new(ram_pages)?, wmark, stat, warn))
+    }
+
+    /// A machine whose frames are `ram`'s (full or metadata-only), all
+    /// free.
+    pub fn with_ram(ram: Ram, wmark: Watermarks, stat: Arc<VmStat>, warn: Arc<Warnings>) -> Self {
+        let ram_pages = ram.frames();
+        Memory {
+            ram,
             folios: Folios::new(ram_pages),
             pt: PageTables::default(),
             mms: Vec::new(),
@@ -186,7 +194,7 @@ impl Memory {
             stat,
             warn,
             unusing: false,
-        })
+        }
     }
 
     /// Free frames (`NR_FREE_PAGES`).

@@ -488,6 +488,8 @@ impl Reclaimer {
         };
         let order = mem.folios.get(pfn).order;
         let nr = 1usize << order;
+        // The folio's content: its bytes, or on a metadata-only machine
+        // its content words, which are zero exactly when the bytes would be.
         let zero = mem.ram.pages(pfn, nr).iter().all(|&b| b == 0);
         swap.swap_zeromap_folio_set(&mem.folios.folio(pfn), zero);
         if zero {

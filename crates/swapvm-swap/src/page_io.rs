@@ -108,6 +108,10 @@ pub(crate) struct PageIo {
     plug: Vec<Plugged>,
     /// Merged requests in flight, by their tag.
     merged: BTreeMap<u64, MergedParts>,
+    /// Content bytes of each page handed to `swap_writepage` (and put at
+    /// the start of its block): `PAGE_SIZE`, or the content word of a
+    /// metadata-only machine.
+    page_bytes: usize,
 }
 
 impl std::fmt::Debug for PageIo {
@@ -132,6 +136,7 @@ impl PageIo {
             mergeable: Vec::new(),
             plug: Vec::new(),
             merged: BTreeMap::new(),
+            page_bytes: PAGE_SIZE,
         }
     }
 
@@ -155,6 +160,28 @@ impl PageIo {
         }
     }
 
+    /// The blocks that carry `data`, pages of `page_bytes` each, every
+    /// page at the start of its block; and how many pages that is.
+    fn write_buf(&mut self, data: &[u8]) -> (u32, AlignedBuf) {
+        let pb = self.page_bytes;
+        let nr = data.len() / pb;
+        let mut buf = self.buf(nr * PAGE_SIZE);
+        if pb == PAGE_SIZE {
+            buf.as_mut_slice().copy_from_slice(data);
+        } else {
+            // Only the head of each block carries content; the rest is
+            // whatever the pooled buffer held, and no reader looks there.
+            for (block, page) in buf
+                .as_mut_slice()
+                .chunks_exact_mut(PAGE_SIZE)
+                .zip(data.chunks_exact(pb))
+            {
+                block[..pb].copy_from_slice(page);
+            }
+        }
+        (nr as u32, buf)
+    }
+
     fn buf(&mut self, len: usize) -> AlignedBuf {
         match self.pool.pop() {
             Some(b) if b.len() == len => b,
@@ -164,6 +191,23 @@ impl PageIo {
 }
 
 impl SwapSubsystem {
+    /// Sets how many content bytes each page given to
+    /// [`SwapSubsystem::swap_writepage`] has: `PAGE_SIZE` (the default,
+    /// whole pages) or, on a metadata-only machine, its content word
+    /// (`CONTENT_WORD_BYTES`), which goes at the start of the page's block.
+    /// Requests are whole blocks either way, so counts, offsets and
+    /// completions do not depend on it.
+    ///
+    /// # Panics
+    /// If `n` is zero or above `PAGE_SIZE`: a wiring bug.
+    pub fn set_page_bytes(&mut self, n: usize) {
+        assert!(
+            (1..=PAGE_SIZE).contains(&n),
+            "page content of {n} bytes: must be 1..=PAGE_SIZE"
+        );
+        self.io.page_bytes = n;
+    }
+
     fn submit(
         &mut self,
         kind: IoKind,
@@ -236,8 +280,10 @@ impl SwapSubsystem {
         Ok(())
     }
 
-    /// `swap_writepage`: writes `data` (whole pages) to the slots from
-    /// `entry`. Counts `pswpout`.
+    /// `swap_writepage`: writes `data` (pages of the content size set by
+    /// [`SwapSubsystem::set_page_bytes`], whole pages by default) to the
+    /// slots from `entry`, each page at the start of its slot's block.
+    /// Counts `pswpout`.
     ///
     /// # Context
     /// The folio is locked, unmapped and marked under writeback by the
@@ -249,7 +295,8 @@ impl SwapSubsystem {
         cookie: u64,
         now: u64,
     ) -> Result<(), SwapError> {
-        let nr = self.submit_write(entry, data, cookie, now)?;
+        let (nr, buf) = self.io.write_buf(data);
+        self.submit(IoKind::Write, entry, nr, buf, cookie, now)?;
         self.stat.add(VmEvent::PswpOut, u64::from(nr));
         Ok(())
     }
@@ -277,7 +324,9 @@ impl SwapSubsystem {
     /// not swap.
     ///
     /// # Context
-    /// `entry` is a hibernation slot of the image being written.
+    /// `entry` is a hibernation slot of the image being written; `data`
+    /// is the frame's content (`PAGE_SIZE` bytes, or its content word, see
+    /// [`SwapSubsystem::set_page_bytes`]).
     pub fn hib_write_page(
         &mut self,
         entry: SwpEntry,
@@ -285,24 +334,9 @@ impl SwapSubsystem {
         cookie: u64,
         now: u64,
     ) -> Result<(), SwapError> {
-        self.submit_write(entry, &data[..PAGE_SIZE], cookie, now)
-            .map(|_| ())
-    }
-
-    /// Copies `data` (whole pages) into an I/O buffer and submits its
-    /// write from `entry`; returns the pages.
-    fn submit_write(
-        &mut self,
-        entry: SwpEntry,
-        data: &[u8],
-        cookie: u64,
-        now: u64,
-    ) -> Result<u32, SwapError> {
-        let nr = (data.len() / PAGE_SIZE) as u32;
-        let mut buf = self.io.buf(data.len());
-        buf.as_mut_slice().copy_from_slice(data);
-        self.submit(IoKind::Write, entry, nr, buf, cookie, now)?;
-        Ok(nr)
+        let pb = self.io.page_bytes;
+        let (_, buf) = self.io.write_buf(&data[..pb]);
+        self.submit(IoKind::Write, entry, 1, buf, cookie, now)
     }
 
     /// `hib_submit_io` reading one page of a hibernation image back from
