@@ -77,7 +77,7 @@ impl PageTables {
     }
 
     /// The leaf table and slot for `vpn`, if all levels exist.
-    #[inline]
+    #[inline(always)]
     pub fn walk(&self, pgd: TableId, vpn: Vpn) -> Option<(TableId, usize)> {
         let key = (vpn.0 >> LEVEL_BITS) + 1;
         let slot = self.leaves.slot(pgd, key);
