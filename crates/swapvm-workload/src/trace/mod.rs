@@ -712,13 +712,14 @@ const CHUNK_CACHE_SLOTS: usize = 64;
 /// cache holds copies of its entries and is never iterated).
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkCache<K, V> {
-    slots: [Option<(K, V)>; CHUNK_CACHE_SLOTS],
+    /// Boxed: a kilobyte inline would make every `ProcessSource` that big.
+    slots: Box<[Option<(K, V)>; CHUNK_CACHE_SLOTS]>,
 }
 
 impl<K: Copy + Eq, V: Copy> Default for ChunkCache<K, V> {
     fn default() -> Self {
         ChunkCache {
-            slots: [None; CHUNK_CACHE_SLOTS],
+            slots: Box::new([None; CHUNK_CACHE_SLOTS]),
         }
     }
 }
