@@ -1066,6 +1066,13 @@ impl Machine {
     }
 
     /// One load, or a store of content `store`, at `page` of `region`.
+    ///
+    /// Hot: a replayed trace comes here once per page access. The fields
+    /// are borrowed apart so the region is looked up once and a private
+    /// page's key is found before the access (it cannot move: the access
+    /// changes memory, not the process's regions); a shared page's key is
+    /// looked up after the access, as the fault may have changed the file.
+    #[inline]
     fn access(
         &mut self,
         i: usize,
@@ -1074,53 +1081,57 @@ impl Machine {
         page: u64,
         store: Option<ContentKey>,
     ) -> Result<bool, FaultStop> {
-        let p = &self.procs[i];
-        let Some(Some(r)) = p.regions.get(region as usize) else {
+        let Machine {
+            procs,
+            mem,
+            swap,
+            verify,
+            file_keys,
+            tick,
+            accesses,
+            ..
+        } = self;
+        let p = &mut procs[i];
+        let pid = p.pid;
+        let Some(Some(r)) = p.regions.get_mut(region as usize) else {
             return Err(FaultStop::Segv);
         };
         let vpn = r.start.add(page);
-        let (ino, index) = match &r.backing {
-            Backing::Anon(keys) if (page as usize) < keys.len() => (None, page),
-            Backing::File { ino, pgoff } => (Some(*ino), pgoff + page),
-            Backing::Anon(_) => return Err(FaultStop::Segv),
+        let key = match &mut r.backing {
+            Backing::Anon(keys) => {
+                let Some(key) = keys.get_mut(page as usize) else {
+                    return Err(FaultStop::Segv);
+                };
+                mem.access(swap, mm, vpn, store.is_some(), *tick)
+                    .map(|pfn| (pfn, key))?
+            }
+            Backing::File { ino, pgoff } => {
+                let (ino, index) = (*ino, *pgoff + page);
+                let pfn = mem.access(swap, mm, vpn, store.is_some(), *tick)?;
+                let key = file_keys
+                    .get_mut(&ino)
+                    .and_then(|k| k.get_mut(index as usize));
+                let Some(key) = key else {
+                    return Err(FaultStop::SigBus);
+                };
+                (pfn, key)
+            }
         };
-        let pid = p.pid;
-        let pfn = self
-            .mem
-            .access(&mut self.swap, mm, vpn, store.is_some(), self.tick)?;
-        let key = match ino {
-            None => match self.procs[i].regions.get_mut(region as usize) {
-                Some(Some(Region {
-                    backing: Backing::Anon(keys),
-                    ..
-                })) => keys.get_mut(index as usize),
-                _ => None,
-            },
-            Some(ino) => self
-                .file_keys
-                .get_mut(&ino)
-                .and_then(|k| k.get_mut(index as usize)),
-        };
-        let Some(key) = key else {
-            return Err(FaultStop::SigBus);
-        };
+        let (pfn, key) = key;
         match store {
             Some(k) => {
                 *key = k;
                 // The stamp's head is the key itself, so a metadata-only
                 // frame (one content word) takes the key: equal and zero
                 // exactly when full pages' bytes are.
-                let page = self.mem.ram.page_mut(pfn);
+                let page = mem.ram.page_mut(pfn);
                 let n = page.len().min(verify::STAMP_LEN);
                 page[..n].copy_from_slice(&stamp_key(k)[..n]);
             }
-            None if self.verify.enabled() => {
-                self.verify
-                    .check_key(self.tick, pid, vpn.0, key, self.mem.ram.page(pfn))
-            }
+            None if verify.enabled() => verify.check_key(*tick, pid, vpn.0, key, mem.ram.page(pfn)),
             None => {}
         }
-        self.accesses += 1;
+        *accesses += 1;
         Ok(true)
     }
 

@@ -45,6 +45,7 @@ pub fn pool_key(pool: u32) -> ContentKey {
 /// page is zeros). The first 8 bytes are the key itself: a metadata-only
 /// frame keeps just those (its content word), which tell pages apart and
 /// zero pages exactly as the whole stamp does, since no store writes key 0.
+#[inline]
 pub fn stamp_key(key: ContentKey) -> [u8; STAMP_LEN] {
     let mut s = [0u8; STAMP_LEN];
     s[0..8].copy_from_slice(&key.to_le_bytes());
@@ -176,7 +177,32 @@ impl Verifier {
     /// Checks a loaded page against the key it must hold. A lazily freed
     /// page may read its old content until reclaim drops it (a load does
     /// not cancel `MADV_FREE`; only a store does), then zeros for good.
+    ///
+    /// Every load is checked; the common case (not lazily freed, and the
+    /// page holds its key) is three word compares inlined into the access
+    /// loop, and everything else goes to [`Self::check_key_slow`].
+    #[inline]
     pub fn check_key(&mut self, tick: u64, pid: u32, vpn: u64, key: &mut ContentKey, page: &[u8]) {
+        if *key & KEY_LAZY == 0 {
+            if let Some(head) = page.get(..STAMP_LEN) {
+                let ok = if *key == 0 {
+                    head == [0u8; STAMP_LEN]
+                } else {
+                    head == stamp_key(*key)
+                };
+                if ok {
+                    self.stamps_verified += 1;
+                    return;
+                }
+            }
+        }
+        self.check_key_slow(tick, pid, vpn, key, page);
+    }
+
+    /// [`Self::check_key`] for a lazily freed page or a mismatch.
+    #[cold]
+    #[inline(never)]
+    fn check_key_slow(&mut self, tick: u64, pid: u32, vpn: u64, key: &mut ContentKey, page: &[u8]) {
         let head = &page[..STAMP_LEN];
         let is = |k: ContentKey| {
             if k == 0 {

@@ -44,7 +44,7 @@ impl Memory {
     /// One memory access by `id` at `vpn`. The fast path (a present PTE
     /// that allows the access) is a four-level walk and a bit update.
     /// Returns the frame accessed.
-    #[inline]
+    #[inline(always)]
     pub fn access(
         &mut self,
         swap: &mut SwapSubsystem,

@@ -1,10 +1,12 @@
 //! Four-level page tables on a slab of 512-entry tables.
 //!
 //! Upper levels hold `table index + 1` (0 = empty); the last level holds raw
-//! [`Pte`] words. A walk is four array loads and shifts: no hashing, no
-//! locking, no allocation. Page-table pages come from this slab, not from
+//! [`Pte`] words. A walk is four array loads and shifts (two, the cache slot
+//! and the PTE, when its 2 MiB range was walked recently: see `LeafCache`):
+//! no hashing, no locking, no allocation. Page-table pages come from this slab, not from
 //! emulated RAM (a simplification: the kernel charges them to RAM).
 
+use std::cell::Cell;
 use swapvm_core::{Pte, Vpn};
 
 const ENTRIES: usize = 512;
@@ -13,11 +15,40 @@ const LEVEL_BITS: u32 = 9;
 /// Index of a table in the slab.
 pub type TableId = u32;
 
+/// Slots of the leaf cache.
+const LEAF_SLOTS: usize = 64;
+
 /// The slab of tables shared by all address spaces.
 #[derive(Debug, Default)]
 pub struct PageTables {
     tables: Vec<[u64; ENTRIES]>,
     free: Vec<TableId>,
+    leaves: LeafCache,
+}
+
+/// Which leaf table maps a 2 MiB range of an address space: a
+/// direct-mapped cache of completed walks, so that a walk to a recently
+/// walked range is one load of the cache slot and one of the PTE instead of
+/// four dependent loads (the kernel's paging-structure caches do the same
+/// for the hardware walker). Sound because the upper levels only grow: a
+/// walk that found leaf `t` for (`pgd`, range) finds `t` until the tree of
+/// `pgd` is freed, and [`PageTables::free_tree`] empties the cache. A slot
+/// is (range + 1, pgd, leaf); range + 1 = 0 is an empty slot. `Cell`, not
+/// `&mut`: walks take `&self`, and the tables are single-threaded.
+#[derive(Debug)]
+struct LeafCache([Cell<(u64, TableId, TableId)>; LEAF_SLOTS]);
+
+impl Default for LeafCache {
+    fn default() -> Self {
+        LeafCache(std::array::from_fn(|_| Cell::new((0, 0, 0))))
+    }
+}
+
+impl LeafCache {
+    #[inline]
+    fn slot(&self, pgd: TableId, key: u64) -> &Cell<(u64, TableId, TableId)> {
+        &self.0[((key ^ (key >> 6) ^ u64::from(pgd)) as usize) % LEAF_SLOTS]
+    }
 }
 
 #[inline]
@@ -46,8 +77,14 @@ impl PageTables {
     }
 
     /// The leaf table and slot for `vpn`, if all levels exist.
-    #[inline]
+    #[inline(always)]
     pub fn walk(&self, pgd: TableId, vpn: Vpn) -> Option<(TableId, usize)> {
+        let key = (vpn.0 >> LEVEL_BITS) + 1;
+        let slot = self.leaves.slot(pgd, key);
+        let (k, g, leaf) = slot.get();
+        if k == key && g == pgd {
+            return Some((leaf, idx(vpn, 0)));
+        }
         let mut t = pgd;
         for level in (1..4).rev() {
             let e = self.tables[t as usize][idx(vpn, level)];
@@ -56,6 +93,7 @@ impl PageTables {
             }
             t = (e - 1) as TableId;
         }
+        slot.set((key, pgd, t));
         Some((t, idx(vpn, 0)))
     }
 
@@ -118,6 +156,9 @@ impl PageTables {
     /// The caller has zapped every PTE first.
     pub fn free_tree(&mut self, pgd: TableId) {
         self.free_level(pgd, 3);
+        for slot in &self.leaves.0 {
+            slot.set((0, 0, 0));
+        }
     }
 
     fn free_level(&mut self, t: TableId, level: u32) {
@@ -154,5 +195,35 @@ mod tests {
         assert_eq!(pt.tables_in_use(), 4);
         pt.free_tree(pgd);
         assert_eq!(pt.tables_in_use(), 0);
+    }
+
+    #[test]
+    fn leaf_cache_follows_trees_freed_and_reused() {
+        let mut pt = PageTables::default();
+        let a = pt.alloc_table();
+        let b = pt.alloc_table();
+        // Same range in two address spaces: the cache keys on the pgd too.
+        let la = pt.walk_alloc(a, Vpn(0x1234));
+        let lb = pt.walk_alloc(b, Vpn(0x1234));
+        assert_ne!(la.0, lb.0);
+        for _ in 0..2 {
+            assert_eq!(pt.walk(a, Vpn(0x1234)), Some(la));
+            assert_eq!(pt.walk(b, Vpn(0x1235)), Some((lb.0, lb.1 + 1)));
+        }
+        // Slots that collide: many ranges, each walked twice.
+        let leaves: Vec<_> = (0..200u64).map(|r| pt.walk_alloc(a, Vpn(r << 9))).collect();
+        for _ in 0..2 {
+            for (r, l) in leaves.iter().enumerate() {
+                assert_eq!(pt.walk(a, Vpn((r as u64) << 9)), Some(*l));
+            }
+        }
+        // A freed tree's tables are reused for another: no stale leaf.
+        pt.free_tree(a);
+        let c = pt.alloc_table();
+        assert_eq!(pt.walk(c, Vpn(0x1234)), None);
+        let lc = pt.walk_alloc(c, Vpn(0x99 << 9));
+        assert_eq!(pt.walk(c, Vpn(0x99 << 9)), Some(lc));
+        assert_eq!(pt.walk(c, Vpn(0x1234)), None);
+        assert_eq!(pt.walk(b, Vpn(0x1234)), Some(lb));
     }
 }

@@ -2,7 +2,7 @@
 //! telling a clean end of file from one inside a record.
 
 use super::{Defect, Position, SharedPath, TraceError, TraceRecord};
-use std::io::{ErrorKind, Read};
+use std::io::{BufRead, ErrorKind, Read};
 
 /// How filling a record buffer ended.
 pub(crate) enum Fill {
@@ -28,17 +28,46 @@ pub(crate) fn fill<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<Fill> 
     Ok(Fill::Full)
 }
 
+/// The next record of a binary reader when it is cheap: the reader's
+/// buffer holds the whole record and `valid` accepts it. The record is
+/// decoded in place from the buffer (no copy into a record array, no read
+/// call) and consumed. `None` means "take [`next_record`]": a record that
+/// straddles the end of the buffer, the end of the file, an I/O error or a
+/// record `valid` refuses, whose defect `next_record` then names.
+#[inline]
+pub(crate) fn next_fast<R: BufRead, const N: usize>(
+    r: &mut R,
+    record: &mut u64,
+    valid: impl Fn(&[u8; N]) -> Option<TraceRecord>,
+) -> Option<TraceRecord> {
+    let buf = r.fill_buf().ok()?;
+    let b: &[u8; N] = buf.get(..N)?.try_into().ok()?;
+    let rec = valid(b)?;
+    r.consume(N);
+    *record += 1;
+    Some(rec)
+}
+
 /// The next record of a binary reader: `N` bytes from `r`, decoded. A
 /// clean end of file ends the stream; a truncated record, a read error or
 /// a record `decode` refuses is reported once at record number `*record`
 /// of `path`, and the stream ends (`*done`).
-pub(crate) fn next_record<R: Read, const N: usize>(
+///
+/// The readers try [`next_fast`] first; this is the general path, out of
+/// line: it fills a record array by `read` calls, which refill the buffer,
+/// see the end of the file and retry interrupted reads.
+#[cold]
+#[inline(never)]
+pub(crate) fn next_record<R: Read, const N: usize, D>(
     r: &mut R,
     path: &SharedPath,
     record: &mut u64,
     done: &mut bool,
-    decode: fn(&[u8; N]) -> Result<TraceRecord, Defect>,
-) -> Option<Result<TraceRecord, TraceError>> {
+    decode: D,
+) -> Option<Result<TraceRecord, TraceError>>
+where
+    D: Fn(&[u8; N]) -> Result<TraceRecord, Defect>,
+{
     if *done {
         return None;
     }

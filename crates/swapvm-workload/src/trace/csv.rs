@@ -107,6 +107,17 @@ fn parse(line: &str) -> Result<TraceRecord, Defect> {
     })
 }
 
+impl<R: BufRead> super::RecordStream for CsvReader<R> {
+    #[inline]
+    fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord> {
+        super::stash_error(self.next(), err)
+    }
+
+    fn position(&self) -> Position {
+        CsvReader::position(self)
+    }
+}
+
 impl<R: BufRead> Iterator for CsvReader<R> {
     type Item = Result<TraceRecord, TraceError>;
 

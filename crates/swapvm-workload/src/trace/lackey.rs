@@ -134,6 +134,17 @@ fn parse(line: &[u8]) -> Result<Line, Defect> {
     })
 }
 
+impl<R: BufRead> super::RecordStream for LackeyReader<R> {
+    #[inline]
+    fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord> {
+        super::stash_error(self.next(), err)
+    }
+
+    fn position(&self) -> Position {
+        LackeyReader::position(self)
+    }
+}
+
 impl<R: BufRead> Iterator for LackeyReader<R> {
     type Item = Result<TraceRecord, TraceError>;
 

@@ -383,6 +383,37 @@ fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, TraceError> {
     Ok(n)
 }
 
+/// A reader as the replay and the scan drive it: records without the
+/// `Result` wrapper, the error put aside. An `Option<Result<TraceRecord,
+/// TraceError>>` is the size of an error (a path, a defect with strings)
+/// and is moved through memory on every record; the hot loops move a
+/// 24-byte record instead and look at the error once, after the stream
+/// stops. The binary readers decode in place from their buffer here.
+pub(crate) trait RecordStream {
+    /// The next record; `None` at the end of the trace, or at an error,
+    /// which is then put in `err` (and the stream yields nothing more).
+    fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord>;
+
+    /// Where the last record came from.
+    fn position(&self) -> Position;
+}
+
+/// The record of an iterator step, its error moved into `err`.
+#[inline]
+pub(crate) fn stash_error(
+    step: Option<Result<TraceRecord, TraceError>>,
+    err: &mut Option<TraceError>,
+) -> Option<TraceRecord> {
+    match step {
+        Some(Ok(rec)) => Some(rec),
+        Some(Err(e)) => {
+            *err = Some(e);
+            None
+        }
+        None => None,
+    }
+}
+
 /// A reader of any format: enum dispatch, so a record costs no virtual call
 /// and no allocation.
 #[derive(Debug)]
@@ -667,6 +698,53 @@ pub(crate) mod text {
             });
         }
         Ok(size as u32)
+    }
+}
+
+/// Slots of a [`ChunkCache`].
+const CHUNK_CACHE_SLOTS: usize = 64;
+
+/// A direct-mapped cache in front of a chunk map, for page accesses that
+/// leave the last chunk: a lackey trace moves between code, heap, stack
+/// and libraries every few accesses, and each move cost a hash-map lookup
+/// (about a twentieth of a fits-in-RAM replay's profile). A hit is an index
+/// and a compare; a miss falls back to the map, which stays the truth (the
+/// cache holds copies of its entries and is never iterated).
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkCache<K, V> {
+    /// Boxed: a kilobyte inline would make every `ProcessSource` that big.
+    slots: Box<[Option<(K, V)>; CHUNK_CACHE_SLOTS]>,
+}
+
+impl<K: Copy + Eq, V: Copy> Default for ChunkCache<K, V> {
+    fn default() -> Self {
+        ChunkCache {
+            slots: Box::new([None; CHUNK_CACHE_SLOTS]),
+        }
+    }
+}
+
+impl<K: Copy + Eq, V: Copy> ChunkCache<K, V> {
+    /// The slot of a key whose chunk number (mixed with its pid, if any)
+    /// is `h`: neighbouring chunks get neighbouring slots.
+    #[inline]
+    fn slot(h: u64) -> usize {
+        ((h ^ (h >> 6) ^ (h >> 12)) as usize) % CHUNK_CACHE_SLOTS
+    }
+
+    /// The cached value of `key`, if its slot holds it.
+    #[inline]
+    pub(crate) fn get(&self, h: u64, key: K) -> Option<V> {
+        match self.slots[Self::slot(h)] {
+            Some((k, v)) if k == key => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Caches `key`'s value, evicting what its slot held.
+    #[inline]
+    pub(crate) fn insert(&mut self, h: u64, key: K, value: V) {
+        self.slots[Self::slot(h)] = Some((key, value));
     }
 }
 

@@ -29,9 +29,12 @@
 //! address, size, fetch/load/store) and nothing else. A delta/varint
 //! encoding would be several times smaller; it is not done.
 
-use super::binary::{fill, next_record, u16_at, u32_at, u64_at, Fill};
-use super::{AccessKind, Defect, Position, SharedPath, TraceError, TraceRecord, ACCESS_SIZE_MAX};
-use std::io::{Read, Write};
+use super::binary::{fill, next_fast, next_record, u16_at, u32_at, u64_at, Fill};
+use super::{
+    AccessKind, Defect, Position, RecordStream, SharedPath, TraceError, TraceRecord,
+    ACCESS_SIZE_MAX,
+};
+use std::io::{BufRead, Read, Write};
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"SWVMTRC\0";
@@ -119,8 +122,31 @@ impl<R: Read> NativeReader<R> {
     }
 }
 
-/// Decodes one record.
+/// The record `b` holds, if it passes [`decode`]'s checks (the hot path:
+/// no defect is built).
 #[inline]
+fn valid(b: &[u8; RECORD_LEN]) -> Option<TraceRecord> {
+    let addr = u64_at(b, 0);
+    let pid = u32_at(b, 8);
+    let word = u32_at(b, 12);
+    let kind = match word & 3 {
+        0 => AccessKind::Instr,
+        1 => AccessKind::Load,
+        2 => AccessKind::Store,
+        _ => return None,
+    };
+    let size = word >> 2;
+    let ok =
+        size != 0 && size <= ACCESS_SIZE_MAX && addr.checked_add(u64::from(size) - 1).is_some();
+    ok.then_some(TraceRecord {
+        pid,
+        addr,
+        size,
+        kind,
+    })
+}
+
+/// Decodes one record, naming the field a bad one gets wrong.
 fn decode(b: &[u8; RECORD_LEN]) -> Result<TraceRecord, Defect> {
     let addr = u64_at(b, 0);
     let pid = u32_at(b, 8);
@@ -161,11 +187,17 @@ fn encode(rec: &TraceRecord) -> [u8; RECORD_LEN] {
     b
 }
 
-impl<R: Read> Iterator for NativeReader<R> {
+impl<R: BufRead> Iterator for NativeReader<R> {
     type Item = Result<TraceRecord, TraceError>;
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Some(rec) = next_fast(&mut self.r, &mut self.record, valid) {
+            return Some(Ok(rec));
+        }
         next_record(
             &mut self.r,
             &self.path,
@@ -173,6 +205,23 @@ impl<R: Read> Iterator for NativeReader<R> {
             &mut self.done,
             decode,
         )
+    }
+}
+
+impl<R: BufRead> RecordStream for NativeReader<R> {
+    #[inline]
+    fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord> {
+        if self.done {
+            return None;
+        }
+        if let Some(rec) = next_fast(&mut self.r, &mut self.record, valid) {
+            return Some(rec);
+        }
+        super::stash_error(self.next(), err)
+    }
+
+    fn position(&self) -> Position {
+        NativeReader::position(self)
     }
 }
 

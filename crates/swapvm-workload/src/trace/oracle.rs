@@ -23,10 +23,10 @@
 //! (run libCacheSim's own tools to compute it for Belady-style oracles).
 //! Stores become plain requests: the format cannot say "write".
 
-use super::binary::{next_record, u32_at, u64_at};
+use super::binary::{next_fast, next_record, u64_at};
 use super::lackey::check_one_pid;
-use super::{AccessKind, Defect, Position, SharedPath, TraceError, TraceRecord};
-use std::io::{Read, Write};
+use super::{AccessKind, Defect, Position, RecordStream, SharedPath, TraceError, TraceRecord};
+use std::io::{BufRead, Read, Write};
 use swapvm_core::{PAGE_SHIFT, PAGE_SIZE};
 
 /// Bytes in one record.
@@ -64,7 +64,21 @@ impl<R: Read> OracleReader<R> {
     }
 }
 
-/// Decodes one record.
+/// The record `b` holds, if it passes [`decode`]'s checks (the hot path:
+/// no defect is built).
+#[inline]
+fn valid(b: &[u8; RECORD_LEN]) -> Option<TraceRecord> {
+    let obj_id = u64_at(b, 4);
+    let next_access_vtime = u64_at(b, 16) as i64;
+    (obj_id <= OBJ_ID_MAX && next_access_vtime >= -1).then_some(TraceRecord {
+        pid: ORACLE_PID,
+        addr: obj_id << PAGE_SHIFT,
+        size: PAGE_SIZE as u32,
+        kind: AccessKind::Load,
+    })
+}
+
+/// Decodes one record, naming the field a bad one gets wrong.
 fn decode(b: &[u8; RECORD_LEN]) -> Result<TraceRecord, Defect> {
     let obj_id = u64_at(b, 4);
     let next_access_vtime = u64_at(b, 16) as i64;
@@ -82,7 +96,6 @@ fn decode(b: &[u8; RECORD_LEN]) -> Result<TraceRecord, Defect> {
             allowed: "-1 (never) or a virtual time",
         });
     }
-    let _ = u32_at(b, 12);
     Ok(TraceRecord {
         pid: ORACLE_PID,
         addr: obj_id << PAGE_SHIFT,
@@ -91,10 +104,17 @@ fn decode(b: &[u8; RECORD_LEN]) -> Result<TraceRecord, Defect> {
     })
 }
 
-impl<R: Read> Iterator for OracleReader<R> {
+impl<R: BufRead> Iterator for OracleReader<R> {
     type Item = Result<TraceRecord, TraceError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Some(rec) = next_fast(&mut self.r, &mut self.record, valid) {
+            return Some(Ok(rec));
+        }
         next_record(
             &mut self.r,
             &self.path,
@@ -102,6 +122,23 @@ impl<R: Read> Iterator for OracleReader<R> {
             &mut self.done,
             decode,
         )
+    }
+}
+
+impl<R: BufRead> RecordStream for OracleReader<R> {
+    #[inline]
+    fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord> {
+        if self.done {
+            return None;
+        }
+        if let Some(rec) = next_fast(&mut self.r, &mut self.record, valid) {
+            return Some(rec);
+        }
+        super::stash_error(self.next(), err)
+    }
+
+    fn position(&self) -> Position {
+        OracleReader::position(self)
     }
 }
 

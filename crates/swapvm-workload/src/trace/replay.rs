@@ -17,13 +17,23 @@
 //! tick, a process blocked on swap-in waiting), not the trace's: a replay
 //! reproduces each process's reference string, not the original timing.
 //!
+//! Batches. A process decodes its records a batch at a time
+//! ([`BATCH_OPS`] ops) into a reused op buffer, and [`TraceProcess::next_op`]
+//! hands them out one by one: the reader's format is matched once per
+//! batch, not once per record, the decode loop is monomorphic and inlined,
+//! and the per-op call is an index into the buffer. No heap allocation
+//! happens per record or per batch (the buffer keeps its capacity). A
+//! reader error ends the batch; the ops decoded before it are handed out
+//! first, then the error, exactly where the one-record-at-a-time stream
+//! would have returned it.
+//!
 //! [`TracePlan::scan`] reads the trace once before the machine starts: it
 //! finds the pids and their access counts (for the progress bar) and
 //! rejects a malformed trace before any I/O is done. If the file changes
 //! between the scan and the replay, the reader's error ends the process and
 //! is reported with its line or record.
 
-use super::{Position, TraceError, TraceFormat, TraceReader, TraceStats};
+use super::{ChunkCache, Position, RecordStream, TraceError, TraceFormat, TraceReader, TraceStats};
 use crate::Op;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +42,10 @@ type ChunkMap = HashMap<u64, u32, super::ChunkHash>;
 
 /// Pages in one replay region: 2 MiB, a PMD's worth.
 pub const REGION_PAGES: u64 = 512;
+
+/// Ops decoded per batch (see the module documentation): 24 KiB of ops,
+/// enough that the per-batch cost vanishes, small enough to stay in L1/L2.
+pub const BATCH_OPS: usize = 1024;
 
 /// Most pids a replayed trace may have: one emulated process each.
 pub const PIDS_MAX: usize = crate::COUNT_MAX as usize;
@@ -100,13 +114,18 @@ impl TracePlan {
                     path: self.path().to_owned(),
                     pid: p.pid,
                     reader: TraceReader::open(self.path(), Some(self.stats.format))?,
-                    regions: ChunkMap::default(),
-                    last: None,
-                    cursor: None,
-                    pending: None,
-                    accesses_done: 0,
+                    batch: Batch {
+                        ops: Vec::with_capacity(BATCH_OPS),
+                        regions: ChunkMap::default(),
+                        recent: ChunkCache::default(),
+                        last: None,
+                        cursor: None,
+                        emitted: 0,
+                    },
+                    pos: 0,
+                    error: None,
+                    eof: false,
                     accesses_total: p.page_accesses,
-                    exited: false,
                 })
             })
             .collect()
@@ -121,6 +140,136 @@ struct Cursor {
     write: bool,
 }
 
+/// The decoded ops of one process and the state that maps pages to
+/// regions; everything of a [`TraceProcess`] but its reader, so a batch can
+/// be filled while the reader is borrowed as its concrete type.
+#[derive(Debug)]
+struct Batch {
+    /// Decoded ops; `TraceProcess::pos` is the next to hand out.
+    ops: Vec<Op>,
+    /// Chunk to region; looked up, never iterated, so its order cannot leak.
+    regions: ChunkMap,
+    /// Recent entries of `regions`.
+    recent: ChunkCache<u64, u32>,
+    /// The last chunk and its region.
+    last: Option<(u64, u32)>,
+    /// Pages of a record that did not fit in the last batch.
+    cursor: Option<Cursor>,
+    /// Page accesses pushed into `ops` so far, over all batches.
+    emitted: u64,
+}
+
+impl Batch {
+    /// Whether there is room for one more page: an access, and the Mmap of
+    /// its region if the page opens a new chunk.
+    #[inline]
+    fn has_room(&self) -> bool {
+        self.ops.len() + 2 <= BATCH_OPS
+    }
+
+    /// Pushes the access to `page`, preceded by the Mmap of its region if
+    /// the page is the first of its chunk; `at` says where the reader is,
+    /// for the error past 2^32 regions.
+    #[inline]
+    fn page(
+        &mut self,
+        page: u64,
+        write: bool,
+        path: &Path,
+        at: impl FnOnce() -> Position,
+    ) -> Result<(), TraceError> {
+        let chunk = chunk_of(page);
+        let region = match self.last {
+            Some((c, r)) if c == chunk => r,
+            _ => match self.recent.get(chunk, chunk) {
+                Some(r) => {
+                    self.last = Some((chunk, r));
+                    r
+                }
+                None => self.region_of(chunk, path, at)?,
+            },
+        };
+        self.ops.push(Op::Access {
+            region,
+            page: page % REGION_PAGES,
+            write,
+        });
+        self.emitted += 1;
+        Ok(())
+    }
+
+    /// The region of `chunk` when neither `last` nor `recent` has it:
+    /// looked up, or numbered and its Mmap pushed on first touch.
+    #[inline(never)]
+    fn region_of(
+        &mut self,
+        chunk: u64,
+        path: &Path,
+        at: impl FnOnce() -> Position,
+    ) -> Result<u32, TraceError> {
+        if let Some(&r) = self.regions.get(&chunk) {
+            self.recent.insert(chunk, chunk, r);
+            self.last = Some((chunk, r));
+            return Ok(r);
+        }
+        let Ok(region) = u32::try_from(self.regions.len()) else {
+            return Err(TraceError::Unrepresentable {
+                path: path.to_owned(),
+                at: at(),
+                reason: "more than 2^32 regions of 2 MiB in one pid".into(),
+            });
+        };
+        self.regions.insert(chunk, region);
+        self.recent.insert(chunk, chunk, region);
+        self.last = Some((chunk, region));
+        self.ops.push(Op::Mmap {
+            region,
+            pages: REGION_PAGES,
+        });
+        Ok(region)
+    }
+
+    /// Decodes records of `pid` from `reader` until the batch is full;
+    /// `Ok(true)` at the end of the trace. Generic so that each reader's
+    /// decode inlines into the loop.
+    #[inline]
+    fn fill<I: RecordStream>(
+        &mut self,
+        reader: &mut I,
+        pid: u32,
+        path: &Path,
+    ) -> Result<bool, TraceError> {
+        let mut err = None;
+        while self.has_room() {
+            if let Some(c) = self.cursor {
+                self.cursor = (c.next < c.last).then_some(Cursor {
+                    next: c.next + 1,
+                    ..c
+                });
+                self.page(c.next, c.write, path, || reader.position())?;
+                continue;
+            }
+            match reader.next_rec(&mut err) {
+                Some(rec) if rec.pid == pid => {
+                    let (next, last) = rec.pages();
+                    let write = rec.kind.is_write();
+                    if next < last {
+                        self.cursor = Some(Cursor {
+                            next: next + 1,
+                            last,
+                            write,
+                        });
+                    }
+                    self.page(next, write, path, || reader.position())?;
+                }
+                Some(_) => {}
+                None => return err.map_or(Ok(true), Err),
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// One pid of a trace as a stream of [`Op`]s.
 #[derive(Debug)]
 pub struct TraceProcess {
@@ -128,16 +277,14 @@ pub struct TraceProcess {
     path: PathBuf,
     pid: u32,
     reader: TraceReader,
-    /// Chunk to region; looked up, never iterated, so its order cannot leak.
-    regions: ChunkMap,
-    /// The last chunk and its region.
-    last: Option<(u64, u32)>,
-    cursor: Option<Cursor>,
-    /// The access that follows an Mmap just emitted.
-    pending: Option<Op>,
-    accesses_done: u64,
+    batch: Batch,
+    /// The next op of `batch.ops` to hand out.
+    pos: usize,
+    /// The error that ended the last batch, handed out after its ops.
+    error: Option<TraceError>,
+    /// The reader reached the end: `batch.ops` ends with [`Op::Exit`].
+    eof: bool,
     accesses_total: u64,
-    exited: bool,
 }
 
 impl TraceProcess {
@@ -147,74 +294,49 @@ impl TraceProcess {
     ///
     /// The reader's [`TraceError`] (the file changed since the scan), or
     /// [`TraceError::Unrepresentable`] past 2^32 regions.
+    #[inline]
     pub fn next_op(&mut self) -> Result<Option<Op>, TraceError> {
-        if let Some(op) = self.pending.take() {
+        if let Some(&op) = self.batch.ops.get(self.pos) {
+            self.pos += 1;
             return Ok(Some(op));
         }
-        loop {
-            if let Some(c) = self.cursor {
-                self.cursor = (c.next < c.last).then_some(Cursor {
-                    next: c.next + 1,
-                    ..c
-                });
-                return self.page_op(c.next, c.write).map(Some);
-            }
-            if self.exited {
-                return Ok(None);
-            }
-            match self.reader.next() {
-                Some(Ok(rec)) if rec.pid == self.pid => {
-                    let (next, last) = rec.pages();
-                    self.cursor = Some(Cursor {
-                        next,
-                        last,
-                        write: rec.kind.is_write(),
-                    });
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => {
-                    self.exited = true;
-                    return Ok(Some(Op::Exit));
-                }
-            }
-        }
+        self.next_batch()
     }
 
-    /// The op for an access to `page`: the access, or the Mmap of its new
-    /// region with the access held back for the next call.
-    #[inline]
-    fn page_op(&mut self, page: u64, write: bool) -> Result<Op, TraceError> {
-        let chunk = chunk_of(page);
-        let access = |region| Op::Access {
-            region,
-            page: page % REGION_PAGES,
-            write,
+    /// [`Self::next_op`] once the batch is used up: the pending error, the
+    /// end, or the first op of a new batch.
+    #[inline(never)]
+    fn next_batch(&mut self) -> Result<Option<Op>, TraceError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.eof {
+            return Ok(None);
+        }
+        self.batch.ops.clear();
+        self.pos = 0;
+        let (b, pid, path) = (&mut self.batch, self.pid, self.path.as_path());
+        let filled = match &mut self.reader {
+            TraceReader::Lackey(r) => b.fill(r, pid, path),
+            TraceReader::Csv(r) => b.fill(r, pid, path),
+            TraceReader::OracleGeneral(r) => b.fill(r, pid, path),
+            TraceReader::Native(r) => b.fill(r, pid, path),
         };
-        self.accesses_done += 1;
-        if let Some((c, r)) = self.last {
-            if c == chunk {
-                return Ok(access(r));
+        match filled {
+            Ok(false) => {}
+            Ok(true) => {
+                self.eof = true;
+                self.batch.ops.push(Op::Exit);
             }
+            Err(e) => self.error = Some(e),
         }
-        if let Some(&r) = self.regions.get(&chunk) {
-            self.last = Some((chunk, r));
-            return Ok(access(r));
+        match self.batch.ops.first() {
+            Some(&op) => {
+                self.pos = 1;
+                Ok(Some(op))
+            }
+            None => self.next_batch(),
         }
-        let Ok(region) = u32::try_from(self.regions.len()) else {
-            return Err(TraceError::Unrepresentable {
-                path: self.path.clone(),
-                at: self.reader.position(),
-                reason: "more than 2^32 regions of 2 MiB in one pid".into(),
-            });
-        };
-        self.regions.insert(chunk, region);
-        self.last = Some((chunk, region));
-        self.pending = Some(access(region));
-        Ok(Op::Mmap {
-            region,
-            pages: REGION_PAGES,
-        })
     }
 
     /// The process's name, `<file stem>.<pid>`.
@@ -227,9 +349,15 @@ impl TraceProcess {
         self.pid
     }
 
-    /// Page accesses emitted so far.
+    /// Page accesses emitted so far (returned by [`Self::next_op`], not
+    /// those decoded ahead in the batch).
     pub fn accesses_done(&self) -> u64 {
-        self.accesses_done
+        let ahead = self.batch.ops.get(self.pos..).unwrap_or_default();
+        let ahead = ahead
+            .iter()
+            .filter(|op| matches!(op, Op::Access { .. }))
+            .count();
+        self.batch.emitted - ahead as u64
     }
 
     /// Page accesses this process makes in all (from the scan).
@@ -237,7 +365,8 @@ impl TraceProcess {
         self.accesses_total
     }
 
-    /// Where the reader is, for messages.
+    /// Where the reader is, for messages: up to a batch ahead of the last
+    /// op returned.
     pub fn position(&self) -> Position {
         self.reader.position()
     }
@@ -332,5 +461,101 @@ mod tests {
             let want: Vec<u64> = (0..10).map(|j| (3 * j + k) as u64).collect();
             assert_eq!(pages, want, "pid {}", proc_.pid());
         }
+    }
+
+    /// The op stream the batches must reproduce, one record at a time:
+    /// each page of each record of `pid`, an Mmap before a chunk's first.
+    fn reference_ops(recs: &[TraceRecord], pid: u32) -> Vec<Op> {
+        let mut regions = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for r in recs.iter().filter(|r| r.pid == pid) {
+            let (first, last) = r.pages();
+            for page in first..=last {
+                let n = regions.len() as u32;
+                let region = *regions.entry(chunk_of(page)).or_insert_with(|| {
+                    out.push(Op::Mmap {
+                        region: n,
+                        pages: REGION_PAGES,
+                    });
+                    n
+                });
+                out.push(Op::Access {
+                    region,
+                    page: page % REGION_PAGES,
+                    write: r.kind.is_write(),
+                });
+            }
+        }
+        out.push(Op::Exit);
+        out
+    }
+
+    #[test]
+    fn batches_reproduce_the_record_at_a_time_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = 7u64;
+        let mut next = || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            rng >> 33
+        };
+        // Several batches' worth, two pids, chunks revisited out of order
+        // (the chunk cache and the map), and records that straddle pages
+        // and chunks, some of many pages, so a record's pages cross a
+        // batch boundary.
+        let recs: Vec<_> = (0..5000)
+            .map(|_| {
+                let chunk = next() % 90;
+                let addr = (chunk << 21) + (next() % (2 << 20));
+                let size = match next() % 10 {
+                    0 => 64 << 10,
+                    1 => 8192,
+                    _ => 8,
+                };
+                let kind =
+                    [AccessKind::Load, AccessKind::Store, AccessKind::Instr][next() as usize % 3];
+                rec(1 + (next() % 2) as u32, addr, size, kind)
+            })
+            .collect();
+        let p = plan(dir.path(), &recs);
+        for mut proc_ in p.processes().unwrap() {
+            let want = reference_ops(&recs, proc_.pid());
+            assert!(want.len() > 3 * BATCH_OPS);
+            let got = ops(&mut proc_);
+            assert_eq!(got.len(), want.len());
+            assert!(got == want, "pid {}", proc_.pid());
+            assert_eq!(proc_.accesses_done(), proc_.accesses_total());
+        }
+    }
+
+    #[test]
+    fn an_error_comes_after_the_ops_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<_> = (0..3000u64)
+            .map(|i| rec(1, (i % 700) << 12, 8, AccessKind::Load))
+            .collect();
+        let p = plan(dir.path(), &recs);
+        // Record 2500 gets kind 3 after the scan: the file changed under
+        // the replay.
+        let mut bytes = std::fs::read(p.path()).unwrap();
+        let at = crate::trace::native::HEADER_LEN + 2500 * crate::trace::native::RECORD_LEN + 12;
+        bytes[at] |= 3;
+        std::fs::write(p.path(), &bytes).unwrap();
+        let mut procs = p.processes().unwrap();
+        let mut accesses = 0;
+        let err = loop {
+            match procs[0].next_op() {
+                Ok(Some(Op::Access { .. })) => accesses += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("no error"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(accesses, 2500);
+        assert_eq!(procs[0].accesses_done(), 2500);
+        assert!(err.to_string().contains("record 2500"), "{err}");
+        assert_eq!(procs[0].next_op().unwrap(), Some(Op::Exit));
+        assert_eq!(procs[0].next_op().unwrap(), None);
     }
 }

@@ -5,7 +5,7 @@
 //! 2 MiB touched, plus the map entry), never with the trace's length.
 
 use super::replay::{chunk_of, PIDS_MAX, REGION_PAGES};
-use super::{AccessKind, Position, TraceError, TraceFormat, TraceReader};
+use super::{AccessKind, ChunkCache, Position, RecordStream, TraceError, TraceFormat, TraceReader};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use swapvm_core::PAGE_SIZE;
@@ -92,78 +92,11 @@ impl TraceStats {
             footprint_bytes: 0,
             pids: Vec::new(),
         };
-        let mut pid_index: HashMap<u32, usize> = HashMap::new();
-        let mut chunk_index: HashMap<(u32, u64), usize, super::ChunkHash> = HashMap::default();
-        let mut bitmaps: Vec<[u64; WORDS]> = Vec::new();
-        // The last pid and chunk seen: consecutive accesses are mostly to
-        // the same chunk, which then costs no hash lookup.
-        let mut last_pid: Option<(u32, usize)> = None;
-        let mut last_chunk: Option<((u32, u64), usize)> = None;
-        for rec in reader {
-            let rec = rec?;
-            let p = match last_pid {
-                Some((pid, p)) if pid == rec.pid => p,
-                _ => {
-                    let n = pid_index.len();
-                    let p = *pid_index.entry(rec.pid).or_insert(n);
-                    if p == s.pids.len() {
-                        if p == PIDS_MAX {
-                            return Err(TraceError::Unrepresentable {
-                                path: path.to_owned(),
-                                at: Position::Record(s.records),
-                                reason: format!("more than {PIDS_MAX} pids"),
-                            });
-                        }
-                        s.pids.push(PidStats {
-                            pid: rec.pid,
-                            ..PidStats::default()
-                        });
-                    }
-                    last_pid = Some((rec.pid, p));
-                    p
-                }
-            };
-            s.records += 1;
-            match rec.kind {
-                AccessKind::Instr => s.instr += 1,
-                AccessKind::Load => s.loads += 1,
-                AccessKind::Store => s.stores += 1,
-            }
-            let ps = &mut s.pids[p];
-            ps.records += 1;
-            let (first, last) = rec.pages();
-            let pages = last - first + 1;
-            s.straddling += u64::from(pages > 1);
-            ps.page_accesses += pages;
-            if rec.kind.is_write() {
-                ps.page_writes += pages;
-            }
-            for page in first..=last {
-                let key = (rec.pid, chunk_of(page));
-                let b = match last_chunk {
-                    Some((k, b)) if k == key => b,
-                    _ => {
-                        let n = bitmaps.len();
-                        let b = *chunk_index.entry(key).or_insert(n);
-                        if b == n {
-                            bitmaps.push([0; WORDS]);
-                            ps.regions += 1;
-                        }
-                        last_chunk = Some((key, b));
-                        b
-                    }
-                };
-                let bit = page % REGION_PAGES;
-                let word = &mut bitmaps[b][(bit / 64) as usize];
-                let mask = 1u64 << (bit % 64);
-                if *word & mask == 0 {
-                    *word |= mask;
-                    ps.distinct_pages += 1;
-                }
-            }
-            if s.records % 65536 == 0 {
-                progress(s.records);
-            }
+        match reader {
+            TraceReader::Lackey(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::Csv(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::OracleGeneral(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::Native(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
         }
         progress(s.records);
         for p in &s.pids {
@@ -183,4 +116,102 @@ impl TraceStats {
             self.page_writes as f64 / self.page_accesses as f64
         }
     }
+}
+
+/// The scan's loop over every record of `reader` into `s`; generic so that
+/// each reader's decode inlines into it (one match on the format per
+/// trace, not per record).
+fn scan_records<I: RecordStream>(
+    reader: &mut I,
+    s: &mut TraceStats,
+    progress: &mut impl FnMut(u64),
+) -> Result<(), TraceError> {
+    let path = s.path.clone();
+    let path = path.as_path();
+    let mut pid_index: HashMap<u32, usize> = HashMap::new();
+    let mut chunk_index: HashMap<(u32, u64), usize, super::ChunkHash> = HashMap::default();
+    let mut bitmaps: Vec<[u64; WORDS]> = Vec::new();
+    // The last pid and chunk seen: consecutive accesses are mostly to
+    // the same chunk, which then costs no hash lookup.
+    let mut last_pid: Option<(u32, usize)> = None;
+    let mut last_chunk: Option<((u32, u64), usize)> = None;
+    let mut recent: ChunkCache<(u32, u64), usize> = ChunkCache::default();
+    let mut err = None;
+    while let Some(rec) = reader.next_rec(&mut err) {
+        let p = match last_pid {
+            Some((pid, p)) if pid == rec.pid => p,
+            _ => {
+                let n = pid_index.len();
+                let p = *pid_index.entry(rec.pid).or_insert(n);
+                if p == s.pids.len() {
+                    if p == PIDS_MAX {
+                        return Err(TraceError::Unrepresentable {
+                            path: path.to_owned(),
+                            at: Position::Record(s.records),
+                            reason: format!("more than {PIDS_MAX} pids"),
+                        });
+                    }
+                    s.pids.push(PidStats {
+                        pid: rec.pid,
+                        ..PidStats::default()
+                    });
+                }
+                last_pid = Some((rec.pid, p));
+                p
+            }
+        };
+        s.records += 1;
+        match rec.kind {
+            AccessKind::Instr => s.instr += 1,
+            AccessKind::Load => s.loads += 1,
+            AccessKind::Store => s.stores += 1,
+        }
+        let ps = &mut s.pids[p];
+        ps.records += 1;
+        let (first, last) = rec.pages();
+        let pages = last - first + 1;
+        s.straddling += u64::from(pages > 1);
+        ps.page_accesses += pages;
+        if rec.kind.is_write() {
+            ps.page_writes += pages;
+        }
+        for page in first..=last {
+            let key = (rec.pid, chunk_of(page));
+            let b = match last_chunk {
+                Some((k, b)) if k == key => b,
+                _ => {
+                    let h = key.1 ^ u64::from(key.0);
+                    let b = match recent.get(h, key) {
+                        Some(b) => b,
+                        None => {
+                            let n = bitmaps.len();
+                            let b = *chunk_index.entry(key).or_insert(n);
+                            if b == n {
+                                bitmaps.push([0; WORDS]);
+                                ps.regions += 1;
+                            }
+                            recent.insert(h, key, b);
+                            b
+                        }
+                    };
+                    last_chunk = Some((key, b));
+                    b
+                }
+            };
+            let bit = page % REGION_PAGES;
+            let word = &mut bitmaps[b][(bit / 64) as usize];
+            let mask = 1u64 << (bit % 64);
+            if *word & mask == 0 {
+                *word |= mask;
+                ps.distinct_pages += 1;
+            }
+        }
+        if s.records % 65536 == 0 {
+            progress(s.records);
+        }
+    }
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(())
 }
