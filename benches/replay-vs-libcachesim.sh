@@ -46,8 +46,14 @@
 # bookkeeping, not the disk (benches/replay-throughput.sh and `swapvm
 # bench` measure replay with real swap I/O).
 #
+# --content none runs swapvm in metadata-only mode (`content = "none"`, a
+# null swap device): the issue's under-pressure comparison is
+#   --case pressure --content none --ram-mib 400
+# (zipf 0.9 over 1M pages, RAM 10% of the footprint).
+#
 # Usage: benches/replay-vs-libcachesim.sh [--case fits|pressure|both]
 #            [--runs N] [--ram-mib M] [--dir DIR] [--keep] [--swapvm BIN]...
+#            [--content full|none]
 #            [--command 'CMD ...'] [--trace FILE]          (fits)
 #            [--objects N] [--requests N] [--alpha A]       (pressure)
 # --trace FILE replays an existing oracleGeneral trace in the fits case
@@ -67,6 +73,7 @@ alpha=0.9
 ram_mib=64
 dir=/var/tmp/swapvm-lcs-bench
 keep=0
+content=full
 command=""
 fits_trace=""
 bins=()
@@ -82,10 +89,15 @@ while [ $# -gt 0 ]; do
     --command) command="$2"; shift 2 ;;
     --trace) fits_trace="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --content) content="$2"; shift 2 ;;
     --swapvm) bins+=("$(realpath "$2")"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+case "$content" in
+  full|none) ;;
+  *) echo "--content is full or none, not $content" >&2; exit 2 ;;
+esac
 case "$case_" in
   fits|pressure|both) ;;
   *) echo "--case is fits, pressure or both, not $case_" >&2; exit 2 ;;
@@ -129,7 +141,22 @@ PY
 machine_config() {
   local swap_mib=$(( $1 / 256 + 64 ))
   rm -f "$dir/swap-$2.img"
-  cat > "$dir/machine-$2.toml" <<TOML
+  if [ "$content" = none ]; then
+    # Metadata-only: no page bytes, a null device (counted, never done).
+    cat > "$dir/machine-$2.toml" <<TOML
+[machine]
+ram_mib = $ram_mib
+cpus = 2
+seed = 1
+content = "none"
+
+[[swap]]
+path = "null-$2"
+size_mib = $swap_mib
+backend = "null"
+TOML
+  else
+    cat > "$dir/machine-$2.toml" <<TOML
 [machine]
 ram_mib = $ram_mib
 cpus = 2
@@ -141,6 +168,7 @@ size_mib = $swap_mib
 direct = true
 create = true
 TOML
+  fi
   echo "$swap_mib"
 }
 
@@ -154,7 +182,7 @@ compare() {
   local swap_mib
   swap_mib=$(machine_config "$objs" "$name")
   echo "== $name: libCacheSim LRU (cache $ram_mib MiB = $(( ram_mib * 256 )) objects of 4096 B) and"
-  echo "   swapvm replay --config $dir/machine-$name.toml ($ram_mib MiB RAM, $swap_mib MiB swap, O_DIRECT), $runs runs each"
+  echo "   swapvm replay --config $dir/machine-$name.toml ($ram_mib MiB RAM, $swap_mib MiB swap, content $content), $runs runs each"
   local -a lcs_rates=()
   local -A sw_rates=() sw_scan_rates=()
   local out="" r k
