@@ -432,3 +432,66 @@ fn a_null_device_touches_no_file() {
     );
     assert!(!dir.path().join("swap0.img").exists());
 }
+
+/// The fuzz harness's random machines and workloads, each run in both
+/// modes: every decided figure the same. Seeds whose machine cannot be
+/// metadata-only (a zram device, torn writes) are skipped and counted;
+/// discard is turned off in both runs (a null device refuses it).
+#[test]
+fn fuzz_cases_give_the_same_counters_in_both_modes() {
+    let seeds: u64 = std::env::var("SWAPVM_META_FUZZ_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
+    let mut compared = 0;
+    for seed in 0..seeds {
+        let case = swapvm_machine::fuzz::derive_case(seed);
+        if case.config_toml.contains("backend = \"zram\"")
+            || case.config_toml.contains("torn_write_rate")
+        {
+            continue;
+        }
+        let full_toml = case
+            .config_toml
+            .replace("discard = true", "discard = false");
+        let none_toml = full_toml
+            .replace("[machine]\n", "[machine]\ncontent = \"none\"\n")
+            .replace("[[swap]]\n", "[[swap]]\nbackend = \"null\"\n");
+        let mut r = Vec::new();
+        for toml in [&full_toml, &none_toml] {
+            let dir = tempdir();
+            let c = swapvm_machine::fuzz::FuzzCase {
+                seed,
+                config_toml: toml.clone(),
+                workload_toml: case.workload_toml.clone(),
+            };
+            let config = c.write_to(dir.path()).unwrap();
+            let cfg = MachineConfig::load(&config).unwrap();
+            let opts = RunOptions {
+                check_every: 1,
+                ..RunOptions::default()
+            };
+            r.push(Machine::new(cfg, opts).unwrap().run(|_, _| {}).unwrap());
+        }
+        let (a, b) = (decided(&r[0]), decided(&r[1]));
+        let differ: Vec<String> = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| x != y)
+            .map(|(x, y)| format!("  full: {x}\n  none: {y}"))
+            .collect();
+        assert!(
+            differ.is_empty() && a.len() == b.len(),
+            "fuzz case SEED={seed} (swapvm fuzz --seeds {seed}..{} --keep shows it): \
+             metadata-only differs from full in {} figures:\n{}",
+            seed + 1,
+            differ.len(),
+            differ.join("\n")
+        );
+        compared += 1;
+    }
+    assert!(
+        compared >= seeds / 2,
+        "only {compared} of {seeds} seeds compared"
+    );
+}
