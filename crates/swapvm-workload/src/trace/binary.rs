@@ -123,3 +123,29 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
 }
+
+/// The [`super::RecordStream`] of a binary reader `$reader` (fields `done`,
+/// `r`, `record`; methods `next` and `position`) whose records `$valid`
+/// decodes: the cheap in-place step when it applies, else `next`, whose
+/// error is set aside for the caller.
+macro_rules! binary_record_stream {
+    ($reader:ident, $valid:path) => {
+        impl<R: BufRead> RecordStream for $reader<R> {
+            #[inline]
+            fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord> {
+                if self.done {
+                    return None;
+                }
+                if let Some(rec) = next_fast(&mut self.r, &mut self.record, $valid) {
+                    return Some(rec);
+                }
+                super::stash_error(self.next(), err)
+            }
+
+            fn position(&self) -> Position {
+                $reader::position(self)
+            }
+        }
+    };
+}
+pub(crate) use binary_record_stream;

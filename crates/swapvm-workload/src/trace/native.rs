@@ -29,7 +29,9 @@
 //! address, size, fetch/load/store) and nothing else. A delta/varint
 //! encoding would be several times smaller; it is not done.
 
-use super::binary::{fill, next_fast, next_record, u16_at, u32_at, u64_at, Fill};
+use super::binary::{
+    binary_record_stream, fill, next_fast, next_record, u16_at, u32_at, u64_at, Fill,
+};
 use super::{
     AccessKind, Defect, Position, RecordStream, SharedPath, TraceError, TraceRecord,
     ACCESS_SIZE_MAX,
@@ -208,22 +210,7 @@ impl<R: BufRead> Iterator for NativeReader<R> {
     }
 }
 
-impl<R: BufRead> RecordStream for NativeReader<R> {
-    #[inline]
-    fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord> {
-        if self.done {
-            return None;
-        }
-        if let Some(rec) = next_fast(&mut self.r, &mut self.record, valid) {
-            return Some(rec);
-        }
-        super::stash_error(self.next(), err)
-    }
-
-    fn position(&self) -> Position {
-        NativeReader::position(self)
-    }
-}
+binary_record_stream!(NativeReader, valid);
 
 /// Writes the native format.
 #[derive(Debug)]

@@ -23,7 +23,7 @@
 //! (run libCacheSim's own tools to compute it for Belady-style oracles).
 //! Stores become plain requests: the format cannot say "write".
 
-use super::binary::{next_fast, next_record, u64_at};
+use super::binary::{binary_record_stream, next_fast, next_record, u64_at};
 use super::lackey::check_one_pid;
 use super::{AccessKind, Defect, Position, RecordStream, SharedPath, TraceError, TraceRecord};
 use std::io::{BufRead, Read, Write};
@@ -125,22 +125,7 @@ impl<R: BufRead> Iterator for OracleReader<R> {
     }
 }
 
-impl<R: BufRead> RecordStream for OracleReader<R> {
-    #[inline]
-    fn next_rec(&mut self, err: &mut Option<TraceError>) -> Option<TraceRecord> {
-        if self.done {
-            return None;
-        }
-        if let Some(rec) = next_fast(&mut self.r, &mut self.record, valid) {
-            return Some(rec);
-        }
-        super::stash_error(self.next(), err)
-    }
-
-    fn position(&self) -> Position {
-        OracleReader::position(self)
-    }
-}
+binary_record_stream!(OracleReader, valid);
 
 /// Writes oracleGeneral records, one per page an access touches.
 #[derive(Debug)]
