@@ -546,18 +546,19 @@ fn print_summary(r: &Report) -> Result<()> {
         writeln!(o, "  KILLED {k}")?;
     }
     let f = &r.faults;
-    if f.io.total() + f.kills_mid_fault > 0 {
+    if f.io.total() + f.kills_mid_fault + f.swapoffs > 0 {
         writeln!(
             o,
             "faults injected: {} read errors, {} write errors, {} short writes, {} torn writes \
-             ({} caught at read-back), {} ENOSPC, {} kills mid-fault",
+             ({} caught at read-back), {} ENOSPC, {} kills mid-fault, {} swapoffs",
             f.io.read_errors,
             f.io.write_errors,
             f.io.short_writes,
             f.io.torn_writes,
             f.swapin_mismatches,
             f.io.enospc,
-            f.kills_mid_fault
+            f.kills_mid_fault,
+            f.swapoffs
         )?;
     }
     for p in &r.direct_reclaim {

@@ -589,7 +589,26 @@ impl MachineConfig {
             format!("{} is outside 0..=10 (at most 1024 pages)", r.page_cluster)
         })?;
         self.fault.validate(p)?;
+        self.validate_fault_device()?;
         self.validate_content()
+    }
+
+    /// Checks that `fault.swapoff_device` names a `[[swap]]` entry when
+    /// `fault.swapoff_at_tick` is set. Call it again after `--fault`.
+    pub fn validate_fault_device(&self) -> Result<(), ConfigError> {
+        let f = &self.fault;
+        let n = self.swap.len();
+        ensure(
+            f.swapoff_at_tick.is_none() || (f.swapoff_device as usize) < n,
+            &self.source,
+            "fault.swapoff_device",
+            || {
+                format!(
+                    "{} is not a [[swap]] entry (there are {n})",
+                    f.swapoff_device
+                )
+            },
+        )
     }
 
     /// Checks that `machine.content`, the swap backends and the faults go

@@ -52,6 +52,15 @@ pub struct FaultConfig {
     /// killed (`SIGKILL` while the fault is in flight).
     #[serde(default)]
     pub kill_mid_fault_rate: f64,
+    /// swapoff in the middle of load: at this tick the machine starts a
+    /// swapoff of the `[[swap]]` entry `swapoff_device`, as an
+    /// administrator's `swapoff` would, and it runs while the workload goes
+    /// on (refused, and reported, when what the device holds cannot fit).
+    #[serde(default)]
+    pub swapoff_at_tick: Option<u64>,
+    /// The `[[swap]]` entry `swapoff_at_tick` takes off (default 0).
+    #[serde(default)]
+    pub swapoff_device: u32,
 }
 
 /// The fault kinds, by the key that sets them.
@@ -66,12 +75,17 @@ pub const FAULT_KEYS: &[&str] = &[
     "device_full_after_slots",
     "continuation_enomem",
     "kill_mid_fault_rate",
+    "swapoff_at_tick",
+    "swapoff_device",
 ];
 
 impl FaultConfig {
     /// True if any fault is armed.
     pub fn any(&self) -> bool {
-        self.any_io() || self.continuation_enomem > 0 || self.kill_mid_fault_rate > 0.0
+        self.any_io()
+            || self.continuation_enomem > 0
+            || self.kill_mid_fault_rate > 0.0
+            || self.swapoff_at_tick.is_some()
     }
 
     /// True if any fault of the I/O engine is armed.
@@ -126,6 +140,11 @@ impl FaultConfig {
             "torn_write_rate" => self.torn_write_rate = rate(value)?,
             "kill_mid_fault_rate" => self.kill_mid_fault_rate = rate(value)?,
             "device_full_after_slots" => self.device_full_after_slots = Some(int(value)?),
+            "swapoff_at_tick" => self.swapoff_at_tick = Some(int(value)?),
+            "swapoff_device" => {
+                self.swapoff_device = u32::try_from(int(value)?)
+                    .map_err(|_| bad(key, format!("{value} does not fit in 32 bits")))?
+            }
             "continuation_enomem" => {
                 self.continuation_enomem = u32::try_from(int(value)?)
                     .map_err(|_| bad(key, format!("{value} does not fit in 32 bits")))?

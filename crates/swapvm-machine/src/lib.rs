@@ -229,6 +229,8 @@ pub struct Machine {
     hib_cycle: Option<swsusp::HibCycle>,
     /// What the hibernate cycles did, for the report.
     hib_report: report::HibernationReport,
+    /// Swapoffs started by `fault.swapoff_at_tick`.
+    faults_swapoff: u64,
     /// The swap type of each `[[swap]]` entry while it is on.
     swap_types: Vec<Option<SwapType>>,
     /// The swapoff in progress, a task of the tick loop.
@@ -415,6 +417,7 @@ impl Machine {
     ) -> Result<Machine, MachineError> {
         // `--fault` may have changed the faults since the config loaded.
         cfg.validate_content()?;
+        cfg.validate_fault_device()?;
         let stat = Arc::new(VmStat::new());
         let warn = Arc::new(Warnings::new(opts.strict));
         let ram_pages = cfg.ram_pages();
@@ -529,6 +532,7 @@ impl Machine {
             hib: None,
             hib_cycle: None,
             hib_report: report::HibernationReport::default(),
+            faults_swapoff: 0,
             swap_types,
             swapoff: None,
             swap_events: Vec::new(),
@@ -904,6 +908,22 @@ impl Machine {
         self.swap_types[device] = Some(ty);
         self.swap_event(format!("swapon of swap[{device}]"));
         Ok(())
+    }
+
+    /// `fault.swapoff_at_tick`: starts the swapoff of `fault.swapoff_device`
+    /// when its tick comes, as an administrator's `swapoff` under load.
+    fn inject_swapoff(&mut self) {
+        let f = &self.cfg.fault;
+        if f.swapoff_at_tick != Some(self.tick) {
+            return;
+        }
+        let device = f.swapoff_device as usize;
+        self.faults_swapoff += 1;
+        if let Err(why) = self.swapoff(device) {
+            self.swap_event(format!(
+                "swapoff of swap[{device}] (injected) refused: {why}"
+            ));
+        }
     }
 
     /// One tick of the swapoff task; true if it did anything.
@@ -1359,6 +1379,7 @@ async fn tick_loop(
             return Err(MachineError::Strict { tick, first });
         }
         g.hibernate_tick();
+        g.inject_swapoff();
         if check_every > 0 && tick % check_every == 0 {
             g.run_checker();
         }

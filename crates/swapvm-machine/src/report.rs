@@ -291,6 +291,10 @@ pub struct FaultReport {
     pub swapin_mismatches: u64,
     /// Loads that saw content other than the process's last store.
     pub stamp_mismatches: u64,
+    /// Swapoffs started by `fault.swapoff_at_tick` (their outcome is in
+    /// `swap_events`).
+    #[serde(default)]
+    pub swapoffs: u64,
 }
 
 impl Report {
@@ -444,6 +448,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         kills_mid_fault: m.injector.kills,
         swapin_mismatches: m.verify.swapin_mismatches,
         stamp_mismatches: m.verify.stamp_mismatches,
+        swapoffs: m.faults_swapoff,
     };
     let warning_sites = m
         .warn

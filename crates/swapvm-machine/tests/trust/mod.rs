@@ -69,6 +69,43 @@ mod faults {
     }
 
     #[test]
+    fn swapoff_in_the_middle_of_load_keeps_every_byte() {
+        // A second device takes what swapoff reads back from the first.
+        let r = run_checked(&pressured(
+            "[[swap]]\npath = \"swap2.img\"\nsize_mib = 32\n\
+             [fault]\nswapoff_at_tick = 150\n",
+        ));
+        assert_survived(&r);
+        let d = describe(&r);
+        assert_eq!(r.faults.swapoffs, 1, "nothing injected: {d}");
+        assert!(
+            r.swap_events
+                .iter()
+                .any(|e| e.starts_with("tick 150: swapoff of swap[0] begins")),
+            "{:?} {d}",
+            r.swap_events
+        );
+        let done = r
+            .swap_events
+            .iter()
+            .find(|e| e.contains("swapoff of swap[0] done"))
+            .unwrap_or_else(|| panic!("{:?} {d}", r.swap_events));
+        assert!(!done.contains(" 0 entries read back"), "{done}");
+        assert!(r.killed.is_empty(), "{d}");
+        assert_eq!(r.mismatches, 0, "{d}");
+    }
+
+    #[test]
+    fn a_swapoff_fault_must_name_a_device() {
+        let t = pressured("[fault]\nswapoff_at_tick = 10\nswapoff_device = 3\n");
+        let e = MachineConfig::load(&t.config).unwrap_err().to_string();
+        assert!(
+            e.contains("fault.swapoff_device") && e.contains("there are 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn write_errors_on_given_slots() {
         // Every seventh slot of the device, wherever the allocator goes.
         let slots: Vec<String> = (1..8192).step_by(7).map(|s| s.to_string()).collect();
