@@ -826,30 +826,16 @@ impl Machine {
                 self.exit_process(i, None);
                 Ok(false)
             }
-            Op::Swapoff { device } => {
+            Op::Swapoff { device } | Op::Swapon { device } | Op::Hibernate { device } => {
                 let pid = self.procs[i].pid;
-                if let Err(why) = self.swapoff(device as usize) {
-                    self.swap_event(format!(
-                        "pid {pid}: swapoff of swap[{device}] refused: {why}"
-                    ));
-                }
-                Ok(false)
-            }
-            Op::Swapon { device } => {
-                let pid = self.procs[i].pid;
-                if let Err(why) = self.swapon(device as usize) {
-                    self.swap_event(format!(
-                        "pid {pid}: swapon of swap[{device}] refused: {why}"
-                    ));
-                }
-                Ok(false)
-            }
-            Op::Hibernate { device } => {
-                let pid = self.procs[i].pid;
-                if let Err(why) = self.hibernate(device as usize) {
-                    self.swap_event(format!(
-                        "pid {pid}: hibernate to swap[{device}] refused: {why}"
-                    ));
+                let d = device as usize;
+                let (what, r) = match op {
+                    Op::Swapoff { .. } => ("swapoff of", self.swapoff(d)),
+                    Op::Swapon { .. } => ("swapon of", self.swapon(d)),
+                    _ => ("hibernate to", self.hibernate(d)),
+                };
+                if let Err(why) = r {
+                    self.swap_event(format!("pid {pid}: {what} swap[{device}] refused: {why}"));
                 }
                 Ok(false)
             }
