@@ -58,7 +58,7 @@ impl<R: Read> OracleReader<R> {
         }
     }
 
-    /// The number of the next record.
+    /// The number of the last record read.
     pub fn position(&self) -> Position {
         Position::Record(self.record.saturating_sub(1))
     }
