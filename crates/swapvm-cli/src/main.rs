@@ -229,8 +229,10 @@ struct DiskbenchArgs {
     /// Write even over a filesystem or swap signature, destroying it.
     #[arg(long)]
     force: bool,
-    /// uring: the ring driven from this thread; uring-thread: the engine
-    /// `swapvm run` uses; psync: pread/pwrite.
+    /// uring: the bare ring and a buffer pool, driven from this thread;
+    /// uring-inline: the engine `swapvm run` uses (`submit = "inline"`);
+    /// uring-thread: the engine with its own thread (`submit = "thread"`);
+    /// psync: pread/pwrite.
     #[arg(long, default_value = "uring", value_parser = parse_engine)]
     engine: BenchEngine,
     /// Use an SQPOLL kernel thread sleeping after IDLE_MS (uring only).

@@ -238,6 +238,11 @@ pub struct SwapDeviceConfig {
     /// io_uring queue depth.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: u32,
+    /// Which thread drives the device's io_uring ring: `inline` (the tick
+    /// loop's own, as the kernel's faulting task submits its own bio) or
+    /// `thread` (an engine thread; the tick loop hands requests over).
+    #[serde(default)]
+    pub submit: SubmitMode,
     /// Create (mkswap) the image if it does not exist.
     #[serde(default = "yes")]
     pub create: bool,
@@ -285,6 +290,17 @@ pub enum SwapBackend {
     /// (so a page read back is the page written). Needs
     /// `machine.content = "none"`.
     Null,
+}
+
+/// Which thread submits a file device's I/O (`[[swap]] submit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubmitMode {
+    /// The tick loop's own thread submits and reaps.
+    #[default]
+    Inline,
+    /// An engine thread of the device's own.
+    Thread,
 }
 
 /// zram's compression algorithm.

@@ -1,7 +1,9 @@
 //! swapvm-io owns the block I/O engines: requests to read or write whole
 //! 4 KiB-aligned blocks at byte offsets of a swap file or block device go in,
-//! completions come out, in any order. [`UringEngine`] drives io_uring from
-//! its own thread with batched submission and O_DIRECT; [`SyncEngine`] does
+//! completions come out, in any order. [`InlineUringEngine`] drives
+//! io_uring with O_DIRECT from the caller's own thread (the swap layer's
+//! default); [`UringEngine`] drives the same ring from a thread of its own
+//! with batched submission; [`SyncEngine`] does
 //! plain pread/pwrite on the calling thread, as the reference for
 //! differential tests and as a fallback; [`FaultyEngine`] wraps either
 //! to inject read and write errors, short and torn writes and a filling
@@ -34,6 +36,7 @@
 mod buf;
 pub mod diskbench;
 mod faulty;
+mod inline;
 mod null;
 mod psync;
 mod queue;
@@ -47,6 +50,7 @@ use std::path::{Path, PathBuf};
 
 pub use buf::AlignedBuf;
 pub use faulty::{FaultCounts, FaultPlan, FaultStats, FaultyEngine};
+pub use inline::InlineUringEngine;
 pub use null::NullEngine;
 pub use psync::SyncEngine;
 pub use queue::{QueueCompletion, QueueConfig, QueueError, QueueFeatures, UringQueue};
@@ -105,17 +109,19 @@ pub struct IoCompletion {
 /// How to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Ring entries for [`UringEngine`], and the most requests it keeps in
-    /// the kernel at once. Ignored by [`SyncEngine`].
+    /// Ring entries for the io_uring engines, and the most requests they
+    /// keep in the kernel at once. Ignored by [`SyncEngine`].
     pub queue_depth: u32,
     /// Open with `O_DIRECT`, bypassing the page cache.
     pub direct: bool,
-    /// [`UringEngine`] only: have an SQPOLL kernel thread take submissions,
+    /// io_uring engines only: have an SQPOLL kernel thread take submissions,
     /// sleeping after this many idle milliseconds. It saves the submit
     /// system call and costs a CPU while busy. `None` (the default): no
     /// SQPOLL. If the kernel refuses it, the engine does without, and says
     /// so in the log.
     pub sqpoll_idle_ms: Option<u32>,
+    /// Which thread drives the ring, for [`open_uring`].
+    pub submitter: Submitter,
 }
 
 impl Default for EngineConfig {
@@ -124,8 +130,33 @@ impl Default for EngineConfig {
             queue_depth: 64,
             direct: true,
             sqpoll_idle_ms: None,
+            submitter: Submitter::default(),
         }
     }
+}
+
+/// Which thread drives an io_uring engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Submitter {
+    /// The caller's own ([`InlineUringEngine`]): no thread hand-off per
+    /// request.
+    #[default]
+    Inline,
+    /// A thread of the engine's own ([`UringEngine`]): submission never
+    /// enters the kernel on the caller's thread.
+    Thread,
+}
+
+/// Opens the io_uring engine `cfg.submitter` names on `path`.
+///
+/// # Errors
+///
+/// As [`InlineUringEngine::open`] and [`UringEngine::open`].
+pub fn open_uring(path: &Path, cfg: &EngineConfig) -> Result<Box<dyn BlockEngine>, IoError> {
+    Ok(match cfg.submitter {
+        Submitter::Inline => Box::new(InlineUringEngine::open(path, cfg)?),
+        Submitter::Thread => Box::new(UringEngine::open(path, cfg)?),
+    })
 }
 
 /// Errors of the block I/O engines.

@@ -1,12 +1,12 @@
 //! `UringQueue`: io_uring driven from the caller's own thread, with a pool
 //! of buffers the queue owns.
 //!
-//! [`UringEngine`](crate::UringEngine) serves a tick loop that submits now
-//! and collects later: it has its own thread, and every request crosses two
-//! channels. A caller that keeps its own N requests in flight (a benchmark,
-//! a fio-like loop) pays for that on every request, and at queue depth 1 it
-//! pays two thread wake-ups on top of the I/O. `UringQueue` is the bare ring
-//! instead: the caller pushes requests naming a buffer slot, submits and
+//! The [`BlockEngine`](crate::BlockEngine)s serve a tick loop that submits
+//! now and collects later, each request bringing its own buffer;
+//! [`UringEngine`](crate::UringEngine) also puts every request through two
+//! channels to its thread. `UringQueue` is the bare ring instead, for a
+//! caller that keeps its own N requests in flight (a benchmark, a fio-like
+//! loop): the caller pushes requests naming a buffer slot, submits and
 //! waits in one system call, takes the completions and reuses the slots.
 //! Nothing crosses a thread and nothing is allocated per request.
 //!

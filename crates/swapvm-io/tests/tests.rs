@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use swapvm_io::{
-    AlignedBuf, BlockEngine, EngineConfig, IoCompletion, IoError, IoKind, IoRequest, QueueConfig,
-    QueueError, SyncEngine, UringEngine, UringQueue, BLOCK_SIZE,
+    AlignedBuf, BlockEngine, EngineConfig, InlineUringEngine, IoCompletion, IoError, IoKind,
+    IoRequest, QueueConfig, QueueError, SyncEngine, UringEngine, UringQueue, BLOCK_SIZE,
 };
 use tempfile::NamedTempFile;
 
@@ -51,6 +51,21 @@ mod util {
                 std::error::Error::source(&e)
             ),
         }
+    }
+
+    /// Opens an `InlineUringEngine`, failing loudly like `open_uring`.
+    pub fn open_inline(path: &Path, queue_depth: u32) -> InlineUringEngine {
+        let cfg = EngineConfig {
+            queue_depth,
+            direct: true,
+            ..EngineConfig::default()
+        };
+        InlineUringEngine::open(path, &cfg).unwrap_or_else(|e| {
+            panic!(
+                "\n\n*** inline io_uring engine could not be opened: {e}\n*** cause: {:?}\n\n",
+                std::error::Error::source(&e)
+            )
+        })
     }
 
     /// Opens a `UringQueue` of `slots` slots of `slot_len` bytes, failing
@@ -192,6 +207,36 @@ mod roundtrip {
     }
 
     #[test]
+    fn inline_write_then_read_back_4k_blocks() {
+        let file = temp_file(4 * MIB);
+        write_then_read_back(&open_inline(file.path(), 8));
+    }
+
+    #[test]
+    fn inline_buffered_and_sqpoll_write_then_read_back() {
+        for (direct, sqpoll_idle_ms) in [(false, None), (true, Some(10))] {
+            let file = temp_file(4 * MIB);
+            let cfg = EngineConfig {
+                queue_depth: 8,
+                direct,
+                sqpoll_idle_ms,
+                ..EngineConfig::default()
+            };
+            write_then_read_back(&InlineUringEngine::open(file.path(), &cfg).unwrap());
+        }
+    }
+
+    #[test]
+    fn inline_latency_is_measured() {
+        let file = temp_file(MIB);
+        let engine = open_inline(file.path(), 4);
+        engine.submit(read_req(1, 0, BLOCK_SIZE)).unwrap();
+        let c = engine.wait_complete().unwrap();
+        assert!(c.latency_ns > 0);
+        assert!(c.latency_ns < 10_000_000_000, "latency {} ns", c.latency_ns);
+    }
+
+    #[test]
     fn sync_write_then_read_back_4k_blocks() {
         let file = temp_file(4 * MIB);
         write_then_read_back(&open_sync(file.path()));
@@ -222,7 +267,18 @@ mod queueing {
     #[test]
     fn more_requests_than_queue_depth_all_complete_once() {
         let file = temp_file(4 * MIB);
-        let engine = open_uring(file.path(), 4);
+        more_than_depth(&open_uring(file.path(), 4));
+    }
+
+    #[test]
+    fn inline_more_requests_than_queue_depth_all_complete_once() {
+        let file = temp_file(4 * MIB);
+        more_than_depth(&open_inline(file.path(), 4));
+    }
+
+    /// 200 writes and 200 reads through a queue of depth 4: each completes
+    /// once, in any order, with the bytes written.
+    fn more_than_depth(engine: &dyn BlockEngine) {
         let n = 200u64;
         for tag in 0..n {
             let off = tag * BLOCK_SIZE as u64;
@@ -231,7 +287,7 @@ mod queueing {
                 .unwrap();
         }
         assert!(engine.in_flight() <= n as usize);
-        let done = collect(&engine, n as usize);
+        let done = collect(engine, n as usize);
         assert_eq!(
             done.keys().copied().collect::<Vec<_>>(),
             (0..n).collect::<Vec<_>>()
@@ -249,7 +305,7 @@ mod queueing {
                 .submit(read_req(1000 + tag, tag * BLOCK_SIZE as u64, BLOCK_SIZE))
                 .unwrap();
         }
-        for (tag, c) in collect(&engine, n as usize) {
+        for (tag, c) in collect(engine, n as usize) {
             let want = patterned(BLOCK_SIZE, tag - 1000);
             assert!(c.buf.as_slice() == want.as_slice(), "tag {tag}");
         }
@@ -257,9 +313,17 @@ mod queueing {
 
     #[test]
     fn read_past_end_of_file_completes_once_and_others_succeed() {
-        let size = MIB;
-        let file = temp_file(size);
-        let engine = open_uring(file.path(), 8);
+        let file = temp_file(MIB);
+        past_eof(&open_uring(file.path(), 8), MIB);
+    }
+
+    #[test]
+    fn inline_read_past_end_of_file_completes_once_and_others_succeed() {
+        let file = temp_file(MIB);
+        past_eof(&open_inline(file.path(), 8), MIB);
+    }
+
+    fn past_eof(engine: &dyn BlockEngine, size: u64) {
         let beyond = 8 * MIB;
         let straddling = size - BLOCK_SIZE as u64;
         engine
@@ -270,7 +334,7 @@ mod queueing {
             .submit(read_req(3, straddling, 4 * BLOCK_SIZE))
             .unwrap();
         engine.submit(read_req(4, 8192, BLOCK_SIZE)).unwrap();
-        let done = collect(&engine, 4);
+        let done = collect(engine, 4);
         assert_eq!(done.len(), 4);
 
         // Past the end: zero bytes or an error, but the buffer comes back.
@@ -298,6 +362,9 @@ mod queueing {
         assert!(matches!(engine.wait_complete(), Err(IoError::EngineGone)));
         let sync = open_sync(file.path());
         assert!(matches!(sync.wait_complete(), Err(IoError::EngineGone)));
+        let inline = open_inline(file.path(), 4);
+        assert!(matches!(inline.wait_complete(), Err(IoError::EngineGone)));
+        assert!(inline.try_complete().is_none());
     }
 }
 
@@ -305,7 +372,7 @@ mod shutdown {
     use super::util::*;
     use super::*;
 
-    fn submit_writes(engine: &UringEngine, n: u64) {
+    fn submit_writes(engine: &dyn BlockEngine, n: u64) {
         for tag in 0..n {
             let off = tag * BLOCK_SIZE as u64;
             engine
@@ -443,6 +510,18 @@ mod shutdown {
         let file = temp_file(4 * MIB);
         let engine = open_uring(file.path(), 8);
         submit_writes(&engine, 64);
+        drop(engine);
+        assert_on_disk(file.path(), 64);
+    }
+
+    /// Dropped with writes in the kernel and more queued behind a full
+    /// ring: every one reaches the disk before the buffers go.
+    #[test]
+    fn inline_drop_with_requests_in_flight_waits_for_them() {
+        let file = temp_file(4 * MIB);
+        let engine = open_inline(file.path(), 8);
+        submit_writes(&engine, 64);
+        assert_eq!(engine.in_flight(), 64);
         drop(engine);
         assert_on_disk(file.path(), 64);
     }
@@ -684,6 +763,27 @@ mod differential {
                 }
             }
             drop(q);
+            let bytes_a = std::fs::read(file_a.path()).unwrap();
+            let bytes_b = std::fs::read(file_b.path()).unwrap();
+            prop_assert_eq!(bytes_a.len(), bytes_b.len());
+            prop_assert!(bytes_a == bytes_b, "files differ");
+        }
+
+        #[test]
+        fn inline_matches_psync(ops in prop::collection::vec(op(), 1..64), depth in 1u32..16) {
+            let file_a = temp_file(FILE_BLOCKS * BLOCK_SIZE as u64);
+            let file_b = temp_file(FILE_BLOCKS * BLOCK_SIZE as u64);
+            let inline = open_inline(file_a.path(), depth);
+            let psync = open_sync(file_b.path());
+            for batch in batches(&ops) {
+                let done_a = run(&inline, &batch);
+                let done_b = run(&psync, &batch);
+                for (tag, a) in &done_a {
+                    compare(*tag, a, &done_b[tag])?;
+                }
+            }
+            prop_assert_eq!(inline.in_flight(), 0);
+            drop(inline);
             let bytes_a = std::fs::read(file_a.path()).unwrap();
             let bytes_b = std::fs::read(file_b.path()).unwrap();
             prop_assert_eq!(bytes_a.len(), bytes_b.len());

@@ -32,7 +32,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use swapvm_core::config::{Allocator, ConfigError, ContentMode, SwapBackend, SwapDeviceConfig};
+use swapvm_core::config::{
+    Allocator, ConfigError, ContentMode, SubmitMode, SwapBackend, SwapDeviceConfig,
+};
 use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
@@ -288,6 +290,10 @@ fn swapon_device(
         engine: EngineConfig {
             queue_depth: s.queue_depth,
             direct: s.direct,
+            submitter: match s.submit {
+                SubmitMode::Inline => swapvm_io::Submitter::Inline,
+                SubmitMode::Thread => swapvm_io::Submitter::Thread,
+            },
             ..EngineConfig::default()
         },
         allocator: match s.allocator {

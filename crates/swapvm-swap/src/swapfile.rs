@@ -26,9 +26,7 @@ use swapvm_core::{
     LockClass, LockGuard, Lockdep, Order, Pfn, SwapOffset, SwapType, SwpEntry, VmEvent, VmStat,
     WarnSite, Warnings,
 };
-use swapvm_io::{
-    EngineConfig, FaultCounts, FaultPlan, FaultStats, FaultyEngine, IoError, UringEngine,
-};
+use swapvm_io::{EngineConfig, FaultCounts, FaultPlan, FaultStats, FaultyEngine, IoError};
 
 /// What the swap layer needs to see of a folio. swapvm-mm's folios
 /// implement it; the swap layer never reaches further into memory.
@@ -409,12 +407,13 @@ impl SwapSubsystem {
     /// its header and opens its io_uring engine.
     pub fn swapon(&mut self, opts: &SwapOnOptions) -> Result<SwapType, SwapError> {
         let header = header::read_header(&opts.path)?;
-        let engine =
-            UringEngine::open(&opts.path, &opts.engine).map_err(|source| SwapError::Engine {
+        let engine = swapvm_io::open_uring(&opts.path, &opts.engine).map_err(|source| {
+            SwapError::Engine {
                 path: opts.path.clone(),
                 source,
-            })?;
-        self.swapon_with(opts, header, Box::new(engine), true)
+            }
+        })?;
+        self.swapon_with(opts, header, engine, true)
     }
 
     /// Enables a device whose header and engine the caller provides (a

@@ -37,8 +37,8 @@ use swapvm_core::SimRng;
 
 use crate::queue::{QueueConfig, QueueError, QueueFeatures, UringQueue};
 use crate::{
-    AlignedBuf, BlockEngine, EngineConfig, IoError, IoKind, IoRequest, SyncEngine, UringEngine,
-    BLOCK_SIZE,
+    AlignedBuf, BlockEngine, EngineConfig, InlineUringEngine, IoError, IoKind, IoRequest,
+    SyncEngine, UringEngine, BLOCK_SIZE,
 };
 use guard::{Signature, Verdict};
 use pattern::{OpGen, Region};
@@ -57,7 +57,11 @@ const FILL_DEPTH: usize = 8;
 pub enum BenchEngine {
     /// [`UringQueue`] driven from the benchmark thread (the default).
     Uring,
-    /// [`UringEngine`] with its own thread, as `swapvm run` uses it.
+    /// [`InlineUringEngine`] driven from the benchmark thread, as `swapvm
+    /// run` uses it by default.
+    UringInline,
+    /// [`UringEngine`] with its own thread, as `swapvm run` uses it with
+    /// `submit = "thread"`.
     UringThread,
     /// [`SyncEngine`]: pread/pwrite, one request at a time.
     Psync,
@@ -65,8 +69,9 @@ pub enum BenchEngine {
 
 impl BenchEngine {
     /// Every engine.
-    pub const ALL: [BenchEngine; 3] = [
+    pub const ALL: [BenchEngine; 4] = [
         BenchEngine::Uring,
+        BenchEngine::UringInline,
         BenchEngine::UringThread,
         BenchEngine::Psync,
     ];
@@ -75,6 +80,7 @@ impl BenchEngine {
     pub fn name(self) -> &'static str {
         match self {
             BenchEngine::Uring => "uring",
+            BenchEngine::UringInline => "uring-inline",
             BenchEngine::UringThread => "uring-thread",
             BenchEngine::Psync => "psync",
         }
@@ -88,7 +94,9 @@ impl std::str::FromStr for BenchEngine {
         BenchEngine::ALL
             .into_iter()
             .find(|e| e.name() == s)
-            .ok_or_else(|| format!("unknown engine {s:?}; one of: uring, uring-thread, psync"))
+            .ok_or_else(|| {
+                format!("unknown engine {s:?}; one of: uring, uring-inline, uring-thread, psync")
+            })
     }
 }
 
@@ -385,13 +393,14 @@ pub fn run(
     };
     let (elapsed, features) = match cfg.engine {
         BenchEngine::Uring => run.with_queue(&dev)?,
+        BenchEngine::UringInline => {
+            let engine = InlineUringEngine::open(&cfg.path, &uring_cfg(cfg))
+                .map_err(|e| cfg.engine_err(e))?;
+            (run.with_engine(&engine)?, QueueFeatures::default())
+        }
         BenchEngine::UringThread => {
-            let ecfg = EngineConfig {
-                queue_depth: cfg.queue_depth,
-                direct: cfg.direct,
-                sqpoll_idle_ms: cfg.sqpoll_idle_ms,
-            };
-            let engine = UringEngine::open(&cfg.path, &ecfg).map_err(|e| cfg.engine_err(e))?;
+            let engine =
+                UringEngine::open(&cfg.path, &uring_cfg(cfg)).map_err(|e| cfg.engine_err(e))?;
             (run.with_engine(&engine)?, QueueFeatures::default())
         }
         BenchEngine::Psync => {
@@ -438,6 +447,16 @@ pub fn run(
         write,
         total,
     })
+}
+
+/// The engine settings of the io_uring engines for `cfg`.
+fn uring_cfg(cfg: &BenchConfig) -> EngineConfig {
+    EngineConfig {
+        queue_depth: cfg.queue_depth,
+        direct: cfg.direct,
+        sqpoll_idle_ms: cfg.sqpoll_idle_ms,
+        ..EngineConfig::default()
+    }
 }
 
 impl BenchConfig {
