@@ -181,7 +181,7 @@ impl Memory {
         Memory {
             ram,
             folios: Folios::new(ram_pages),
-            pt: PageTables::default(),
+            pt: PageTables::new(u64::from(ram_pages)),
             mms: Vec::new(),
             anon_vmas: Vec::new(),
             lru: Lruvec::default(),

@@ -15,19 +15,28 @@ const LEVEL_BITS: u32 = 9;
 /// Index of a table in the slab.
 pub type TableId = u32;
 
-/// Slots of the leaf cache (16 KiB): enough for the 512 ranges of a 1 GiB
-/// working set. With 64, a random walk over 1 GiB missed seven times in
-/// eight and ran at 0.57 of a bare walk (`swapvm bench`: 137 M/s against
-/// 240); with 1024, 0.84-1.05, and 0.70 at 16 GiB, where no small cache
-/// helps.
-const LEAF_SLOTS: usize = 1024;
+/// Fewest and most slots of the leaf cache. It gets one slot per 2 MiB
+/// range that emulated RAM can fill, rounded up to a power of two, within
+/// these bounds (16 KiB to 256 KiB of cache). A fixed 64 slots ran a random
+/// walk over 1 GiB at 0.57 of a bare walk (`swapvm bench`); a fixed 1024,
+/// at 0.84-1.05 up to 2 GiB and 0.70 at 16 GiB, where 8192 ranges shared
+/// them.
+const LEAF_SLOTS_MIN: usize = 1 << 10;
+const LEAF_SLOTS_MAX: usize = 1 << 14;
 
 /// The slab of tables shared by all address spaces.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PageTables {
     tables: Vec<[u64; ENTRIES]>,
     free: Vec<TableId>,
     leaves: LeafCache,
+}
+
+impl Default for PageTables {
+    /// Tables with the smallest leaf cache.
+    fn default() -> Self {
+        PageTables::new(0)
+    }
 }
 
 /// Which leaf table maps a 2 MiB range of an address space: a
@@ -37,21 +46,30 @@ pub struct PageTables {
 /// for the hardware walker). Sound because the upper levels only grow: a
 /// walk that found leaf `t` for (`pgd`, range) finds `t` until the tree of
 /// `pgd` is freed, and [`PageTables::free_tree`] empties the cache. A slot
-/// is (range + 1, pgd, leaf); range + 1 = 0 is an empty slot. `Cell`, not
-/// `&mut`: walks take `&self`, and the tables are single-threaded.
+/// is (range + 1, pgd << 32 | leaf); range + 1 = 0 is an empty slot.
+/// Consecutive ranges of one address space take consecutive slots, so a
+/// region of up to as many ranges as slots never collides with itself.
+/// `Cell`, not `&mut`: walks take `&self`, and the tables are
+/// single-threaded.
 #[derive(Debug)]
-struct LeafCache([Cell<(u64, TableId, TableId)>; LEAF_SLOTS]);
-
-impl Default for LeafCache {
-    fn default() -> Self {
-        LeafCache(std::array::from_fn(|_| Cell::new((0, 0, 0))))
-    }
-}
+struct LeafCache(Box<[Cell<(u64, u64)>]>);
 
 impl LeafCache {
+    fn new(slots: usize) -> Self {
+        LeafCache((0..slots).map(|_| Cell::new((0, 0))).collect())
+    }
+
     #[inline]
-    fn slot(&self, pgd: TableId, key: u64) -> &Cell<(u64, TableId, TableId)> {
-        &self.0[((key ^ (key >> 6) ^ u64::from(pgd)) as usize) % LEAF_SLOTS]
+    fn slot(&self, pgd: TableId, key: u64) -> &Cell<(u64, u64)> {
+        // The length is a power of two.
+        let i = (key ^ (u64::from(pgd) << 7)) as usize & (self.0.len() - 1);
+        &self.0[i]
+    }
+
+    fn clear(&self) {
+        for slot in self.0.iter() {
+            slot.set((0, 0));
+        }
     }
 }
 
@@ -61,6 +79,20 @@ fn idx(vpn: Vpn, level: u32) -> usize {
 }
 
 impl PageTables {
+    /// Empty tables, with a leaf cache sized for `ram_pages` of emulated
+    /// RAM (see [`LEAF_SLOTS_MAX`]).
+    pub fn new(ram_pages: u64) -> Self {
+        let ranges = usize::try_from(ram_pages.div_ceil(ENTRIES as u64)).unwrap_or(usize::MAX);
+        let slots = ranges
+            .clamp(LEAF_SLOTS_MIN, LEAF_SLOTS_MAX)
+            .next_power_of_two();
+        PageTables {
+            tables: Vec::new(),
+            free: Vec::new(),
+            leaves: LeafCache::new(slots),
+        }
+    }
+
     /// Allocates an empty table (a PGD for a new address space, or a lower level).
     pub fn alloc_table(&mut self) -> TableId {
         match self.free.pop() {
@@ -85,9 +117,9 @@ impl PageTables {
     pub fn walk(&self, pgd: TableId, vpn: Vpn) -> Option<(TableId, usize)> {
         let key = (vpn.0 >> LEVEL_BITS) + 1;
         let slot = self.leaves.slot(pgd, key);
-        let (k, g, leaf) = slot.get();
-        if k == key && g == pgd {
-            return Some((leaf, idx(vpn, 0)));
+        let (k, tag) = slot.get();
+        if k == key && (tag >> 32) as TableId == pgd {
+            return Some((tag as TableId, idx(vpn, 0)));
         }
         let mut t = pgd;
         for level in (1..4).rev() {
@@ -97,7 +129,7 @@ impl PageTables {
             }
             t = (e - 1) as TableId;
         }
-        slot.set((key, pgd, t));
+        slot.set((key, u64::from(pgd) << 32 | u64::from(t)));
         Some((t, idx(vpn, 0)))
     }
 
@@ -160,9 +192,7 @@ impl PageTables {
     /// The caller has zapped every PTE first.
     pub fn free_tree(&mut self, pgd: TableId) {
         self.free_level(pgd, 3);
-        for slot in &self.leaves.0 {
-            slot.set((0, 0, 0));
-        }
+        self.leaves.clear();
     }
 
     fn free_level(&mut self, t: TableId, level: u32) {
@@ -199,6 +229,29 @@ mod tests {
         assert_eq!(pt.tables_in_use(), 4);
         pt.free_tree(pgd);
         assert_eq!(pt.tables_in_use(), 0);
+    }
+
+    #[test]
+    fn leaf_cache_has_a_slot_per_range_ram_can_fill_within_bounds() {
+        let slots = |ram_mib: u64| PageTables::new(ram_mib * 256).leaves.0.len();
+        assert_eq!(slots(0), LEAF_SLOTS_MIN);
+        assert_eq!(slots(256), LEAF_SLOTS_MIN);
+        assert_eq!(slots(4 << 10), 2048);
+        assert_eq!(slots(16 << 10), 8192);
+        assert_eq!(slots(5 << 10), 4096, "rounded up to a power of two");
+        assert_eq!(slots(1 << 20), LEAF_SLOTS_MAX);
+        // A region of as many ranges as slots takes every slot once.
+        let mut pt = PageTables::new(4 << 18);
+        let pgd = pt.alloc_table();
+        let n = pt.leaves.0.len() as u64;
+        let leaves: Vec<_> = (0..n)
+            .map(|r| pt.walk_alloc(pgd, Vpn((7 + r) << 9)))
+            .collect();
+        for (r, l) in leaves.iter().enumerate() {
+            assert_eq!(pt.walk(pgd, Vpn((7 + r as u64) << 9)), Some(*l));
+        }
+        let cached = pt.leaves.0.iter().filter(|s| s.get().0 != 0).count();
+        assert_eq!(cached as u64, n, "ranges of one region collided");
     }
 
     #[test]
