@@ -20,8 +20,12 @@ cd "$(dirname "$0")/.."
 size_mib=1024
 ram_mib=256
 dir=/var/tmp/swapvm-usemem-bench
+runs=3
+submit=inline
 while [ $# -gt 0 ]; do
   case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --swapvm-submit) submit="$2"; shift 2 ;;
     --size-mib) size_mib="$2"; shift 2 ;;
     --ram-mib) ram_mib="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
@@ -66,19 +70,10 @@ path = "swap.img"
 size_mib = $swap_mib
 direct = true
 create = true
+submit = "$submit"
 TOML
-echo "== swapvm: usemem $size_mib MiB on $ram_mib MiB emulated RAM, $swap_mib MiB O_DIRECT swap file in $dir"
-t0=$(date +%s.%N)
-out=$("$swapvm" run "$dir/machine.toml")
-t1=$(date +%s.%N)
-sv=$(echo "$t1 - $t0" | bc)
-echo "$out" | grep -E 'wall time|pgmajfault|pswpin |pswpout |^result|verif' | sed 's/^/   /' || true
-# The run's own wall time (from the machine's start; without creating the
-# swap image and starting the process).
-sv_run=$(echo "$out" | sed -n 's/.*wall time \([0-9.]*\) s.*/\1/p')
 
-# --- kernel
-echo "== kernel $(uname -r): usemem $size_mib MiB in a cgroup limited to $ram_mib MiB, $swap_mib MiB swap file in $dir"
+# --- kernel set-up
 fallocate -l "${swap_mib}M" "$kswap"
 chmod 600 "$kswap"
 mkswap -q "$kswap"
@@ -103,15 +98,46 @@ else
   exit 1
 fi
 vm() { grep -E "^$1 " /proc/vmstat | cut -d' ' -f2; }
-in0=$(vm pswpin); out0=$(vm pswpout); maj0=$(vm pgmajfault)
-t0=$(date +%s.%N)
-inner=$(sh -c "echo \$\$ > $cg/cgroup.procs && exec target/bench/usemem $size_mib")
-t1=$(date +%s.%N)
-kw=$(echo "$t1 - $t0" | bc)
-k_run=${inner%% *}
-echo "   usemem's own wall time $k_run s; deltas of /proc/vmstat over the run (the whole machine: other engineers' processes are not limited, so they rarely swap):"
-echo "   pgmajfault $(( $(vm pgmajfault) - maj0 )), pswpin $(( $(vm pswpin) - in0 )), pswpout $(( $(vm pswpout) - out0 ))"
-awk -v s="$sv" -v k="$kw" -v sr="$sv_run" -v kr="$k_run" 'BEGIN {
+
+# One swapvm run: appends "command-seconds run-seconds" to $sv_times.
+swapvm_run() {
+  echo "== swapvm run $1/$runs: usemem $size_mib MiB on $ram_mib MiB emulated RAM, $swap_mib MiB O_DIRECT swap file in $dir, submit = $submit"
+  local t0 t1 out
+  t0=$(date +%s.%N)
+  out=$("$swapvm" run "$dir/machine.toml")
+  t1=$(date +%s.%N)
+  echo "$out" | grep -E 'wall time|pgmajfault|pswpin |pswpout |^result|verif' | sed 's/^/   /' || true
+  # The run's own wall time (from the machine's start; without creating
+  # the swap image and starting the process).
+  sv_times+=("$(echo "$t1 - $t0" | bc) $(echo "$out" | sed -n 's/.*wall time \([0-9.]*\) s.*/\1/p')")
+}
+
+# One kernel run: appends "command-seconds usemem-seconds" to $k_times.
+kernel_run() {
+  echo "== kernel $(uname -r) run $1/$runs: usemem $size_mib MiB in a cgroup limited to $ram_mib MiB, $swap_mib MiB swap file in $dir"
+  local in0 out0 maj0 t0 t1 inner
+  in0=$(vm pswpin); out0=$(vm pswpout); maj0=$(vm pgmajfault)
+  t0=$(date +%s.%N)
+  inner=$(sh -c "echo \$\$ > $cg/cgroup.procs && exec target/bench/usemem $size_mib")
+  t1=$(date +%s.%N)
+  echo "   usemem's own wall time ${inner%% *} s; deltas of /proc/vmstat over the run (the whole machine: other processes are not limited, so they rarely swap):"
+  echo "   pgmajfault $(( $(vm pgmajfault) - maj0 )), pswpin $(( $(vm pswpin) - in0 )), pswpout $(( $(vm pswpout) - out0 ))"
+  k_times+=("$(echo "$t1 - $t0" | bc) ${inner%% *}")
+}
+
+sv_times=()
+k_times=()
+for i in $(seq 1 "$runs"); do
+  swapvm_run "$i"
+  kernel_run "$i"
+done
+# Median of column $1 of the lines on stdin.
+median() { sort -n -k"$1" | awk -v c="$1" '{ v[NR] = $c } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo "runs (command s, workload s): swapvm ${sv_times[*]/%/;} kernel ${k_times[*]/%/;}"
+sv=$(printf '%s\n' "${sv_times[@]}" | median 1); sv_run=$(printf '%s\n' "${sv_times[@]}" | median 2)
+kw=$(printf '%s\n' "${k_times[@]}" | median 1); k_run=$(printf '%s\n' "${k_times[@]}" | median 2)
+awk -v s="$sv" -v k="$kw" -v sr="$sv_run" -v kr="$k_run" -v n="$runs" 'BEGIN {
+  printf "medians of %d runs each\n", n
   printf "whole command: swapvm %.2f s, kernel %.2f s, ratio swapvm / kernel %.2f\n", s, k, s / k
   printf "workload only: swapvm %.2f s (report wall time), kernel %.2f s (usemem clock), ratio %.2f\n", sr, kr, sr / kr
 }'
