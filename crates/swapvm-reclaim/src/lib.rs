@@ -284,6 +284,9 @@ impl Reclaimer {
             scanned,
             ..Progress::default()
         };
+        // shrink_folio_list's references check walks each folio's rmap: let
+        // the batch's cache misses overlap first (reads only).
+        mem.rmap_prefetch(&isolated);
         for pfn in isolated {
             self.shrink_folio(mem, swap, pfn, who, cpu, now, &mut prog);
         }
