@@ -26,7 +26,7 @@ impl Memory {
                 .get(mm.0 as usize)
                 .and_then(Option::as_ref)
                 .is_some_and(|m| {
-                    let Some((_, v)) = m.vmas.range(..=vpn.0).next_back() else {
+                    let Some(v) = m.vmas.floor(vpn.0) else {
                         return false;
                     };
                     vpn < v.end
@@ -111,20 +111,25 @@ impl Memory {
                         .anon_vmas
                         .get(p.mapping as usize)
                         .and_then(|a| a.vmas.first().copied())
-                        .map(|(mm, _)| (mm, Vpn(p.index)));
+                        .and_then(|(mm, start)| {
+                            let m = self.mms.get(mm.0 as usize)?.as_ref()?;
+                            Some((m, start, Vpn(p.index)))
+                        });
                 }
             }
-            // Stage 2: the page-table walk to each leaf slot.
+            // Stage 2: the VMAs.
+            let mut sum = 0u64;
+            for &(m, start, _) in cand.iter().flatten() {
+                sum = sum.wrapping_add(m.vmas.get(&start).map_or(0, |v| v.end.0));
+            }
+            // Stage 3: the page-table walk to each leaf slot.
             let mut leaves = [None; STAGE];
             for (l, c) in leaves.iter_mut().zip(&cand) {
-                let Some((mm, vpn)) = *c else { continue };
-                let Some(m) = self.mms.get(mm.0 as usize).and_then(Option::as_ref) else {
-                    continue;
-                };
-                *l = self.pt.walk(m.pgd, vpn);
+                if let Some((m, _, vpn)) = *c {
+                    *l = self.pt.walk(m.pgd, vpn);
+                }
             }
-            // Stage 3: the PTEs, independent loads.
-            let mut sum = 0u64;
+            // Stage 4: the PTEs, independent loads.
             for leaf in leaves.iter().flatten() {
                 sum = sum.wrapping_add(self.pt.pte(*leaf).raw());
             }
