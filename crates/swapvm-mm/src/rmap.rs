@@ -302,12 +302,18 @@ impl Memory {
     pub fn zap_range(&mut self, swap: &mut SwapSubsystem, id: MmId, start: Vpn, end: Vpn) {
         let pgd = self.mm(id).pgd;
         let mut vpn = start;
+        let mut touched = None;
         while vpn < end {
             let Some(leaf) = self.pt.walk(pgd, vpn) else {
                 // Skip to the next leaf table.
                 vpn = Vpn((vpn.0 | 511) + 1);
                 continue;
             };
+            if touched != Some(leaf.0) {
+                touched = Some(leaf.0);
+                let n = (end.0 - vpn.0).min(512 - leaf.1 as u64) as usize;
+                self.pt.swap_prefetch_leaf(swap, leaf, n);
+            }
             match self.pt.pte(leaf).kind() {
                 PteKind::None => {}
                 PteKind::Present { pfn, dirty, .. } => {
