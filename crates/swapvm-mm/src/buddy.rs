@@ -4,9 +4,121 @@
 //! buddy while the buddy is free. The smallest block that fits is split
 //! first (sparing large blocks, as `__rmqueue_smallest` does), the lowest
 //! address among equals, so allocation is deterministic.
+//!
+//! Each free area is a [`BlockSet`], a bitmap with summary levels, not a
+//! tree: reclaim frees and faults allocate a frame per page under memory
+//! pressure, and a `BTreeSet` insert and remove per free cost more than the
+//! rest of `free_frame` (the replay-vs-libcachesim pressure profile).
 
-use std::collections::BTreeSet;
 use swapvm_core::Pfn;
+
+/// An ordered set of block indices below a fixed bound: a bitmap with
+/// summary levels above it (bit `i` of level `l + 1` is set iff word `i` of
+/// level `l` is non-zero), so insert, remove and membership are a few word
+/// operations per level and the smallest member is found by one descent.
+/// Iteration order and `pop_first` match `BTreeSet<u32>`'s.
+#[derive(Debug, Clone)]
+pub struct BlockSet {
+    /// `levels[0]` is the bitmap of members; each further level summarises
+    /// the one below, up to a level of one word.
+    levels: Vec<Vec<u64>>,
+    len: u32,
+}
+
+impl BlockSet {
+    /// An empty set for members `0..bound`.
+    pub fn new(bound: u32) -> Self {
+        let mut levels = Vec::new();
+        let mut bits = u64::from(bound).max(1);
+        loop {
+            let words = bits.div_ceil(64);
+            levels.push(vec![0u64; words as usize]);
+            if words == 1 {
+                break;
+            }
+            bits = words;
+        }
+        BlockSet { levels, len: 0 }
+    }
+
+    /// Members.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True if `i` is a member.
+    pub fn contains(&self, i: u32) -> bool {
+        self.levels[0]
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Adds `i`; false if it was a member already.
+    ///
+    /// # Panics
+    /// If `i` is not below the bound (a corrupt frame number).
+    pub fn insert(&mut self, i: u32) -> bool {
+        let mut i = i as usize;
+        for (l, level) in self.levels.iter_mut().enumerate() {
+            let w = &mut level[i / 64];
+            let was = *w;
+            *w |= 1 << (i % 64);
+            if l == 0 && was == *w {
+                return false;
+            }
+            if was != 0 {
+                break;
+            }
+            i /= 64;
+        }
+        self.len += 1;
+        true
+    }
+
+    /// Removes `i`; false if it was not a member.
+    pub fn remove(&mut self, i: u32) -> bool {
+        if !self.contains(i) {
+            return false;
+        }
+        let mut i = i as usize;
+        for level in &mut self.levels {
+            let w = &mut level[i / 64];
+            *w &= !(1 << (i % 64));
+            if *w != 0 {
+                break;
+            }
+            i /= 64;
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// The smallest member.
+    pub fn first(&self) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut i = 0usize;
+        for level in self.levels.iter().rev() {
+            let w = level[i];
+            debug_assert!(w != 0, "summary bit without a member below");
+            i = i * 64 + w.trailing_zeros() as usize;
+        }
+        Some(i as u32)
+    }
+
+    /// Removes and returns the smallest member.
+    pub fn pop_first(&mut self) -> Option<u32> {
+        let i = self.first()?;
+        self.remove(i);
+        Some(i)
+    }
+}
 
 /// Largest order of a free block: 2 MiB, a PMD, enough for every mTHP
 /// size swapvm offers.
@@ -15,7 +127,8 @@ pub const MAX_ORDER: u8 = 9;
 /// Free blocks by order (`zone->free_area`).
 #[derive(Debug, Clone)]
 pub struct Buddy {
-    free_area: [BTreeSet<u32>; MAX_ORDER as usize + 1],
+    /// Free blocks of order `o` by their first frame's index `pfn >> o`.
+    free_area: [BlockSet; MAX_ORDER as usize + 1],
     nr_free: u64,
     frames: u32,
 }
@@ -24,7 +137,7 @@ impl Buddy {
     /// Every frame of `frames` free, in the largest aligned blocks.
     pub fn new(frames: u32) -> Self {
         let mut b = Buddy {
-            free_area: Default::default(),
+            free_area: std::array::from_fn(|o| BlockSet::new(frames.div_ceil(1 << o))),
             nr_free: u64::from(frames),
             frames,
         };
@@ -34,7 +147,7 @@ impl Buddy {
             while o > 0 && (pfn % (1 << o) != 0 || pfn + (1 << o) > frames) {
                 o -= 1;
             }
-            b.free_area[o as usize].insert(pfn);
+            b.free_area[o as usize].insert(pfn >> o);
             pfn += 1 << o;
         }
         b
@@ -48,10 +161,10 @@ impl Buddy {
     /// Takes a block of `2^order` frames (`__rmqueue_smallest`).
     pub fn alloc(&mut self, order: u8) -> Option<Pfn> {
         let o = (order..=MAX_ORDER).find(|&o| !self.free_area[o as usize].is_empty())?;
-        let pfn = self.free_area[o as usize].pop_first()?;
+        let pfn = self.free_area[o as usize].pop_first()? << o;
         // expand(): hand the upper halves back.
         for lower in (order..o).rev() {
-            self.free_area[lower as usize].insert(pfn + (1 << lower));
+            self.free_area[lower as usize].insert((pfn + (1 << lower)) >> lower);
         }
         self.nr_free -= 1 << order;
         Some(Pfn(pfn))
@@ -73,14 +186,14 @@ impl Buddy {
         let mut o = order;
         while o < MAX_ORDER {
             let buddy = p ^ (1 << o);
-            if buddy + (1 << o) > self.frames || !self.free_area[o as usize].remove(&buddy) {
+            if buddy + (1 << o) > self.frames || !self.free_area[o as usize].remove(buddy >> o) {
                 break;
             }
             p = p.min(buddy);
             o += 1;
         }
         assert!(
-            self.free_area[o as usize].insert(p),
+            self.free_area[o as usize].insert(p >> o),
             "double free of {pfn:?}"
         );
     }
@@ -94,6 +207,7 @@ mod tests {
     fn split_and_merge_back_to_the_start() {
         let mut b = Buddy::new(1000);
         let start = b.clone().free_area.map(|s| s.len());
+        assert_eq!(start, [0, 0, 0, 1, 0, 1, 1, 1, 1, 1]);
         let a = b.alloc(0).unwrap();
         let c = b.alloc(4).unwrap();
         let d = b.alloc(0).unwrap();
@@ -108,6 +222,38 @@ mod tests {
         }
         assert_eq!(b.nr_free(), 1000);
         assert_eq!(b.free_area.map(|s| s.len()), start, "fully merged");
+    }
+
+    /// The bitmap set keeps the members, length, order and `pop_first` of
+    /// a `BTreeSet` under a seeded random mix of operations (the seed is in
+    /// the failure message).
+    #[test]
+    fn block_set_matches_btreeset() {
+        use std::collections::BTreeSet;
+        use swapvm_core::SimRng;
+        for seed in 0..8u64 {
+            for bound in [1u32, 63, 64, 65, 4096, 4097, 300_000] {
+                let mut rng = SimRng::new(seed);
+                let mut set = BlockSet::new(bound);
+                let mut model = BTreeSet::new();
+                for step in 0..5000 {
+                    let i = (rng.next_u64() % u64::from(bound)) as u32;
+                    let why = format!("seed {seed} bound {bound} step {step} i {i}");
+                    match rng.next_u64() % 4 {
+                        0 | 1 => assert_eq!(set.insert(i), model.insert(i), "{why}"),
+                        2 => assert_eq!(set.remove(i), model.remove(&i), "{why}"),
+                        _ => assert_eq!(set.pop_first(), model.pop_first(), "{why}"),
+                    }
+                    assert_eq!(set.len() as usize, model.len(), "{why}");
+                    assert_eq!(set.first(), model.first().copied(), "{why}");
+                    assert_eq!(set.contains(i), model.contains(&i), "{why}");
+                }
+                while let Some(m) = model.pop_first() {
+                    assert_eq!(set.pop_first(), Some(m), "seed {seed} bound {bound} drain");
+                }
+                assert!(set.is_empty() && set.first().is_none());
+            }
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod rmap;
 pub mod shmem;
 pub mod swap_state;
 pub mod swapoff;
+pub mod vma_map;
 pub mod workingset;
 
 pub use fault::{FaultStop, Wait};
@@ -40,3 +41,4 @@ pub use lru::{LruList, Lruvec};
 pub use memory::{vm, AnonVma, Memory, MmId, MmStruct, Vma, VmaKind, Watermarks};
 pub use shmem::{ShmemEntry, ShmemInode};
 pub use swapoff::Unuse;
+pub use vma_map::VmaMap;

@@ -5,7 +5,6 @@ use crate::folio::{pg, Folios};
 use crate::lru::Lruvec;
 use crate::pgtable::{PageTables, TableId};
 use crate::ram::Ram;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use swapvm_core::{Pfn, VmEvent, VmStat, Vpn, Warnings};
 
@@ -70,7 +69,7 @@ pub struct MmStruct {
     /// Root of the page tables.
     pub pgd: TableId,
     /// VMAs by start page.
-    pub vmas: BTreeMap<u64, Vma>,
+    pub vmas: crate::vma_map::VmaMap,
     /// Resident anonymous pages (`MM_ANONPAGES`).
     pub rss_anon: u64,
     /// Resident shmem pages (`MM_SHMEMPAGES`).
@@ -295,7 +294,7 @@ impl Memory {
         let pgd = self.pt.alloc_table();
         let mm = MmStruct {
             pgd,
-            vmas: BTreeMap::new(),
+            vmas: crate::vma_map::VmaMap::new(),
             rss_anon: 0,
             rss_shmem: 0,
             rss_swap: 0,
@@ -350,7 +349,7 @@ impl Memory {
     /// The VMA containing `vpn`.
     #[inline]
     pub fn find_vma(&self, id: MmId, vpn: Vpn) -> Option<&Vma> {
-        let (_, v) = self.mm(id).vmas.range(..=vpn.0).next_back()?;
+        let v = self.mm(id).vmas.floor(vpn.0)?;
         (vpn < v.end).then_some(v)
     }
 

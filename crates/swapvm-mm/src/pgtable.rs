@@ -162,6 +162,26 @@ impl PageTables {
         self.tables[leaf.0 as usize][leaf.1] = pte.raw();
     }
 
+    /// Touches the swap slots of the swap PTEs in the `n` slots of a leaf
+    /// table from `leaf`, so that a zap's `swap_put_entries_direct` per
+    /// PTE does not wait on each slot's cache miss in turn (the slots of
+    /// neighbouring pages are scattered over the swap table). Reads only.
+    pub fn swap_prefetch_leaf(
+        &self,
+        swap: &swapvm_swap::SwapSubsystem,
+        leaf: (TableId, usize),
+        n: usize,
+    ) {
+        let ptes = &self.tables[leaf.0 as usize][leaf.1..(leaf.1 + n).min(ENTRIES)];
+        let mut sum = 0u64;
+        for &raw in ptes {
+            if let Some(e) = Pte::from_raw(raw).swap_entry() {
+                sum += u64::from(swap.slot(e).is_some_and(|s| s.count > 0));
+            }
+        }
+        std::hint::black_box(sum);
+    }
+
     /// The PTE for `vpn`, `Pte::NONE` if unmapped.
     #[inline]
     pub fn lookup(&self, pgd: TableId, vpn: Vpn) -> Pte {

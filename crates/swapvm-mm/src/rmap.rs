@@ -26,7 +26,7 @@ impl Memory {
                 .get(mm.0 as usize)
                 .and_then(Option::as_ref)
                 .is_some_and(|m| {
-                    let Some((_, v)) = m.vmas.range(..=vpn.0).next_back() else {
+                    let Some(v) = m.vmas.floor(vpn.0) else {
                         return false;
                     };
                     vpn < v.end
@@ -89,6 +89,68 @@ impl Memory {
                 }
             }
         }
+    }
+
+    /// The first rmap candidate of an anonymous folio: its address space
+    /// and the VMA start and page its anon_vma's first VMA maps it at.
+    #[inline]
+    fn rmap_first_anon(&self, pfn: Pfn) -> Option<(&crate::memory::MmStruct, u64, Vpn)> {
+        let p = self.folios.get(pfn);
+        if !p.test(pg::ANON) || p.test(pg::KSM) || p.mapping == NO_MAPPING {
+            return None;
+        }
+        let &(mm, start) = self.anon_vmas.get(p.mapping as usize)?.vmas.first()?;
+        let m = self.mms.get(mm.0 as usize)?.as_ref()?;
+        Some((m, start, Vpn(p.index)))
+    }
+
+    /// The first stage of [`Self::rmap_prefetch`] for one folio: touches
+    /// its anon_vma chain entry. Cheap enough to run inside an isolation
+    /// loop, whose own cache misses (each LRU link depends on the last)
+    /// then overlap with these, which depend on nothing but the folio.
+    #[inline]
+    pub fn rmap_prefetch_one(&self, pfn: Pfn) {
+        std::hint::black_box(self.rmap_first_anon(pfn).map(|(_, start, _)| start));
+    }
+
+    /// Touches, for a batch of isolated folios, what reclaim will load for
+    /// each (the anon_vma chain entry, the VMA, the page-table levels and
+    /// the PTE of its first rmap candidate, and the swap slot of a folio
+    /// already in the swap cache), stage by stage across the batch, so the
+    /// cache misses of different folios overlap instead of each
+    /// `folio_referenced` and `try_to_unmap` waiting on its own chain of
+    /// them (what the kernel's `prefetchw_prev_lru_folio` does for the LRU
+    /// links). Reads only: no PTE, folio, slot or list changes, so what
+    /// reclaim then decides is the same with or without it.
+    pub fn rmap_prefetch(&self, swap: &SwapSubsystem, pfns: &[Pfn]) {
+        const STAGE: usize = 32;
+        let mut sum = 0u64;
+        for chunk in pfns.chunks(STAGE) {
+            // Stage 1: the anon_vma chain entries; the swap slots.
+            let mut cand = [None; STAGE];
+            for (c, &pfn) in cand.iter_mut().zip(chunk) {
+                *c = self.rmap_first_anon(pfn);
+                if let Some(e) = self.folios.get(pfn).swap {
+                    sum = sum.wrapping_add(u64::from(swap.slot(e).is_some_and(|s| s.count > 0)));
+                }
+            }
+            // Stage 2: the VMAs.
+            for &(m, start, _) in cand.iter().flatten() {
+                sum = sum.wrapping_add(m.vmas.get(&start).map_or(0, |v| v.end.0));
+            }
+            // Stage 3: the page-table walk to each leaf slot.
+            let mut leaves = [None; STAGE];
+            for (l, c) in leaves.iter_mut().zip(&cand) {
+                if let Some((m, _, vpn)) = *c {
+                    *l = self.pt.walk(m.pgd, vpn);
+                }
+            }
+            // Stage 4: the PTEs, independent loads.
+            for leaf in leaves.iter().flatten() {
+                sum = sum.wrapping_add(self.pt.pte(*leaf).raw());
+            }
+        }
+        std::hint::black_box(sum);
     }
 
     /// `folio_referenced`: tests and clears the accessed bit of every PTE
@@ -240,12 +302,18 @@ impl Memory {
     pub fn zap_range(&mut self, swap: &mut SwapSubsystem, id: MmId, start: Vpn, end: Vpn) {
         let pgd = self.mm(id).pgd;
         let mut vpn = start;
+        let mut touched = None;
         while vpn < end {
             let Some(leaf) = self.pt.walk(pgd, vpn) else {
                 // Skip to the next leaf table.
                 vpn = Vpn((vpn.0 | 511) + 1);
                 continue;
             };
+            if touched != Some(leaf.0) {
+                touched = Some(leaf.0);
+                let n = (end.0 - vpn.0).min(512 - leaf.1 as u64) as usize;
+                self.pt.swap_prefetch_leaf(swap, leaf, n);
+            }
             match self.pt.pte(leaf).kind() {
                 PteKind::None => {}
                 PteKind::Present { pfn, dirty, .. } => {

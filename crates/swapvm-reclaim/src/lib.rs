@@ -268,6 +268,7 @@ impl Reclaimer {
                 break;
             };
             mem.lru.del(&mut mem.folios, Pfn(i));
+            mem.rmap_prefetch_one(Pfn(i));
             isolated.push(Pfn(i));
         }
         let scanned = isolated.len() as u64;
@@ -284,6 +285,9 @@ impl Reclaimer {
             scanned,
             ..Progress::default()
         };
+        // shrink_folio_list's references check walks each folio's rmap: let
+        // the batch's cache misses overlap first (reads only).
+        mem.rmap_prefetch(swap, &isolated);
         for pfn in isolated {
             self.shrink_folio(mem, swap, pfn, who, cpu, now, &mut prog);
         }
