@@ -477,6 +477,10 @@ impl Machine {
             verify.add_device(ty.0, slots);
             swap_types.push(Some(ty));
         }
+        // A process can map as many pages as RAM and swap hold together,
+        // and under pressure it does: the walk cache is sized for that.
+        mem.pt
+            .resize_leaf_cache(ram_pages + swap.total_swap_pages());
         let reclaim = Reclaimer::new(cfg.reclaim.clone(), ram_pages);
         let series = series::Series::new(cfg.machine.sample_every_ticks);
         let sources: Vec<(String, ProcessSource)> = sources

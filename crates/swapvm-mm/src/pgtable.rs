@@ -16,8 +16,9 @@ const LEVEL_BITS: u32 = 9;
 pub type TableId = u32;
 
 /// Fewest and most slots of the leaf cache. It gets one slot per 2 MiB
-/// range that emulated RAM can fill, rounded up to a power of two, within
-/// these bounds (16 KiB to 256 KiB of cache). A fixed 64 slots ran a random
+/// range that emulated RAM (and, once the machine has its swap devices,
+/// swap) can fill, rounded up to a power of two, within these bounds
+/// (16 KiB to 256 KiB of cache). A fixed 64 slots ran a random
 /// walk over 1 GiB at 0.57 of a bare walk (`swapvm bench`); a fixed 1024,
 /// at 0.84-1.05 up to 2 GiB and 0.70 at 16 GiB, where 8192 ranges shared
 /// them.
@@ -73,6 +74,14 @@ impl LeafCache {
     }
 }
 
+/// Slots for `pages` mapped pages: one per 2 MiB range, a power of two.
+fn leaf_slots(pages: u64) -> usize {
+    let ranges = usize::try_from(pages.div_ceil(ENTRIES as u64)).unwrap_or(usize::MAX);
+    ranges
+        .clamp(LEAF_SLOTS_MIN, LEAF_SLOTS_MAX)
+        .next_power_of_two()
+}
+
 #[inline]
 fn idx(vpn: Vpn, level: u32) -> usize {
     ((vpn.0 >> (LEVEL_BITS * level)) & (ENTRIES as u64 - 1)) as usize
@@ -82,14 +91,21 @@ impl PageTables {
     /// Empty tables, with a leaf cache sized for `ram_pages` of emulated
     /// RAM (see [`LEAF_SLOTS_MAX`]).
     pub fn new(ram_pages: u64) -> Self {
-        let ranges = usize::try_from(ram_pages.div_ceil(ENTRIES as u64)).unwrap_or(usize::MAX);
-        let slots = ranges
-            .clamp(LEAF_SLOTS_MIN, LEAF_SLOTS_MAX)
-            .next_power_of_two();
         PageTables {
             tables: Vec::new(),
             free: Vec::new(),
-            leaves: LeafCache::new(slots),
+            leaves: LeafCache::new(leaf_slots(ram_pages)),
+        }
+    }
+
+    /// Resizes the leaf cache for address spaces of up to `pages` mapped
+    /// pages (RAM plus swap: a swapped-out page keeps its leaf table). The
+    /// cache starts empty; it only ever holds completed walks, so nothing
+    /// is lost but the next walks' shortcut.
+    pub fn resize_leaf_cache(&mut self, pages: u64) {
+        let slots = leaf_slots(pages);
+        if slots != self.leaves.0.len() {
+            self.leaves = LeafCache::new(slots);
         }
     }
 
@@ -260,6 +276,9 @@ mod tests {
         assert_eq!(slots(16 << 10), 8192);
         assert_eq!(slots(5 << 10), 4096, "rounded up to a power of two");
         assert_eq!(slots(1 << 20), LEAF_SLOTS_MAX);
+        let mut pt = PageTables::new(256 * 256);
+        pt.resize_leaf_cache((256 + 4096) * 256);
+        assert_eq!(pt.leaves.0.len(), 4096, "RAM and swap");
         // A region of as many ranges as slots takes every slot once.
         let mut pt = PageTables::new(4 << 18);
         let pgd = pt.alloc_table();
