@@ -42,10 +42,10 @@
 //! # Buffer ownership
 //!
 //! As in the threaded engine: from the push of its SQE until its CQE is
-//! reaped, a request and its [`AlignedBuf`] live in the in-flight table,
-//! untouched by Rust code; the heap bytes of an `AlignedBuf` never move.
-//! `Drop` waits for every request in the kernel; if the ring fails so that
-//! it cannot wait, the buffers still in the table are leaked, never freed.
+//! reaped, a request and its buffer live in the in-flight table (see
+//! `inflight.rs` for the argument). `Drop` waits for every request in the
+//! kernel; if the ring fails so that it cannot wait, the buffers still in
+//! the table are leaked, never freed.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -57,10 +57,11 @@ use std::time::Instant;
 
 use io_uring::IoUring;
 
-use crate::queue::{build_ring, register_file, release_registrations, rw_entry, Target};
+use crate::inflight::InFlightTable;
+use crate::queue::{build_ring, register_file, release_registrations, Target};
 use crate::{
-    duration_ns, open_device, validate, AlignedBuf, BlockEngine, EngineConfig, IoCompletion,
-    IoError, IoRequest, QueueFeatures,
+    open_device, validate, BlockEngine, EngineConfig, IoCompletion, IoError, IoRequest,
+    QueueFeatures,
 };
 
 /// io_uring on a file or block device, driven by the caller's thread.
@@ -72,13 +73,6 @@ pub struct InlineUringEngine {
     size_bytes: u64,
 }
 
-/// A request whose SQE has been pushed and whose CQE has not been reaped.
-struct InFlight {
-    /// Owns the buffer the kernel is using. Untouched until the CQE arrives.
-    req: IoRequest,
-    started: Instant,
-}
-
 /// The ring and everything it may be using.
 struct Ring {
     // Field order matters for drop: the ring goes before the file it
@@ -88,13 +82,10 @@ struct Ring {
     target: Target,
     /// Most requests in the kernel at once.
     depth: usize,
-    /// The in-flight table, indexed by SQE `user_data`.
-    slab: Vec<Option<InFlight>>,
-    slab_free: Vec<usize>,
+    /// Requests in the kernel, by SQE `user_data`.
+    table: InFlightTable,
     /// Submitted by the caller, not yet pushed (the ring was full).
     pending: VecDeque<IoRequest>,
-    /// Occupied slots of `slab`.
-    in_kernel: usize,
     /// SQEs pushed since the last successful enter.
     unsubmitted: usize,
     /// Reaped, not yet taken.
@@ -108,7 +99,7 @@ impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ring")
             .field("depth", &self.depth)
-            .field("in_kernel", &self.in_kernel)
+            .field("in_kernel", &self.table.len())
             .field("pending", &self.pending.len())
             .field("done", &self.done.len())
             .field("broken", &self.broken)
@@ -159,10 +150,8 @@ impl InlineUringEngine {
                 _file: file,
                 target,
                 depth,
-                slab: Vec::with_capacity(depth),
-                slab_free: Vec::with_capacity(depth),
+                table: InFlightTable::with_capacity(depth),
                 pending: VecDeque::new(),
-                in_kernel: 0,
                 unsubmitted: 0,
                 done: VecDeque::new(),
                 broken: None,
@@ -213,7 +202,7 @@ impl BlockEngine for InlineUringEngine {
             if let Some(c) = r.done.pop_front() {
                 return Ok(self.taken(c));
             }
-            if r.in_kernel == 0 && r.pending.is_empty() {
+            if r.table.len() == 0 && r.pending.is_empty() {
                 return Err(IoError::EngineGone);
             }
             r.push_sqes();
@@ -232,56 +221,17 @@ impl BlockEngine for InlineUringEngine {
 }
 
 impl Ring {
-    /// Pushes SQEs for pending requests while fewer than `depth` are in the
-    /// kernel. Each request moves into its slab slot before its SQE is
-    /// pushed.
+    /// Pushes SQEs for pending requests, in order, while fewer than
+    /// `depth` are in the kernel.
     fn push_sqes(&mut self) {
         if self.broken.is_some() {
             self.fail_pending();
             return;
         }
-        let started = Instant::now();
-        let target = self.target;
         let mut sq = self.ring.submission();
-        while self.in_kernel < self.depth {
-            let Some(req) = self.pending.pop_front() else {
-                break;
-            };
-            let idx = self.slab_free.pop().unwrap_or_else(|| {
-                self.slab.push(None);
-                self.slab.len() - 1
-            });
-            let slot = self.slab[idx].insert(InFlight { req, started });
-            // `validate` rejected buffers longer than u32::MAX at submit.
-            let len = u32::try_from(slot.req.buf.len()).unwrap_or(u32::MAX);
-            let entry = rw_entry(
-                target,
-                slot.req.kind,
-                slot.req.buf.as_mut_ptr(),
-                len,
-                slot.req.offset,
-                None,
-            )
-            .user_data(idx as u64);
-            // SAFETY: the SQE points at `slot.req.buf`, whose owner now sits
-            // in `slab[idx]` and stays there, unread, unmoved and unfreed,
-            // until the CQE with user_data `idx` is reaped (or is leaked if
-            // the ring fails first); the heap bytes of an `AlignedBuf` do not
-            // move with it. The target is `self._file` (or its registered
-            // slot), which outlives every request in the kernel because
-            // `Drop` waits for them.
-            if unsafe { sq.push(&entry) }.is_err() {
-                // Unreachable while depth <= SQ entries; if the SQ is full
-                // the request waits for the next push.
-                if let Some(back) = self.slab[idx].take() {
-                    self.pending.push_front(back.req);
-                }
-                self.slab_free.push(idx);
-                break;
-            }
-            self.in_kernel += 1;
-            self.unsubmitted += 1;
-        }
+        self.unsubmitted +=
+            self.table
+                .push_from(&mut sq, self.target, self.depth, &mut self.pending);
     }
 
     /// Submits the pushed SQEs and, with `want` = 1, sleeps until a CQE is
@@ -292,7 +242,7 @@ impl Ring {
         if self.broken.is_some() || (self.unsubmitted == 0 && want == 0) {
             return;
         }
-        let want = if self.in_kernel == 0 { 0 } else { want };
+        let want = if self.table.len() == 0 { 0 } else { want };
         loop {
             match self.ring.submit_and_wait(want) {
                 Ok(n) => {
@@ -324,23 +274,19 @@ impl Ring {
         let reaped_at = Instant::now();
         let mut reaped = 0;
         for cqe in self.ring.completion() {
-            let idx = cqe.user_data() as usize;
-            let Some(InFlight { req, started }) = self.slab.get_mut(idx).and_then(Option::take)
-            else {
-                tracing::error!(
+            match self
+                .table
+                .complete(cqe.user_data(), cqe.result(), reaped_at)
+            {
+                Some(c) => {
+                    self.done.push_back(c);
+                    reaped += 1;
+                }
+                None => tracing::error!(
                     user_data = cqe.user_data(),
                     "io_uring completion for an empty in-flight slot; ignored"
-                );
-                continue;
-            };
-            // The kernel is done with the buffer: its CQE is posted.
-            self.slab_free.push(idx);
-            self.in_kernel -= 1;
-            reaped += 1;
-            let res = cqe.result();
-            let result = usize::try_from(res).map_err(|_| io::Error::from_raw_os_error(-res));
-            let latency_ns = duration_ns(reaped_at.saturating_duration_since(started));
-            self.done.push_back(completion(req, result, latency_ns));
+                ),
+            }
         }
         if reaped > 0 && !self.pending.is_empty() {
             self.push_sqes();
@@ -353,28 +299,8 @@ impl Ring {
     /// carry the error with a fresh buffer; pending ones fail too.
     fn break_ring(&mut self, code: i32) {
         self.broken = Some(code);
-        for slot in &mut self.slab {
-            let Some(InFlight { req, .. }) = slot.take() else {
-                continue;
-            };
-            let IoRequest {
-                tag,
-                kind,
-                offset,
-                buf,
-            } = req;
-            let len = buf.len();
-            std::mem::forget(buf);
-            self.done.push_back(IoCompletion {
-                tag,
-                kind,
-                offset,
-                buf: AlignedBuf::new_zeroed(len),
-                result: Err(io::Error::from_raw_os_error(code)),
-                latency_ns: 0,
-            });
-        }
-        self.in_kernel = 0;
+        let lost = self.table.abandon(|| io::Error::from_raw_os_error(code));
+        self.done.extend(lost);
         self.unsubmitted = 0;
         self.fail_pending();
     }
@@ -382,8 +308,11 @@ impl Ring {
     fn fail_pending(&mut self) {
         let code = self.broken.unwrap_or(libc::EIO);
         while let Some(req) = self.pending.pop_front() {
-            self.done
-                .push_back(completion(req, Err(io::Error::from_raw_os_error(code)), 0));
+            self.done.push_back(IoCompletion::of(
+                req,
+                Err(io::Error::from_raw_os_error(code)),
+                0,
+            ));
         }
     }
 }
@@ -391,7 +320,7 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         // Wait until the kernel is done with every buffer in the table.
-        while self.in_kernel > 0 && self.broken.is_none() {
+        while self.table.len() > 0 && self.broken.is_none() {
             self.enter(1);
             self.reap();
         }
@@ -403,22 +332,5 @@ impl Drop for Ring {
             ..QueueFeatures::default()
         };
         release_registrations(&self.ring, features);
-    }
-}
-
-fn completion(req: IoRequest, result: io::Result<usize>, latency_ns: u64) -> IoCompletion {
-    let IoRequest {
-        tag,
-        kind,
-        offset,
-        buf,
-    } = req;
-    IoCompletion {
-        tag,
-        kind,
-        offset,
-        buf,
-        result,
-        latency_ns,
     }
 }

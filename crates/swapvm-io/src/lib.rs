@@ -36,6 +36,7 @@
 mod buf;
 pub mod diskbench;
 mod faulty;
+mod inflight;
 mod inline;
 mod null;
 mod psync;
@@ -104,6 +105,26 @@ pub struct IoCompletion {
     /// Nanoseconds from submission to the kernel until the completion was
     /// reaped.
     pub latency_ns: u64,
+}
+
+impl IoCompletion {
+    /// The completion of `req`, handing its buffer back.
+    pub(crate) fn of(req: IoRequest, result: io::Result<usize>, latency_ns: u64) -> IoCompletion {
+        let IoRequest {
+            tag,
+            kind,
+            offset,
+            buf,
+        } = req;
+        IoCompletion {
+            tag,
+            kind,
+            offset,
+            buf,
+            result,
+            latency_ns,
+        }
+    }
 }
 
 /// How to open an engine.

@@ -76,23 +76,11 @@ pub(crate) fn complete_inline(
     req: IoRequest,
     transfer: impl FnOnce(IoKind, u64, &mut [u8]) -> io::Result<usize>,
 ) -> Result<(), IoError> {
-    let IoRequest {
-        tag,
-        kind,
-        offset,
-        mut buf,
-    } = validate(req)?;
+    let mut req = validate(req)?;
     let start = Instant::now();
-    let result = transfer(kind, offset, buf.as_mut_slice());
+    let result = transfer(req.kind, req.offset, req.buf.as_mut_slice());
     let latency_ns = duration_ns(start.elapsed());
-    done.push_back(IoCompletion {
-        tag,
-        kind,
-        offset,
-        buf,
-        result,
-        latency_ns,
-    });
+    done.push_back(IoCompletion::of(req, result, latency_ns));
     Ok(())
 }
 

@@ -40,17 +40,13 @@
 //!
 //! # Buffer ownership (the soundness argument)
 //!
-//! An SQE carries a raw pointer into a request's [`AlignedBuf`]. From the
-//! moment the SQE is pushed until its CQE is reaped, the request, and with it
-//! the buffer, lives in the in-flight table `slab[user_data]`, where no Rust
-//! code reads, writes, moves out or frees it. The heap bytes of an
-//! `AlignedBuf` never move when the value moves, so the pointer stays valid
-//! across the move into the table. Only the CQE for that slot takes the
-//! request out again, and a posted CQE means the kernel is done with the
-//! memory. The worker does not exit while any slot is occupied; if it is
-//! torn down anyway (a panic, or a ring that stops accepting submissions),
-//! the buffers still in the table are leaked, never freed, so the kernel can
-//! never write into memory the allocator has handed to someone else.
+//! From the push of its SQE until its CQE is reaped, a request and its
+//! buffer live in the in-flight table, untouched by Rust code (the argument
+//! is in `inflight.rs`). The worker does not exit while the table holds a
+//! request; if it is torn down anyway (a panic, or a ring that stops
+//! accepting submissions), the buffers still in the table are leaked, never
+//! freed, so the kernel can never write into memory the allocator has
+//! handed to someone else.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -65,10 +61,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use io_uring::{opcode, types, IoUring};
 
-use crate::queue::{build_ring, register_file, release_registrations, rw_entry, Target};
+use crate::inflight::InFlightTable;
+use crate::queue::{build_ring, register_file, release_registrations, Target};
 use crate::{
-    duration_ns, open_device, validate, AlignedBuf, BlockEngine, EngineConfig, IoCompletion,
-    IoError, IoRequest, QueueFeatures,
+    open_device, validate, BlockEngine, EngineConfig, IoCompletion, IoError, IoRequest,
+    QueueFeatures,
 };
 
 /// Name of the engine thread, as seen in `top -H` and panic messages.
@@ -318,14 +315,6 @@ impl Doorbell {
     }
 }
 
-/// A request whose SQE has been pushed and whose CQE has not been reaped.
-struct InFlight {
-    /// Owns the buffer the kernel is using. Untouched until the CQE arrives.
-    req: IoRequest,
-    /// Just before the batch carrying this SQE was pushed and submitted.
-    started: Instant,
-}
-
 /// The `swapvm-uring` thread's state.
 struct Worker {
     // Field order matters for drop: the ring goes before the file it
@@ -343,15 +332,11 @@ struct Worker {
     done_tx: Sender<IoCompletion>,
     /// Most requests in the kernel at once.
     depth: usize,
-    /// The in-flight table, indexed by SQE `user_data`. See the module
-    /// comment for why it owns the buffers.
-    slab: Vec<Option<InFlight>>,
-    /// Unoccupied indices of `slab`.
-    slab_free: Vec<usize>,
+    /// Requests in the kernel, by SQE `user_data`. See the module comment
+    /// for why it owns the buffers.
+    table: InFlightTable,
     /// Received, not yet pushed to the SQ.
     pending: VecDeque<IoRequest>,
-    /// Occupied slots of `slab`: SQEs pushed and CQEs not yet reaped.
-    in_kernel: usize,
     /// False once `Shutdown` arrived or every sender is gone.
     accepting: bool,
 }
@@ -389,10 +374,8 @@ impl Worker {
             req_rx,
             done_tx,
             depth,
-            slab: Vec::with_capacity(depth),
-            slab_free: Vec::with_capacity(depth),
+            table: InFlightTable::with_capacity(depth),
             pending: VecDeque::new(),
-            in_kernel: 0,
             accepting: true,
         })
     }
@@ -410,7 +393,7 @@ impl Worker {
     fn serve(&mut self) -> io::Result<()> {
         loop {
             self.take_requests();
-            if self.in_kernel == 0 && self.pending.is_empty() {
+            if self.table.len() == 0 && self.pending.is_empty() {
                 if self.accepting {
                     continue;
                 }
@@ -427,7 +410,7 @@ impl Worker {
         if !self.accepting {
             return;
         }
-        if self.in_kernel == 0 && self.pending.is_empty() {
+        if self.table.len() == 0 && self.pending.is_empty() {
             let msg = self.req_rx.recv().ok();
             self.accept(msg);
         }
@@ -448,43 +431,14 @@ impl Worker {
         }
     }
 
-    /// Pushes SQEs for pending requests while fewer than `depth` are in the
-    /// kernel. Each request moves into its slab slot before its SQE is
-    /// pushed.
+    /// Pushes SQEs for pending requests, in order, while fewer than
+    /// `depth` are in the kernel.
     fn push_sqes(&mut self) {
-        let started = Instant::now();
-        let target = self.target;
         let mut sq = self.ring.submission();
-        while self.in_kernel < self.depth {
-            let Some(req) = self.pending.pop_front() else {
-                break;
-            };
-            let idx = self.slab_free.pop().unwrap_or_else(|| {
-                self.slab.push(None);
-                self.slab.len() - 1
-            });
-            let slot = self.slab[idx].insert(InFlight { req, started });
-            let entry = sqe(target, &mut slot.req, idx);
-            // SAFETY: the SQE points at `slot.req.buf`, whose owner now sits
-            // in `slab[idx]` and stays there, unread, unmoved and unfreed,
-            // until the CQE with user_data `idx` is reaped (or is leaked if
-            // the worker dies first); the heap bytes of an `AlignedBuf` do
-            // not move with it. The length is the buffer's own. The target
-            // is `self._file` (or its registered slot), which outlives every
-            // in-flight request because the worker does not exit while any
-            // is in the kernel.
-            let pushed = unsafe { sq.push(&entry) };
-            if pushed.is_err() {
-                // Unreachable while depth <= SQ entries, but if the SQ is
-                // full the request simply waits for the next round.
-                if let Some(back) = self.slab[idx].take() {
-                    self.pending.push_front(back.req);
-                }
-                self.slab_free.push(idx);
-                break;
-            }
-            self.in_kernel += 1;
-        }
+        // Short of `depth` only if the SQ is full, which cannot happen while
+        // depth <= SQ entries; the rest would wait for the next round.
+        self.table
+            .push_from(&mut sq, self.target, self.depth, &mut self.pending);
         drop(sq);
         // Dropping `sq` published the new tail to the kernel.
         if self.accepting && !self.doorbell_armed {
@@ -512,11 +466,11 @@ impl Worker {
     ///
     /// A ring error other than EINTR, EAGAIN or EBUSY: the ring is unusable.
     fn submit_and_reap(&mut self) -> io::Result<()> {
-        let mut want = usize::from(self.in_kernel > 0);
+        let mut want = usize::from(self.table.len() > 0);
         // Only worth a wake-up while the ring is less than half full: with
         // more in flight the next completion comes soon anyway, and waking
         // for every single request would cost more than it saves.
-        let underfilled = self.in_kernel * 2 < self.depth;
+        let underfilled = self.table.len() * 2 < self.depth;
         if want > 0 && underfilled && self.accepting && self.doorbell_armed {
             // Announce the sleep, then look at the channel once more: see
             // "The doorbell".
@@ -564,25 +518,18 @@ impl Worker {
                 continue;
             }
             reaped += 1;
-            let idx = cqe.user_data() as usize;
-            let Some(InFlight { req, started }) = self.slab.get_mut(idx).and_then(Option::take)
-            else {
-                tracing::error!(
+            match self
+                .table
+                .complete(cqe.user_data(), cqe.result(), reaped_at)
+            {
+                Some(c) => {
+                    let _ = self.done_tx.send(c);
+                }
+                None => tracing::error!(
                     user_data = cqe.user_data(),
                     "io_uring completion for an empty in-flight slot; ignored"
-                );
-                continue;
-            };
-            // The kernel is done with the buffer: its CQE is posted.
-            self.slab_free.push(idx);
-            self.in_kernel -= 1;
-            let res = cqe.result();
-            let result = match usize::try_from(res) {
-                Ok(n) => Ok(n),
-                Err(_) => Err(io::Error::from_raw_os_error(-res)),
-            };
-            let latency_ns = duration_ns(reaped_at.saturating_duration_since(started));
-            send_completion(&self.done_tx, req, result, latency_ns);
+                ),
+            }
         }
         reaped
     }
@@ -591,29 +538,9 @@ impl Worker {
     /// carrying the error, then the thread keeps answering new requests the
     /// same way until shutdown, so no tag is ever lost.
     fn fail_all(&mut self, err: &io::Error) {
-        for slot in self.slab.iter_mut() {
-            let Some(InFlight { req, .. }) = slot.take() else {
-                continue;
-            };
-            // The kernel may still write into this buffer: leak it and hand
-            // back a fresh one of the same length instead.
-            let IoRequest {
-                tag,
-                kind,
-                offset,
-                buf,
-            } = req;
-            let len = buf.len();
-            std::mem::forget(buf);
-            let req = IoRequest {
-                tag,
-                kind,
-                offset,
-                buf: AlignedBuf::new_zeroed(len),
-            };
-            send_completion(&self.done_tx, req, Err(copy_error(err)), 0);
+        for c in self.table.abandon(|| copy_error(err)) {
+            let _ = self.done_tx.send(c);
         }
-        self.in_kernel = 0;
         loop {
             while let Some(req) = self.pending.pop_front() {
                 send_completion(&self.done_tx, req, Err(copy_error(err)), 0);
@@ -628,13 +555,8 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Normally the table is empty here. If not (the thread is unwinding
-        // from a panic), the kernel may still own these buffers: leak them.
-        for slot in self.slab.iter_mut() {
-            if let Some(InFlight { req, .. }) = slot.take() {
-                std::mem::forget(req.buf);
-            }
-        }
+        // The table leaks what is still in it when it drops (the thread is
+        // unwinding from a panic): the kernel may still own those buffers.
         // Release the registered file now rather than in the kernel's
         // asynchronous ring teardown (see `UringQueue`'s `Drop`). A request
         // still in flight keeps its own reference to the file.
@@ -646,14 +568,6 @@ impl Drop for Worker {
     }
 }
 
-/// Builds the SQE for `req`, tagged with its slab index.
-fn sqe(target: Target, req: &mut IoRequest, idx: usize) -> io_uring::squeue::Entry {
-    // `validate` rejected buffers longer than u32::MAX at submit.
-    let len = u32::try_from(req.buf.len()).unwrap_or(u32::MAX);
-    let ptr = req.buf.as_mut_ptr();
-    rw_entry(target, req.kind, ptr, len, req.offset, None).user_data(idx as u64)
-}
-
 /// Sends a completion. The receiver lives until the engine has joined this
 /// thread, so a send cannot fail while anyone could take the completion.
 fn send_completion(
@@ -662,20 +576,7 @@ fn send_completion(
     result: io::Result<usize>,
     latency_ns: u64,
 ) {
-    let IoRequest {
-        tag,
-        kind,
-        offset,
-        buf,
-    } = req;
-    let _ = done_tx.send(IoCompletion {
-        tag,
-        kind,
-        offset,
-        buf,
-        result,
-        latency_ns,
-    });
+    let _ = done_tx.send(IoCompletion::of(req, result, latency_ns));
 }
 
 /// `io::Error` is not `Clone`; make an equivalent one per failed request.
