@@ -665,7 +665,19 @@ impl Machine {
             return Turn::Ran(0);
         }
         let mut n = 0;
-        for _ in 0..self.cfg.machine.tick_accesses {
+        // Ops left in the turn: `tick_accesses`, each op counting one,
+        // whether `run_resident` or the general path below runs it.
+        let mut budget = self.cfg.machine.tick_accesses as usize;
+        while budget > 0 {
+            if self.procs[i].pending.is_none() {
+                let k = self.run_resident(i, budget);
+                n += k as u64;
+                budget -= k;
+                if budget == 0 {
+                    break;
+                }
+            }
+            budget -= 1;
             let next = match self.procs[i].pending.take() {
                 Some(op) => Ok(Some(op)),
                 None => self.procs[i].gen.next_op(),
@@ -1124,21 +1136,75 @@ impl Machine {
             }
         };
         let (pfn, key) = key;
-        match store {
-            Some(k) => {
-                *key = k;
-                // The stamp's head is the key itself, so a metadata-only
-                // frame (one content word) takes the key: equal and zero
-                // exactly when full pages' bytes are.
-                let page = mem.ram.page_mut(pfn);
-                let n = page.len().min(verify::STAMP_LEN);
-                page[..n].copy_from_slice(&stamp_key(k)[..n]);
-            }
-            None if verify.enabled() => verify.check_key(*tick, pid, vpn.0, key, mem.ram.page(pfn)),
-            None => {}
-        }
+        settle_access(mem, verify, *tick, pid, vpn, pfn, key, store);
         *accesses += 1;
         Ok(true)
+    }
+
+    /// Runs the leading ops of process `i`'s decoded batch
+    /// ([`ProcessSource::ready`]) that are resident accesses to private
+    /// pages, at most `budget` of them; returns how many it ran (each one
+    /// op of the turn and one completed access).
+    ///
+    /// This is [`Self::do_op`] on [`Op::Access`] with everything that
+    /// cannot happen on a PTE hit left out: no fault, so no reclaim, no
+    /// retry, no injected kill, and nothing that [`Self::run_process`]
+    /// checks between ops (exit, sleep, freeze) changes. The first op that
+    /// is not such an access (another op, a shared region, a PTE that
+    /// needs a fault) stops the run, untouched, for the general path. Per
+    /// op it costs the region's bounds check, a page-table walk and the
+    /// content stamp: no call, no `Result`, no `Op` copied out.
+    #[inline(never)]
+    fn run_resident(&mut self, i: usize, budget: usize) -> usize {
+        let Machine {
+            procs,
+            mem,
+            verify,
+            tick,
+            accesses,
+            next_key,
+            ..
+        } = self;
+        let p = &mut procs[i];
+        let Some(mm) = p.mm else {
+            return 0;
+        };
+        let pgd = mem.mm(mm).pgd;
+        let (pid, tick) = (p.pid, *tick);
+        let ready = p.gen.ready();
+        let mut done = 0;
+        for op in ready.iter().take(budget) {
+            let Op::Access {
+                region,
+                page,
+                write,
+            } = *op
+            else {
+                break;
+            };
+            let Some(Some(r)) = p.regions.get_mut(region as usize) else {
+                break;
+            };
+            let Backing::Anon(keys) = &mut r.backing else {
+                break;
+            };
+            let Some(key) = keys.get_mut(page as usize) else {
+                break;
+            };
+            let vpn = r.start.add(page);
+            let Some(pfn) = mem.access_resident(pgd, vpn, write) else {
+                break;
+            };
+            let store = write.then(|| {
+                *next_key += 1;
+                *next_key
+            });
+            settle_access(mem, verify, tick, pid, vpn, pfn, key, store);
+            done += 1;
+        }
+        p.gen.take_ready(done);
+        *accesses += done as u64;
+        done
     }
 
     fn exit_process(&mut self, i: usize, killed: Option<String>) {
@@ -1192,6 +1258,36 @@ impl Machine {
         this.started = std::time::Instant::now();
         let machine = this;
         local.block_on(&rt, tick_loop(machine, progress))
+    }
+}
+
+/// The content side of a completed access to frame `pfn` whose key is
+/// `key`: a store of `store` stamps the page and sets the key; a load has
+/// its stamp checked when verification is on.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn settle_access(
+    mem: &mut Memory,
+    verify: &mut verify::Verifier,
+    tick: u64,
+    pid: u32,
+    vpn: Vpn,
+    pfn: Pfn,
+    key: &mut ContentKey,
+    store: Option<ContentKey>,
+) {
+    match store {
+        Some(k) => {
+            *key = k;
+            // The stamp's head is the key itself, so a metadata-only
+            // frame (one content word) takes the key: equal and zero
+            // exactly when full pages' bytes are.
+            let page = mem.ram.page_mut(pfn);
+            let n = page.len().min(verify::STAMP_LEN);
+            page[..n].copy_from_slice(&stamp_key(k)[..n]);
+        }
+        None if verify.enabled() => verify.check_key(tick, pid, vpn.0, key, mem.ram.page(pfn)),
+        None => {}
     }
 }
 

@@ -303,6 +303,23 @@ impl TraceProcess {
         self.next_batch()
     }
 
+    /// The ops decoded ahead and not handed out yet: the next ones
+    /// [`Self::next_op`] would return, in order (empty when the batch is
+    /// used up; `next_op` then decodes the next or returns the pending
+    /// error). With [`Self::take_ready`], a consumer runs a slice of ops
+    /// without a call per op.
+    #[inline]
+    pub fn ready(&self) -> &[Op] {
+        self.batch.ops.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Hands out the first `n` ops of [`Self::ready`], as `n` calls of
+    /// [`Self::next_op`] would have (at most all of them).
+    #[inline]
+    pub fn take_ready(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n).min(self.batch.ops.len());
+    }
+
     /// [`Self::next_op`] once the batch is used up: the pending error, the
     /// end, or the first op of a new batch.
     #[inline(never)]
