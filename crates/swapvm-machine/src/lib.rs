@@ -925,8 +925,27 @@ impl Machine {
     }
 
     /// One tick of the swapoff task; true if it did anything.
+    /// Whether kswapd has work this tick: it is awake (woken by an
+    /// allocation below the low watermark) and the tasks are not frozen.
+    /// When not, its turn is a no-op.
+    fn kswapd_due(&self) -> bool {
+        self.reclaim.kswapd_awake() && !self.frozen()
+    }
+
+    /// Whether ksmd scans this tick: `ksm.run`, not frozen, and a tick
+    /// of its `ksm.sleep_ticks` period.
+    fn ksmd_due(&self) -> bool {
+        let k = &self.cfg.ksm;
+        k.run && !self.frozen() && self.tick % u64::from(k.sleep_ticks.max(1)) == 0
+    }
+
+    /// Whether a swapoff runs and may make a step this tick.
+    fn swapoff_due(&self) -> bool {
+        self.swapoff.is_some() && !self.frozen()
+    }
+
     fn swapoff_tick(&mut self) -> bool {
-        if self.frozen() {
+        if !self.swapoff_due() {
             return false;
         }
         let Some(so) = self.swapoff.as_mut() else {
@@ -1319,7 +1338,7 @@ fn spawn_kswapd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
         while let Some(reply) = rx.recv().await {
             let mut g = m.borrow_mut();
             let mm = &mut *g;
-            if mm.frozen() {
+            if !mm.kswapd_due() {
                 let _ = reply.send(Turn::Blocked);
                 continue;
             }
@@ -1357,9 +1376,7 @@ fn spawn_ksmd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
         while let Some(reply) = rx.recv().await {
             let mut g = m.borrow_mut();
             let mm = &mut *g;
-            let k = &mm.cfg.ksm;
-            let merged = if k.run && !mm.frozen() && mm.tick % u64::from(k.sleep_ticks.max(1)) == 0
-            {
+            let merged = if mm.ksmd_due() {
                 mm.mem.ksm_do_scan(&mut mm.swap)
             } else {
                 0
@@ -1427,9 +1444,24 @@ async fn tick_loop(
                 Turn::Exited => {}
             }
         }
-        let k = turn(&kswapd).await;
-        let _ = turn(&ksmd).await;
-        let so = turn(&swapoffd).await;
+        // A daemon with nothing due this tick answers Blocked and changes
+        // nothing, so it is not woken for it: two channel round trips and
+        // task polls per daemon per tick were most of the loop's cost in
+        // a replay that never reclaims. Each check is taken right before
+        // the daemon's turn, as the task itself would take it.
+        let k = if m.borrow().kswapd_due() {
+            turn(&kswapd).await
+        } else {
+            Turn::Blocked
+        };
+        if m.borrow().ksmd_due() {
+            let _ = turn(&ksmd).await;
+        }
+        let so = if m.borrow().swapoff_due() {
+            turn(&swapoffd).await
+        } else {
+            Turn::Blocked
+        };
         let mut g = m.borrow_mut();
         if live == 0 && g.swap.io_in_flight() == 0 && g.swapoff.is_none() && !g.frozen() {
             break;

@@ -23,7 +23,7 @@
 //! (run libCacheSim's own tools to compute it for Belady-style oracles).
 //! Stores become plain requests: the format cannot say "write".
 
-use super::binary::{binary_record_stream, next_fast, next_record, u64_at};
+use super::binary::{binary_record_stream, next_fast, next_record, take_buffered, u64_at};
 use super::lackey::check_one_pid;
 use super::{AccessKind, Defect, Position, RecordStream, SharedPath, TraceError, TraceRecord};
 use std::io::{BufRead, Read, Write};

@@ -33,7 +33,10 @@
 //! between the scan and the replay, the reader's error ends the process and
 //! is reported with its line or record.
 
-use super::{ChunkCache, Position, RecordStream, TraceError, TraceFormat, TraceReader, TraceStats};
+use super::{
+    ChunkCache, LastTwo, Position, RecordStream, TraceError, TraceFormat, TraceReader, TraceRecord,
+    TraceStats,
+};
 use crate::Op;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -118,7 +121,7 @@ impl TracePlan {
                         ops: Vec::with_capacity(BATCH_OPS),
                         regions: ChunkMap::default(),
                         recent: ChunkCache::default(),
-                        last: None,
+                        last: LastTwo::default(),
                         cursor: None,
                         emitted: 0,
                     },
@@ -151,8 +154,8 @@ struct Batch {
     regions: ChunkMap,
     /// Recent entries of `regions`.
     recent: ChunkCache<u64, u32>,
-    /// The last chunk and its region.
-    last: Option<(u64, u32)>,
+    /// The last two chunks and their regions.
+    last: LastTwo<u64, u32>,
     /// Pages of a record that did not fit in the last batch.
     cursor: Option<Cursor>,
     /// Page accesses pushed into `ops` so far, over all batches.
@@ -168,25 +171,19 @@ impl Batch {
     }
 
     /// Pushes the access to `page`, preceded by the Mmap of its region if
-    /// the page is the first of its chunk; `at` says where the reader is,
-    /// for the error past 2^32 regions.
-    #[inline]
-    fn page(
-        &mut self,
-        page: u64,
-        write: bool,
-        path: &Path,
-        at: impl FnOnce() -> Position,
-    ) -> Result<(), TraceError> {
+    /// the page is the first of its chunk. Past 2^32 regions it pushes
+    /// nothing and fails; the caller names the record.
+    #[inline(always)]
+    fn page(&mut self, page: u64, write: bool) -> Result<(), RegionsFull> {
         let chunk = chunk_of(page);
-        let region = match self.last {
-            Some((c, r)) if c == chunk => r,
-            _ => match self.recent.get(chunk, chunk) {
+        let region = match self.last.get(chunk) {
+            Some(r) => r,
+            None => match self.recent.get(chunk, chunk) {
                 Some(r) => {
-                    self.last = Some((chunk, r));
+                    self.last.put(chunk, r);
                     r
                 }
-                None => self.region_of(chunk, path, at)?,
+                None => self.region_of(chunk)?,
             },
         };
         self.ops.push(Op::Access {
@@ -201,27 +198,16 @@ impl Batch {
     /// The region of `chunk` when neither `last` nor `recent` has it:
     /// looked up, or numbered and its Mmap pushed on first touch.
     #[inline(never)]
-    fn region_of(
-        &mut self,
-        chunk: u64,
-        path: &Path,
-        at: impl FnOnce() -> Position,
-    ) -> Result<u32, TraceError> {
+    fn region_of(&mut self, chunk: u64) -> Result<u32, RegionsFull> {
         if let Some(&r) = self.regions.get(&chunk) {
             self.recent.insert(chunk, chunk, r);
-            self.last = Some((chunk, r));
+            self.last.put(chunk, r);
             return Ok(r);
         }
-        let Ok(region) = u32::try_from(self.regions.len()) else {
-            return Err(TraceError::Unrepresentable {
-                path: path.to_owned(),
-                at: at(),
-                reason: "more than 2^32 regions of 2 MiB in one pid".into(),
-            });
-        };
+        let region = u32::try_from(self.regions.len()).map_err(|_| RegionsFull)?;
         self.regions.insert(chunk, region);
         self.recent.insert(chunk, chunk, region);
-        self.last = Some((chunk, region));
+        self.last.put(chunk, region);
         self.ops.push(Op::Mmap {
             region,
             pages: REGION_PAGES,
@@ -229,9 +215,39 @@ impl Batch {
         Ok(region)
     }
 
+    /// Takes record `rec` into the batch if there is room: its first page
+    /// now, the others (if it straddles pages) left in `cursor` for
+    /// [`Self::fill`]. Refuses (`false`, nothing pushed) when the batch is
+    /// full, a cursor is pending, or the pid has run out of regions.
+    /// Inlined into the bulk decode loop: a call per record was a third
+    /// of the decode's instructions.
+    #[inline(always)]
+    fn record(&mut self, rec: TraceRecord, pid: u32) -> Result<bool, RegionsFull> {
+        if self.cursor.is_some() || !self.has_room() {
+            return Ok(false);
+        }
+        if rec.pid != pid {
+            return Ok(true);
+        }
+        let (next, last) = rec.pages();
+        let write = rec.kind.is_write();
+        self.page(next, write)?;
+        if next < last {
+            self.cursor = Some(Cursor {
+                next: next + 1,
+                last,
+                write,
+            });
+        }
+        Ok(true)
+    }
+
     /// Decodes records of `pid` from `reader` until the batch is full;
     /// `Ok(true)` at the end of the trace. Generic so that each reader's
-    /// decode inlines into the loop.
+    /// decode inlines into the loop. Records come in bulk from the
+    /// reader's buffer ([`RecordStream::take_buffered`]) while they can,
+    /// else one at a time ([`RecordStream::next_rec`], which also reports
+    /// the end and errors).
     #[inline]
     fn fill<I: RecordStream>(
         &mut self,
@@ -239,6 +255,11 @@ impl Batch {
         pid: u32,
         path: &Path,
     ) -> Result<bool, TraceError> {
+        let full = |reader: &I| TraceError::Unrepresentable {
+            path: path.to_owned(),
+            at: reader.position(),
+            reason: "more than 2^32 regions of 2 MiB in one pid".into(),
+        };
         let mut err = None;
         while self.has_room() {
             if let Some(c) = self.cursor {
@@ -246,29 +267,27 @@ impl Batch {
                     next: c.next + 1,
                     ..c
                 });
-                self.page(c.next, c.write, path, || reader.position())?;
+                self.page(c.next, c.write)
+                    .map_err(|RegionsFull| full(reader))?;
+                continue;
+            }
+            if reader.take_buffered(|rec| self.record(rec, pid).unwrap_or(false)) > 0 {
                 continue;
             }
             match reader.next_rec(&mut err) {
-                Some(rec) if rec.pid == pid => {
-                    let (next, last) = rec.pages();
-                    let write = rec.kind.is_write();
-                    if next < last {
-                        self.cursor = Some(Cursor {
-                            next: next + 1,
-                            last,
-                            write,
-                        });
-                    }
-                    self.page(next, write, path, || reader.position())?;
+                Some(rec) => {
+                    self.record(rec, pid).map_err(|RegionsFull| full(reader))?;
                 }
-                Some(_) => {}
                 None => return err.map_or(Ok(true), Err),
             }
         }
         Ok(false)
     }
 }
+
+/// A pid has 2^32 regions and needs another.
+#[derive(Debug)]
+struct RegionsFull;
 
 /// One pid of a trace as a stream of [`Op`]s.
 #[derive(Debug)]
