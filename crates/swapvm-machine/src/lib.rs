@@ -1189,10 +1189,14 @@ impl Machine {
             return 0;
         };
         let pgd = mem.mm(mm).pgd;
+        let Memory { pt, ram, .. } = mem;
         let (pid, tick) = (p.pid, *tick);
+        let verify_on = verify.enabled();
         let ready = p.gen.ready();
+        let ready = &ready[..ready.len().min(budget)];
         let mut done = 0;
-        for op in ready.iter().take(budget) {
+        let mut verified = 0;
+        for op in ready {
             let Op::Access {
                 region,
                 page,
@@ -1211,16 +1215,23 @@ impl Machine {
                 break;
             };
             let vpn = r.start.add(page);
-            let Some(pfn) = mem.access_resident(pgd, vpn, write) else {
+            let Some(pfn) = pt.access_resident(pgd, vpn, write) else {
                 break;
             };
-            let store = write.then(|| {
-                *next_key += 1;
-                *next_key
-            });
-            settle_access(mem, verify, tick, pid, vpn, pfn, key, store);
             done += 1;
+            if write {
+                *next_key += 1;
+                stamp_store(ram, pfn, key, *next_key);
+            } else if verify_on {
+                let page = ram.page(pfn);
+                if verify::stamp_holds(*key, page) {
+                    verified += 1;
+                } else {
+                    verify.check_key(tick, pid, vpn.0, key, page);
+                }
+            }
         }
+        verify.note_verified(verified);
         p.gen.take_ready(done);
         *accesses += done as u64;
         done
@@ -1296,18 +1307,22 @@ fn settle_access(
     store: Option<ContentKey>,
 ) {
     match store {
-        Some(k) => {
-            *key = k;
-            // The stamp's head is the key itself, so a metadata-only
-            // frame (one content word) takes the key: equal and zero
-            // exactly when full pages' bytes are.
-            let page = mem.ram.page_mut(pfn);
-            let n = page.len().min(verify::STAMP_LEN);
-            page[..n].copy_from_slice(&stamp_key(k)[..n]);
-        }
+        Some(k) => stamp_store(&mut mem.ram, pfn, key, k),
         None if verify.enabled() => verify.check_key(tick, pid, vpn.0, key, mem.ram.page(pfn)),
         None => {}
     }
+}
+
+/// A store of content `k` to frame `pfn` whose key is `key`.
+#[inline(always)]
+fn stamp_store(ram: &mut Ram, pfn: Pfn, key: &mut ContentKey, k: ContentKey) {
+    *key = k;
+    // The stamp's head is the key itself, so a metadata-only frame (one
+    // content word) takes the key: equal and zero exactly when full
+    // pages' bytes are.
+    let page = ram.page_mut(pfn);
+    let n = page.len().min(verify::STAMP_LEN);
+    page[..n].copy_from_slice(&stamp_key(k)[..n]);
 }
 
 type Shared = Rc<RefCell<Machine>>;

@@ -65,24 +65,12 @@ impl Memory {
     /// tree `pgd` is present and allows the access, sets its accessed (and,
     /// for a store, dirty) bit as the MMU would and returns its frame;
     /// otherwise `None` and nothing changed, the access needs
-    /// [`Self::access`]'s fault. A walk on the page-table slab and bit
-    /// operations: no VMA lookup, no counter, no allocation.
+    /// [`Self::access`]'s fault. See [`PageTables::access_resident`].
+    ///
+    /// [`PageTables::access_resident`]: crate::pgtable::PageTables::access_resident
     #[inline(always)]
     pub fn access_resident(&mut self, pgd: TableId, vpn: Vpn, write: bool) -> Option<Pfn> {
-        let leaf = self.pt.walk(pgd, vpn)?;
-        let pte = self.pt.pte(leaf);
-        if pte.is_present() && (!write || pte.has(Pte::WRITE)) {
-            let want = if write {
-                Pte::ACCESSED | Pte::DIRTY
-            } else {
-                Pte::ACCESSED
-            };
-            if !pte.has(want) {
-                self.pt.set_pte(leaf, pte.with(want));
-            }
-            return Some(pte.pfn());
-        }
-        None
+        self.pt.access_resident(pgd, vpn, write)
     }
 
     /// The rest of [`Self::access`] once the fast path missed. Out of line
