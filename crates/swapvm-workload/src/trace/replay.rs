@@ -40,6 +40,7 @@ use super::{
 use crate::Op;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 type ChunkMap = HashMap<u64, u32, super::ChunkHash>;
 
@@ -49,6 +50,19 @@ pub const REGION_PAGES: u64 = 512;
 /// Ops decoded per batch (see the module documentation): 24 KiB of ops,
 /// enough that the per-batch cost vanishes, small enough to stay in L1/L2.
 pub const BATCH_OPS: usize = 1024;
+
+/// Ops per batch when a decoder thread fills them (96 KiB): larger than
+/// [`BATCH_OPS`] so that the hand-over (a channel send each way, now and
+/// then a thread wake-up) is paid once per few thousand ops, small enough
+/// that the batches in flight stay in the caches.
+pub const THREAD_BATCH_OPS: usize = 4096;
+
+/// Batches a decoder thread works ahead of its process.
+const DECODE_DEPTH: usize = 3;
+
+/// Most pids whose processes get a decoder thread each; a trace with more
+/// decodes inline (a thread per pid would outnumber the CPUs long before).
+pub const DECODE_THREADS_MAX: usize = 4;
 
 /// Most pids a replayed trace may have: one emulated process each.
 pub const PIDS_MAX: usize = crate::COUNT_MAX as usize;
@@ -95,12 +109,26 @@ impl TracePlan {
     }
 
     /// One process per pid, in order of first appearance, each with its own
-    /// reader. Process `i` is named `<file stem>.<pid>`.
+    /// reader. Process `i` is named `<file stem>.<pid>`. With at most
+    /// [`DECODE_THREADS_MAX`] pids on a machine of more than one CPU, each
+    /// process decodes on a thread of its own (see [`TraceProcess`]).
     ///
     /// # Errors
     ///
     /// [`TraceError`] if the file can no longer be opened.
     pub fn processes(&self) -> Result<Vec<TraceProcess>, TraceError> {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        self.processes_with(cpus > 1 && self.stats.pids.len() <= DECODE_THREADS_MAX)
+    }
+
+    /// [`Self::processes`], decoding on a thread per process when
+    /// `threaded` (if a thread cannot be started, that process decodes
+    /// inline). The ops are the same either way.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError`] if the file can no longer be opened.
+    pub fn processes_with(&self, threaded: bool) -> Result<Vec<TraceProcess>, TraceError> {
         let stem = self
             .path()
             .file_name()
@@ -112,22 +140,42 @@ impl TracePlan {
             .pids
             .iter()
             .map(|p| {
+                let name = format!("{stem}.{}", p.pid);
+                let decoder = |cap| {
+                    Ok::<_, TraceError>(Decoder {
+                        path: self.path().to_owned(),
+                        pid: p.pid,
+                        reader: TraceReader::open(self.path(), Some(self.stats.format))?,
+                        batch: Batch {
+                            ops: Vec::with_capacity(cap),
+                            regions: ChunkMap::default(),
+                            recent: ChunkCache::default(),
+                            last: LastTwo::default(),
+                            cursor: None,
+                            emitted: 0,
+                            cap,
+                        },
+                    })
+                };
+                let feed = match threaded {
+                    true => match Feed::spawn(&name, decoder(THREAD_BATCH_OPS)?) {
+                        Some(f) => f,
+                        None => Feed::Inline(Box::new(decoder(BATCH_OPS)?)),
+                    },
+                    false => Feed::Inline(Box::new(decoder(BATCH_OPS)?)),
+                };
                 Ok(TraceProcess {
-                    name: format!("{stem}.{}", p.pid),
+                    name,
                     path: self.path().to_owned(),
                     pid: p.pid,
-                    reader: TraceReader::open(self.path(), Some(self.stats.format))?,
-                    batch: Batch {
-                        ops: Vec::with_capacity(BATCH_OPS),
-                        regions: ChunkMap::default(),
-                        recent: ChunkCache::default(),
-                        last: LastTwo::default(),
-                        cursor: None,
-                        emitted: 0,
-                    },
+                    feed,
+                    ops: Vec::new(),
                     pos: 0,
                     error: None,
                     eof: false,
+                    exit_next: false,
+                    emitted: 0,
+                    position: Position::Record(0),
                     accesses_total: p.page_accesses,
                 })
             })
@@ -160,6 +208,9 @@ struct Batch {
     cursor: Option<Cursor>,
     /// Page accesses pushed into `ops` so far, over all batches.
     emitted: u64,
+    /// Ops per batch: [`BATCH_OPS`], or [`THREAD_BATCH_OPS`] when a
+    /// decoder thread fills the batches.
+    cap: usize,
 }
 
 impl Batch {
@@ -167,7 +218,7 @@ impl Batch {
     /// its region if the page opens a new chunk.
     #[inline]
     fn has_room(&self) -> bool {
-        self.ops.len() + 2 <= BATCH_OPS
+        self.ops.len() + 2 <= self.cap
     }
 
     /// Pushes the access to `page`, preceded by the Mmap of its region if
@@ -289,20 +340,147 @@ impl Batch {
 #[derive(Debug)]
 struct RegionsFull;
 
+/// A pid's reader and the state that maps its pages to regions: what
+/// decodes its batches, on the replay's thread or on its own.
+#[derive(Debug)]
+struct Decoder {
+    path: PathBuf,
+    pid: u32,
+    reader: TraceReader,
+    batch: Batch,
+}
+
+/// One batch as the decoder hands it over.
+#[derive(Debug)]
+struct Decoded {
+    ops: Vec<Op>,
+    /// `None`: more batches follow. `Some(Ok)`: the end of the trace, and
+    /// `ops` ends with [`Op::Exit`]. `Some(Err)`: the error that ended
+    /// the trace after `ops`.
+    end: Option<Result<(), TraceError>>,
+    /// Page accesses decoded so far, this batch's included.
+    emitted: u64,
+    /// Where the reader was after this batch.
+    position: Position,
+}
+
+impl Decoder {
+    /// Decodes the next batch into `ops` (cleared first; its capacity is
+    /// reused).
+    fn decode(&mut self, mut ops: Vec<Op>) -> Decoded {
+        ops.clear();
+        ops.reserve(self.batch.cap);
+        std::mem::swap(&mut self.batch.ops, &mut ops);
+        let (b, pid, path) = (&mut self.batch, self.pid, self.path.as_path());
+        let filled = match &mut self.reader {
+            TraceReader::Lackey(r) => b.fill(r, pid, path),
+            TraceReader::Csv(r) => b.fill(r, pid, path),
+            TraceReader::OracleGeneral(r) => b.fill(r, pid, path),
+            TraceReader::Native(r) => b.fill(r, pid, path),
+        };
+        let end = match filled {
+            Ok(false) => None,
+            Ok(true) => {
+                self.batch.ops.push(Op::Exit);
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        Decoded {
+            ops: std::mem::take(&mut self.batch.ops),
+            end,
+            emitted: self.batch.emitted,
+            position: self.reader.position(),
+        }
+    }
+}
+
+/// Where a [`TraceProcess`]'s batches come from.
+#[derive(Debug)]
+enum Feed {
+    /// Decoded on the caller's thread, when the batch is used up.
+    Inline(Box<Decoder>),
+    /// Decoded ahead by a thread of the process's own.
+    Thread(DecodeThread),
+}
+
+/// A decoder thread: it fills the buffers it receives on `free` and
+/// sends them back on `full`, [`DECODE_DEPTH`] ahead of the consumer, and
+/// stops after the last batch or when the consumer goes away. Memory
+/// stays constant: `DECODE_DEPTH + 1` buffers of [`THREAD_BATCH_OPS`] ops
+/// circulate. The ops are those the inline decoder makes, in the same
+/// order, so a replay is deterministic whichever feed it has.
+#[derive(Debug)]
+struct DecodeThread {
+    /// `None` only while dropping.
+    full: Option<mpsc::Receiver<Decoded>>,
+    free: Option<mpsc::SyncSender<Vec<Op>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Feed {
+    /// Starts a decoder thread over `dec`; `None` if the thread cannot be
+    /// started.
+    fn spawn(name: &str, mut dec: Decoder) -> Option<Feed> {
+        let (full_tx, full) = mpsc::sync_channel::<Decoded>(DECODE_DEPTH);
+        let (free, free_rx) = mpsc::sync_channel::<Vec<Op>>(DECODE_DEPTH + 1);
+        for _ in 0..DECODE_DEPTH {
+            free.send(Vec::with_capacity(THREAD_BATCH_OPS)).ok()?;
+        }
+        let handle = std::thread::Builder::new()
+            .name(format!("decode {name}"))
+            .spawn(move || {
+                while let Ok(ops) = free_rx.recv() {
+                    let d = dec.decode(ops);
+                    let last = d.end.is_some();
+                    if full_tx.send(d).is_err() || last {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Feed::Thread(DecodeThread {
+            full: Some(full),
+            free: Some(free),
+            handle: Some(handle),
+        }))
+    }
+}
+
+impl Drop for DecodeThread {
+    /// Closes both channels, which ends the thread (blocked on either, or
+    /// at its next send), then waits for it, so no thread outlives its
+    /// process.
+    fn drop(&mut self) {
+        self.full.take();
+        self.free.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// One pid of a trace as a stream of [`Op`]s.
 #[derive(Debug)]
 pub struct TraceProcess {
     name: String,
     path: PathBuf,
     pid: u32,
-    reader: TraceReader,
-    batch: Batch,
-    /// The next op of `batch.ops` to hand out.
+    feed: Feed,
+    /// The batch being handed out.
+    ops: Vec<Op>,
+    /// The next op of `ops` to hand out.
     pos: usize,
     /// The error that ended the last batch, handed out after its ops.
     error: Option<TraceError>,
-    /// The reader reached the end: `batch.ops` ends with [`Op::Exit`].
+    /// The reader reached the end: `ops` ends with [`Op::Exit`].
     eof: bool,
+    /// An error ended the trace: [`Op::Exit`] follows it.
+    exit_next: bool,
+    /// Page accesses in the batches received so far.
+    emitted: u64,
+    /// Where the reader was after the batch received last.
+    position: Position,
     accesses_total: u64,
 }
 
@@ -315,7 +493,7 @@ impl TraceProcess {
     /// [`TraceError::Unrepresentable`] past 2^32 regions.
     #[inline]
     pub fn next_op(&mut self) -> Result<Option<Op>, TraceError> {
-        if let Some(&op) = self.batch.ops.get(self.pos) {
+        if let Some(&op) = self.ops.get(self.pos) {
             self.pos += 1;
             return Ok(Some(op));
         }
@@ -324,19 +502,19 @@ impl TraceProcess {
 
     /// The ops decoded ahead and not handed out yet: the next ones
     /// [`Self::next_op`] would return, in order (empty when the batch is
-    /// used up; `next_op` then decodes the next or returns the pending
+    /// used up; `next_op` then takes the next or returns the pending
     /// error). With [`Self::take_ready`], a consumer runs a slice of ops
     /// without a call per op.
     #[inline]
     pub fn ready(&self) -> &[Op] {
-        self.batch.ops.get(self.pos..).unwrap_or_default()
+        self.ops.get(self.pos..).unwrap_or_default()
     }
 
     /// Hands out the first `n` ops of [`Self::ready`], as `n` calls of
     /// [`Self::next_op`] would have (at most all of them).
     #[inline]
     pub fn take_ready(&mut self, n: usize) {
-        self.pos = self.pos.saturating_add(n).min(self.batch.ops.len());
+        self.pos = self.pos.saturating_add(n).min(self.ops.len());
     }
 
     /// [`Self::next_op`] once the batch is used up: the pending error, the
@@ -349,24 +527,47 @@ impl TraceProcess {
         if self.eof {
             return Ok(None);
         }
-        self.batch.ops.clear();
-        self.pos = 0;
-        let (b, pid, path) = (&mut self.batch, self.pid, self.path.as_path());
-        let filled = match &mut self.reader {
-            TraceReader::Lackey(r) => b.fill(r, pid, path),
-            TraceReader::Csv(r) => b.fill(r, pid, path),
-            TraceReader::OracleGeneral(r) => b.fill(r, pid, path),
-            TraceReader::Native(r) => b.fill(r, pid, path),
-        };
-        match filled {
-            Ok(false) => {}
-            Ok(true) => {
-                self.eof = true;
-                self.batch.ops.push(Op::Exit);
-            }
-            Err(e) => self.error = Some(e),
+        if self.exit_next {
+            self.exit_next = false;
+            self.eof = true;
+            self.ops.clear();
+            self.pos = 0;
+            return Ok(Some(Op::Exit));
         }
-        match self.batch.ops.first() {
+        let used = std::mem::take(&mut self.ops);
+        let d = match &mut self.feed {
+            Feed::Inline(dec) => dec.decode(used),
+            Feed::Thread(t) => {
+                // A closed channel means the thread died (a panic in the
+                // decoder): the process ends with an error, not a hang.
+                let got = t.free.as_ref().map(|f| f.send(used));
+                match (got, t.full.as_ref().map(mpsc::Receiver::recv)) {
+                    (Some(_), Some(Ok(d))) => d,
+                    _ => {
+                        self.exit_next = true;
+                        return Err(TraceError::Read {
+                            path: self.path.clone(),
+                            at: self.position,
+                            source: std::io::Error::other("the trace's decoder thread stopped"),
+                        });
+                    }
+                }
+            }
+        };
+        self.ops = d.ops;
+        self.pos = 0;
+        self.emitted = d.emitted;
+        self.position = d.position;
+        match d.end {
+            None => {}
+            Some(Ok(())) => self.eof = true,
+            // The decoder stops at an error: the process exits after it.
+            Some(Err(e)) => {
+                self.error = Some(e);
+                self.exit_next = true;
+            }
+        }
+        match self.ops.first() {
             Some(&op) => {
                 self.pos = 1;
                 Ok(Some(op))
@@ -388,12 +589,12 @@ impl TraceProcess {
     /// Page accesses emitted so far (returned by [`Self::next_op`], not
     /// those decoded ahead in the batch).
     pub fn accesses_done(&self) -> u64 {
-        let ahead = self.batch.ops.get(self.pos..).unwrap_or_default();
+        let ahead = self.ops.get(self.pos..).unwrap_or_default();
         let ahead = ahead
             .iter()
             .filter(|op| matches!(op, Op::Access { .. }))
             .count();
-        self.batch.emitted - ahead as u64
+        self.emitted - ahead as u64
     }
 
     /// Page accesses this process makes in all (from the scan).
@@ -404,7 +605,7 @@ impl TraceProcess {
     /// Where the reader is, for messages: up to a batch ahead of the last
     /// op returned.
     pub fn position(&self) -> Position {
-        self.reader.position()
+        self.position
     }
 }
 
