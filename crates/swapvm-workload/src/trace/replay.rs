@@ -27,6 +27,18 @@
 //! first, then the error, exactly where the one-record-at-a-time stream
 //! would have returned it.
 //!
+//! Decoder threads. With at most [`DECODE_THREADS_MAX`] pids on a machine
+//! of more than one CPU, each process's batches ([`THREAD_BATCH_OPS`] ops)
+//! are decoded by a thread of its own, started at the process's first op
+//! and a few batches ahead of it, so reading and decoding the file
+//! overlap the machine's work. The thread makes the ops the inline decoder
+//! makes, in the same order: the replay stays deterministic, and an error
+//! still comes after the ops before it. Two bounded channels carry the
+//! batches and recycle their buffers, so memory stays constant; dropping
+//! the process stops and joins its thread. The machine takes a decoded
+//! batch as a slice ([`TraceProcess::ready`], [`TraceProcess::take_ready`])
+//! rather than op by op.
+//!
 //! [`TracePlan::scan`] reads the trace once before the machine starts: it
 //! finds the pids and their access counts (for the progress bar) and
 //! rejects a malformed trace before any I/O is done. If the file changes
@@ -158,10 +170,7 @@ impl TracePlan {
                     })
                 };
                 let feed = match threaded {
-                    true => match Feed::spawn(&name, decoder(THREAD_BATCH_OPS)?) {
-                        Some(f) => f,
-                        None => Feed::Inline(Box::new(decoder(BATCH_OPS)?)),
-                    },
+                    true => Feed::Unstarted(Box::new(decoder(THREAD_BATCH_OPS)?)),
                     false => Feed::Inline(Box::new(decoder(BATCH_OPS)?)),
                 };
                 Ok(TraceProcess {
@@ -400,6 +409,10 @@ impl Decoder {
 enum Feed {
     /// Decoded on the caller's thread, when the batch is used up.
     Inline(Box<Decoder>),
+    /// To be decoded by a thread, started at the first batch: like a
+    /// reader's buffer, the thread reads the file only once the replay
+    /// runs, not while the machine is being built.
+    Unstarted(Box<Decoder>),
     /// Decoded ahead by a thread of the process's own.
     Thread(DecodeThread),
 }
@@ -419,17 +432,43 @@ struct DecodeThread {
 }
 
 impl Feed {
-    /// Starts a decoder thread over `dec`; `None` if the thread cannot be
-    /// started.
-    fn spawn(name: &str, mut dec: Decoder) -> Option<Feed> {
+    /// Starts the thread of an [`Feed::Unstarted`] feed; if no thread can
+    /// be started, the feed decodes inline (with the larger batches).
+    fn start(&mut self, name: &str) {
+        if !matches!(self, Feed::Unstarted(_)) {
+            return;
+        }
+        let Feed::Unstarted(dec) = std::mem::replace(self, Feed::Thread(DecodeThread::none()))
+        else {
+            return;
+        };
+        *self = match Feed::spawn(name, *dec) {
+            Ok(f) => f,
+            Err(dec) => Feed::Inline(dec),
+        };
+    }
+
+    /// Starts a decoder thread over `dec`; `dec` back if the thread cannot
+    /// be started.
+    fn spawn(name: &str, dec: Decoder) -> Result<Feed, Box<Decoder>> {
         let (full_tx, full) = mpsc::sync_channel::<Decoded>(DECODE_DEPTH);
         let (free, free_rx) = mpsc::sync_channel::<Vec<Op>>(DECODE_DEPTH + 1);
         for _ in 0..DECODE_DEPTH {
-            free.send(Vec::with_capacity(THREAD_BATCH_OPS)).ok()?;
+            // The receiver is alive and the channel has room.
+            let _ = free.send(Vec::with_capacity(THREAD_BATCH_OPS));
         }
-        let handle = std::thread::Builder::new()
+        // The decoder comes back out of the closure if the thread cannot
+        // be started: `spawn` drops the closure then, so it is handed over
+        // through a slot the closure takes it from.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(dec)));
+        let theirs = std::sync::Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
             .name(format!("decode {name}"))
             .spawn(move || {
+                let Some(mut dec) = theirs.lock().ok().and_then(|mut d| d.take()) else {
+                    return;
+                };
+                drop(theirs);
                 while let Ok(ops) = free_rx.recv() {
                     let d = dec.decode(ops);
                     let last = d.end.is_some();
@@ -437,13 +476,30 @@ impl Feed {
                         break;
                     }
                 }
-            })
-            .ok()?;
-        Some(Feed::Thread(DecodeThread {
-            full: Some(full),
-            free: Some(free),
-            handle: Some(handle),
-        }))
+            });
+        match spawned {
+            Ok(handle) => Ok(Feed::Thread(DecodeThread {
+                full: Some(full),
+                free: Some(free),
+                handle: Some(handle),
+            })),
+            Err(_) => match slot.lock().ok().and_then(|mut d| d.take()) {
+                Some(dec) => Err(Box::new(dec)),
+                // Unreachable: only a started thread takes the decoder.
+                None => Ok(Feed::Thread(DecodeThread::none())),
+            },
+        }
+    }
+}
+
+impl DecodeThread {
+    /// A feed with no thread: it reports the decoder stopped.
+    fn none() -> DecodeThread {
+        DecodeThread {
+            full: None,
+            free: None,
+            handle: None,
+        }
     }
 }
 
@@ -534,9 +590,10 @@ impl TraceProcess {
             self.pos = 0;
             return Ok(Some(Op::Exit));
         }
+        self.feed.start(&self.name);
         let used = std::mem::take(&mut self.ops);
         let d = match &mut self.feed {
-            Feed::Inline(dec) => dec.decode(used),
+            Feed::Inline(dec) | Feed::Unstarted(dec) => dec.decode(used),
             Feed::Thread(t) => {
                 // A closed channel means the thread died (a panic in the
                 // decoder): the process ends with an error, not a hang.
@@ -741,7 +798,7 @@ mod tests {
         // (the chunk cache and the map), and records that straddle pages
         // and chunks, some of many pages, so a record's pages cross a
         // batch boundary.
-        let recs: Vec<_> = (0..5000)
+        let recs: Vec<_> = (0..20000)
             .map(|_| {
                 let chunk = next() % 90;
                 let addr = (chunk << 21) + (next() % (2 << 20));
@@ -756,14 +813,68 @@ mod tests {
             })
             .collect();
         let p = plan(dir.path(), &recs);
-        for mut proc_ in p.processes().unwrap() {
-            let want = reference_ops(&recs, proc_.pid());
-            assert!(want.len() > 3 * BATCH_OPS);
-            let got = ops(&mut proc_);
-            assert_eq!(got.len(), want.len());
-            assert!(got == want, "pid {}", proc_.pid());
-            assert_eq!(proc_.accesses_done(), proc_.accesses_total());
+        // Inline and on decoder threads: the same ops.
+        for threaded in [false, true] {
+            for mut proc_ in p.processes_with(threaded).unwrap() {
+                let want = reference_ops(&recs, proc_.pid());
+                assert!(want.len() > 3 * THREAD_BATCH_OPS);
+                let got = ops(&mut proc_);
+                assert_eq!(got.len(), want.len());
+                assert!(got == want, "pid {} threaded {threaded}", proc_.pid());
+                assert_eq!(proc_.accesses_done(), proc_.accesses_total());
+            }
         }
+    }
+
+    #[test]
+    fn ready_slices_hand_out_the_same_stream_as_next_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<_> = (0..30000u64)
+            .map(|i| rec(1, ((i * 7919) % 3000) << 12, 8, AccessKind::Load))
+            .collect();
+        let p = plan(dir.path(), &recs);
+        let want = reference_ops(&recs, 1);
+        for threaded in [false, true] {
+            let mut proc_ = p.processes_with(threaded).unwrap().remove(0);
+            let mut got = Vec::new();
+            let mut step = 0usize;
+            loop {
+                // Take 0, 1, 2, ... 99 ops from the ready slice, then one by
+                // next_op (which refills it).
+                let ready = proc_.ready();
+                let n = (step % 100).min(ready.len());
+                got.extend_from_slice(&ready[..n]);
+                proc_.take_ready(n);
+                assert_eq!(
+                    proc_.accesses_done(),
+                    got.iter()
+                        .filter(|o| matches!(o, Op::Access { .. }))
+                        .count() as u64
+                );
+                match proc_.next_op().unwrap() {
+                    Some(op) => got.push(op),
+                    None => break,
+                }
+                step += 1;
+            }
+            assert!(got == want, "threaded {threaded}");
+            // Taking more than is ready takes what is there.
+            proc_.take_ready(5);
+            assert!(proc_.ready().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_process_dropped_mid_trace_stops_its_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<_> = (0..50000u64)
+            .map(|i| rec(1, (i % 5000) << 12, 8, AccessKind::Load))
+            .collect();
+        let p = plan(dir.path(), &recs);
+        let mut procs = p.processes_with(true).unwrap();
+        assert!(matches!(procs[0].next_op().unwrap(), Some(Op::Mmap { .. })));
+        // Dropping joins the thread: this returns, and no thread is left.
+        drop(procs);
     }
 
     #[test]
@@ -779,20 +890,22 @@ mod tests {
         let at = crate::trace::native::HEADER_LEN + 2500 * crate::trace::native::RECORD_LEN + 12;
         bytes[at] |= 3;
         std::fs::write(p.path(), &bytes).unwrap();
-        let mut procs = p.processes().unwrap();
-        let mut accesses = 0;
-        let err = loop {
-            match procs[0].next_op() {
-                Ok(Some(Op::Access { .. })) => accesses += 1,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("no error"),
-                Err(e) => break e,
-            }
-        };
-        assert_eq!(accesses, 2500);
-        assert_eq!(procs[0].accesses_done(), 2500);
-        assert!(err.to_string().contains("record 2500"), "{err}");
-        assert_eq!(procs[0].next_op().unwrap(), Some(Op::Exit));
-        assert_eq!(procs[0].next_op().unwrap(), None);
+        for threaded in [false, true] {
+            let mut procs = p.processes_with(threaded).unwrap();
+            let mut accesses = 0;
+            let err = loop {
+                match procs[0].next_op() {
+                    Ok(Some(Op::Access { .. })) => accesses += 1,
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("no error"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(accesses, 2500);
+            assert_eq!(procs[0].accesses_done(), 2500);
+            assert!(err.to_string().contains("record 2500"), "{err}");
+            assert_eq!(procs[0].next_op().unwrap(), Some(Op::Exit));
+            assert_eq!(procs[0].next_op().unwrap(), None);
+        }
     }
 }

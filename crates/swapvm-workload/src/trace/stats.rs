@@ -267,3 +267,46 @@ impl<P: FnMut(u64)> Scanner<'_, P> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::oracle::RECORD_LEN;
+
+    fn oracle_file(dir: &Path, objs: &[u64]) -> PathBuf {
+        let path = dir.join("s.oracleGeneral.bin");
+        let mut f = Vec::new();
+        for (i, &o) in objs.iter().enumerate() {
+            f.extend((i as u32).to_le_bytes());
+            f.extend(o.to_le_bytes());
+            f.extend(4096u32.to_le_bytes());
+            f.extend((-1i64).to_le_bytes());
+        }
+        std::fs::write(&path, f).unwrap();
+        path
+    }
+
+    #[test]
+    fn bulk_scan_counts_every_record_and_names_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // More than one 64 KiB buffer, pages alternating between chunks
+        // (the last-two cache) and revisiting old ones (the map).
+        let objs: Vec<u64> = (0..10_000u64).map(|i| (i % 7) * 4096 + i % 300).collect();
+        let path = oracle_file(dir.path(), &objs);
+        let s = TraceStats::scan(&path, None, |_| {}).unwrap();
+        assert_eq!(s.records, 10_000);
+        assert_eq!(s.loads, 10_000);
+        assert_eq!(s.page_accesses, 10_000);
+        let distinct: std::collections::HashSet<_> = objs.iter().collect();
+        assert_eq!(s.distinct_pages, distinct.len() as u64);
+        assert_eq!(s.pids.len(), 1);
+        assert_eq!(s.pids[0].regions, 7);
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = 4321 * RECORD_LEN + 4;
+        bytes[at..at + 8].copy_from_slice(&(1u64 << 52).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let e = TraceStats::scan(&path, None, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("record 4321: field `obj_id`"), "{e}");
+    }
+}
