@@ -165,6 +165,7 @@ impl TracePlan {
                             last: LastTwo::default(),
                             cursor: None,
                             emitted: 0,
+                            mmaps: 0,
                             cap,
                         },
                     })
@@ -215,8 +216,12 @@ struct Batch {
     last: LastTwo<u64, u32>,
     /// Pages of a record that did not fit in the last batch.
     cursor: Option<Cursor>,
-    /// Page accesses pushed into `ops` so far, over all batches.
+    /// Page accesses pushed into `ops` in the batches before this one
+    /// ([`Decoder::decode`] adds each batch's once it is full, so the
+    /// per-page loop does not count through memory).
     emitted: u64,
+    /// Mmaps pushed into `ops` in this batch.
+    mmaps: usize,
     /// Ops per batch: [`BATCH_OPS`], or [`THREAD_BATCH_OPS`] when a
     /// decoder thread fills the batches.
     cap: usize,
@@ -251,7 +256,6 @@ impl Batch {
             page: page % REGION_PAGES,
             write,
         });
-        self.emitted += 1;
         Ok(())
     }
 
@@ -272,6 +276,7 @@ impl Batch {
             region,
             pages: REGION_PAGES,
         });
+        self.mmaps += 1;
         Ok(region)
     }
 
@@ -387,6 +392,9 @@ impl Decoder {
             TraceReader::OracleGeneral(r) => b.fill(r, pid, path),
             TraceReader::Native(r) => b.fill(r, pid, path),
         };
+        // Every op so far is an access or an Mmap.
+        b.emitted += (b.ops.len() - b.mmaps) as u64;
+        b.mmaps = 0;
         let end = match filled {
             Ok(false) => None,
             Ok(true) => {
