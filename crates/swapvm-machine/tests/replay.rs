@@ -7,7 +7,7 @@
 use std::path::Path;
 use swapvm_core::{MachineConfig, VmEvent};
 use swapvm_machine::{Machine, RunOptions};
-use swapvm_workload::TracePlan;
+use swapvm_workload::{Op, ProcessSource, Script, TracePlan};
 use tempfile::TempDir;
 
 fn tempdir() -> TempDir {
@@ -89,4 +89,73 @@ fn a_trace_corrupted_after_the_scan_ends_its_process_with_the_line() {
         r.killed
     );
     assert_eq!(r.mismatches, 0);
+}
+
+/// A CSV of two pids, `pages` pages each, in passes: stores, loads (every
+/// third loaded twice in a row: `run_resident`'s "same page again" case),
+/// loads, stores, loads. Two pids of 1536 pages are 12 MiB, so an 8 MiB
+/// machine swaps.
+fn repeats(dir: &Path, pages: u64) -> std::path::PathBuf {
+    let path = dir.join("r.csv");
+    let mut text = String::from("time,pid,op,address,size\n");
+    let mut t = 0;
+    for pass in ["W", "R", "R", "W", "R"] {
+        for i in 0..pages {
+            for pid in [1, 2] {
+                let addr = 0x7000_0000 + ((i * 37) % pages) * 4096;
+                text.push_str(&format!("{t},{pid},{pass},{addr:#x},8\n"));
+                t += 1;
+                if pass == "R" && i % 3 == 0 {
+                    text.push_str(&format!("{t},{pid},R,{:#x},8\n", addr + 64));
+                    t += 1;
+                }
+            }
+        }
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_resident_fast_path_gives_the_counters_of_the_op_at_a_time_path() {
+    let dir = tempdir();
+    let trace = repeats(dir.path(), 1536);
+    let plan = TracePlan::scan(&trace, None, |_| {}).unwrap();
+    let run = |sources: Vec<ProcessSource>| {
+        let r = Machine::with_sources(config(dir.path()), RunOptions::default(), "r", sources)
+            .unwrap()
+            .run(|_, _| {})
+            .unwrap();
+        assert!(r.passed(), "{:?}", r.killed);
+        r
+    };
+    // Trace sources: run_resident takes their decoded batches, inline or
+    // from decoder threads.
+    let trace_sources = |threaded| {
+        plan.processes_with(threaded)
+            .unwrap()
+            .into_iter()
+            .map(ProcessSource::Trace)
+            .collect()
+    };
+    // The same ops as scripts: every op through do_op, one at a time.
+    let scripts = plan
+        .processes_with(false)
+        .unwrap()
+        .into_iter()
+        .map(|mut p| {
+            let ops: Vec<Op> = std::iter::from_fn(|| p.next_op().unwrap()).collect();
+            ProcessSource::Script(Script::new(p.name(), ops))
+        })
+        .collect();
+    let slow = run(scripts);
+    assert!(slow.counter(VmEvent::PswpOut) > 0, "the test should swap");
+    for threaded in [false, true] {
+        let fast = run(trace_sources(threaded));
+        assert_eq!(fast.vmstat, slow.vmstat, "threaded {threaded}");
+        assert_eq!(fast.ticks, slow.ticks);
+        assert_eq!(fast.accesses, slow.accesses);
+        assert_eq!(fast.stamps_verified, slow.stamps_verified);
+        assert_eq!(fast.mismatches, 0);
+    }
 }

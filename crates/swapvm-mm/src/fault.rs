@@ -7,6 +7,7 @@
 
 use crate::folio::pg;
 use crate::memory::{Memory, MmId, VmaKind};
+use crate::pgtable::TableId;
 use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, VmEvent, Vpn, WarnSite};
 use swapvm_swap::{SwapError, SwapSubsystem};
 
@@ -54,21 +55,22 @@ impl Memory {
         now: u64,
     ) -> Result<Pfn, FaultStop> {
         let pgd = self.mm(id).pgd;
-        if let Some(leaf) = self.pt.walk(pgd, vpn) {
-            let pte = self.pt.pte(leaf);
-            if pte.is_present() && (!write || pte.has(Pte::WRITE)) {
-                let want = if write {
-                    Pte::ACCESSED | Pte::DIRTY
-                } else {
-                    Pte::ACCESSED
-                };
-                if !pte.has(want) {
-                    self.pt.set_pte(leaf, pte.with(want));
-                }
-                return Ok(pte.pfn());
-            }
+        match self.access_resident(pgd, vpn, write) {
+            Some(pfn) => Ok(pfn),
+            None => self.access_fault(swap, id, pgd, vpn, write, now),
         }
-        self.access_fault(swap, id, pgd, vpn, write, now)
+    }
+
+    /// The fast path of [`Self::access`] alone: if the PTE of `vpn` in the
+    /// tree `pgd` is present and allows the access, sets its accessed (and,
+    /// for a store, dirty) bit as the MMU would and returns its frame;
+    /// otherwise `None` and nothing changed, the access needs
+    /// [`Self::access`]'s fault. See [`PageTables::access_resident`].
+    ///
+    /// [`PageTables::access_resident`]: crate::pgtable::PageTables::access_resident
+    #[inline(always)]
+    pub fn access_resident(&mut self, pgd: TableId, vpn: Vpn, write: bool) -> Option<Pfn> {
+        self.pt.access_resident(pgd, vpn, write)
     }
 
     /// The rest of [`Self::access`] once the fast path missed. Out of line
@@ -81,7 +83,7 @@ impl Memory {
         &mut self,
         swap: &mut SwapSubsystem,
         id: MmId,
-        pgd: crate::pgtable::TableId,
+        pgd: TableId,
         vpn: Vpn,
         write: bool,
         now: u64,

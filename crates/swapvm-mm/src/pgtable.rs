@@ -7,7 +7,7 @@
 //! emulated RAM (a simplification: the kernel charges them to RAM).
 
 use std::cell::Cell;
-use swapvm_core::{Pte, Vpn};
+use swapvm_core::{Pfn, Pte, Vpn};
 
 const ENTRIES: usize = 512;
 const LEVEL_BITS: u32 = 9;
@@ -149,6 +149,30 @@ impl PageTables {
         Some((t, idx(vpn, 0)))
     }
 
+    /// A resident access to `vpn` in the tree `pgd`, as the MMU does it: if
+    /// the PTE is present and allows the access (a store needs it
+    /// writable), sets its accessed bit (and dirty, for a store) and
+    /// returns its frame; otherwise `None`, nothing changed, and the access
+    /// needs a fault (`Memory::access`). A walk on the slab and bit
+    /// operations: no VMA lookup, no counter, no allocation.
+    #[inline(always)]
+    pub fn access_resident(&mut self, pgd: TableId, vpn: Vpn, write: bool) -> Option<Pfn> {
+        let leaf = self.walk(pgd, vpn)?;
+        let pte = self.pte(leaf);
+        if pte.is_present() && (!write || pte.has(Pte::WRITE)) {
+            let want = if write {
+                Pte::ACCESSED | Pte::DIRTY
+            } else {
+                Pte::ACCESSED
+            };
+            if !pte.has(want) {
+                self.set_pte(leaf, pte.with(want));
+            }
+            return Some(pte.pfn());
+        }
+        None
+    }
+
     /// Like [`Self::walk`], creating missing levels.
     pub fn walk_alloc(&mut self, pgd: TableId, vpn: Vpn) -> (TableId, usize) {
         let mut t = pgd;
@@ -247,7 +271,6 @@ impl PageTables {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swapvm_core::Pfn;
 
     #[test]
     fn walk_alloc_set_lookup() {

@@ -75,6 +75,26 @@ impl ProcessSource {
         }
     }
 
+    /// The ops [`Self::next_op`] would return next that are already
+    /// decoded (a trace's batch; empty for the generators, which make one
+    /// op per call). See [`TraceProcess::ready`].
+    #[inline]
+    pub fn ready(&self) -> &[Op] {
+        match self {
+            ProcessSource::Trace(t) => t.ready(),
+            _ => &[],
+        }
+    }
+
+    /// Hands out the first `n` ops of [`Self::ready`], as `n` calls of
+    /// [`Self::next_op`] would have.
+    #[inline]
+    pub fn take_ready(&mut self, n: usize) {
+        if let ProcessSource::Trace(t) = self {
+            t.take_ready(n);
+        }
+    }
+
     /// The child's source after this source emitted [`Op::Fork`]; `None`
     /// for sources that never fork.
     pub fn fork_child(&mut self) -> Option<ProcessSource> {

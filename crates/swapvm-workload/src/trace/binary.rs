@@ -48,6 +48,43 @@ pub(crate) fn next_fast<R: BufRead, const N: usize>(
     Some(rec)
 }
 
+/// The bulk form of [`next_fast`]: decodes the whole records `r`'s buffer
+/// holds (refilling it first if it is empty) and hands them to `take` in
+/// order, until `take` refuses one, a record fails `valid`, or the buffer
+/// holds no further whole record. Records taken are consumed; the one
+/// refused or invalid, and a partial record at the end of the buffer, stay
+/// for the next call (or for [`next_record`], which names a defect).
+/// Returns how many were taken; 0 means "take the general path". One
+/// `fill_buf` per buffer instead of per record, and the decode loop runs
+/// over a plain slice.
+#[inline]
+pub(crate) fn take_buffered<R: BufRead, const N: usize>(
+    r: &mut R,
+    record: &mut u64,
+    valid: impl Fn(&[u8; N]) -> Option<TraceRecord>,
+    mut take: impl FnMut(TraceRecord) -> bool,
+) -> usize {
+    let Ok(buf) = r.fill_buf() else {
+        return 0;
+    };
+    let mut n = 0;
+    for b in buf.chunks_exact(N) {
+        let Ok(b) = <&[u8; N]>::try_from(b) else {
+            break;
+        };
+        let Some(rec) = valid(b) else {
+            break;
+        };
+        if !take(rec) {
+            break;
+        }
+        n += 1;
+    }
+    r.consume(n * N);
+    *record += n as u64;
+    n
+}
+
 /// The next record of a binary reader: `N` bytes from `r`, decoded. A
 /// clean end of file ends the stream; a truncated record, a read error or
 /// a record `decode` refuses is reported once at record number `*record`
@@ -140,6 +177,14 @@ macro_rules! binary_record_stream {
                     return Some(rec);
                 }
                 super::stash_error(self.next(), err)
+            }
+
+            #[inline]
+            fn take_buffered(&mut self, take: impl FnMut(TraceRecord) -> bool) -> usize {
+                if self.done {
+                    return 0;
+                }
+                take_buffered(&mut self.r, &mut self.record, $valid, take)
             }
 
             fn position(&self) -> Position {

@@ -30,7 +30,7 @@
 //! encoding would be several times smaller; it is not done.
 
 use super::binary::{
-    binary_record_stream, fill, next_fast, next_record, u16_at, u32_at, u64_at, Fill,
+    binary_record_stream, fill, next_fast, next_record, take_buffered, u16_at, u32_at, u64_at, Fill,
 };
 use super::{
     AccessKind, Defect, Position, RecordStream, SharedPath, TraceError, TraceRecord,

@@ -23,7 +23,7 @@
 //! (run libCacheSim's own tools to compute it for Belady-style oracles).
 //! Stores become plain requests: the format cannot say "write".
 
-use super::binary::{binary_record_stream, next_fast, next_record, u64_at};
+use super::binary::{binary_record_stream, next_fast, next_record, take_buffered, u64_at};
 use super::lackey::check_one_pid;
 use super::{AccessKind, Defect, Position, RecordStream, SharedPath, TraceError, TraceRecord};
 use std::io::{BufRead, Read, Write};
@@ -248,6 +248,60 @@ mod tests {
         assert_eq!(all.len(), 2);
         let e = all[1].as_ref().unwrap_err();
         assert!(e.to_string().contains("record 1: truncated"), "{e}");
+    }
+
+    /// Every record through the replay's and the scan's way of reading:
+    /// bulk from the buffer while it can, else one at a time.
+    fn read_bulk(bytes: &[u8], buf: usize) -> (Vec<TraceRecord>, Option<TraceError>) {
+        let r = std::io::BufReader::with_capacity(buf, bytes);
+        let mut r = OracleReader::new(r, Arc::from(Path::new("/t/x.oracleGeneral.bin")));
+        let (mut out, mut err) = (Vec::new(), None);
+        loop {
+            if r.take_buffered(|rec| {
+                out.push(rec);
+                true
+            }) > 0
+            {
+                continue;
+            }
+            match r.next_rec(&mut err) {
+                Some(rec) => out.push(rec),
+                None => return (out, err),
+            }
+        }
+    }
+
+    #[test]
+    fn bulk_decode_gives_the_records_and_errors_of_the_iterator() {
+        let mut f = Vec::new();
+        for i in 0..1000u64 {
+            f.extend(raw(i as u32, i * 3 % 777, 4096, -1));
+        }
+        // Buffers of whole records, and of sizes that split a record.
+        for buf in [24 * 10, 1000, 64 << 10] {
+            let (got, err) = read_bulk(&f, buf);
+            assert!(err.is_none());
+            let want: Vec<_> = read(&f).into_iter().map(Result::unwrap).collect();
+            assert_eq!(got, want, "buffer {buf}");
+        }
+        // A bad record inside a buffer: the records before it, then its
+        // error with its number; a truncated tail likewise.
+        let mut bad = f.clone();
+        bad[700 * RECORD_LEN + 4..700 * RECORD_LEN + 12]
+            .copy_from_slice(&(1u64 << 52).to_le_bytes());
+        let mut short = f.clone();
+        short.truncate(999 * RECORD_LEN + 5);
+        for (bytes, n, what) in [
+            (&bad, 700, "record 700: field `obj_id`"),
+            (&short, 999, "record 999: truncated"),
+        ] {
+            for buf in [24 * 10, 1000, 64 << 10] {
+                let (got, err) = read_bulk(bytes, buf);
+                assert_eq!(got.len(), n, "buffer {buf}");
+                let e = err.unwrap().to_string();
+                assert!(e.contains(what), "{e}");
+            }
+        }
     }
 
     #[test]

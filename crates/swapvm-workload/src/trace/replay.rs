@@ -27,16 +27,32 @@
 //! first, then the error, exactly where the one-record-at-a-time stream
 //! would have returned it.
 //!
+//! Decoder threads. With at most [`DECODE_THREADS_MAX`] pids on a machine
+//! of more than one CPU, each process's batches ([`THREAD_BATCH_OPS`] ops)
+//! are decoded by a thread of its own, started at the process's first op
+//! and a few batches ahead of it, so reading and decoding the file
+//! overlap the machine's work. The thread makes the ops the inline decoder
+//! makes, in the same order: the replay stays deterministic, and an error
+//! still comes after the ops before it. Two bounded channels carry the
+//! batches and recycle their buffers, so memory stays constant; dropping
+//! the process stops and joins its thread. The machine takes a decoded
+//! batch as a slice ([`TraceProcess::ready`], [`TraceProcess::take_ready`])
+//! rather than op by op.
+//!
 //! [`TracePlan::scan`] reads the trace once before the machine starts: it
 //! finds the pids and their access counts (for the progress bar) and
 //! rejects a malformed trace before any I/O is done. If the file changes
 //! between the scan and the replay, the reader's error ends the process and
 //! is reported with its line or record.
 
-use super::{ChunkCache, Position, RecordStream, TraceError, TraceFormat, TraceReader, TraceStats};
+use super::{
+    ChunkCache, LastTwo, Position, RecordStream, TraceError, TraceFormat, TraceReader, TraceRecord,
+    TraceStats,
+};
 use crate::Op;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 type ChunkMap = HashMap<u64, u32, super::ChunkHash>;
 
@@ -46,6 +62,19 @@ pub const REGION_PAGES: u64 = 512;
 /// Ops decoded per batch (see the module documentation): 24 KiB of ops,
 /// enough that the per-batch cost vanishes, small enough to stay in L1/L2.
 pub const BATCH_OPS: usize = 1024;
+
+/// Ops per batch when a decoder thread fills them (96 KiB): larger than
+/// [`BATCH_OPS`] so that the hand-over (a channel send each way, now and
+/// then a thread wake-up) is paid once per few thousand ops, small enough
+/// that the batches in flight stay in the caches.
+pub const THREAD_BATCH_OPS: usize = 4096;
+
+/// Batches a decoder thread works ahead of its process.
+const DECODE_DEPTH: usize = 3;
+
+/// Most pids whose processes get a decoder thread each; a trace with more
+/// decodes inline (a thread per pid would outnumber the CPUs long before).
+pub const DECODE_THREADS_MAX: usize = 4;
 
 /// Most pids a replayed trace may have: one emulated process each.
 pub const PIDS_MAX: usize = crate::COUNT_MAX as usize;
@@ -92,12 +121,26 @@ impl TracePlan {
     }
 
     /// One process per pid, in order of first appearance, each with its own
-    /// reader. Process `i` is named `<file stem>.<pid>`.
+    /// reader. Process `i` is named `<file stem>.<pid>`. With at most
+    /// [`DECODE_THREADS_MAX`] pids on a machine of more than one CPU, each
+    /// process decodes on a thread of its own (see [`TraceProcess`]).
     ///
     /// # Errors
     ///
     /// [`TraceError`] if the file can no longer be opened.
     pub fn processes(&self) -> Result<Vec<TraceProcess>, TraceError> {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        self.processes_with(cpus > 1 && self.stats.pids.len() <= DECODE_THREADS_MAX)
+    }
+
+    /// [`Self::processes`], decoding on a thread per process when
+    /// `threaded` (if a thread cannot be started, that process decodes
+    /// inline). The ops are the same either way.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError`] if the file can no longer be opened.
+    pub fn processes_with(&self, threaded: bool) -> Result<Vec<TraceProcess>, TraceError> {
         let stem = self
             .path()
             .file_name()
@@ -109,22 +152,40 @@ impl TracePlan {
             .pids
             .iter()
             .map(|p| {
+                let name = format!("{stem}.{}", p.pid);
+                let decoder = |cap| {
+                    Ok::<_, TraceError>(Decoder {
+                        path: self.path().to_owned(),
+                        pid: p.pid,
+                        reader: TraceReader::open(self.path(), Some(self.stats.format))?,
+                        batch: Batch {
+                            ops: Vec::with_capacity(cap),
+                            regions: ChunkMap::default(),
+                            recent: ChunkCache::default(),
+                            last: LastTwo::default(),
+                            cursor: None,
+                            emitted: 0,
+                            mmaps: 0,
+                            cap,
+                        },
+                    })
+                };
+                let feed = match threaded {
+                    true => Feed::Unstarted(Box::new(decoder(THREAD_BATCH_OPS)?)),
+                    false => Feed::Inline(Box::new(decoder(BATCH_OPS)?)),
+                };
                 Ok(TraceProcess {
-                    name: format!("{stem}.{}", p.pid),
+                    name,
                     path: self.path().to_owned(),
                     pid: p.pid,
-                    reader: TraceReader::open(self.path(), Some(self.stats.format))?,
-                    batch: Batch {
-                        ops: Vec::with_capacity(BATCH_OPS),
-                        regions: ChunkMap::default(),
-                        recent: ChunkCache::default(),
-                        last: None,
-                        cursor: None,
-                        emitted: 0,
-                    },
+                    feed,
+                    ops: Vec::new(),
                     pos: 0,
                     error: None,
                     eof: false,
+                    exit_next: false,
+                    emitted: 0,
+                    position: Position::Record(0),
                     accesses_total: p.page_accesses,
                 })
             })
@@ -151,12 +212,19 @@ struct Batch {
     regions: ChunkMap,
     /// Recent entries of `regions`.
     recent: ChunkCache<u64, u32>,
-    /// The last chunk and its region.
-    last: Option<(u64, u32)>,
+    /// The last two chunks and their regions.
+    last: LastTwo<u64, u32>,
     /// Pages of a record that did not fit in the last batch.
     cursor: Option<Cursor>,
-    /// Page accesses pushed into `ops` so far, over all batches.
+    /// Page accesses pushed into `ops` in the batches before this one
+    /// ([`Decoder::decode`] adds each batch's once it is full, so the
+    /// per-page loop does not count through memory).
     emitted: u64,
+    /// Mmaps pushed into `ops` in this batch.
+    mmaps: usize,
+    /// Ops per batch: [`BATCH_OPS`], or [`THREAD_BATCH_OPS`] when a
+    /// decoder thread fills the batches.
+    cap: usize,
 }
 
 impl Batch {
@@ -164,29 +232,23 @@ impl Batch {
     /// its region if the page opens a new chunk.
     #[inline]
     fn has_room(&self) -> bool {
-        self.ops.len() + 2 <= BATCH_OPS
+        self.ops.len() + 2 <= self.cap
     }
 
     /// Pushes the access to `page`, preceded by the Mmap of its region if
-    /// the page is the first of its chunk; `at` says where the reader is,
-    /// for the error past 2^32 regions.
-    #[inline]
-    fn page(
-        &mut self,
-        page: u64,
-        write: bool,
-        path: &Path,
-        at: impl FnOnce() -> Position,
-    ) -> Result<(), TraceError> {
+    /// the page is the first of its chunk. Past 2^32 regions it pushes
+    /// nothing and fails; the caller names the record.
+    #[inline(always)]
+    fn page(&mut self, page: u64, write: bool) -> Result<(), RegionsFull> {
         let chunk = chunk_of(page);
-        let region = match self.last {
-            Some((c, r)) if c == chunk => r,
-            _ => match self.recent.get(chunk, chunk) {
+        let region = match self.last.get(chunk) {
+            Some(r) => r,
+            None => match self.recent.get(chunk, chunk) {
                 Some(r) => {
-                    self.last = Some((chunk, r));
+                    self.last.put(chunk, r);
                     r
                 }
-                None => self.region_of(chunk, path, at)?,
+                None => self.region_of(chunk)?,
             },
         };
         self.ops.push(Op::Access {
@@ -194,44 +256,63 @@ impl Batch {
             page: page % REGION_PAGES,
             write,
         });
-        self.emitted += 1;
         Ok(())
     }
 
     /// The region of `chunk` when neither `last` nor `recent` has it:
     /// looked up, or numbered and its Mmap pushed on first touch.
     #[inline(never)]
-    fn region_of(
-        &mut self,
-        chunk: u64,
-        path: &Path,
-        at: impl FnOnce() -> Position,
-    ) -> Result<u32, TraceError> {
+    fn region_of(&mut self, chunk: u64) -> Result<u32, RegionsFull> {
         if let Some(&r) = self.regions.get(&chunk) {
             self.recent.insert(chunk, chunk, r);
-            self.last = Some((chunk, r));
+            self.last.put(chunk, r);
             return Ok(r);
         }
-        let Ok(region) = u32::try_from(self.regions.len()) else {
-            return Err(TraceError::Unrepresentable {
-                path: path.to_owned(),
-                at: at(),
-                reason: "more than 2^32 regions of 2 MiB in one pid".into(),
-            });
-        };
+        let region = u32::try_from(self.regions.len()).map_err(|_| RegionsFull)?;
         self.regions.insert(chunk, region);
         self.recent.insert(chunk, chunk, region);
-        self.last = Some((chunk, region));
+        self.last.put(chunk, region);
         self.ops.push(Op::Mmap {
             region,
             pages: REGION_PAGES,
         });
+        self.mmaps += 1;
         Ok(region)
+    }
+
+    /// Takes record `rec` into the batch if there is room: its first page
+    /// now, the others (if it straddles pages) left in `cursor` for
+    /// [`Self::fill`]. Refuses (`false`, nothing pushed) when the batch is
+    /// full, a cursor is pending, or the pid has run out of regions.
+    /// Inlined into the bulk decode loop: a call per record was a third
+    /// of the decode's instructions.
+    #[inline(always)]
+    fn record(&mut self, rec: TraceRecord, pid: u32) -> Result<bool, RegionsFull> {
+        if self.cursor.is_some() || !self.has_room() {
+            return Ok(false);
+        }
+        if rec.pid != pid {
+            return Ok(true);
+        }
+        let (next, last) = rec.pages();
+        let write = rec.kind.is_write();
+        self.page(next, write)?;
+        if next < last {
+            self.cursor = Some(Cursor {
+                next: next + 1,
+                last,
+                write,
+            });
+        }
+        Ok(true)
     }
 
     /// Decodes records of `pid` from `reader` until the batch is full;
     /// `Ok(true)` at the end of the trace. Generic so that each reader's
-    /// decode inlines into the loop.
+    /// decode inlines into the loop. Records come in bulk from the
+    /// reader's buffer ([`RecordStream::take_buffered`]) while they can,
+    /// else one at a time ([`RecordStream::next_rec`], which also reports
+    /// the end and errors).
     #[inline]
     fn fill<I: RecordStream>(
         &mut self,
@@ -239,6 +320,11 @@ impl Batch {
         pid: u32,
         path: &Path,
     ) -> Result<bool, TraceError> {
+        let full = |reader: &I| TraceError::Unrepresentable {
+            path: path.to_owned(),
+            at: reader.position(),
+            reason: "more than 2^32 regions of 2 MiB in one pid".into(),
+        };
         let mut err = None;
         while self.has_room() {
             if let Some(c) = self.cursor {
@@ -246,27 +332,195 @@ impl Batch {
                     next: c.next + 1,
                     ..c
                 });
-                self.page(c.next, c.write, path, || reader.position())?;
+                self.page(c.next, c.write)
+                    .map_err(|RegionsFull| full(reader))?;
+                continue;
+            }
+            if reader.take_buffered(|rec| self.record(rec, pid).unwrap_or(false)) > 0 {
                 continue;
             }
             match reader.next_rec(&mut err) {
-                Some(rec) if rec.pid == pid => {
-                    let (next, last) = rec.pages();
-                    let write = rec.kind.is_write();
-                    if next < last {
-                        self.cursor = Some(Cursor {
-                            next: next + 1,
-                            last,
-                            write,
-                        });
-                    }
-                    self.page(next, write, path, || reader.position())?;
+                Some(rec) => {
+                    self.record(rec, pid).map_err(|RegionsFull| full(reader))?;
                 }
-                Some(_) => {}
                 None => return err.map_or(Ok(true), Err),
             }
         }
         Ok(false)
+    }
+}
+
+/// A pid has 2^32 regions and needs another.
+#[derive(Debug)]
+struct RegionsFull;
+
+/// A pid's reader and the state that maps its pages to regions: what
+/// decodes its batches, on the replay's thread or on its own.
+#[derive(Debug)]
+struct Decoder {
+    path: PathBuf,
+    pid: u32,
+    reader: TraceReader,
+    batch: Batch,
+}
+
+/// One batch as the decoder hands it over.
+#[derive(Debug)]
+struct Decoded {
+    ops: Vec<Op>,
+    /// `None`: more batches follow. `Some(Ok)`: the end of the trace, and
+    /// `ops` ends with [`Op::Exit`]. `Some(Err)`: the error that ended
+    /// the trace after `ops`.
+    end: Option<Result<(), TraceError>>,
+    /// Page accesses decoded so far, this batch's included.
+    emitted: u64,
+    /// Where the reader was after this batch.
+    position: Position,
+}
+
+impl Decoder {
+    /// Decodes the next batch into `ops` (cleared first; its capacity is
+    /// reused).
+    fn decode(&mut self, mut ops: Vec<Op>) -> Decoded {
+        ops.clear();
+        ops.reserve(self.batch.cap);
+        std::mem::swap(&mut self.batch.ops, &mut ops);
+        let (b, pid, path) = (&mut self.batch, self.pid, self.path.as_path());
+        let filled = match &mut self.reader {
+            TraceReader::Lackey(r) => b.fill(r, pid, path),
+            TraceReader::Csv(r) => b.fill(r, pid, path),
+            TraceReader::OracleGeneral(r) => b.fill(r, pid, path),
+            TraceReader::Native(r) => b.fill(r, pid, path),
+        };
+        // Every op so far is an access or an Mmap.
+        b.emitted += (b.ops.len() - b.mmaps) as u64;
+        b.mmaps = 0;
+        let end = match filled {
+            Ok(false) => None,
+            Ok(true) => {
+                self.batch.ops.push(Op::Exit);
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        Decoded {
+            ops: std::mem::take(&mut self.batch.ops),
+            end,
+            emitted: self.batch.emitted,
+            position: self.reader.position(),
+        }
+    }
+}
+
+/// Where a [`TraceProcess`]'s batches come from.
+#[derive(Debug)]
+enum Feed {
+    /// Decoded on the caller's thread, when the batch is used up.
+    Inline(Box<Decoder>),
+    /// To be decoded by a thread, started at the first batch: like a
+    /// reader's buffer, the thread reads the file only once the replay
+    /// runs, not while the machine is being built.
+    Unstarted(Box<Decoder>),
+    /// Decoded ahead by a thread of the process's own.
+    Thread(DecodeThread),
+}
+
+/// A decoder thread: it fills the buffers it receives on `free` and
+/// sends them back on `full`, [`DECODE_DEPTH`] ahead of the consumer, and
+/// stops after the last batch or when the consumer goes away. Memory
+/// stays constant: `DECODE_DEPTH + 1` buffers of [`THREAD_BATCH_OPS`] ops
+/// circulate. The ops are those the inline decoder makes, in the same
+/// order, so a replay is deterministic whichever feed it has.
+#[derive(Debug)]
+struct DecodeThread {
+    /// `None` only while dropping.
+    full: Option<mpsc::Receiver<Decoded>>,
+    free: Option<mpsc::SyncSender<Vec<Op>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Feed {
+    /// Starts the thread of an [`Feed::Unstarted`] feed; if no thread can
+    /// be started, the feed decodes inline (with the larger batches).
+    fn start(&mut self, name: &str) {
+        if !matches!(self, Feed::Unstarted(_)) {
+            return;
+        }
+        let Feed::Unstarted(dec) = std::mem::replace(self, Feed::Thread(DecodeThread::none()))
+        else {
+            return;
+        };
+        *self = match Feed::spawn(name, *dec) {
+            Ok(f) => f,
+            Err(dec) => Feed::Inline(dec),
+        };
+    }
+
+    /// Starts a decoder thread over `dec`; `dec` back if the thread cannot
+    /// be started.
+    fn spawn(name: &str, dec: Decoder) -> Result<Feed, Box<Decoder>> {
+        let (full_tx, full) = mpsc::sync_channel::<Decoded>(DECODE_DEPTH);
+        let (free, free_rx) = mpsc::sync_channel::<Vec<Op>>(DECODE_DEPTH + 1);
+        for _ in 0..DECODE_DEPTH {
+            // The receiver is alive and the channel has room.
+            let _ = free.send(Vec::with_capacity(THREAD_BATCH_OPS));
+        }
+        // The decoder comes back out of the closure if the thread cannot
+        // be started: `spawn` drops the closure then, so it is handed over
+        // through a slot the closure takes it from.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(dec)));
+        let theirs = std::sync::Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name(format!("decode {name}"))
+            .spawn(move || {
+                let Some(mut dec) = theirs.lock().ok().and_then(|mut d| d.take()) else {
+                    return;
+                };
+                drop(theirs);
+                while let Ok(ops) = free_rx.recv() {
+                    let d = dec.decode(ops);
+                    let last = d.end.is_some();
+                    if full_tx.send(d).is_err() || last {
+                        break;
+                    }
+                }
+            });
+        match spawned {
+            Ok(handle) => Ok(Feed::Thread(DecodeThread {
+                full: Some(full),
+                free: Some(free),
+                handle: Some(handle),
+            })),
+            Err(_) => match slot.lock().ok().and_then(|mut d| d.take()) {
+                Some(dec) => Err(Box::new(dec)),
+                // Unreachable: only a started thread takes the decoder.
+                None => Ok(Feed::Thread(DecodeThread::none())),
+            },
+        }
+    }
+}
+
+impl DecodeThread {
+    /// A feed with no thread: it reports the decoder stopped.
+    fn none() -> DecodeThread {
+        DecodeThread {
+            full: None,
+            free: None,
+            handle: None,
+        }
+    }
+}
+
+impl Drop for DecodeThread {
+    /// Closes both channels, which ends the thread (blocked on either, or
+    /// at its next send), then waits for it, so no thread outlives its
+    /// process.
+    fn drop(&mut self) {
+        self.full.take();
+        self.free.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -276,14 +530,21 @@ pub struct TraceProcess {
     name: String,
     path: PathBuf,
     pid: u32,
-    reader: TraceReader,
-    batch: Batch,
-    /// The next op of `batch.ops` to hand out.
+    feed: Feed,
+    /// The batch being handed out.
+    ops: Vec<Op>,
+    /// The next op of `ops` to hand out.
     pos: usize,
     /// The error that ended the last batch, handed out after its ops.
     error: Option<TraceError>,
-    /// The reader reached the end: `batch.ops` ends with [`Op::Exit`].
+    /// The reader reached the end: `ops` ends with [`Op::Exit`].
     eof: bool,
+    /// An error ended the trace: [`Op::Exit`] follows it.
+    exit_next: bool,
+    /// Page accesses in the batches received so far.
+    emitted: u64,
+    /// Where the reader was after the batch received last.
+    position: Position,
     accesses_total: u64,
 }
 
@@ -296,11 +557,28 @@ impl TraceProcess {
     /// [`TraceError::Unrepresentable`] past 2^32 regions.
     #[inline]
     pub fn next_op(&mut self) -> Result<Option<Op>, TraceError> {
-        if let Some(&op) = self.batch.ops.get(self.pos) {
+        if let Some(&op) = self.ops.get(self.pos) {
             self.pos += 1;
             return Ok(Some(op));
         }
         self.next_batch()
+    }
+
+    /// The ops decoded ahead and not handed out yet: the next ones
+    /// [`Self::next_op`] would return, in order (empty when the batch is
+    /// used up; `next_op` then takes the next or returns the pending
+    /// error). With [`Self::take_ready`], a consumer runs a slice of ops
+    /// without a call per op.
+    #[inline]
+    pub fn ready(&self) -> &[Op] {
+        self.ops.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Hands out the first `n` ops of [`Self::ready`], as `n` calls of
+    /// [`Self::next_op`] would have (at most all of them).
+    #[inline]
+    pub fn take_ready(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n).min(self.ops.len());
     }
 
     /// [`Self::next_op`] once the batch is used up: the pending error, the
@@ -313,24 +591,48 @@ impl TraceProcess {
         if self.eof {
             return Ok(None);
         }
-        self.batch.ops.clear();
-        self.pos = 0;
-        let (b, pid, path) = (&mut self.batch, self.pid, self.path.as_path());
-        let filled = match &mut self.reader {
-            TraceReader::Lackey(r) => b.fill(r, pid, path),
-            TraceReader::Csv(r) => b.fill(r, pid, path),
-            TraceReader::OracleGeneral(r) => b.fill(r, pid, path),
-            TraceReader::Native(r) => b.fill(r, pid, path),
-        };
-        match filled {
-            Ok(false) => {}
-            Ok(true) => {
-                self.eof = true;
-                self.batch.ops.push(Op::Exit);
-            }
-            Err(e) => self.error = Some(e),
+        if self.exit_next {
+            self.exit_next = false;
+            self.eof = true;
+            self.ops.clear();
+            self.pos = 0;
+            return Ok(Some(Op::Exit));
         }
-        match self.batch.ops.first() {
+        self.feed.start(&self.name);
+        let used = std::mem::take(&mut self.ops);
+        let d = match &mut self.feed {
+            Feed::Inline(dec) | Feed::Unstarted(dec) => dec.decode(used),
+            Feed::Thread(t) => {
+                // A closed channel means the thread died (a panic in the
+                // decoder): the process ends with an error, not a hang.
+                let got = t.free.as_ref().map(|f| f.send(used));
+                match (got, t.full.as_ref().map(mpsc::Receiver::recv)) {
+                    (Some(_), Some(Ok(d))) => d,
+                    _ => {
+                        self.exit_next = true;
+                        return Err(TraceError::Read {
+                            path: self.path.clone(),
+                            at: self.position,
+                            source: std::io::Error::other("the trace's decoder thread stopped"),
+                        });
+                    }
+                }
+            }
+        };
+        self.ops = d.ops;
+        self.pos = 0;
+        self.emitted = d.emitted;
+        self.position = d.position;
+        match d.end {
+            None => {}
+            Some(Ok(())) => self.eof = true,
+            // The decoder stops at an error: the process exits after it.
+            Some(Err(e)) => {
+                self.error = Some(e);
+                self.exit_next = true;
+            }
+        }
+        match self.ops.first() {
             Some(&op) => {
                 self.pos = 1;
                 Ok(Some(op))
@@ -352,12 +654,12 @@ impl TraceProcess {
     /// Page accesses emitted so far (returned by [`Self::next_op`], not
     /// those decoded ahead in the batch).
     pub fn accesses_done(&self) -> u64 {
-        let ahead = self.batch.ops.get(self.pos..).unwrap_or_default();
+        let ahead = self.ops.get(self.pos..).unwrap_or_default();
         let ahead = ahead
             .iter()
             .filter(|op| matches!(op, Op::Access { .. }))
             .count();
-        self.batch.emitted - ahead as u64
+        self.emitted - ahead as u64
     }
 
     /// Page accesses this process makes in all (from the scan).
@@ -368,7 +670,7 @@ impl TraceProcess {
     /// Where the reader is, for messages: up to a batch ahead of the last
     /// op returned.
     pub fn position(&self) -> Position {
-        self.reader.position()
+        self.position
     }
 }
 
@@ -504,7 +806,7 @@ mod tests {
         // (the chunk cache and the map), and records that straddle pages
         // and chunks, some of many pages, so a record's pages cross a
         // batch boundary.
-        let recs: Vec<_> = (0..5000)
+        let recs: Vec<_> = (0..20000)
             .map(|_| {
                 let chunk = next() % 90;
                 let addr = (chunk << 21) + (next() % (2 << 20));
@@ -519,14 +821,68 @@ mod tests {
             })
             .collect();
         let p = plan(dir.path(), &recs);
-        for mut proc_ in p.processes().unwrap() {
-            let want = reference_ops(&recs, proc_.pid());
-            assert!(want.len() > 3 * BATCH_OPS);
-            let got = ops(&mut proc_);
-            assert_eq!(got.len(), want.len());
-            assert!(got == want, "pid {}", proc_.pid());
-            assert_eq!(proc_.accesses_done(), proc_.accesses_total());
+        // Inline and on decoder threads: the same ops.
+        for threaded in [false, true] {
+            for mut proc_ in p.processes_with(threaded).unwrap() {
+                let want = reference_ops(&recs, proc_.pid());
+                assert!(want.len() > 3 * THREAD_BATCH_OPS);
+                let got = ops(&mut proc_);
+                assert_eq!(got.len(), want.len());
+                assert!(got == want, "pid {} threaded {threaded}", proc_.pid());
+                assert_eq!(proc_.accesses_done(), proc_.accesses_total());
+            }
         }
+    }
+
+    #[test]
+    fn ready_slices_hand_out_the_same_stream_as_next_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<_> = (0..30000u64)
+            .map(|i| rec(1, ((i * 7919) % 3000) << 12, 8, AccessKind::Load))
+            .collect();
+        let p = plan(dir.path(), &recs);
+        let want = reference_ops(&recs, 1);
+        for threaded in [false, true] {
+            let mut proc_ = p.processes_with(threaded).unwrap().remove(0);
+            let mut got = Vec::new();
+            let mut step = 0usize;
+            loop {
+                // Take 0, 1, 2, ... 99 ops from the ready slice, then one by
+                // next_op (which refills it).
+                let ready = proc_.ready();
+                let n = (step % 100).min(ready.len());
+                got.extend_from_slice(&ready[..n]);
+                proc_.take_ready(n);
+                assert_eq!(
+                    proc_.accesses_done(),
+                    got.iter()
+                        .filter(|o| matches!(o, Op::Access { .. }))
+                        .count() as u64
+                );
+                match proc_.next_op().unwrap() {
+                    Some(op) => got.push(op),
+                    None => break,
+                }
+                step += 1;
+            }
+            assert!(got == want, "threaded {threaded}");
+            // Taking more than is ready takes what is there.
+            proc_.take_ready(5);
+            assert!(proc_.ready().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_process_dropped_mid_trace_stops_its_decoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<_> = (0..50000u64)
+            .map(|i| rec(1, (i % 5000) << 12, 8, AccessKind::Load))
+            .collect();
+        let p = plan(dir.path(), &recs);
+        let mut procs = p.processes_with(true).unwrap();
+        assert!(matches!(procs[0].next_op().unwrap(), Some(Op::Mmap { .. })));
+        // Dropping joins the thread: this returns, and no thread is left.
+        drop(procs);
     }
 
     #[test]
@@ -542,20 +898,22 @@ mod tests {
         let at = crate::trace::native::HEADER_LEN + 2500 * crate::trace::native::RECORD_LEN + 12;
         bytes[at] |= 3;
         std::fs::write(p.path(), &bytes).unwrap();
-        let mut procs = p.processes().unwrap();
-        let mut accesses = 0;
-        let err = loop {
-            match procs[0].next_op() {
-                Ok(Some(Op::Access { .. })) => accesses += 1,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("no error"),
-                Err(e) => break e,
-            }
-        };
-        assert_eq!(accesses, 2500);
-        assert_eq!(procs[0].accesses_done(), 2500);
-        assert!(err.to_string().contains("record 2500"), "{err}");
-        assert_eq!(procs[0].next_op().unwrap(), Some(Op::Exit));
-        assert_eq!(procs[0].next_op().unwrap(), None);
+        for threaded in [false, true] {
+            let mut procs = p.processes_with(threaded).unwrap();
+            let mut accesses = 0;
+            let err = loop {
+                match procs[0].next_op() {
+                    Ok(Some(Op::Access { .. })) => accesses += 1,
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("no error"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(accesses, 2500);
+            assert_eq!(procs[0].accesses_done(), 2500);
+            assert!(err.to_string().contains("record 2500"), "{err}");
+            assert_eq!(procs[0].next_op().unwrap(), Some(Op::Exit));
+            assert_eq!(procs[0].next_op().unwrap(), None);
+        }
     }
 }

@@ -5,7 +5,10 @@
 //! 2 MiB touched, plus the map entry), never with the trace's length.
 
 use super::replay::{chunk_of, PIDS_MAX, REGION_PAGES};
-use super::{AccessKind, ChunkCache, Position, RecordStream, TraceError, TraceFormat, TraceReader};
+use super::{
+    AccessKind, ChunkCache, LastTwo, Position, RecordStream, TraceError, TraceFormat, TraceReader,
+    TraceRecord,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use swapvm_core::PAGE_SIZE;
@@ -120,43 +123,95 @@ impl TraceStats {
 
 /// The scan's loop over every record of `reader` into `s`; generic so that
 /// each reader's decode inlines into it (one match on the format per
-/// trace, not per record).
+/// trace, not per record). Records come in bulk from the reader's buffer
+/// while they can ([`RecordStream::take_buffered`]), else one at a time.
 fn scan_records<I: RecordStream>(
     reader: &mut I,
     s: &mut TraceStats,
     progress: &mut impl FnMut(u64),
 ) -> Result<(), TraceError> {
-    let path = s.path.clone();
-    let path = path.as_path();
-    let mut pid_index: HashMap<u32, usize> = HashMap::new();
-    let mut chunk_index: HashMap<(u32, u64), usize, super::ChunkHash> = HashMap::default();
-    let mut bitmaps: Vec<[u64; WORDS]> = Vec::new();
-    // The last pid and chunk seen: consecutive accesses are mostly to
-    // the same chunk, which then costs no hash lookup.
-    let mut last_pid: Option<(u32, usize)> = None;
-    let mut last_chunk: Option<((u32, u64), usize)> = None;
-    let mut recent: ChunkCache<(u32, u64), usize> = ChunkCache::default();
+    let mut sc = Scanner {
+        s,
+        progress,
+        pid_index: HashMap::new(),
+        chunk_index: HashMap::default(),
+        bitmaps: Vec::new(),
+        last_pid: None,
+        last_chunk: LastTwo::default(),
+        recent: ChunkCache::default(),
+        failed: None,
+    };
     let mut err = None;
-    while let Some(rec) = reader.next_rec(&mut err) {
-        let p = match last_pid {
+    loop {
+        if reader.take_buffered(|rec| sc.record(rec)) > 0 {
+            continue;
+        }
+        if let Some(e) = sc.failed.take() {
+            return Err(e);
+        }
+        match reader.next_rec(&mut err) {
+            Some(rec) => {
+                if !sc.record(rec) {
+                    return Err(sc.failed.take().unwrap_or_else(|| sc.too_many_pids()));
+                }
+            }
+            None => break,
+        }
+    }
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The state of [`scan_records`].
+struct Scanner<'a, P> {
+    s: &'a mut TraceStats,
+    progress: &'a mut P,
+    pid_index: HashMap<u32, usize>,
+    chunk_index: HashMap<(u32, u64), usize, super::ChunkHash>,
+    bitmaps: Vec<[u64; WORDS]>,
+    // The last pid and the last two chunks seen: consecutive accesses are
+    // mostly to one of those, which then costs no hash lookup.
+    last_pid: Option<(u32, usize)>,
+    last_chunk: LastTwo<(u32, u64), usize>,
+    recent: ChunkCache<(u32, u64), usize>,
+    /// Why the scan stopped at a record [`Self::record`] refused.
+    failed: Option<TraceError>,
+}
+
+impl<P: FnMut(u64)> Scanner<'_, P> {
+    /// The error past [`PIDS_MAX`] pids, at the record being counted.
+    fn too_many_pids(&self) -> TraceError {
+        TraceError::Unrepresentable {
+            path: self.s.path.clone(),
+            at: Position::Record(self.s.records),
+            reason: format!("more than {PIDS_MAX} pids"),
+        }
+    }
+
+    /// Counts `rec`; `false` (and `failed` set, `rec` not counted) past
+    /// [`PIDS_MAX`] pids. Inlined into the bulk decode loop.
+    #[inline(always)]
+    fn record(&mut self, rec: TraceRecord) -> bool {
+        let s = &mut *self.s;
+        let p = match self.last_pid {
             Some((pid, p)) if pid == rec.pid => p,
             _ => {
-                let n = pid_index.len();
-                let p = *pid_index.entry(rec.pid).or_insert(n);
+                let n = self.pid_index.len();
+                let p = *self.pid_index.entry(rec.pid).or_insert(n);
                 if p == s.pids.len() {
                     if p == PIDS_MAX {
-                        return Err(TraceError::Unrepresentable {
-                            path: path.to_owned(),
-                            at: Position::Record(s.records),
-                            reason: format!("more than {PIDS_MAX} pids"),
-                        });
+                        self.pid_index.remove(&rec.pid);
+                        self.failed = Some(self.too_many_pids());
+                        return false;
                     }
                     s.pids.push(PidStats {
                         pid: rec.pid,
                         ..PidStats::default()
                     });
                 }
-                last_pid = Some((rec.pid, p));
+                self.last_pid = Some((rec.pid, p));
                 p
             }
         };
@@ -177,29 +232,29 @@ fn scan_records<I: RecordStream>(
         }
         for page in first..=last {
             let key = (rec.pid, chunk_of(page));
-            let b = match last_chunk {
-                Some((k, b)) if k == key => b,
-                _ => {
+            let b = match self.last_chunk.get(key) {
+                Some(b) => b,
+                None => {
                     let h = key.1 ^ u64::from(key.0);
-                    let b = match recent.get(h, key) {
+                    let b = match self.recent.get(h, key) {
                         Some(b) => b,
                         None => {
-                            let n = bitmaps.len();
-                            let b = *chunk_index.entry(key).or_insert(n);
+                            let n = self.bitmaps.len();
+                            let b = *self.chunk_index.entry(key).or_insert(n);
                             if b == n {
-                                bitmaps.push([0; WORDS]);
+                                self.bitmaps.push([0; WORDS]);
                                 ps.regions += 1;
                             }
-                            recent.insert(h, key, b);
+                            self.recent.insert(h, key, b);
                             b
                         }
                     };
-                    last_chunk = Some((key, b));
+                    self.last_chunk.put(key, b);
                     b
                 }
             };
             let bit = page % REGION_PAGES;
-            let word = &mut bitmaps[b][(bit / 64) as usize];
+            let word = &mut self.bitmaps[b][(bit / 64) as usize];
             let mask = 1u64 << (bit % 64);
             if *word & mask == 0 {
                 *word |= mask;
@@ -207,11 +262,51 @@ fn scan_records<I: RecordStream>(
             }
         }
         if s.records % 65536 == 0 {
-            progress(s.records);
+            (self.progress)(s.records);
         }
+        true
     }
-    if let Some(e) = err {
-        return Err(e);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::oracle::RECORD_LEN;
+
+    fn oracle_file(dir: &Path, objs: &[u64]) -> PathBuf {
+        let path = dir.join("s.oracleGeneral.bin");
+        let mut f = Vec::new();
+        for (i, &o) in objs.iter().enumerate() {
+            f.extend((i as u32).to_le_bytes());
+            f.extend(o.to_le_bytes());
+            f.extend(4096u32.to_le_bytes());
+            f.extend((-1i64).to_le_bytes());
+        }
+        std::fs::write(&path, f).unwrap();
+        path
     }
-    Ok(())
+
+    #[test]
+    fn bulk_scan_counts_every_record_and_names_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // More than one 64 KiB buffer, pages alternating between chunks
+        // (the last-two cache) and revisiting old ones (the map).
+        let objs: Vec<u64> = (0..10_000u64).map(|i| (i % 7) * 4096 + i % 300).collect();
+        let path = oracle_file(dir.path(), &objs);
+        let s = TraceStats::scan(&path, None, |_| {}).unwrap();
+        assert_eq!(s.records, 10_000);
+        assert_eq!(s.loads, 10_000);
+        assert_eq!(s.page_accesses, 10_000);
+        let distinct: std::collections::HashSet<_> = objs.iter().collect();
+        assert_eq!(s.distinct_pages, distinct.len() as u64);
+        assert_eq!(s.pids.len(), 1);
+        assert_eq!(s.pids[0].regions, 7);
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = 4321 * RECORD_LEN + 4;
+        bytes[at..at + 8].copy_from_slice(&(1u64 << 52).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let e = TraceStats::scan(&path, None, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("record 4321: field `obj_id`"), "{e}");
+    }
 }
