@@ -745,6 +745,21 @@ mod tests {
     }
 
     #[test]
+    fn submit_defaults_to_inline_and_a_bad_one_names_file_line_and_choices() {
+        let swap = "[machine]\nram_mib = 64\n[[swap]]\npath = \"a\"\nsize_mib = 8\n";
+        assert_eq!(parse(swap).unwrap().swap[0].submit, SubmitMode::Inline);
+        let c = parse(&format!("{swap}submit = \"thread\"\n")).unwrap();
+        assert_eq!(c.swap[0].submit, SubmitMode::Thread);
+        let e = parse(&format!("{swap}submit = \"threaded\"\n")).unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            msg.contains("/cfg/test.toml") && msg.contains("line 6"),
+            "{msg}"
+        );
+        assert!(msg.contains("inline") && msg.contains("thread"), "{msg}");
+    }
+
+    #[test]
     fn swap_field_errors_name_the_device() {
         let e =
             parse("[machine]\nram_mib = 64\n[[swap]]\npath = \"a\"\nsize_mib = 0\n").unwrap_err();

@@ -51,32 +51,33 @@ fn tempdir() -> TempDir {
         .unwrap()
 }
 
+/// A fresh folder with `config` as config.toml and `workload` as
+/// workload.toml (which `config` names with `workload = "workload.toml"`).
+fn machine_folder(config: &str, workload: &str) -> Tiny {
+    let dir = tempdir();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    std::fs::write(dir.path().join("workload.toml"), workload).unwrap();
+    Tiny { dir, config: path }
+}
+
 /// Writes config.toml and workload.toml: 8 MiB of RAM, a 32 MiB swap file
 /// `swap.img` (created by the machine unless the shape says otherwise), and
 /// `count` usemem processes of 20 MiB with two random passes, half writes.
 fn tiny(shape: &Shape) -> Tiny {
-    let dir = tempdir();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
+    machine_folder(
+        &format!(
             "workload = \"workload.toml\"\n\
              [machine]\nram_mib = 8\ncpus = {}\nseed = {}\n\
              [[swap]]\npath = \"swap.img\"\nsize_mib = 32\nlabel = \"{}\"\n{}\n",
             shape.cpus, shape.seed, shape.label, shape.swap_extra
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("workload.toml"),
-        format!(
+        &format!(
             "name = \"tiny\"\n[[process]]\nkind = \"usemem\"\ncount = {}\nsize_mib = 20\n\
              passes = 2\npattern = \"random\"\nwrite_ratio = 0.5\n",
             shape.count
         ),
     )
-    .unwrap();
-    Tiny { dir, config }
 }
 
 /// Runs with the checker after every tick; the run itself must not fail.
@@ -605,24 +606,16 @@ mod mthp {
     /// 8 MiB of RAM, a 20 MiB usemem process with 64K folios enabled, and a
     /// swap device of `swap_mib`.
     fn run_mthp(swap_mib: u64) -> Report {
-        let dir = tempdir();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
+        let t = machine_folder(
+            &format!(
                 "workload = \"workload.toml\"\n[machine]\nram_mib = 8\n\
                  [[swap]]\npath = \"swap.img\"\nsize_mib = {swap_mib}\n\
                  [mthp]\nenabled_kb = [64]\n"
             ),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("workload.toml"),
             "name = \"mthp\"\n[[process]]\nkind = \"usemem\"\nsize_mib = 20\npasses = 2\n\
              pattern = \"random\"\nwrite_ratio = 0.5\n",
-        )
-        .unwrap();
-        run_config(&config, RunOptions::default())
+        );
+        run_config(&t.config, RunOptions::default())
     }
 
     #[test]

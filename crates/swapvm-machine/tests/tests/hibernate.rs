@@ -9,17 +9,6 @@ use super::*;
 /// program that fills 4 MiB and hibernates twice, plus (`pressure`) a
 /// 12 MiB usemem process so the machine also swaps around the cycles.
 fn hibernating(swap_mib: u64, pressure: bool, extra: &str) -> Tiny {
-    let dir = tempdir();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "workload = \"workload.toml\"\n\
-             [machine]\nram_mib = 8\ncpus = 2\nseed = 11\n\
-             [[swap]]\npath = \"swap.img\"\nsize_mib = {swap_mib}\n{extra}\n"
-        ),
-    )
-    .unwrap();
     let mut w = String::from(
         "name = \"hib\"\n[[process]]\nkind = \"phases\"\n\
          [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 4\n\
@@ -36,8 +25,14 @@ fn hibernating(swap_mib: u64, pressure: bool, extra: &str) -> Tiny {
              pattern = \"random\"\nwrite_ratio = 0.5\n",
         );
     }
-    std::fs::write(dir.path().join("workload.toml"), w).unwrap();
-    Tiny { dir, config }
+    machine_folder(
+        &format!(
+            "workload = \"workload.toml\"\n\
+             [machine]\nram_mib = 8\ncpus = 2\nseed = 11\n\
+             [[swap]]\npath = \"swap.img\"\nsize_mib = {swap_mib}\n{extra}\n"
+        ),
+        &w,
+    )
 }
 
 fn describe_hib(r: &Report) -> String {

@@ -14,24 +14,15 @@ use swapvm_machine::fuzz;
 /// A machine of 8 MiB RAM, a 32 MiB image, three 6 MiB usemem processes,
 /// and `extra` appended to the config (a `[fault]` or `[seed_bugs]` table).
 fn pressured(extra: &str) -> Tiny {
-    let dir = tempdir();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
+    machine_folder(
+        &format!(
             "workload = \"workload.toml\"\n\
              [machine]\nram_mib = 8\ncpus = 2\nseed = 7\n\
              [[swap]]\npath = \"swap.img\"\nsize_mib = 32\n{extra}\n"
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("workload.toml"),
         "name = \"pressure\"\n[[process]]\nkind = \"usemem\"\ncount = 3\nsize_mib = 6\n\
          passes = 3\npattern = \"random\"\nwrite_ratio = 0.5\n",
     )
-    .unwrap();
-    Tiny { dir, config }
 }
 
 /// What every fault run must show, whatever the fault.
@@ -207,23 +198,15 @@ mod faults {
 
     #[test]
     fn a_swap_device_too_small_skips_anon_reclaim_and_oom_kills() {
-        let dir = tempdir();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
+        let t = machine_folder(
             "workload = \"workload.toml\"\n[machine]\nram_mib = 8\nseed = 3\n\
              [[swap]]\npath = \"swap.img\"\nsize_mib = 4\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("workload.toml"),
             "name = \"big\"\n[[process]]\nkind = \"usemem\"\ncount = 1\nsize_mib = 14\n\
              passes = 1\npattern = \"sequential\"\nwrite_ratio = 0.5\n\
              [[process]]\nkind = \"usemem\"\ncount = 1\nsize_mib = 1\n\
              passes = 2\npattern = \"sequential\"\nwrite_ratio = 0.5\n",
-        )
-        .unwrap();
-        let r = run_checked(&Tiny { dir, config });
+        );
+        let r = run_checked(&t);
         assert_survived(&r);
         let d = describe(&r);
         // 14 MiB cannot fit in 8 MiB of RAM and 4 MiB of swap: the device

@@ -124,8 +124,8 @@ impl<R: Read> NativeReader<R> {
     }
 }
 
-/// The record `b` holds, if it passes [`decode`]'s checks (the hot path:
-/// no defect is built).
+/// The record `b` holds, if it is valid (the hot path: no defect is
+/// built; [`decode`] names what is wrong).
 #[inline]
 fn valid(b: &[u8; RECORD_LEN]) -> Option<TraceRecord> {
     let addr = u64_at(b, 0);
@@ -150,29 +150,21 @@ fn valid(b: &[u8; RECORD_LEN]) -> Option<TraceRecord> {
 
 /// Decodes one record, naming the field a bad one gets wrong.
 fn decode(b: &[u8; RECORD_LEN]) -> Result<TraceRecord, Defect> {
-    let addr = u64_at(b, 0);
-    let pid = u32_at(b, 8);
+    valid(b).ok_or_else(|| defect(b))
+}
+
+/// What is wrong with a record [`valid`] refused.
+#[cold]
+fn defect(b: &[u8; RECORD_LEN]) -> Defect {
     let word = u32_at(b, 12);
-    let kind = match word & 3 {
-        0 => AccessKind::Instr,
-        1 => AccessKind::Load,
-        2 => AccessKind::Store,
-        _ => return Err(Defect::UnknownOp("kind 3".into())),
-    };
-    let size = word >> 2;
-    if size == 0 || size > ACCESS_SIZE_MAX || addr.checked_add(u64::from(size) - 1).is_none() {
-        return Err(Defect::OutOfRange {
-            field: "size",
-            value: size.to_string(),
-            allowed: "1..=1048576 bytes, not past the top of the address space",
-        });
+    if word & 3 == 3 {
+        return Defect::UnknownOp("kind 3".into());
     }
-    Ok(TraceRecord {
-        pid,
-        addr,
-        size,
-        kind,
-    })
+    Defect::OutOfRange {
+        field: "size",
+        value: (word >> 2).to_string(),
+        allowed: "1..=1048576 bytes, not past the top of the address space",
+    }
 }
 
 /// Encodes one record.

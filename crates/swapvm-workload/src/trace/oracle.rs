@@ -64,8 +64,8 @@ impl<R: Read> OracleReader<R> {
     }
 }
 
-/// The record `b` holds, if it passes [`decode`]'s checks (the hot path:
-/// no defect is built).
+/// The record `b` holds, if it is valid (the hot path: no defect is
+/// built; [`decode`] names what is wrong).
 #[inline]
 fn valid(b: &[u8; RECORD_LEN]) -> Option<TraceRecord> {
     let obj_id = u64_at(b, 4);
@@ -80,28 +80,25 @@ fn valid(b: &[u8; RECORD_LEN]) -> Option<TraceRecord> {
 
 /// Decodes one record, naming the field a bad one gets wrong.
 fn decode(b: &[u8; RECORD_LEN]) -> Result<TraceRecord, Defect> {
+    valid(b).ok_or_else(|| defect(b))
+}
+
+/// What is wrong with a record [`valid`] refused.
+#[cold]
+fn defect(b: &[u8; RECORD_LEN]) -> Defect {
     let obj_id = u64_at(b, 4);
-    let next_access_vtime = u64_at(b, 16) as i64;
     if obj_id > OBJ_ID_MAX {
-        return Err(Defect::OutOfRange {
+        return Defect::OutOfRange {
             field: "obj_id",
             value: obj_id.to_string(),
             allowed: "0..2^52 (one 4 KiB page per object)",
-        });
+        };
     }
-    if next_access_vtime < -1 {
-        return Err(Defect::OutOfRange {
-            field: "next_access_vtime",
-            value: next_access_vtime.to_string(),
-            allowed: "-1 (never) or a virtual time",
-        });
+    Defect::OutOfRange {
+        field: "next_access_vtime",
+        value: (u64_at(b, 16) as i64).to_string(),
+        allowed: "-1 (never) or a virtual time",
     }
-    Ok(TraceRecord {
-        pid: ORACLE_PID,
-        addr: obj_id << PAGE_SHIFT,
-        size: PAGE_SIZE as u32,
-        kind: AccessKind::Load,
-    })
 }
 
 impl<R: BufRead> Iterator for OracleReader<R> {
