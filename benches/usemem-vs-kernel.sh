@@ -98,15 +98,28 @@ else
   exit 1
 fi
 vm() { grep -E "^$1 " /proc/vmstat | cut -d' ' -f2; }
+# The disk under DIR: its request counts (/sys/class/block/*/stat) show how
+# many requests each side sent, after merging.
+dev=$(basename "$(df --output=source "$dir" | tail -1)")
+dstat=/sys/class/block/$dev/stat
+[ -r "$dstat" ] || dstat=""
+disk() { if [ -n "$dstat" ]; then cat "$dstat"; fi; }
+# Prints the read and write requests (and pages) between two `disk` lines.
+disk_delta() {
+  [ -n "$dstat" ] || return 0
+  echo "$1 $2" | awk '{ n = NF / 2; printf "   disk %s over the run: %d read requests (%d pages), %d write requests (%d pages)\n", "'"$dev"'", $(n+1) - $1, ($(n+3) - $3) / 8, $(n+5) - $5, ($(n+7) - $7) / 8 }'
+}
 
 # One swapvm run: appends "command-seconds run-seconds" to $sv_times.
 swapvm_run() {
   echo "== swapvm run $1/$runs: usemem $size_mib MiB on $ram_mib MiB emulated RAM, $swap_mib MiB O_DIRECT swap file in $dir, submit = $submit"
-  local t0 t1 out
+  local t0 t1 out d0
+  d0=$(disk)
   t0=$(date +%s.%N)
   out=$("$swapvm" run "$dir/machine.toml")
   t1=$(date +%s.%N)
   echo "$out" | grep -E 'wall time|pgmajfault|pswpin |pswpout |^result|verif' | sed 's/^/   /' || true
+  disk_delta "$d0" "$(disk)"
   # The run's own wall time (from the machine's start; without creating
   # the swap image and starting the process).
   sv_times+=("$(echo "$t1 - $t0" | bc) $(echo "$out" | sed -n 's/.*wall time \([0-9.]*\) s.*/\1/p')")
@@ -115,13 +128,15 @@ swapvm_run() {
 # One kernel run: appends "command-seconds usemem-seconds" to $k_times.
 kernel_run() {
   echo "== kernel $(uname -r) run $1/$runs: usemem $size_mib MiB in a cgroup limited to $ram_mib MiB, $swap_mib MiB swap file in $dir"
-  local in0 out0 maj0 t0 t1 inner
+  local in0 out0 maj0 t0 t1 inner d0
   in0=$(vm pswpin); out0=$(vm pswpout); maj0=$(vm pgmajfault)
+  d0=$(disk)
   t0=$(date +%s.%N)
   inner=$(sh -c "echo \$\$ > $cg/cgroup.procs && exec target/bench/usemem $size_mib")
   t1=$(date +%s.%N)
   echo "   usemem's own wall time ${inner%% *} s; deltas of /proc/vmstat over the run (the whole machine: other processes are not limited, so they rarely swap):"
   echo "   pgmajfault $(( $(vm pgmajfault) - maj0 )), pswpin $(( $(vm pswpin) - in0 )), pswpout $(( $(vm pswpout) - out0 ))"
+  disk_delta "$d0" "$(disk)"
   k_times+=("$(echo "$t1 - $t0" | bc) ${inner%% *}")
 }
 
