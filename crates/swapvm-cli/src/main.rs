@@ -452,6 +452,14 @@ fn print_summary(r: &Report) -> Result<()> {
         r.wall_ms as f64 / 1e3,
         r.swap_mb_per_s()
     )?;
+    if r.io_wait_us.read + r.io_wait_us.write > 0 {
+        writeln!(
+            o,
+            "  of which waiting for the disk: {:.2} s for reads, {:.2} s for writes due",
+            r.io_wait_us.read as f64 / 1e6,
+            r.io_wait_us.write as f64 / 1e6
+        )?;
+    }
     writeln!(o, "vmstat:")?;
     for (n, v) in r.vmstat.iter().filter(|(_, v)| *v > 0) {
         writeln!(o, "  {n:<26} {v}")?;

@@ -6,6 +6,15 @@ use crate::Machine;
 use serde::{Deserialize, Serialize};
 use swapvm_core::VmEvent;
 
+/// Wall time spent waiting for the disk, in µs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IoWaitUs {
+    /// Waiting for reads.
+    pub read: u64,
+    /// Waiting for writes.
+    pub write: u64,
+}
+
 /// A latency distribution in microseconds: percentiles, and the
 /// histogram's counts in power-of-two buckets.
 ///
@@ -159,6 +168,11 @@ pub struct Report {
     /// Wall-clock time of the run in milliseconds (measured, not part of
     /// the deterministic counters).
     pub wall_ms: u64,
+    /// Of `wall_ms`, the time the tick loop waited for swap reads and for
+    /// swap writes that were due before the disk had finished them
+    /// (measured; zero on devices that complete at once).
+    #[serde(default)]
+    pub io_wait_us: IoWaitUs,
     /// The time series, one row every `machine.sample_every_ticks` ticks.
     /// Not part of report.json: the run folder writes it as
     /// `timeseries.csv`.
@@ -477,6 +491,13 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         ticks: m.tick,
         accesses: m.accesses,
         wall_ms: m.started.elapsed().as_millis() as u64,
+        io_wait_us: {
+            let (r, w) = m.swap.io_wait_ns();
+            IoWaitUs {
+                read: r / 1_000,
+                write: w / 1_000,
+            }
+        },
         series: std::mem::take(&mut m.series),
         vmstat: m
             .stat

@@ -181,6 +181,15 @@ mod runs {
             "{d}"
         );
         assert!(t.image().exists(), "the machine did not create swap.img");
+        // Swap-ins from a real file are waited for, and the waits are part
+        // of the run's wall time.
+        let w = r.io_wait_us;
+        assert!(w.read > 0, "no time waiting for reads: {w:?}");
+        assert!(
+            (w.read + w.write) / 1000 <= r.wall_ms,
+            "waited {w:?} in a run of {} ms",
+            r.wall_ms
+        );
     }
 
     #[test]

@@ -102,12 +102,20 @@ pub(crate) struct PageIo {
     next_tag: u64,
     latency_ticks: u64,
     write_latency_ticks: u64,
-    pool: Vec<AlignedBuf>,
+    /// Free buffers by length in blocks (`pool[n - 1]` holds `n`-block
+    /// buffers, `n` up to [`MERGE_MAX_PAGES`]): a merged write or a
+    /// readahead read reuses one instead of allocating and zeroing it,
+    /// which the allocator serves with fresh, faulted-in pages at these
+    /// sizes.
+    pool: Vec<Vec<AlignedBuf>>,
     /// Per device: writes may be plugged and merged.
     mergeable: Vec<bool>,
     plug: Vec<Plugged>,
     /// Merged requests in flight, by their tag.
     merged: BTreeMap<u64, MergedParts>,
+    /// Wall time spent waiting for due reads and writes (ns): how much of
+    /// a run the disk, not the emulation, took.
+    wait_ns: [u64; 2],
     /// Content bytes of each page handed to `swap_writepage` (and put at
     /// the start of its block): `PAGE_SIZE`, or the content word of a
     /// metadata-only machine.
@@ -132,10 +140,11 @@ impl PageIo {
             next_tag: 1,
             latency_ticks: latency_ticks.max(1),
             write_latency_ticks: latency_ticks.max(1),
-            pool: Vec::new(),
+            pool: (0..MERGE_MAX_PAGES).map(|_| Vec::new()).collect(),
             mergeable: Vec::new(),
             plug: Vec::new(),
             merged: BTreeMap::new(),
+            wait_ns: [0; 2],
             page_bytes: PAGE_SIZE,
         }
     }
@@ -182,10 +191,34 @@ impl PageIo {
         (nr as u32, buf)
     }
 
+    /// A buffer of `len` bytes, pooled if one is free. Its bytes are
+    /// whatever it held last: every caller overwrites all it reads back.
     fn buf(&mut self, len: usize) -> AlignedBuf {
-        match self.pool.pop() {
-            Some(b) if b.len() == len => b,
-            _ => AlignedBuf::new_zeroed(len),
+        let class = (len / PAGE_SIZE).wrapping_sub(1);
+        if len % PAGE_SIZE == 0 {
+            if let Some(b) = self.pool.get_mut(class).and_then(Vec::pop) {
+                return b;
+            }
+        }
+        AlignedBuf::new_zeroed(len)
+    }
+
+    /// Keeps `buf` for reuse: up to 1024 single blocks, fewer of the
+    /// larger sizes (at most 64 blocks' worth of each; 20 MiB in all).
+    fn recycle(&mut self, buf: AlignedBuf) {
+        let blocks = buf.len() / PAGE_SIZE;
+        if buf.len() % PAGE_SIZE != 0 {
+            return;
+        }
+        let cap = if blocks == 1 {
+            1024
+        } else {
+            (64 / blocks.max(1)).max(1)
+        };
+        if let Some(free) = self.pool.get_mut(blocks.wrapping_sub(1)) {
+            if free.len() < cap {
+                free.push(buf);
+            }
         }
     }
 }
@@ -391,7 +424,9 @@ impl SwapSubsystem {
             self.io.pending = rest;
         }
         for p in due {
+            let t0 = std::time::Instant::now();
             let c = self.wait_tag(p.entry.ty(), p.tag);
+            self.io.wait_ns[usize::from(p.kind == IoKind::Write)] += t0.elapsed().as_nanos() as u64;
             let want = p.nr as usize * PAGE_SIZE;
             let (result, buf, latency_ns) = match c {
                 Ok(c) => {
@@ -509,7 +544,8 @@ impl SwapSubsystem {
                 parts.push((tag, 0, bytes));
                 (tag, buf)
             } else {
-                let mut buf = AlignedBuf::new_zeroed(bytes);
+                // Every byte is overwritten by the parts below.
+                let mut buf = self.io.buf(bytes);
                 let mut off = 0;
                 for p in &run {
                     let len = p.buf.len();
@@ -562,9 +598,13 @@ impl SwapSubsystem {
 
     /// Returns a buffer from a delivered I/O for reuse.
     pub fn recycle(&mut self, buf: AlignedBuf) {
-        if buf.len() == PAGE_SIZE && self.io.pool.len() < 1024 {
-            self.io.pool.push(buf);
-        }
+        self.io.recycle(buf);
+    }
+
+    /// Wall time the emulation has waited for reads and for writes that
+    /// were due but not yet complete, in ns (measured, never fed back).
+    pub fn io_wait_ns(&self) -> (u64, u64) {
+        (self.io.wait_ns[0], self.io.wait_ns[1])
     }
 
     /// I/O figures of device `ty`.
