@@ -13,6 +13,9 @@
 # The kernel's swap file is swapped on with priority 32767 so the kernel
 # swaps there first, and swapped off and removed at the end.
 #
+# swapvm's last run folder (report.json, timeseries.csv, plots) stays in
+# DIR/run.
+#
 # Usage: benches/usemem-vs-kernel.sh [--size-mib N] [--ram-mib N] [--dir DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,7 +110,7 @@ disk() { if [ -n "$dstat" ]; then cat "$dstat"; fi; }
 # Prints the read and write requests (and pages) between two `disk` lines.
 disk_delta() {
   [ -n "$dstat" ] || return 0
-  echo "$1 $2" | awk '{ n = NF / 2; printf "   disk %s over the run: %d read requests (%d pages), %d write requests (%d pages)\n", "'"$dev"'", $(n+1) - $1, ($(n+3) - $3) / 8, $(n+5) - $5, ($(n+7) - $7) / 8 }'
+  echo "$1 $2" | awk '{ n = NF / 2; printf "   disk %s over the run (all its traffic): %d read requests (%d pages), %d write requests (%d pages)\n", "'"$dev"'", $(n+1) - $1, ($(n+3) - $3) / 8, $(n+5) - $5, ($(n+7) - $7) / 8 }'
 }
 
 # One swapvm run: appends "command-seconds run-seconds" to $sv_times.
@@ -116,9 +119,14 @@ swapvm_run() {
   local t0 t1 out d0
   d0=$(disk)
   t0=$(date +%s.%N)
-  out=$("$swapvm" run "$dir/machine.toml")
+  rm -rf "$dir/run"
+  out=$("$swapvm" run "$dir/machine.toml" --out "$dir/run")
   t1=$(date +%s.%N)
-  echo "$out" | grep -E 'wall time|pgmajfault|pswpin |pswpout |^result|verif' | sed 's/^/   /' || true
+  echo "$out" | grep -E 'wall time|waiting for the disk|pgmajfault|pswpin |pswpout |^result|verif' | sed 's/^/   /' || true
+  # The storing pass ends where the random pass's first swap-in comes
+  # (the time series' first row with pswpin, one row per 100 ticks).
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "pswpin_pages") c = i; next }
+           $c > 0 { printf "   first (storing) pass about %.2f s\n", $2 / 1000; exit }' "$dir/run/timeseries.csv"
   disk_delta "$d0" "$(disk)"
   # The run's own wall time (from the machine's start; without creating
   # the swap image and starting the process).
@@ -134,7 +142,7 @@ kernel_run() {
   t0=$(date +%s.%N)
   inner=$(sh -c "echo \$\$ > $cg/cgroup.procs && exec target/bench/usemem $size_mib")
   t1=$(date +%s.%N)
-  echo "   usemem's own wall time ${inner%% *} s; deltas of /proc/vmstat over the run (the whole machine: other processes are not limited, so they rarely swap):"
+  echo "   usemem's own wall time ${inner%% *} s, first (storing) pass ${inner##* } s; deltas of /proc/vmstat over the run (the whole machine: other processes are not limited, so they rarely swap):"
   echo "   pgmajfault $(( $(vm pgmajfault) - maj0 )), pswpin $(( $(vm pswpin) - in0 )), pswpout $(( $(vm pswpout) - out0 ))"
   disk_delta "$d0" "$(disk)"
   k_times+=("$(echo "$t1 - $t0" | bc) ${inner%% *}")
