@@ -251,16 +251,9 @@ impl SwapSubsystem {
         now: u64,
     ) -> Result<(), SwapError> {
         let ty = entry.ty();
-        let path = self
-            .device_path(ty)
-            .map(|p| p.to_owned())
-            .unwrap_or_default();
         let io = &mut self.io;
         let Some(engine) = io.engines.get(ty.0 as usize).and_then(Option::as_ref) else {
-            return Err(SwapError::Engine {
-                path,
-                source: swapvm_io::IoError::EngineGone,
-            });
+            return Err(self.engine_error(ty, swapvm_io::IoError::EngineGone));
         };
         let tag = io.next_tag;
         let offset = entry.offset().0 * PAGE_SIZE as u64;
@@ -279,11 +272,16 @@ impl SwapSubsystem {
                 offset,
                 buf,
             };
-            engine
-                .submit(req)
-                .map_err(|source| SwapError::Engine { path, source })?;
+            if let Err(source) = engine.submit(req) {
+                return Err(self.engine_error(ty, source));
+            }
             engine.in_flight() as u64
         };
+        // As a plug is flushed once it holds a big enough request: the
+        // first full merged request goes to the disk while reclaim goes on
+        // filling the next, instead of all of them waiting for the tick's
+        // end. Only the disk's requests change, never a completion's tick.
+        let flush = kind == IoKind::Write && io.plug.len() >= MERGE_MAX_PAGES as usize;
         io.next_tag += 1;
         io.pending.push_back(Pending {
             tag,
@@ -310,7 +308,19 @@ impl SwapSubsystem {
             }
         }
         st.max_in_flight = st.max_in_flight.max(in_flight);
+        if flush {
+            self.blk_finish_plug();
+        }
         Ok(())
+    }
+
+    /// The error of an engine of device `ty` refusing a request.
+    fn engine_error(&self, ty: SwapType, source: swapvm_io::IoError) -> SwapError {
+        let path = self
+            .device_path(ty)
+            .map(|p| p.to_owned())
+            .unwrap_or_default();
+        SwapError::Engine { path, source }
     }
 
     /// `swap_writepage`: writes `data` (pages of the content size set by
