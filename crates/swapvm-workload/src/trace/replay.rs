@@ -377,11 +377,17 @@ impl Batch {
                 None => self.region_of(chunk)?,
             },
         };
-        self.ops.push(Op::Access {
-            region,
-            page: page % REGION_PAGES,
-            write,
-        });
+        // Packed straight away: an `Op` built only to be packed again
+        // went through the stack.
+        let page = page % REGION_PAGES;
+        match PackedAccess::new(region, page, write) {
+            Some(a) => self.ops.packed.push(a),
+            None => self.ops.push_aside(Op::Access {
+                region,
+                page,
+                write,
+            }),
+        }
         Ok(())
     }
 
