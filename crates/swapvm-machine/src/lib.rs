@@ -1178,11 +1178,12 @@ impl Machine {
     /// This is [`Self::do_op`] on [`Op::Access`] with everything that
     /// cannot happen on a PTE hit left out: no fault, so no reclaim, no
     /// retry, no injected kill, and nothing that [`Self::run_process`]
-    /// checks between ops (exit, sleep, freeze) changes. The first op that
-    /// is not such an access (another op, a shared region, a PTE that
-    /// needs a fault) stops the run, untouched, for the general path. Per
-    /// op it costs the region's bounds check, a page-table walk and the
-    /// content stamp: no call, no `Result`, no `Op` copied out.
+    /// checks between ops (exit, sleep, freeze) changes. The ready slice
+    /// holds only accesses (packed, up to the next other op); the first
+    /// that is not such an access (a shared region, a PTE that needs a
+    /// fault) stops the run, untouched, for the general path. Per op it
+    /// costs the region's bounds check, a page-table walk and the content
+    /// stamp: no call, no `Result`, no `Op` copied out.
     #[inline(never)]
     fn run_resident(&mut self, i: usize, budget: usize) -> usize {
         let Machine {
@@ -1212,17 +1213,12 @@ impl Machine {
         // content, its PTE already accessed: it only counts. Nothing in
         // between can change that (no store, fault or reclaim runs here).
         // Two records in five of a lackey trace repeat the last page.
+        // Kept as the packed access's bits: equal bits are the same
+        // region, page and kind, and `again` only holds a load's.
         let mut again = None;
-        for op in ready {
-            let Op::Access {
-                region,
-                page,
-                write,
-            } = *op
-            else {
-                break;
-            };
-            if !write && again == Some((region, page)) {
+        for &op in ready {
+            let (region, page, write) = (op.region(), op.page(), op.write());
+            if again == Some(op.bits()) {
                 done += 1;
                 verified += u64::from(verify_on);
                 continue;
@@ -1249,12 +1245,12 @@ impl Machine {
                 let bytes = ram.page(pfn);
                 if verify::stamp_holds(*key, bytes) {
                     verified += 1;
-                    again = Some((region, page));
+                    again = Some(op.bits());
                 } else {
                     verify.check_key(tick, pid, vpn.0, key, bytes);
                 }
             } else {
-                again = Some((region, page));
+                again = Some(op.bits());
             }
         }
         verify.note_verified(verified);

@@ -36,5 +36,5 @@ pub use spec::{
     Pattern, ProcessKind, ProcessSpec, WorkloadSpec, ACCESSES_PER_PASS_MAX, COUNT_MAX,
     PAGES_PER_MIB, PASSES_MAX, SIZE_MIB_MAX,
 };
-pub use trace::{TraceError, TraceFormat, TracePlan, TraceProcess};
+pub use trace::{PackedAccess, TraceError, TraceFormat, TracePlan, TraceProcess};
 pub use usemem::ProcessGen;

@@ -1,7 +1,7 @@
 //! What drives an emulated process: a synthetic generator or a trace.
 
 use crate::phases::PhaseGen;
-use crate::trace::{TraceError, TraceProcess};
+use crate::trace::{PackedAccess, TraceError, TraceProcess};
 use crate::{MmOps, Op, ProcessGen};
 
 /// The op stream of one emulated process.
@@ -75,11 +75,11 @@ impl ProcessSource {
         }
     }
 
-    /// The ops [`Self::next_op`] would return next that are already
+    /// The accesses [`Self::next_op`] would return next that are already
     /// decoded (a trace's batch; empty for the generators, which make one
     /// op per call). See [`TraceProcess::ready`].
     #[inline]
-    pub fn ready(&self) -> &[Op] {
+    pub fn ready(&self) -> &[PackedAccess] {
         match self {
             ProcessSource::Trace(t) => t.ready(),
             _ => &[],

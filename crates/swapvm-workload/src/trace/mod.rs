@@ -42,7 +42,7 @@ pub mod oracle;
 mod replay;
 mod stats;
 
-pub use replay::{TracePlan, TraceProcess, PIDS_MAX, REGION_PAGES};
+pub use replay::{PackedAccess, TracePlan, TraceProcess, PIDS_MAX, REGION_PAGES};
 pub use stats::{PidStats, TraceStats};
 
 use std::fs::File;

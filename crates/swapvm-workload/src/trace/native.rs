@@ -118,6 +118,18 @@ impl<R: Read> NativeReader<R> {
         })
     }
 
+    /// Reads records from `r`, positioned at record `record` of a file
+    /// whose header was checked already (the scan's second half): errors
+    /// name records from there.
+    pub(crate) fn records_at(r: R, path: SharedPath, record: u64) -> Self {
+        NativeReader {
+            r,
+            path,
+            record,
+            done: false,
+        }
+    }
+
     /// The number of the last record read.
     pub fn position(&self) -> Position {
         Position::Record(self.record.saturating_sub(1))

@@ -58,6 +58,17 @@ impl<R: Read> OracleReader<R> {
         }
     }
 
+    /// Reads records from `r`, positioned at record `record` (the scan's
+    /// second half): errors name records from there.
+    pub(crate) fn records_at(r: R, path: SharedPath, record: u64) -> Self {
+        OracleReader {
+            r,
+            path,
+            record,
+            done: false,
+        }
+    }
+
     /// The number of the last record read.
     pub fn position(&self) -> Position {
         Position::Record(self.record.saturating_sub(1))

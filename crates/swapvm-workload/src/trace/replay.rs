@@ -39,6 +39,15 @@
 //! batch as a slice ([`TraceProcess::ready`], [`TraceProcess::take_ready`])
 //! rather than op by op.
 //!
+//! Packed batches. A batch holds a [`PackedAccess`] (4 bytes) per op; the
+//! ops that are not an access of a region below
+//! [`PackedAccess::REGIONS`] (Mmap, Exit, an access of a later region) are
+//! kept aside with their index, a placeholder in their slot. A decoder
+//! thread writes the batches and the machine's thread reads them, so every
+//! byte of a batch moves between the two cores' caches: 4 bytes an op
+//! instead of a 16-byte [`Op`] is a quarter of that traffic, which was the
+//! decoder's largest cost (its stores into lines the other core had read).
+//!
 //! [`TracePlan::scan`] reads the trace once before the machine starts: it
 //! finds the pids and their access counts (for the progress bar) and
 //! rejects a malformed trace before any I/O is done. If the file changes
@@ -59,11 +68,11 @@ type ChunkMap = HashMap<u64, u32, super::ChunkHash>;
 /// Pages in one replay region: 2 MiB, a PMD's worth.
 pub const REGION_PAGES: u64 = 512;
 
-/// Ops decoded per batch (see the module documentation): 24 KiB of ops,
-/// enough that the per-batch cost vanishes, small enough to stay in L1/L2.
+/// Ops decoded per batch (see the module documentation): 4 KiB of packed
+/// ops, enough that the per-batch cost vanishes, small enough to stay in L1.
 pub const BATCH_OPS: usize = 1024;
 
-/// Ops per batch when a decoder thread fills them (96 KiB): larger than
+/// Ops per batch when a decoder thread fills them (16 KiB packed): larger than
 /// [`BATCH_OPS`] so that the hand-over (a channel send each way, now and
 /// then a thread wake-up) is paid once per few thousand ops, small enough
 /// that the batches in flight stay in the caches.
@@ -80,6 +89,121 @@ pub const DECODE_THREADS_MAX: usize = 4;
 pub const PIDS_MAX: usize = crate::COUNT_MAX as usize;
 
 const _: () = assert!(REGION_PAGES.is_power_of_two() && REGION_PAGES % 64 == 0);
+
+/// An [`Op::Access`] in 4 bytes: `region << 10 | page << 1 | write`, for
+/// a region below [`Self::REGIONS`] (page below [`REGION_PAGES`], 512).
+/// What [`TraceProcess::ready`] hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct PackedAccess(u32);
+
+const PAGE_BITS: u32 = REGION_PAGES.trailing_zeros();
+const _: () = assert!(1 << PAGE_BITS == REGION_PAGES && PAGE_BITS == 9);
+
+impl PackedAccess {
+    /// Regions a packed access can name: 2^22 (8 TiB of 2 MiB chunks); an
+    /// access of a later region is kept as an [`Op`] (see the module
+    /// documentation).
+    pub const REGIONS: u32 = 1 << (32 - 1 - PAGE_BITS);
+
+    /// Packs an access; `None` if `region` is not below [`Self::REGIONS`].
+    /// `page` must be below [`REGION_PAGES`].
+    #[inline(always)]
+    fn new(region: u32, page: u64, write: bool) -> Option<PackedAccess> {
+        debug_assert!(page < REGION_PAGES);
+        (region < Self::REGIONS).then_some(PackedAccess(
+            region << (PAGE_BITS + 1) | (page as u32) << 1 | u32::from(write),
+        ))
+    }
+
+    /// The slot of an op kept aside: never handed out.
+    const PLACEHOLDER: PackedAccess = PackedAccess(u32::MAX);
+
+    /// The region.
+    #[inline(always)]
+    pub fn region(self) -> u32 {
+        self.0 >> (PAGE_BITS + 1)
+    }
+
+    /// The page inside the region, below [`REGION_PAGES`].
+    #[inline(always)]
+    pub fn page(self) -> u64 {
+        u64::from((self.0 >> 1) & (REGION_PAGES as u32 - 1))
+    }
+
+    /// A store (true) or a load.
+    #[inline(always)]
+    pub fn write(self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    /// The bits: equal for two accesses iff region, page and write are.
+    #[inline(always)]
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The access as an [`Op`].
+    #[inline]
+    pub fn op(self) -> Op {
+        Op::Access {
+            region: self.region(),
+            page: self.page(),
+            write: self.write(),
+        }
+    }
+}
+
+/// The ops of one batch: packed accesses, and the other ops by their
+/// index in `packed` (in order; their slots hold a placeholder).
+#[derive(Debug, Default)]
+struct OpBuf {
+    packed: Vec<PackedAccess>,
+    aside: Vec<(usize, Op)>,
+}
+
+impl OpBuf {
+    /// Ops in the buffer.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.packed.len()
+    }
+
+    /// Appends `op`.
+    #[inline(always)]
+    fn push(&mut self, op: Op) {
+        if let Op::Access {
+            region,
+            page,
+            write,
+        } = op
+        {
+            if let Some(a) = PackedAccess::new(region, page, write) {
+                self.packed.push(a);
+                return;
+            }
+        }
+        self.push_aside(op);
+    }
+
+    #[inline(never)]
+    fn push_aside(&mut self, op: Op) {
+        self.aside.push((self.packed.len(), op));
+        self.packed.push(PackedAccess::PLACEHOLDER);
+    }
+
+    fn clear(&mut self) {
+        self.packed.clear();
+        self.aside.clear();
+    }
+
+    fn with_capacity(cap: usize) -> OpBuf {
+        OpBuf {
+            packed: Vec::with_capacity(cap),
+            aside: Vec::new(),
+        }
+    }
+}
 
 /// The chunk (future region) of page `page`.
 #[inline]
@@ -159,7 +283,7 @@ impl TracePlan {
                         pid: p.pid,
                         reader: TraceReader::open(self.path(), Some(self.stats.format))?,
                         batch: Batch {
-                            ops: Vec::with_capacity(cap),
+                            ops: OpBuf::with_capacity(cap),
                             regions: ChunkMap::default(),
                             recent: ChunkCache::default(),
                             last: LastTwo::default(),
@@ -179,8 +303,10 @@ impl TracePlan {
                     path: self.path().to_owned(),
                     pid: p.pid,
                     feed,
-                    ops: Vec::new(),
+                    ops: OpBuf::default(),
                     pos: 0,
+                    aside: 0,
+                    ready_end: 0,
                     error: None,
                     eof: false,
                     exit_next: false,
@@ -207,7 +333,7 @@ struct Cursor {
 #[derive(Debug)]
 struct Batch {
     /// Decoded ops; `TraceProcess::pos` is the next to hand out.
-    ops: Vec<Op>,
+    ops: OpBuf,
     /// Chunk to region; looked up, never iterated, so its order cannot leak.
     regions: ChunkMap,
     /// Recent entries of `regions`.
@@ -251,11 +377,17 @@ impl Batch {
                 None => self.region_of(chunk)?,
             },
         };
-        self.ops.push(Op::Access {
-            region,
-            page: page % REGION_PAGES,
-            write,
-        });
+        // Packed straight away: an `Op` built only to be packed again
+        // went through the stack.
+        let page = page % REGION_PAGES;
+        match PackedAccess::new(region, page, write) {
+            Some(a) => self.ops.packed.push(a),
+            None => self.ops.push_aside(Op::Access {
+                region,
+                page,
+                write,
+            }),
+        }
         Ok(())
     }
 
@@ -272,7 +404,7 @@ impl Batch {
         self.regions.insert(chunk, region);
         self.recent.insert(chunk, chunk, region);
         self.last.put(chunk, region);
-        self.ops.push(Op::Mmap {
+        self.ops.push_aside(Op::Mmap {
             region,
             pages: REGION_PAGES,
         });
@@ -367,7 +499,7 @@ struct Decoder {
 /// One batch as the decoder hands it over.
 #[derive(Debug)]
 struct Decoded {
-    ops: Vec<Op>,
+    ops: OpBuf,
     /// `None`: more batches follow. `Some(Ok)`: the end of the trace, and
     /// `ops` ends with [`Op::Exit`]. `Some(Err)`: the error that ended
     /// the trace after `ops`.
@@ -381,9 +513,9 @@ struct Decoded {
 impl Decoder {
     /// Decodes the next batch into `ops` (cleared first; its capacity is
     /// reused).
-    fn decode(&mut self, mut ops: Vec<Op>) -> Decoded {
+    fn decode(&mut self, mut ops: OpBuf) -> Decoded {
         ops.clear();
-        ops.reserve(self.batch.cap);
+        ops.packed.reserve(self.batch.cap);
         std::mem::swap(&mut self.batch.ops, &mut ops);
         let (b, pid, path) = (&mut self.batch, self.pid, self.path.as_path());
         let filled = match &mut self.reader {
@@ -435,7 +567,7 @@ enum Feed {
 struct DecodeThread {
     /// `None` only while dropping.
     full: Option<mpsc::Receiver<Decoded>>,
-    free: Option<mpsc::SyncSender<Vec<Op>>>,
+    free: Option<mpsc::SyncSender<OpBuf>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -460,10 +592,10 @@ impl Feed {
     /// be started.
     fn spawn(name: &str, dec: Decoder) -> Result<Feed, Box<Decoder>> {
         let (full_tx, full) = mpsc::sync_channel::<Decoded>(DECODE_DEPTH);
-        let (free, free_rx) = mpsc::sync_channel::<Vec<Op>>(DECODE_DEPTH + 1);
+        let (free, free_rx) = mpsc::sync_channel::<OpBuf>(DECODE_DEPTH + 1);
         for _ in 0..DECODE_DEPTH {
             // The receiver is alive and the channel has room.
-            let _ = free.send(Vec::with_capacity(THREAD_BATCH_OPS));
+            let _ = free.send(OpBuf::with_capacity(THREAD_BATCH_OPS));
         }
         // The decoder comes back out of the closure if the thread cannot
         // be started: `spawn` drops the closure then, so it is handed over
@@ -532,9 +664,14 @@ pub struct TraceProcess {
     pid: u32,
     feed: Feed,
     /// The batch being handed out.
-    ops: Vec<Op>,
+    ops: OpBuf,
     /// The next op of `ops` to hand out.
     pos: usize,
+    /// The first entry of `ops.aside` not handed out yet.
+    aside: usize,
+    /// Where the next op kept aside is (`ops.len()` if none is left):
+    /// `ops.packed[pos..ready_end]` are accesses.
+    ready_end: usize,
     /// The error that ended the last batch, handed out after its ops.
     error: Option<TraceError>,
     /// The reader reached the end: `ops` ends with [`Op::Exit`].
@@ -557,28 +694,56 @@ impl TraceProcess {
     /// [`TraceError::Unrepresentable`] past 2^32 regions.
     #[inline]
     pub fn next_op(&mut self) -> Result<Option<Op>, TraceError> {
-        if let Some(&op) = self.ops.get(self.pos) {
-            self.pos += 1;
-            return Ok(Some(op));
+        if self.pos < self.ready_end {
+            if let Some(&a) = self.ops.packed.get(self.pos) {
+                self.pos += 1;
+                return Ok(Some(a.op()));
+            }
         }
-        self.next_batch()
+        self.next_aside()
     }
 
-    /// The ops decoded ahead and not handed out yet: the next ones
-    /// [`Self::next_op`] would return, in order (empty when the batch is
-    /// used up; `next_op` then takes the next or returns the pending
-    /// error). With [`Self::take_ready`], a consumer runs a slice of ops
-    /// without a call per op.
+    /// [`Self::next_op`] at an op kept aside or the end of the batch.
+    #[inline(never)]
+    fn next_aside(&mut self) -> Result<Option<Op>, TraceError> {
+        match self.ops.aside.get(self.aside) {
+            Some(&(at, op)) if at == self.pos => {
+                self.pos += 1;
+                self.aside += 1;
+                self.ready_end = self.next_aside_at();
+                Ok(Some(op))
+            }
+            _ => self.next_batch(),
+        }
+    }
+
+    /// Where the next op kept aside is, or the end of the batch.
+    fn next_aside_at(&self) -> usize {
+        self.ops
+            .aside
+            .get(self.aside)
+            .map_or(self.ops.len(), |&(at, _)| at)
+    }
+
+    /// The accesses decoded ahead and not handed out yet: the next ones
+    /// [`Self::next_op`] would return, in order, up to the next op that is
+    /// not a packed access (empty there, and when the batch is used up;
+    /// `next_op` then returns that op, takes the next batch or returns the
+    /// pending error). With [`Self::take_ready`], a consumer runs a slice
+    /// of accesses without a call per op.
     #[inline]
-    pub fn ready(&self) -> &[Op] {
-        self.ops.get(self.pos..).unwrap_or_default()
+    pub fn ready(&self) -> &[PackedAccess] {
+        self.ops
+            .packed
+            .get(self.pos..self.ready_end)
+            .unwrap_or_default()
     }
 
     /// Hands out the first `n` ops of [`Self::ready`], as `n` calls of
     /// [`Self::next_op`] would have (at most all of them).
     #[inline]
     pub fn take_ready(&mut self, n: usize) {
-        self.pos = self.pos.saturating_add(n).min(self.ops.len());
+        self.pos = self.pos.saturating_add(n).min(self.ready_end.max(self.pos));
     }
 
     /// [`Self::next_op`] once the batch is used up: the pending error, the
@@ -596,6 +761,8 @@ impl TraceProcess {
             self.eof = true;
             self.ops.clear();
             self.pos = 0;
+            self.aside = 0;
+            self.ready_end = 0;
             return Ok(Some(Op::Exit));
         }
         self.feed.start(&self.name);
@@ -621,6 +788,8 @@ impl TraceProcess {
         };
         self.ops = d.ops;
         self.pos = 0;
+        self.aside = 0;
+        self.ready_end = self.next_aside_at();
         self.emitted = d.emitted;
         self.position = d.position;
         match d.end {
@@ -632,12 +801,9 @@ impl TraceProcess {
                 self.exit_next = true;
             }
         }
-        match self.ops.first() {
-            Some(&op) => {
-                self.pos = 1;
-                Ok(Some(op))
-            }
-            None => self.next_batch(),
+        match self.ops.len() {
+            0 => self.next_batch(),
+            _ => self.next_op(),
         }
     }
 
@@ -654,11 +820,14 @@ impl TraceProcess {
     /// Page accesses emitted so far (returned by [`Self::next_op`], not
     /// those decoded ahead in the batch).
     pub fn accesses_done(&self) -> u64 {
-        let ahead = self.ops.get(self.pos..).unwrap_or_default();
-        let ahead = ahead
+        // The ops ahead are the packed ones after `pos` and the ones kept
+        // aside from `aside` on, which are the only ones at or after `pos`.
+        let aside = self.ops.aside.get(self.aside..).unwrap_or_default();
+        let not_access = aside
             .iter()
-            .filter(|op| matches!(op, Op::Access { .. }))
+            .filter(|(_, op)| !matches!(op, Op::Access { .. }))
             .count();
+        let ahead = self.ops.len().saturating_sub(self.pos) - not_access;
         self.emitted - ahead as u64
     }
 
@@ -851,7 +1020,7 @@ mod tests {
                 // next_op (which refills it).
                 let ready = proc_.ready();
                 let n = (step % 100).min(ready.len());
-                got.extend_from_slice(&ready[..n]);
+                got.extend(ready[..n].iter().map(|a| a.op()));
                 proc_.take_ready(n);
                 assert_eq!(
                     proc_.accesses_done(),
@@ -870,6 +1039,76 @@ mod tests {
             proc_.take_ready(5);
             assert!(proc_.ready().is_empty());
         }
+    }
+
+    #[test]
+    fn packed_accesses_round_trip_and_later_regions_go_aside() {
+        for (region, page, write) in [
+            (0, 0, false),
+            (7, 511, true),
+            (PackedAccess::REGIONS - 1, 3, false),
+        ] {
+            let a = PackedAccess::new(region, page, write).unwrap();
+            assert_eq!((a.region(), a.page(), a.write()), (region, page, write));
+            assert_ne!(a, PackedAccess::PLACEHOLDER);
+        }
+        assert!(PackedAccess::new(PackedAccess::REGIONS, 0, false).is_none());
+
+        // A batch with an access of a region past the packed ones (a pid
+        // of more than 2^22 chunks) hands out the same ops in order, and
+        // `ready` stops before each op kept aside.
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(dir.path(), &[rec(1, 0, 8, AccessKind::Load)]);
+        let mut proc_ = p.processes_with(false).unwrap().remove(0);
+        let big = PackedAccess::REGIONS + 5;
+        let want = [
+            Op::Mmap {
+                region: 0,
+                pages: REGION_PAGES,
+            },
+            Op::Access {
+                region: 0,
+                page: 1,
+                write: false,
+            },
+            Op::Access {
+                region: 0,
+                page: 1,
+                write: false,
+            },
+            Op::Access {
+                region: big,
+                page: 2,
+                write: true,
+            },
+            Op::Access {
+                region: 0,
+                page: 3,
+                write: true,
+            },
+            Op::Exit,
+        ];
+        let mut buf = OpBuf::default();
+        for op in want {
+            buf.push(op);
+        }
+        assert_eq!(buf.aside.len(), 3);
+        proc_.ops = buf;
+        proc_.ready_end = proc_.next_aside_at();
+        proc_.eof = true;
+        proc_.emitted = 4;
+        assert!(proc_.ready().is_empty());
+        assert_eq!(proc_.accesses_done(), 0);
+        assert_eq!(proc_.next_op().unwrap(), Some(want[0]));
+        assert_eq!(proc_.ready().len(), 2);
+        proc_.take_ready(5);
+        assert_eq!(proc_.accesses_done(), 2);
+        assert_eq!(proc_.next_op().unwrap(), Some(want[3]));
+        assert_eq!(proc_.ready(), [PackedAccess::new(0, 3, true).unwrap()]);
+        assert_eq!(proc_.next_op().unwrap(), Some(want[4]));
+        assert_eq!(proc_.accesses_done(), 4);
+        assert_eq!(proc_.next_op().unwrap(), Some(Op::Exit));
+        assert_eq!(proc_.next_op().unwrap(), None);
     }
 
     #[test]

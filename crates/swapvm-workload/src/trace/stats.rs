@@ -3,17 +3,44 @@
 //! Distinct pages are counted with one 512-bit bitmap per (pid, 2 MiB chunk)
 //! touched, so memory grows with the footprint (64 bytes of bitmap per
 //! 2 MiB touched, plus the map entry), never with the trace's length.
+//!
+//! Two halves. A binary trace (fixed-size records) of at least
+//! [`SPLIT_MIN`] bytes on a host of more than one CPU is scanned as two
+//! halves of its records, the second on a thread of its own, and the two
+//! merged: counts add, bitmaps of the same (pid, chunk) are or-ed, pids
+//! keep their order of first appearance. The pass is the replay's only
+//! serial part before the machine starts, and a pass over the file is
+//! bound by one core's copy and decode, so two cores halve it. If either
+//! half fails (a bad record, too many pids), the whole file is scanned
+//! again on one thread, so the error is exactly the one-pass scan's.
 
 use super::replay::{chunk_of, PIDS_MAX, REGION_PAGES};
+use super::{native, oracle, SharedPath, IO_BUF};
 use super::{
     AccessKind, ChunkCache, LastTwo, Position, RecordStream, TraceError, TraceFormat, TraceReader,
     TraceRecord,
 };
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use swapvm_core::PAGE_SIZE;
 
 const WORDS: usize = (REGION_PAGES / 64) as usize;
+
+/// Smallest binary trace scanned as two halves: below it, a thread costs
+/// more than it saves (8 MiB scans in a few milliseconds).
+pub(crate) const SPLIT_MIN: u64 = 8 << 20;
+
+type ChunkIndex = HashMap<(u32, u64), usize, super::ChunkHash>;
+
+/// The pages a scan saw: a bitmap per (pid, chunk).
+#[derive(Default)]
+struct Footprint {
+    chunk_index: ChunkIndex,
+    bitmaps: Vec<[u64; WORDS]>,
+}
 
 /// Figures of one pid.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -78,12 +105,54 @@ impl TraceStats {
     pub fn scan(
         path: &Path,
         format: Option<TraceFormat>,
+        progress: impl FnMut(u64),
+    ) -> Result<TraceStats, TraceError> {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let split_min = if cpus > 1 { SPLIT_MIN } else { u64::MAX };
+        TraceStats::scan_split(path, format, progress, split_min)
+    }
+
+    /// [`Self::scan`], in two halves (see the module documentation) if the
+    /// trace is binary and at least `split_min` bytes long. The figures and
+    /// the error are the same either way.
+    pub(crate) fn scan_split(
+        path: &Path,
+        format: Option<TraceFormat>,
         mut progress: impl FnMut(u64),
+        split_min: u64,
     ) -> Result<TraceStats, TraceError> {
         let reader = TraceReader::open(path, format)?;
-        let mut s = TraceStats {
+        let format = reader.format();
+        let record_len = match format {
+            TraceFormat::OracleGeneral => Some((0, oracle::RECORD_LEN)),
+            TraceFormat::Native => Some((native::HEADER_LEN, native::RECORD_LEN)),
+            TraceFormat::Lackey | TraceFormat::Csv => None,
+        };
+        if let Some((header, len)) = record_len {
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            if size >= split_min.max(2 * len as u64) {
+                let p = &mut progress;
+                if let Some(s) = scan_halves(path, format, header as u64, len as u64, size, p) {
+                    return Ok(s);
+                }
+            }
+        }
+        let mut s = TraceStats::empty(path, format);
+        match reader {
+            TraceReader::Lackey(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::Csv(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::OracleGeneral(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::Native(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+        };
+        progress(s.records);
+        Ok(s.totals())
+    }
+
+    /// No records yet.
+    fn empty(path: &Path, format: TraceFormat) -> TraceStats {
+        TraceStats {
             path: path.to_owned(),
-            format: reader.format(),
+            format,
             records: 0,
             instr: 0,
             loads: 0,
@@ -94,21 +163,18 @@ impl TraceStats {
             distinct_pages: 0,
             footprint_bytes: 0,
             pids: Vec::new(),
-        };
-        match reader {
-            TraceReader::Lackey(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
-            TraceReader::Csv(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
-            TraceReader::OracleGeneral(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
-            TraceReader::Native(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
         }
-        progress(s.records);
-        for p in &s.pids {
-            s.page_accesses += p.page_accesses;
-            s.page_writes += p.page_writes;
-            s.distinct_pages += p.distinct_pages;
+    }
+
+    /// The whole-trace sums of the per-pid figures.
+    fn totals(mut self) -> TraceStats {
+        for p in &self.pids {
+            self.page_accesses += p.page_accesses;
+            self.page_writes += p.page_writes;
+            self.distinct_pages += p.distinct_pages;
         }
-        s.footprint_bytes = s.distinct_pages * PAGE_SIZE as u64;
-        Ok(s)
+        self.footprint_bytes = self.distinct_pages * PAGE_SIZE as u64;
+        self
     }
 
     /// Share of page accesses that are stores, 0..=1.
@@ -129,7 +195,7 @@ fn scan_records<I: RecordStream>(
     reader: &mut I,
     s: &mut TraceStats,
     progress: &mut impl FnMut(u64),
-) -> Result<(), TraceError> {
+) -> Result<Footprint, TraceError> {
     let mut sc = Scanner {
         s,
         progress,
@@ -161,7 +227,160 @@ fn scan_records<I: RecordStream>(
     if let Some(e) = err {
         return Err(e);
     }
-    Ok(())
+    Ok(Footprint {
+        chunk_index: sc.chunk_index,
+        bitmaps: sc.bitmaps,
+    })
+}
+
+/// Opens `path` for a half scan: positioned at byte `at`, reading at most
+/// `len` bytes (`None`: to the end).
+fn open_part(path: &Path, at: u64, len: Option<u64>) -> Option<BufReader<std::io::Take<File>>> {
+    let mut f = File::open(path).ok()?;
+    f.seek(SeekFrom::Start(at)).ok()?;
+    Some(BufReader::with_capacity(
+        IO_BUF,
+        f.take(len.unwrap_or(u64::MAX)),
+    ))
+}
+
+/// One half's figures and pages.
+type Half = Result<(TraceStats, Footprint), TraceError>;
+
+/// Scans the records of a binary trace of `size` bytes (`header` bytes of
+/// header, then records of `len` bytes) as two halves, the second on a
+/// thread; `None` if the halves cannot be scanned and merged (a file
+/// that cannot be reopened, no thread, an error in either half, too many
+/// pids in all): the caller then scans the file in one pass, which finds
+/// the one-pass error.
+fn scan_halves(
+    path: &Path,
+    format: TraceFormat,
+    header: u64,
+    len: u64,
+    size: u64,
+    progress: &mut impl FnMut(u64),
+) -> Option<TraceStats> {
+    let first_records = size.saturating_sub(header) / len / 2;
+    let shared: SharedPath = Arc::from(path);
+    let split = header + first_records * len;
+    // The first half: the records before `split` (the header too, checked
+    // again), its end a clean end of file.
+    let first = |progress: &mut dyn FnMut(u64)| -> Option<Half> {
+        let r = open_part(path, 0, Some(split))?;
+        let mut s = TraceStats::empty(path, format);
+        let mut p = |n: u64| progress(2 * n);
+        let fp = match format {
+            TraceFormat::OracleGeneral => scan_records(
+                &mut oracle::OracleReader::new(r, shared.clone()),
+                &mut s,
+                &mut p,
+            ),
+            TraceFormat::Native => match native::NativeReader::new(r, shared.clone()) {
+                Ok(mut r) => scan_records(&mut r, &mut s, &mut p),
+                Err(e) => Err(e),
+            },
+            TraceFormat::Lackey | TraceFormat::Csv => return None,
+        };
+        Some(fp.map(|fp| (s, fp)))
+    };
+    // The second: from `split` to the end, numbering records from
+    // `first_records`, so a truncated last record is found as before.
+    let second = || -> Option<Half> {
+        let r = open_part(path, split, None)?;
+        let mut s = TraceStats::empty(path, format);
+        let shared = shared.clone();
+        let fp = match format {
+            TraceFormat::OracleGeneral => scan_records(
+                &mut oracle::OracleReader::records_at(r, shared, first_records),
+                &mut s,
+                &mut |_| {},
+            ),
+            TraceFormat::Native => scan_records(
+                &mut native::NativeReader::records_at(r, shared, first_records),
+                &mut s,
+                &mut |_| {},
+            ),
+            TraceFormat::Lackey | TraceFormat::Csv => return None,
+        };
+        Some(fp.map(|fp| (s, fp)))
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("trace scan".into())
+            .spawn_scoped(scope, second);
+        let a = first(progress);
+        let b = match spawned {
+            Ok(h) => h.join().ok().flatten(),
+            Err(_) => None,
+        };
+        (a, b)
+    });
+    let (a, b) = (a?.ok()?, b?.ok()?);
+    merge(a, b)
+}
+
+/// The stats of two consecutive parts of a trace as one; `None` past
+/// [`PIDS_MAX`] pids in all.
+fn merge(a: (TraceStats, Footprint), b: (TraceStats, Footprint)) -> Option<TraceStats> {
+    let ((mut s, mut fp), (t, tf)) = (a, b);
+    s.records += t.records;
+    s.instr += t.instr;
+    s.loads += t.loads;
+    s.stores += t.stores;
+    s.straddling += t.straddling;
+    let mut index: HashMap<u32, usize> =
+        s.pids.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
+    for p in t.pids {
+        match index.get(&p.pid) {
+            Some(&i) => {
+                let q = &mut s.pids[i];
+                q.records += p.records;
+                q.page_accesses += p.page_accesses;
+                q.page_writes += p.page_writes;
+            }
+            None => {
+                if s.pids.len() == PIDS_MAX {
+                    return None;
+                }
+                index.insert(p.pid, s.pids.len());
+                s.pids.push(p);
+            }
+        }
+    }
+    // Or the second part's bitmaps into the first's; then count every
+    // pid's pages and chunks again from the union. Sums, so the map's
+    // order does not matter.
+    for (key, b) in tf.chunk_index {
+        let words = tf.bitmaps.get(b)?;
+        match fp.chunk_index.get(&key) {
+            Some(&a) => {
+                let mine = fp.bitmaps.get_mut(a)?;
+                for (w, o) in mine.iter_mut().zip(words) {
+                    *w |= o;
+                }
+            }
+            None => {
+                fp.chunk_index.insert(key, fp.bitmaps.len());
+                fp.bitmaps.push(*words);
+            }
+        }
+    }
+    for p in &mut s.pids {
+        p.distinct_pages = 0;
+        p.regions = 0;
+    }
+    for (&(pid, _), &b) in &fp.chunk_index {
+        let p = s.pids.get_mut(*index.get(&pid)?)?;
+        p.regions += 1;
+        p.distinct_pages += fp
+            .bitmaps
+            .get(b)?
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum::<u64>();
+    }
+    Some(s.totals())
 }
 
 /// The state of [`scan_records`].
@@ -308,5 +527,111 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let e = TraceStats::scan(&path, None, |_| {}).unwrap_err();
         assert!(e.to_string().contains("record 4321: field `obj_id`"), "{e}");
+    }
+
+    /// The scan in two halves and in one pass, over a real file.
+    fn both(path: &Path) -> (Result<TraceStats, String>, Result<TraceStats, String>) {
+        let one = TraceStats::scan_split(path, None, |_| {}, u64::MAX);
+        let two = TraceStats::scan_split(path, None, |_| {}, 0);
+        (
+            one.map_err(|e| e.to_string()),
+            two.map_err(|e| e.to_string()),
+        )
+    }
+
+    #[test]
+    fn halves_give_the_one_pass_figures_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        // Chunks in both halves, in one only, pages seen in both.
+        let objs: Vec<u64> = (0..20_001u64)
+            .map(|i| match i % 3 {
+                0 => i % 900,
+                1 if i < 10_000 => 5000 + i % 77,
+                _ => 9000 + (i * 7) % 1500,
+            })
+            .collect();
+        let path = oracle_file(dir.path(), &objs);
+        let (one, two) = both(&path);
+        assert_eq!(one.as_ref().unwrap().records, 20_001);
+        assert_eq!(one, two);
+
+        // A bad record in either half; a truncated last record.
+        let good = std::fs::read(&path).unwrap();
+        for n in [17, 15_000] {
+            let mut bytes = good.clone();
+            let at = n * RECORD_LEN + 4;
+            bytes[at..at + 8].copy_from_slice(&(1u64 << 52).to_le_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            let (one, two) = both(&path);
+            assert!(one
+                .as_ref()
+                .unwrap_err()
+                .contains(&format!("record {n}: field")));
+            assert_eq!(one, two);
+        }
+        let mut bytes = good.clone();
+        bytes.truncate(20_000 * RECORD_LEN + 7);
+        std::fs::write(&path, &bytes).unwrap();
+        let (one, two) = both(&path);
+        assert!(one
+            .as_ref()
+            .unwrap_err()
+            .contains("record 20000: truncated"));
+        assert_eq!(one, two);
+    }
+
+    #[test]
+    fn halves_of_a_native_trace_keep_pids_in_order_and_the_pid_limit() {
+        use crate::trace::{TraceRecord, TraceWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.swvmtrace");
+        let write = |recs: &mut dyn Iterator<Item = TraceRecord>| {
+            let mut w = TraceWriter::create(&path, TraceFormat::Native).unwrap();
+            for (i, r) in recs.enumerate() {
+                w.write(&r, Position::Record(i as u64)).unwrap();
+            }
+            w.finish().unwrap();
+        };
+        let rec = |pid, addr, size, kind| TraceRecord {
+            pid,
+            addr,
+            size,
+            kind,
+        };
+        // Pids 5 and 2 first in the second half; records straddling
+        // pages; stores and fetches.
+        let kinds = [AccessKind::Load, AccessKind::Store, AccessKind::Instr];
+        write(&mut (0..9_000u64).map(|i| {
+            let pid = if i < 4_500 {
+                [3, 1][i as usize % 2]
+            } else {
+                [5, 2, 3][i as usize % 3]
+            };
+            rec(
+                pid,
+                (i * 4093) % (9 << 21),
+                1 + (i % 9) as u32 * 1000,
+                kinds[i as usize % 3],
+            )
+        }));
+        let (one, two) = both(&path);
+        let one_pids: Vec<u32> = one.as_ref().unwrap().pids.iter().map(|p| p.pid).collect();
+        assert_eq!(one_pids, [3, 1, 5, 2]);
+        assert_eq!(one, two);
+
+        // PIDS_MAX pids in each half, more in all: the one-pass error.
+        let max = PIDS_MAX as u32;
+        write(&mut (0..2 * max).map(|i| rec(i + 1, 0, 8, AccessKind::Load)));
+        let (one, two) = both(&path);
+        assert!(one.as_ref().unwrap_err().contains("more than"), "{one:?}");
+        assert_eq!(one, two);
+
+        // A bad header is found whichever way.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] = b'X';
+        std::fs::write(&path, &bytes).unwrap();
+        let (one, two) = both(&path);
+        assert!(one.is_err());
+        assert_eq!(one, two);
     }
 }
