@@ -55,9 +55,7 @@ impl Memory {
             match v.kind {
                 VmaKind::Anon => {
                     for &a in &v.chain {
-                        self.anon_vmas[a as usize]
-                            .vmas
-                            .push(AnonVmaChain::new(child, v.start.0));
+                        self.anon_vmas[a as usize].push(AnonVmaChain::new(child, v.start.0));
                     }
                     if v.anon_vma.is_some() {
                         let own = self.anon_vma_alloc(child, v.start.0);

@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod anon_vma;
 pub mod buddy;
 pub mod fault;
 pub mod folio;

@@ -79,44 +79,7 @@ pub struct MmStruct {
     pub(crate) next_va: u64,
 }
 
-/// An anon_vma: the set of VMAs a folio's rmap walk visits.
-#[derive(Debug, Default, Clone)]
-pub struct AnonVma {
-    /// The VMAs linked to it (its anon_vma_chain entries).
-    pub vmas: Vec<AnonVmaChain>,
-}
-
-/// One `anon_vma_chain` entry: a VMA, by address space and start page.
-#[derive(Debug, Clone)]
-pub struct AnonVmaChain {
-    /// The VMA's address space.
-    pub mm: MmId,
-    /// The VMA's start page (its key in the address space's VMAs).
-    pub start: u64,
-    /// Where the VMA sat among its address space's VMAs when last found
-    /// (a hint, checked before use: inserts and removals move VMAs), so an
-    /// rmap walk finds it without a search, as the kernel's chain entry
-    /// points at its VMA.
-    pub(crate) pos: std::cell::Cell<u32>,
-}
-
-impl AnonVmaChain {
-    /// An entry for the VMA of `mm` starting at `start`.
-    pub fn new(mm: MmId, start: u64) -> Self {
-        AnonVmaChain {
-            mm,
-            start,
-            pos: std::cell::Cell::new(0),
-        }
-    }
-
-    /// The VMA this entry names, if `mm` (its address space) still has one
-    /// starting there.
-    #[inline]
-    pub fn vma<'a>(&self, mm: &'a MmStruct) -> Option<&'a Vma> {
-        mm.vmas.get_hinted(self.start, &self.pos)
-    }
-}
+pub use crate::anon_vma::{AnonVma, AnonVmaChain};
 
 /// Zone watermarks in frames (`WMARK_MIN/LOW/HIGH`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -400,9 +363,8 @@ impl Memory {
 
     /// A new anon_vma holding one VMA.
     pub(crate) fn anon_vma_alloc(&mut self, id: MmId, vma_start: u64) -> u32 {
-        self.anon_vmas.push(AnonVma {
-            vmas: vec![AnonVmaChain::new(id, vma_start)],
-        });
+        self.anon_vmas
+            .push(AnonVma::new(AnonVmaChain::new(id, vma_start)));
         (self.anon_vmas.len() - 1) as u32
     }
 }

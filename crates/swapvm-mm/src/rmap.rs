@@ -38,7 +38,7 @@ impl Memory {
             let (mm, start) = self.shmem.i_mmap_nth(p.mapping, i)?;
             (mm, mm_of(mm).and_then(|m| m.vmas.get(&start)))
         } else if p.test(pg::ANON) && p.mapping != NO_MAPPING {
-            let c = self.anon_vmas.get(p.mapping as usize)?.vmas.get(i)?;
+            let c = self.anon_vmas.get(p.mapping as usize)?.get(i)?;
             (c.mm, mm_of(c.mm).and_then(|m| c.vma(m)))
         } else {
             return None;
@@ -97,7 +97,7 @@ impl Memory {
         if !p.test(pg::ANON) || p.test(pg::KSM) || p.mapping == NO_MAPPING {
             return None;
         }
-        let c = self.anon_vmas.get(p.mapping as usize)?.vmas.first()?;
+        let c = self.anon_vmas.get(p.mapping as usize)?.first()?;
         let m = self.mms.get(c.mm.0 as usize)?.as_ref()?;
         Some((m, c, Vpn(p.index)))
     }
@@ -371,9 +371,7 @@ impl Memory {
         self.zap_range(swap, id, v.start, v.end);
         self.mm_mut(id).vmas.remove(&start.0);
         for &a in &v.chain {
-            self.anon_vmas[a as usize]
-                .vmas
-                .retain(|c| !(c.mm == id && c.start == start.0));
+            self.anon_vmas[a as usize].retain(|c| !(c.mm == id && c.start == start.0));
         }
         if let VmaKind::Shmem { inode, .. } = v.kind {
             self.shmem_unlink_vma(swap, inode, id, start.0);
