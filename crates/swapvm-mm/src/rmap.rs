@@ -270,7 +270,6 @@ impl Memory {
                 mapping: p.mapping,
                 index: p.index + u64::from(i),
                 swap: None,
-                lru: Default::default(),
             };
         }
         self.folios.get_mut(head).flags = p.flags & (keep | pg::LOCKED);
