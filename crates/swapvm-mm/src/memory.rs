@@ -48,7 +48,7 @@ pub struct Vma {
     /// `VM_*` bits, see [`vm`].
     pub flags: u32,
     /// Its own anon_vma, made at the first anonymous fault
-    /// (`anon_vma_prepare`) or at fork.
+    /// (`anon_vma_prepare`) or at fork; always on `chain` too.
     pub anon_vma: Option<u32>,
     /// The anon_vma chain: every anon_vma this VMA is linked into, its own
     /// and its ancestors' (fork links a child VMA into each of the parent
