@@ -196,11 +196,12 @@ pub fn run(a: BenchArgs) -> Result<i32> {
 
     let m = bench::metadata(pgtable);
     println!(
-        "metadata per 4 KiB page: struct Page {} B (kernel 64 B), page table {:.2} B per mapped page (kernel 8 B PTE + upper levels), swap table {:.3} B per slot (kernel 8 B); swapvm total {:.2} B vs kernel 80 B; verification checksum {} B per slot on top",
+        "metadata per 4 KiB page: struct Page {} B + LRU link {} B (kernel 64 B), page table {:.2} B per mapped page (kernel 8 B PTE + upper levels), swap table {:.3} B per slot (kernel 8 B); swapvm total {:.2} B vs kernel 80 B; verification checksum {} B per slot on top",
         m.page,
+        m.lru_link,
         m.pgtable,
         m.swap_slot,
-        m.page as f64 + m.pgtable + m.swap_slot,
+        (m.page + m.lru_link) as f64 + m.pgtable + m.swap_slot,
         m.verify_slot
     );
     // Host memory with page bytes and without: the same usemem at 1.25x
@@ -221,8 +222,8 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         footprint(tmp.path(), ram, content)?;
     }
     println!(
-        "metadata-only per 4 KiB page: struct Page {} B + content word 8 B (instead of 4096 B of page bytes) + page table {:.2} B + swap table {:.3} B + null device word 8 B per slot (instead of the verifier's 8 B checksum and 4096 B on disk)",
-        m.page, m.pgtable, m.swap_slot
+        "metadata-only per 4 KiB page: struct Page {} B + LRU link {} B + content word 8 B (instead of 4096 B of page bytes) + page table {:.2} B + swap table {:.3} B + null device word 8 B per slot (instead of the verifier's 8 B checksum and 4096 B on disk)",
+        m.page, m.lru_link, m.pgtable, m.swap_slot
     );
     match bench::peak_rss_kib() {
         Some(kib) => println!("peak RSS (VmHWM) {:.1} MiB", kib as f64 / 1024.0),

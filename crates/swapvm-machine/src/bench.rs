@@ -324,6 +324,9 @@ pub fn replay(
 pub struct Metadata {
     /// `size_of::<Page>()`: the `struct page` of every frame.
     pub page: usize,
+    /// The LRU links of every frame, kept in an array beside the pages
+    /// (in the kernel's `struct page`).
+    pub lru_link: usize,
     /// Page-table bytes per mapped page (measured, see
     /// [`ResidentFigures::pgtable_bytes_per_page`]).
     pub pgtable: f64,
@@ -342,6 +345,7 @@ pub fn metadata(pgtable: f64) -> Metadata {
         size_of::<swapvm_swap::cluster::ClusterInfo>() + size_of::<swapvm_core::list::Link>();
     Metadata {
         page: size_of::<Page>(),
+        lru_link: size_of::<swapvm_core::list::Link>(),
         pgtable,
         swap_slot: size_of::<u64>() as f64 + cluster as f64 / 512.0,
         verify_slot: size_of::<u64>(),

@@ -286,15 +286,18 @@ impl Memory {
         // (a large folio comes back whole when it can).
         let nr = 1u64 << p.order;
         let first = leaf.1 - sub as usize;
-        let mut mapped = Vec::with_capacity(nr as usize);
+        // The pages mapped here, one bit each (no allocation per fault).
+        let mut mapped = [0u64; (1 << swapvm_core::Order::MAX) / 64];
+        let is_mapped = |m: &[u64], j: u64| m[(j / 64) as usize] >> (j % 64) & 1 != 0;
+        let mut n = 0i32;
         for j in 0..nr {
             let l = (leaf.0, first + j as usize);
             if self.pt.pte(l).swap_entry() == Some(base.add(j)) {
                 swap.folio_put_swap(&self.folios.folio(pfn), Some(j as u32));
-                mapped.push((j, l));
+                mapped[(j / 64) as usize] |= 1 << (j % 64);
+                n += 1;
             }
         }
-        let n = mapped.len() as i32;
         self.folios.get_mut(pfn).mapcount += n;
         // Exclusive: no other swap owner and no other mapping.
         let alone = self.folios.get(pfn).mapcount == n && !p.test(pg::KSM);
@@ -309,7 +312,8 @@ impl Memory {
         {
             swap.folio_free_swap(&mut self.folios.folio(pfn));
         }
-        for (j, l) in mapped {
+        for j in (0..nr).filter(|&j| is_mapped(&mapped, j)) {
+            let l = (leaf.0, first + j as usize);
             let w = write && j == sub && exclusive(swap, j);
             let page = Pfn(pfn.0 + j as u32);
             self.pt.set_pte(l, Pte::present(page, w, true, w));
@@ -341,7 +345,9 @@ impl Memory {
                 .mm(id)
                 .vmas
                 .get(&vma_start)
-                .is_some_and(|v| v.chain.contains(&p.mapping))
+                // The VMA's own anon_vma is on its chain: test it first,
+                // in the VMA, before the chain's own allocation.
+                .is_some_and(|v| v.anon_vma == Some(p.mapping) || v.chain.contains(&p.mapping))
     }
 
     /// The copy branch of `ksm_might_need_to_copy`: the swap-cache folio

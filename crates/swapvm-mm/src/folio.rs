@@ -1,9 +1,13 @@
 //! Per-frame metadata (`struct page` / `struct folio`) and folio handles.
 //!
-//! One [`Page`] per frame, 40 bytes: flags, order, mapcount, the mapping
+//! One [`Page`] per frame, 32 bytes: flags, order, mapcount, the mapping
 //! (anon_vma, shmem inode or KSM stable node) and linear index used by rmap,
-//! `folio->swap`, and the LRU links. Only a folio's head frame carries
-//! meaning (swapvm has order-0 folios for now).
+//! and `folio->swap`. Only a folio's head frame carries meaning (swapvm has
+//! order-0 folios for now). The LRU links (the kernel's `folio->lru`) are
+//! in an array of their own beside the pages, 8 bytes per frame: a list
+//! walk (reclaim isolating from the tail) then chases links through that
+//! compact array instead of one 40-byte page per step, and a page is half
+//! a cache line, never split across two.
 
 use swapvm_core::list::{Link, Linked};
 use swapvm_core::{Order, Pfn, SwpEntry};
@@ -55,8 +59,10 @@ pub mod pg {
 /// No mapping (`folio->mapping == NULL`).
 pub const NO_MAPPING: u32 = u32::MAX;
 
-/// Metadata of one frame.
+/// Metadata of one frame. Aligned to its size, so that no page straddles
+/// two cache lines.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(align(32))]
 pub struct Page {
     /// `PG_*` bits, see [`pg`].
     pub flags: u32,
@@ -74,11 +80,9 @@ pub struct Page {
     pub index: u64,
     /// `folio->swap` while in the swap cache.
     pub swap: Option<SwpEntry>,
-    /// LRU links.
-    pub lru: Link,
 }
 
-const _: () = assert!(std::mem::size_of::<Page>() <= 48);
+const _: () = assert!(std::mem::size_of::<Page>() == 32);
 
 impl Page {
     /// Tests flag bits.
@@ -102,6 +106,9 @@ impl Page {
 #[derive(Debug)]
 pub struct Folios {
     pages: Vec<Page>,
+    /// The LRU links of each frame (`folio->lru`), by pfn. A frame off
+    /// every list has the default (unlinked) links.
+    lru: Vec<Link>,
 }
 
 impl Folios {
@@ -115,6 +122,7 @@ impl Folios {
                 };
                 nr as usize
             ],
+            lru: vec![Link::default(); nr as usize],
         }
     }
     /// Frames.
@@ -146,7 +154,7 @@ impl Folios {
 
 impl Linked for Folios {
     fn link(&mut self, i: u32) -> &mut Link {
-        &mut self.pages[i as usize].lru
+        &mut self.lru[i as usize]
     }
 }
 

@@ -11,7 +11,7 @@
 //! child faults them in from the page cache, as the kernel does for shared
 //! file mappings.
 
-use crate::memory::{Memory, MmId, Vma, VmaKind};
+use crate::memory::{AnonVmaChain, Memory, MmId, Vma, VmaKind};
 use swapvm_core::{Pte, PteKind, SwpEntry, Vpn};
 use swapvm_swap::{SwapError, SwapSubsystem};
 
@@ -55,7 +55,7 @@ impl Memory {
             match v.kind {
                 VmaKind::Anon => {
                     for &a in &v.chain {
-                        self.anon_vmas[a as usize].vmas.push((child, v.start.0));
+                        self.anon_vmas[a as usize].push(AnonVmaChain::new(child, v.start.0));
                     }
                     if v.anon_vma.is_some() {
                         let own = self.anon_vma_alloc(child, v.start.0);

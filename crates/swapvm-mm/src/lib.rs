@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod anon_vma;
 pub mod buddy;
 pub mod fault;
 pub mod folio;
@@ -38,7 +39,7 @@ pub use folio::{pg, FolioMut, Folios, Page};
 pub use fork::ForkError;
 pub use ksm::{KsmStats, StableNode};
 pub use lru::{LruList, Lruvec};
-pub use memory::{vm, AnonVma, Memory, MmId, MmStruct, Vma, VmaKind, Watermarks};
+pub use memory::{vm, AnonVma, AnonVmaChain, Memory, MmId, MmStruct, Vma, VmaKind, Watermarks};
 pub use shmem::{ShmemEntry, ShmemInode};
 pub use swapoff::Unuse;
 pub use vma_map::VmaMap;

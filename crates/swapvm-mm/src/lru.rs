@@ -83,3 +83,63 @@ impl Lruvec {
         self.lists[l as usize].collect(folios)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use swapvm_core::SimRng;
+
+    /// Under a seeded random mix of adds at the head and the tail, removals
+    /// and activations, the lists (threaded through the frames' link array)
+    /// hold what two `VecDeque`s do, in order; the seed is in the failure
+    /// message.
+    #[test]
+    fn matches_vecdeque() {
+        const NR: u32 = 64;
+        for seed in 0..16u64 {
+            let mut rng = SimRng::new(seed);
+            let mut folios = Folios::new(NR);
+            let mut lru = Lruvec::default();
+            let mut model = [VecDeque::new(), VecDeque::new()];
+            for step in 0..4000 {
+                let pfn = Pfn(rng.below(u64::from(NR)) as u32);
+                let why = format!("seed {seed} step {step} pfn {}", pfn.0);
+                let on = folios.get(pfn).test(pg::LRU);
+                let l = usize::from(folios.get(pfn).test(pg::ACTIVE));
+                match rng.below(4) {
+                    0 if !on => {
+                        lru.add(&mut folios, pfn);
+                        model[l].push_front(pfn.0);
+                    }
+                    1 if !on => {
+                        lru.add_tail(&mut folios, pfn);
+                        model[l].push_back(pfn.0);
+                    }
+                    2 => {
+                        assert_eq!(lru.del(&mut folios, pfn), on, "{why}");
+                        model[l].retain(|&i| i != pfn.0);
+                    }
+                    3 if !on => {
+                        let p = folios.get_mut(pfn);
+                        if p.test(pg::ACTIVE) {
+                            p.clear(pg::ACTIVE);
+                        } else {
+                            p.set(pg::ACTIVE);
+                        }
+                    }
+                    _ => {}
+                }
+                for (l, list) in [LruList::InactiveAnon, LruList::ActiveAnon]
+                    .into_iter()
+                    .enumerate()
+                {
+                    assert_eq!(lru.len(list) as usize, model[l].len(), "{why}");
+                    let got = lru.members(&mut folios, list);
+                    assert!(got.iter().eq(model[l].iter()), "{why}: {got:?}");
+                    assert_eq!(lru.list(list).last(), model[l].back().copied(), "{why}");
+                }
+            }
+        }
+    }
+}

@@ -48,7 +48,7 @@ pub struct Vma {
     /// `VM_*` bits, see [`vm`].
     pub flags: u32,
     /// Its own anon_vma, made at the first anonymous fault
-    /// (`anon_vma_prepare`) or at fork.
+    /// (`anon_vma_prepare`) or at fork; always on `chain` too.
     pub anon_vma: Option<u32>,
     /// The anon_vma chain: every anon_vma this VMA is linked into, its own
     /// and its ancestors' (fork links a child VMA into each of the parent
@@ -79,13 +79,7 @@ pub struct MmStruct {
     pub(crate) next_va: u64,
 }
 
-/// An anon_vma: the set of VMAs a folio's rmap walk visits.
-#[derive(Debug, Default, Clone)]
-pub struct AnonVma {
-    /// `(mm, vma start)` of each VMA linked to it (its anon_vma_chain
-    /// entries).
-    pub vmas: Vec<(MmId, u64)>,
-}
+pub use crate::anon_vma::{AnonVma, AnonVmaChain};
 
 /// Zone watermarks in frames (`WMARK_MIN/LOW/HIGH`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -369,9 +363,8 @@ impl Memory {
 
     /// A new anon_vma holding one VMA.
     pub(crate) fn anon_vma_alloc(&mut self, id: MmId, vma_start: u64) -> u32 {
-        self.anon_vmas.push(AnonVma {
-            vmas: vec![(id, vma_start)],
-        });
+        self.anon_vmas
+            .push(AnonVma::new(AnonVmaChain::new(id, vma_start)));
         (self.anon_vmas.len() - 1) as u32
     }
 }

@@ -7,7 +7,7 @@
 //! through its stable node's rmap items.
 
 use crate::folio::{pg, Page, NO_MAPPING};
-use crate::memory::{Memory, MmId, VmaKind};
+use crate::memory::{AnonVmaChain, Memory, MmId, VmaKind};
 use crate::pgtable::TableId;
 use swapvm_core::{Pfn, Pte, PteKind, Vpn};
 use swapvm_swap::SwapSubsystem;
@@ -33,19 +33,17 @@ impl Memory {
                 });
             return Some(ok.then_some((mm, vpn)));
         }
-        let (mm, start) = if p.test(pg::SHMEM) {
-            self.shmem.i_mmap_nth(p.mapping, i)?
+        let mm_of = |mm: MmId| self.mms.get(mm.0 as usize).and_then(Option::as_ref);
+        let (mm, v) = if p.test(pg::SHMEM) {
+            let (mm, start) = self.shmem.i_mmap_nth(p.mapping, i)?;
+            (mm, mm_of(mm).and_then(|m| m.vmas.get(&start)))
         } else if p.test(pg::ANON) && p.mapping != NO_MAPPING {
-            *self.anon_vmas.get(p.mapping as usize)?.vmas.get(i)?
+            let c = self.anon_vmas.get(p.mapping as usize)?.get(i)?;
+            (c.mm, mm_of(c.mm).and_then(|m| c.vma(m)))
         } else {
             return None;
         };
-        let Some(v) = self
-            .mms
-            .get(mm.0 as usize)
-            .and_then(Option::as_ref)
-            .and_then(|m| m.vmas.get(&start))
-        else {
+        let Some(v) = v else {
             return Some(None);
         };
         let vpn = match v.kind {
@@ -91,17 +89,17 @@ impl Memory {
         }
     }
 
-    /// The first rmap candidate of an anonymous folio: its address space
-    /// and the VMA start and page its anon_vma's first VMA maps it at.
+    /// The first rmap candidate of an anonymous folio: its address space,
+    /// its anon_vma's first chain entry and the page it maps the folio at.
     #[inline]
-    fn rmap_first_anon(&self, pfn: Pfn) -> Option<(&crate::memory::MmStruct, u64, Vpn)> {
+    fn rmap_first_anon(&self, pfn: Pfn) -> Option<(&crate::memory::MmStruct, &AnonVmaChain, Vpn)> {
         let p = self.folios.get(pfn);
         if !p.test(pg::ANON) || p.test(pg::KSM) || p.mapping == NO_MAPPING {
             return None;
         }
-        let &(mm, start) = self.anon_vmas.get(p.mapping as usize)?.vmas.first()?;
-        let m = self.mms.get(mm.0 as usize)?.as_ref()?;
-        Some((m, start, Vpn(p.index)))
+        let c = self.anon_vmas.get(p.mapping as usize)?.first()?;
+        let m = self.mms.get(c.mm.0 as usize)?.as_ref()?;
+        Some((m, c, Vpn(p.index)))
     }
 
     /// The first stage of [`Self::rmap_prefetch`] for one folio: touches
@@ -110,7 +108,7 @@ impl Memory {
     /// then overlap with these, which depend on nothing but the folio.
     #[inline]
     pub fn rmap_prefetch_one(&self, pfn: Pfn) {
-        std::hint::black_box(self.rmap_first_anon(pfn).map(|(_, start, _)| start));
+        std::hint::black_box(self.rmap_first_anon(pfn).map(|(_, c, _)| c.start));
     }
 
     /// Touches, for a batch of isolated folios, what reclaim will load for
@@ -135,8 +133,8 @@ impl Memory {
                 }
             }
             // Stage 2: the VMAs.
-            for &(m, start, _) in cand.iter().flatten() {
-                sum = sum.wrapping_add(m.vmas.get(&start).map_or(0, |v| v.end.0));
+            for &(m, c, _) in cand.iter().flatten() {
+                sum = sum.wrapping_add(c.vma(m).map_or(0, |v| v.end.0));
             }
             // Stage 3: the page-table walk to each leaf slot.
             let mut leaves = [None; STAGE];
@@ -272,7 +270,6 @@ impl Memory {
                 mapping: p.mapping,
                 index: p.index + u64::from(i),
                 swap: None,
-                lru: Default::default(),
             };
         }
         self.folios.get_mut(head).flags = p.flags & (keep | pg::LOCKED);
@@ -373,9 +370,7 @@ impl Memory {
         self.zap_range(swap, id, v.start, v.end);
         self.mm_mut(id).vmas.remove(&start.0);
         for &a in &v.chain {
-            self.anon_vmas[a as usize]
-                .vmas
-                .retain(|&(m, s)| !(m == id && s == start.0));
+            self.anon_vmas[a as usize].retain(|c| !(c.mm == id && c.start == start.0));
         }
         if let VmaKind::Shmem { inode, .. } = v.kind {
             self.shmem_unlink_vma(swap, inode, id, start.0);

@@ -61,6 +61,22 @@ impl VmaMap {
         self.index_of(*start).map(|i| &self.vmas[i])
     }
 
+    /// The VMA starting at `start`, found first at index `pos` (a caller's
+    /// own hint, updated when it misses). Leaves the map's hint alone, so
+    /// a walk over many VMAs (rmap) does not evict a fault's VMA from it.
+    #[inline]
+    pub fn get_hinted(&self, start: u64, pos: &Cell<u32>) -> Option<&Vma> {
+        let h = pos.get() as usize;
+        if self.starts.get(h) == Some(&start) {
+            return self.vmas.get(h);
+        }
+        let i = self.starts.binary_search(&start).ok()?;
+        if let Ok(p) = u32::try_from(i) {
+            pos.set(p);
+        }
+        self.vmas.get(i)
+    }
+
     /// The VMA starting at `start`, mutably. Its `start` must not change
     /// (it is the key, as in a map).
     pub fn get_mut(&mut self, start: &u64) -> Option<&mut Vma> {
@@ -134,13 +150,15 @@ mod tests {
 
     /// Under a seeded random mix of inserts, removals, exact and floor
     /// lookups (non-overlapping VMAs of 1..4 pages at multiples of 4), the
-    /// map answers as a `BTreeMap` does; the seed is in the failure message.
+    /// map answers as a `BTreeMap` does, with or without a caller's stale
+    /// hint; the seed is in the failure message.
     #[test]
     fn matches_btreemap() {
         for seed in 0..16u64 {
             let mut rng = SimRng::new(seed);
             let mut map = VmaMap::new();
             let mut model: BTreeMap<u64, Vma> = BTreeMap::new();
+            let hints: Vec<Cell<u32>> = (0..64).map(|_| Cell::new(0)).collect();
             for step in 0..3000 {
                 let start = rng.below(64) * 4;
                 let why = format!("seed {seed} step {step} start {start}");
@@ -158,6 +176,11 @@ mod tests {
                         let got = map.get(&start).map(|v| (v.start, v.end));
                         let want = model.get(&start).map(|v| (v.start, v.end));
                         assert_eq!(got, want, "{why}");
+                        // A caller's hint, left stale by the inserts and
+                        // removals since it was last set.
+                        let hint = &hints[(start / 4) as usize];
+                        let got = map.get_hinted(start, hint).map(|v| (v.start, v.end));
+                        assert_eq!(got, want, "{why} hinted at {}", hint.get());
                         if let Some(v) = map.get_mut(&start) {
                             v.flags += 1;
                             if let Some(m) = model.get_mut(&start) {
