@@ -1,7 +1,7 @@
 //! Kernel-fidelity tests of the swap layer: count continuation, zeromap,
 //! device priorities, device references and swapoff refusal, hibernation
 //! extents (and the seed review's bugs, re-introduced by switch), allocator
-//! fragmentation, and discard. Real images in /var/tmp, real io_uring.
+//! fragmentation, discard, and the plug's early flush. Real images in /var/tmp, real io_uring.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use swapvm_core::{Order, Pfn, SimRng, SwapType, SwpEntry, VmStat, Warnings, PAGE_SIZE};
 use swapvm_swap::cluster::SWAPFILE_CLUSTER;
 use swapvm_swap::header::mkswap;
+use swapvm_swap::page_io::MERGE_MAX_PAGES;
 use swapvm_swap::{
     AllocatorKind, SwapError, SwapFolio, SwapOnOptions, SwapSubsystem, SwsuspExtents,
 };
@@ -396,6 +397,46 @@ fn discard_punches_holes_in_freed_clusters() {
         blocks_after < blocks_before,
         "{blocks_after} < {blocks_before}"
     );
+}
+
+/// A plug that holds a full merged request goes to the disk at once, as
+/// the block layer flushes a plug with a big request: within one tick the
+/// first `MERGE_MAX_PAGES` adjacent writes are already one request, and
+/// every folio still completes on its own, with its own bytes.
+#[test]
+fn a_full_plug_goes_to_the_disk_before_its_tick_ends() {
+    let img = image(8 * MIB);
+    let mut swap = subsystem();
+    let ty = on(&mut swap, &img, 0, AllocatorKind::PerOrder, false);
+    let mut live = Vec::new();
+    for i in 0..MERGE_MAX_PAGES as u32 {
+        assert_eq!(
+            swap.io_stats(ty).writes_merged,
+            0,
+            "write {i}: still held in the plug"
+        );
+        let mut f = F::new(i, 0);
+        let e = swap.folio_alloc_swap(&mut f, 0).unwrap();
+        swap.swap_writepage(e, &[i as u8; PAGE_SIZE], u64::from(i), 0)
+            .unwrap();
+        live.push((f, e));
+    }
+    assert_eq!(
+        swap.io_stats(ty).writes_merged,
+        MERGE_MAX_PAGES - 1,
+        "the full plug went out as one request"
+    );
+    let done = swap.complete_due(1);
+    assert_eq!(done.len(), live.len());
+    for d in &done {
+        assert!(d.result.is_ok(), "{:?}", d.result);
+        let (_, e) = &live[d.cookie as usize];
+        assert_eq!(d.entry, *e);
+        assert!(d.buf.as_slice().iter().all(|&b| b == d.cookie as u8));
+    }
+    for (f, _) in &mut live {
+        assert!(swap.folio_free_swap(f));
+    }
 }
 
 // ---- lock-context checks (lockdep) -------------------------------------
