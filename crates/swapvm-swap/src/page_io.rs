@@ -626,3 +626,44 @@ impl SwapSubsystem {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recycled buffer comes back for a request of its own length and
+    /// no other; lengths outside the pooled sizes are never kept.
+    #[test]
+    fn pool_reuses_buffers_by_length() {
+        let mut io = PageIo::new(1);
+        let mut eight = io.buf(8 * PAGE_SIZE);
+        eight.as_mut_slice()[0] = 7;
+        let at = eight.as_slice().as_ptr();
+        io.recycle(eight);
+        let one = io.buf(PAGE_SIZE);
+        assert_eq!(one.len(), PAGE_SIZE);
+        assert_ne!(
+            one.as_slice().as_ptr(),
+            at,
+            "a one-block request took the 8-block buffer"
+        );
+        let again = io.buf(8 * PAGE_SIZE);
+        assert_eq!(
+            again.as_slice().as_ptr(),
+            at,
+            "the 8-block buffer was not reused"
+        );
+        assert_eq!(again.as_slice()[0], 7);
+        let big = (MERGE_MAX_PAGES as usize + 1) * PAGE_SIZE;
+        io.recycle(AlignedBuf::new_zeroed(big));
+        assert!(
+            io.pool.iter().all(Vec::is_empty),
+            "a {big}-byte buffer was pooled"
+        );
+        // At most 64 blocks' worth of one size is kept.
+        for _ in 0..20 {
+            io.recycle(AlignedBuf::new_zeroed(8 * PAGE_SIZE));
+        }
+        assert_eq!(io.pool[7].len(), 8);
+    }
+}
