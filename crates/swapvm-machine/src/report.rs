@@ -337,6 +337,48 @@ impl Report {
             .sum();
         bytes as f64 / 1e6 / (self.wall_ms.max(1) as f64 / 1e3)
     }
+    /// Everything of the report that the emulation decides, as `name value`
+    /// lines in `/proc/vmstat` style: the counters, then the run's outcome
+    /// and each device's figures. Measured figures (latencies, wall and
+    /// wait times, in-flight peaks), paths, UUIDs and verification results
+    /// (which a metadata-only run does not compute) are left out, so two
+    /// runs that made the same decisions give the same lines, whatever
+    /// their content mode or disk.
+    pub fn decided(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .vmstat
+            .iter()
+            .map(|(n, x)| format!("{n} {x}"))
+            .collect();
+        v.push(format!("ticks {}", self.ticks));
+        v.push(format!("accesses {}", self.accesses));
+        v.push(format!("processes {}", self.processes));
+        v.push(format!("forks_failed {}", self.forks_failed));
+        v.push(format!("killed {:?}", self.killed));
+        v.push(format!("ksm {:?}", self.ksm));
+        v.push(format!("swap_orders {:?}", self.swap_orders));
+        v.push(format!("swap_events {:?}", self.swap_events));
+        v.push(format!("faults.io {:?}", self.faults.io));
+        v.push(format!("kills_mid_fault {}", self.faults.kills_mid_fault));
+        v.push(format!("direct_reclaim {:?}", self.direct_reclaim));
+        v.push(format!("violations {:?}", self.violations));
+        v.push(format!("warnings {:?}", self.warning_sites));
+        v.push(format!("checks_run {}", self.checks_run));
+        v.push(format!("hibernation {:?}", self.hibernation));
+        for (i, d) in self.devices.iter().enumerate() {
+            v.push(format!(
+                "swap[{i}] slots {} used {} reads {} writes {} bytes_read {} bytes_written {} errors {} continued {}",
+                d.slots, d.slots_used, d.reads, d.writes, d.bytes_read, d.bytes_written, d.errors,
+                d.continued_slots
+            ));
+            v.push(format!(
+                "swap[{i}] clusters free/nonfull/frag/full {:?} usage {}",
+                d.clusters_free_nonfull_frag_full,
+                run_lengths(&d.cluster_usage)
+            ));
+        }
+        v
+    }
     /// The counters only, as `name value` lines (the `/proc/vmstat` format),
     /// for comparing runs.
     pub fn vmstat_text(&self) -> String {
@@ -345,6 +387,23 @@ impl Report {
             .map(|(n, v)| format!("{n} {v}\n"))
             .collect()
     }
+}
+
+/// `v` as `value*count` runs (`512*30 17 0*97`): per-cluster usage stays
+/// one short line even on a large device.
+fn run_lengths(v: &[u16]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let n = v[i..].iter().take_while(|&&x| x == v[i]).count();
+        out.push(if n == 1 {
+            v[i].to_string()
+        } else {
+            format!("{}*{n}", v[i])
+        });
+        i += n;
+    }
+    out.join(" ")
 }
 
 fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {

@@ -92,44 +92,6 @@ fn run(dir: &Path, c: &Case, seed: u64, none: bool) -> (Report, usize) {
     (m.run(|_, _| {}).unwrap(), arena)
 }
 
-/// Everything of a report that the emulation decides (not measured
-/// latencies, wall time, paths, UUIDs, or verification, which the
-/// metadata-only mode does not do), as `name value` lines.
-fn decided(r: &Report) -> Vec<String> {
-    let mut v: Vec<String> = r.vmstat.iter().map(|(n, x)| format!("{n} {x}")).collect();
-    v.push(format!("ticks {}", r.ticks));
-    v.push(format!("accesses {}", r.accesses));
-    v.push(format!("processes {}", r.processes));
-    v.push(format!("forks_failed {}", r.forks_failed));
-    v.push(format!("killed {:?}", r.killed));
-    v.push(format!("ksm {:?}", r.ksm));
-    v.push(format!("swap_orders {:?}", r.swap_orders));
-    v.push(format!("swap_events {:?}", r.swap_events));
-    v.push(format!("faults.io {:?}", r.faults.io));
-    v.push(format!("kills_mid_fault {}", r.faults.kills_mid_fault));
-    v.push(format!("direct_reclaim {:?}", r.direct_reclaim));
-    v.push(format!("violations {:?}", r.violations));
-    v.push(format!("warnings {:?}", r.warning_sites));
-    v.push(format!("checks_run {}", r.checks_run));
-    v.push(format!("hibernation {:?}", r.hibernation));
-    for (i, d) in r.devices.iter().enumerate() {
-        v.push(format!(
-            "swap[{i}] slots {} used {} reads {} writes {} bytes_read {} bytes_written {} errors {} clusters {:?} usage {:?} continued {}",
-            d.slots,
-            d.slots_used,
-            d.reads,
-            d.writes,
-            d.bytes_read,
-            d.bytes_written,
-            d.errors,
-            d.clusters_free_nonfull_frag_full,
-            d.cluster_usage,
-            d.continued_slots
-        ));
-    }
-    v
-}
-
 /// Runs `c` in both modes with `seed` and asserts that every decided
 /// figure is the same; returns the full mode's report for the case's own
 /// checks (that it exercised what it is about).
@@ -160,7 +122,7 @@ fn same_in_both_modes(c: &Case, seed: u64) -> Report {
         (0, 0, 0),
         "verification off checks nothing"
     );
-    let (a, b) = (decided(&full), decided(&none));
+    let (a, b) = (full.decided(), none.decided());
     let differ: Vec<String> = a
         .iter()
         .zip(&b)
@@ -473,7 +435,7 @@ fn fuzz_cases_give_the_same_counters_in_both_modes() {
             };
             r.push(Machine::new(cfg, opts).unwrap().run(|_, _| {}).unwrap());
         }
-        let (a, b) = (decided(&r[0]), decided(&r[1]));
+        let (a, b) = (r[0].decided(), r[1].decided());
         let differ: Vec<String> = a
             .iter()
             .zip(&b)
