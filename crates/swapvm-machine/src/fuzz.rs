@@ -298,48 +298,34 @@ fn random_program(r: &mut SimRng, w: &mut String, tenths: u64) {
     }
 }
 
-/// A phase program that reaches swapoff's copy branch: its pages are paged
-/// out, a child reads them back into its own anon_vma and holds them, and
-/// the parent swaps the first device off while they are cached, so
-/// `unuse_pte` must map the parent copies (`ksm_might_need_to_copy`).
-const COPY_AT_SWAPOFF: &str = "[[process]]
-kind = \"phases\"
-[[process.phase]]
-op = \"mmap\"
-region = 0
-size_mib = 0.5
-[[process.phase]]
-op = \"touch\"
-region = 0
-[[process.phase]]
-op = \"madvise\"
-region = 0
-advice = \"pageout\"
-[[process.phase]]
-op = \"fork\"
-children = 1
-[[process.phase]]
-op = \"sleep\"
-ticks = 40
-[[process.phase]]
-op = \"swapoff\"
-device = 0
-[[process.phase]]
-op = \"sleep\"
-ticks = 200
-[[process.phase]]
-op = \"swapon\"
-device = 0
-[[process.child]]
-op = \"access\"
-region = 0
-accesses = 128
-pattern = \"sequential\"
-write_ratio = 0.0
-[[process.child]]
-op = \"sleep\"
-ticks = 300
-";
+/// Two processes that reach swapoff's copy branch on a machine of
+/// `ram_mib`: they write the same contents into half of RAM between
+/// them, which KSM merges; the case's own processes press the KSM folios
+/// out to swap, whose entries the two then share. The first reads its
+/// pages back into its own anon_vma and holds them; the second swaps the
+/// first device off while they are cached, so `unuse_pte` meets folios of
+/// another fork family and must map copies (`ksm_might_need_to_copy`).
+fn copy_at_swapoff(ram_mib: u64) -> String {
+    let pages = ram_mib * 256 / 4;
+    let merged = format!(
+        "[[process]]\nkind = \"phases\"\n\
+         [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = {}\n\
+         [[process.phase]]\nop = \"madvise\"\nregion = 0\nadvice = \"mergeable\"\n\
+         [[process.phase]]\nop = \"touch\"\nregion = 0\nksm_share = 1.0\nksm_pool = {pages}\n",
+        ram_mib as f64 / 4.0
+    );
+    format!(
+        "{merged}\
+         [[process.phase]]\nop = \"sleep\"\nticks = 200\n\
+         [[process.phase]]\nop = \"access\"\nregion = 0\naccesses = {pages}\npattern = \"sequential\"\nwrite_ratio = 0.0\n\
+         [[process.phase]]\nop = \"sleep\"\nticks = 400\n\
+         {merged}\
+         [[process.phase]]\nop = \"sleep\"\nticks = 300\n\
+         [[process.phase]]\nop = \"swapoff\"\ndevice = 0\n\
+         [[process.phase]]\nop = \"sleep\"\nticks = 200\n\
+         [[process.phase]]\nop = \"swapon\"\ndevice = 0\n"
+    )
+}
 
 impl FuzzCase {
     /// The case with seed-bug switches on (`[seed_bugs]` names, snake or
@@ -362,7 +348,7 @@ impl FuzzCase {
             .config_toml
             .replace("hibernate_every = 0\n", "hibernate_every = 10\n");
         if sb.swapoff_put_on_ksm_copy {
-            self.workload_toml.push_str(COPY_AT_SWAPOFF);
+            self.with_copy_at_swapoff();
         }
         let _ = writeln!(self.config_toml, "[seed_bugs]");
         for (on, name) in [
@@ -376,6 +362,35 @@ impl FuzzCase {
             }
         }
         Ok(self)
+    }
+
+    /// Adds [`copy_at_swapoff`]'s processes, with KSM running fast enough
+    /// to merge their pages and ticks enough for their program.
+    fn with_copy_at_swapoff(&mut self) {
+        let mut ram_mib = 4;
+        let mut ksm = false;
+        let lines: Vec<String> = self
+            .config_toml
+            .lines()
+            .map(|l| {
+                if let Some(v) = l.strip_prefix("ram_mib = ") {
+                    ram_mib = v.parse().unwrap_or(ram_mib);
+                }
+                ksm |= l == "[ksm]";
+                if l.starts_with("max_ticks = ") {
+                    "max_ticks = 1500".to_owned()
+                } else if l.starts_with("pages_to_scan = ") {
+                    "pages_to_scan = 512\nsleep_ticks = 1".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        self.config_toml = lines.join("\n") + "\n";
+        if !ksm {
+            self.config_toml += "[ksm]\nrun = true\npages_to_scan = 512\nsleep_ticks = 1\n";
+        }
+        self.workload_toml.push_str(&copy_at_swapoff(ram_mib));
     }
 
     /// Writes the case's files into `dir`; returns the config's path.

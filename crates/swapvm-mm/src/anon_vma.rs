@@ -45,6 +45,10 @@ impl AnonVmaChain {
 /// An anon_vma: the VMAs a folio's rmap walk visits, in link order.
 #[derive(Debug, Default, Clone)]
 pub struct AnonVma {
+    /// The oldest anon_vma of its fork family (`anon_vma->root`): itself
+    /// when made by `anon_vma_prepare`, the parent's root when made by
+    /// fork. Every VMA of the family is linked into it.
+    pub root: u32,
     /// The first entry; `None` only when the chain is empty.
     first: Option<AnonVmaChain>,
     /// The entries after the first.
@@ -52,9 +56,11 @@ pub struct AnonVma {
 }
 
 impl AnonVma {
-    /// An anon_vma chaining one VMA (`anon_vma_alloc` + link).
-    pub fn new(c: AnonVmaChain) -> Self {
+    /// An anon_vma of family `root` chaining one VMA (`anon_vma_alloc` +
+    /// link).
+    pub fn new(c: AnonVmaChain, root: u32) -> Self {
         AnonVma {
+            root,
             first: Some(c),
             rest: Vec::new(),
         }

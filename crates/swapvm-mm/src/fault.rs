@@ -266,7 +266,8 @@ impl Memory {
         if crate::swap_state::folio_test_readahead(&p) {
             // First use of a folio read ahead: this fault claims it for
             // its anon_vma, as a swap-in of its own would have.
-            let av = self.anon_vma_prepare(id, vma_start);
+            let nr = 1u64 << p.order;
+            let av = self.swapin_anon_vma(swap, id, vma_start, base, nr);
             let f = self.folios.get_mut(pfn);
             f.set(pg::ANON | pg::SWAPBACKED);
             f.mapping = av;
@@ -325,10 +326,37 @@ impl Memory {
         Ok(())
     }
 
-    /// Whether the rmap walk of swap-cache folio `p` would find a mapping
-    /// at `(id, vpn)` (the test of `ksm_might_need_to_copy`): a KSM folio
-    /// always (the stable node gains an item), an anonymous one only if its
-    /// anon_vma is on the VMA's chain at the same index.
+    /// The anon_vma a folio swapped in for the `nr` entries from `base`
+    /// joins (`__folio_set_anon`): the VMA's own when this mapping is the
+    /// entries' only owner (exclusive), else the root of its fork family,
+    /// into which every VMA that may share the entries is linked, so the
+    /// rmap walk finds each of their mappings.
+    ///
+    /// Simplification: the kernel asks the swap PTE's exclusive bit, which
+    /// fork clears; swapvm asks the swap count, which fork raises. They
+    /// differ only after the other owners are gone, when the root is still
+    /// chosen by the kernel and the own anon_vma here: both reach the VMA.
+    fn swapin_anon_vma(
+        &mut self,
+        swap: &SwapSubsystem,
+        id: MmId,
+        vma_start: u64,
+        base: SwpEntry,
+        nr: u64,
+    ) -> u32 {
+        let own = self.anon_vma_prepare(id, vma_start);
+        if (0..nr).all(|j| swap.swap_count(base.add(j)) <= 1) {
+            own
+        } else {
+            self.anon_vma_root(own)
+        }
+    }
+
+    /// Whether swap-cache folio `p` may be mapped at `(id, vpn)` as it is
+    /// (the test of `ksm_might_need_to_copy`): a KSM folio always (the
+    /// stable node gains an item), an anonymous one if it sits at the same
+    /// index and its anon_vma is of the VMA's fork family (same root), as
+    /// a forked sibling's swap-in of a shared entry is.
     fn folio_mappable_at(
         &self,
         p: &crate::folio::Page,
@@ -339,15 +367,15 @@ impl Memory {
         if p.test(pg::KSM) {
             return true;
         }
+        let root = self.anon_vma_root(p.mapping);
         p.test(pg::ANON)
             && p.index == vpn.0
             && self
                 .mm(id)
                 .vmas
                 .get(&vma_start)
-                // The VMA's own anon_vma is on its chain: test it first,
-                // in the VMA, before the chain's own allocation.
-                .is_some_and(|v| v.anon_vma == Some(p.mapping) || v.chain.contains(&p.mapping))
+                .and_then(|v| v.anon_vma)
+                .is_some_and(|own| self.anon_vma_root(own) == root)
     }
 
     /// The copy branch of `ksm_might_need_to_copy`: the swap-cache folio
@@ -409,7 +437,7 @@ impl Memory {
         let pfn = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
-        let av = self.anon_vma_prepare(id, vma_start);
+        let av = self.swapin_anon_vma(swap, id, vma_start, entry, 1);
         {
             let p = self.folios.get_mut(pfn);
             p.set(pg::ANON | pg::SWAPBACKED | pg::LOCKED);
@@ -495,7 +523,7 @@ impl Memory {
             let Some(pfn) = self.alloc_folio(order, false) else {
                 continue;
             };
-            let av = self.anon_vma_prepare(id, vma_start);
+            let av = self.swapin_anon_vma(swap, id, vma_start, base, nr);
             let p = self.folios.get_mut(pfn);
             p.set(pg::ANON | pg::SWAPBACKED | pg::LOCKED);
             p.mapping = av;

@@ -57,8 +57,9 @@ impl Memory {
                     for &a in &v.chain {
                         self.anon_vmas[a as usize].push(AnonVmaChain::new(child, v.start.0));
                     }
-                    if v.anon_vma.is_some() {
-                        let own = self.anon_vma_alloc(child, v.start.0);
+                    if let Some(parent_av) = v.anon_vma {
+                        let root = self.anon_vma_root(parent_av);
+                        let own = self.anon_vma_alloc(child, v.start.0, Some(root));
                         cv.anon_vma = Some(own);
                         cv.chain.push(own);
                     }

@@ -353,7 +353,7 @@ impl Memory {
         if let Some(a) = self.mm(id).vmas.get(&vma_start).and_then(|v| v.anon_vma) {
             return a;
         }
-        let a = self.anon_vma_alloc(id, vma_start);
+        let a = self.anon_vma_alloc(id, vma_start, None);
         if let Some(v) = self.mm_mut(id).vmas.get_mut(&vma_start) {
             v.anon_vma = Some(a);
             v.chain.push(a);
@@ -361,10 +361,17 @@ impl Memory {
         a
     }
 
-    /// A new anon_vma holding one VMA.
-    pub(crate) fn anon_vma_alloc(&mut self, id: MmId, vma_start: u64) -> u32 {
-        self.anon_vmas
-            .push(AnonVma::new(AnonVmaChain::new(id, vma_start)));
-        (self.anon_vmas.len() - 1) as u32
+    /// A new anon_vma holding one VMA, in the fork family of `root`
+    /// (`None`: a family of its own).
+    pub(crate) fn anon_vma_alloc(&mut self, id: MmId, vma_start: u64, root: Option<u32>) -> u32 {
+        let a = self.anon_vmas.len() as u32;
+        let c = AnonVmaChain::new(id, vma_start);
+        self.anon_vmas.push(AnonVma::new(c, root.unwrap_or(a)));
+        a
+    }
+
+    /// `anon_vma->root` of anon_vma `a`.
+    pub fn anon_vma_root(&self, a: u32) -> u32 {
+        self.anon_vmas.get(a as usize).map_or(a, |av| av.root)
     }
 }

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 
 use swapvm_core::{PteKind, VmEvent, Vpn};
-use swapvm_mm::{pg, ForkError, MmId};
+use swapvm_mm::{pg, FaultStop, ForkError, MmId, Wait};
 use swapvm_swap::swapfile::SWAP_MAP_MAX;
 
 /// `n` pages written with `pattern(base + i)`, then swapped out.
@@ -139,6 +139,55 @@ fn a_write_after_fork_copies_and_the_other_side_keeps_its_bytes() {
         vm.mem.exit_mmap(&mut vm.swap, m);
     }
     assert_eq!(vm.mem.nr_free(), 64);
+    vm.assert_clean();
+}
+
+/// Two children forked after their parent's page went to swap share its
+/// entry. The first one's fault reads it into the swap cache; the other
+/// one's maps that folio (same fork family, same index: no
+/// `ksm_might_need_to_copy` copy), and the rmap walk reaches both
+/// mappings, because a folio of a shared entry joins the family's root
+/// anon_vma.
+#[test]
+fn a_forked_siblings_swap_in_maps_the_cached_folio_instead_of_copying() {
+    let mut vm = Vm::new(64);
+    let parent = vm.mem.mm_create();
+    let r = swapped_region(&mut vm, parent, 1, 0x21);
+    let entry = vm.pte(parent, r).swap_entry().unwrap();
+    let a = vm.mem.fork(&mut vm.swap, parent).unwrap();
+    let b = vm.mem.fork(&mut vm.swap, parent).unwrap();
+    assert_eq!(vm.swap.swap_count(entry), 3);
+    let pfn = match vm.access(a, r, false) {
+        Err(FaultStop::Retry(Wait::Folio(pfn))) => pfn,
+        x => panic!("expected a read to wait for, got {x:?}"),
+    };
+    vm.now += LATENCY;
+    let done = vm.swap.complete_due(vm.now);
+    assert_eq!(done.len(), 1);
+    vm.mem.swap_read_done(pfn, Ok(done[0].buf.as_slice()));
+    assert_eq!(vm.access(a, r, false), Ok(pfn));
+    assert_eq!(vm.access(b, r, false), Ok(pfn), "b maps the cached folio");
+    assert_eq!(vm.stat.get(VmEvent::KsmSwapinCopy), 0);
+    assert_eq!(vm.mem.folios.get(pfn).mapcount, 2);
+    assert_eq!(vm.mem.ram.page(pfn), &pattern(0x21)[..]);
+    // Reclaim's unmap finds both mappings through the rmap walk.
+    assert!(vm.mem.lru.del(&mut vm.mem.folios, pfn));
+    vm.mem.folios.get_mut(pfn).set(pg::LOCKED);
+    assert!(
+        vm.mem.try_to_unmap(&mut vm.swap, pfn),
+        "every mapping found"
+    );
+    vm.mem.folios.get_mut(pfn).clear(pg::LOCKED);
+    for m in [parent, a, b] {
+        assert_eq!(vm.pte(m, r).kind(), PteKind::Swap(entry));
+    }
+    assert_eq!(vm.mem.folios.get(pfn).mapcount, 0);
+    assert_eq!(vm.swap.swap_count(entry), 3);
+    vm.mem.lru.add(&mut vm.mem.folios, pfn);
+    for m in [parent, a, b] {
+        vm.mem.exit_mmap(&mut vm.swap, m);
+    }
+    assert_eq!(vm.swap.swap_count(entry), 0);
     vm.assert_clean();
 }
 

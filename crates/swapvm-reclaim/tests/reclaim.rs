@@ -837,20 +837,56 @@ fn swapoff_under_load_returns_every_slot_and_keeps_every_byte() {
     rig.assert_clean();
 }
 
+/// A page of the rig's process and one of a second, unrelated process
+/// with the same bytes, merged by KSM into one folio, which reclaim swaps
+/// out: both PTEs hold one entry, in two fork families (the kernel's case
+/// for `ksm_might_need_to_copy`'s copy). Returns the rig process's page,
+/// the other process and its page.
+fn ksm_shared_swapped(rig: &mut Rig, tag: u8) -> (Vpn, MmId, Vpn) {
+    let a = rig.fill(1, tag);
+    let other = rig.mem.mm_create();
+    let b = rig.mem.mmap_anon(other, 1);
+    let pfn = rig
+        .mem
+        .access(&mut rig.swap, other, b, true, rig.now)
+        .unwrap();
+    rig.mem.ram.page_mut(pfn).copy_from_slice(&pattern(tag, 0));
+    for (mm, v) in [(rig.mm, a), (other, b)] {
+        assert!(rig.mem.ksm_madvise(&mut rig.swap, mm, v, true));
+    }
+    rig.mem.ksm.pages_to_scan = 16;
+    // Three passes: checksums, the unstable tree, the merge.
+    for _ in 0..6 {
+        rig.mem.ksm_do_scan(&mut rig.swap);
+    }
+    let PteKind::Present { pfn: kpfn, .. } = rig.pte(a) else {
+        panic!("not mapped");
+    };
+    assert!(rig.mem.folios.get(kpfn).test(pg::KSM), "not merged");
+    assert!(rig.mem.lru.del(&mut rig.mem.folios, kpfn));
+    rig.reclaim
+        .reclaim_pages(&mut rig.mem, &mut rig.swap, &[kpfn], 0, rig.now);
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let e = swap_entry(rig.pte(a)).expect("swapped out");
+    let theirs = rig.mem.pt.lookup(rig.mem.mm(other).pgd, b).kind();
+    assert_eq!(theirs, PteKind::Swap(e), "one entry for both");
+    (a, other, b)
+}
+
 #[test]
 fn swapoff_maps_a_copy_where_the_cached_folio_cannot_be_mapped() {
-    // The parent's page is swapped out, a child shares the entry and
-    // swaps it in first, into its own anon_vma: the parent's rmap would
-    // not find that folio, so swapoff (through do_swap_page) maps the
-    // parent a copy and puts its swap reference on the cached folio.
+    // A KSM page of two unrelated processes is swapped out; the other
+    // process swaps it in first, into its own anon_vma: the rig process's
+    // rmap would not find that folio, so swapoff (through do_swap_page)
+    // maps it a copy and puts its swap reference on the cached folio.
     let mut rig = Rig::new();
     let ty = rig.swap.device_types()[0];
-    let a = rig.fill(1, 0x6b);
-    rig.pageout(a);
-    let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
+    let (a, other, b) = ksm_shared_swapped(&mut rig, 0x6b);
     let e = swap_entry(rig.pte(a)).unwrap();
     assert_eq!(rig.swap.swap_count(e), 2);
-    let cpfn = rig.read_as(child, a);
+    let cpfn = rig.read_as(other, b);
     assert_eq!(rig.swap.swap_count(e), 1, "the parent's reference is left");
     assert_eq!(rig.swap.swap_cache_get_folio(e), Some(cpfn));
     rig.swapoff(|_| {}).unwrap();
@@ -905,11 +941,9 @@ fn seed_bug_swapoff_put_on_ksm_copy_is_caught() {
     let mut rig = Rig::new();
     rig.swap.bugs.swapoff_put_on_ksm_copy = true;
     let ty = rig.swap.device_types()[0];
-    let a = rig.fill(1, 0x6c);
-    rig.pageout(a);
-    let child = rig.mem.fork(&mut rig.swap, rig.mm).unwrap();
+    let (a, other, b) = ksm_shared_swapped(&mut rig, 0x6c);
     let e = swap_entry(rig.pte(a)).unwrap();
-    let cpfn = rig.read_as(child, a);
+    let cpfn = rig.read_as(other, b);
     assert_eq!(rig.warn.total(), 0, "a fault's copy is not swapoff's");
     let err = rig.swapoff(|_| {}).unwrap_err();
     assert_eq!(rig.stat.get(VmEvent::KsmSwapinCopy), 1);

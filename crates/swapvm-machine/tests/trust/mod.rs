@@ -337,31 +337,37 @@ mod seed_bugs {
         );
     }
 
-    /// A parent whose pages are swapped out forks; the child reads them
-    /// back into its own anon_vma (the parent's rmap cannot find those
-    /// folios) and holds them; then the parent swaps the first device off,
-    /// so swapoff's `unuse_pte` must map the parent copies. A usemem
-    /// process keeps memory short so the parent's pages leave the swap
-    /// cache; a second device takes what swapoff reads back.
+    /// Two unrelated processes write the same contents, which KSM merges
+    /// into half of RAM; memory pressure (a usemem process) swaps the KSM
+    /// folios out (they are many enough to be deactivated), so
+    /// both processes' PTEs share their entries. The first one reads its
+    /// pages back into its own anon_vma and holds them; then the second
+    /// swaps the first device off, so swapoff's `unuse_pte` finds folios
+    /// of another fork family in the swap cache and must map copies
+    /// (`ksm_might_need_to_copy`). A second device takes what swapoff
+    /// reads back.
     fn swapoff_meets_copies(bug: &str) -> Report {
         let t = pressured(&format!(
-            "[[swap]]\npath = \"swap2.img\"\nsize_mib = 32\n{bug}"
+            "[[swap]]\npath = \"swap2.img\"\nsize_mib = 32\n\
+             [ksm]\nrun = true\npages_to_scan = 512\nsleep_ticks = 1\n{bug}"
         ));
+        let merged = "[[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 4\n\
+             [[process.phase]]\nop = \"madvise\"\nregion = 0\nadvice = \"mergeable\"\n\
+             [[process.phase]]\nop = \"touch\"\nregion = 0\nksm_share = 1.0\nksm_pool = 1024\n";
         std::fs::write(
             t.dir.path().join("workload.toml"),
-            "name = \"copy-at-swapoff\"\n\
-             [[process]]\nkind = \"usemem\"\nsize_mib = 12\npasses = 1\npattern = \"sequential\"\n\
-             [[process]]\nkind = \"phases\"\n\
-             [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 1\n\
-             [[process.phase]]\nop = \"touch\"\nregion = 0\n\
-             [[process.phase]]\nop = \"madvise\"\nregion = 0\nadvice = \"pageout\"\n\
-             [[process.phase]]\nop = \"sleep\"\nticks = 100\n\
-             [[process.phase]]\nop = \"fork\"\nchildren = 1\n\
-             [[process.phase]]\nop = \"sleep\"\nticks = 100\n\
-             [[process.phase]]\nop = \"swapoff\"\ndevice = 0\n\
-             [[process.phase]]\nop = \"sleep\"\nticks = 300\n\
-             [[process.child]]\nop = \"access\"\nregion = 0\naccesses = 256\npattern = \"sequential\"\nwrite_ratio = 0.0\n\
-             [[process.child]]\nop = \"sleep\"\nticks = 600\n",
+            format!(
+                "name = \"copy-at-swapoff\"\n\
+                 [[process]]\nkind = \"usemem\"\nsize_mib = 12\npasses = 3\npattern = \"random\"\n\
+                 [[process]]\nkind = \"phases\"\n{merged}\
+                 [[process.phase]]\nop = \"sleep\"\nticks = 400\n\
+                 [[process.phase]]\nop = \"access\"\nregion = 0\naccesses = 1024\npattern = \"sequential\"\nwrite_ratio = 0.0\n\
+                 [[process.phase]]\nop = \"sleep\"\nticks = 600\n\
+                 [[process]]\nkind = \"phases\"\n{merged}\
+                 [[process.phase]]\nop = \"sleep\"\nticks = 700\n\
+                 [[process.phase]]\nop = \"swapoff\"\ndevice = 0\n\
+                 [[process.phase]]\nop = \"sleep\"\nticks = 300\n"
+            ),
         )
         .unwrap();
         run_checked(&t)
@@ -371,7 +377,11 @@ mod seed_bugs {
     fn swapoff_maps_copies_without_bugs_and_passes_every_check() {
         let r = swapoff_meets_copies("");
         let d = describe(&r);
-        assert!(r.counter(VmEvent::KsmSwapinCopy) > 0, "no copy made: {d}");
+        assert!(
+            r.counter(VmEvent::KsmSwapinCopy) > 0,
+            "no copy made: {:?} {d}",
+            r.ksm
+        );
         assert!(
             r.swap_events
                 .iter()
@@ -503,12 +513,12 @@ mod fuzzing {
             ("swapoff-put-on-ksm-copy", "folio not in swap cache"),
         ] {
             let bugs = [bug.to_owned()];
-            let found = (0..5).find_map(|seed| {
+            let found = (0..10).find_map(|seed| {
                 fuzz::run_seed_with(seed, parent.path(), false, false, &bugs)
                     .unwrap()
                     .failure
             });
-            let why = found.unwrap_or_else(|| panic!("{bug}: not found in 5 seeds"));
+            let why = found.unwrap_or_else(|| panic!("{bug}: not found in 10 seeds"));
             assert!(why.contains(cause), "{bug}: {why}");
         }
         let e = fuzz::run_seed_with(0, parent.path(), false, false, &["no-such-bug".into()])
