@@ -464,13 +464,22 @@ fn print_summary(r: &Report) -> Result<()> {
     for (n, v) in r.vmstat.iter().filter(|(_, v)| *v > 0) {
         writeln!(o, "  {n:<26} {v}")?;
     }
-    writeln!(o, "swap devices:")?;
+    writeln!(
+        o,
+        "swap devices (swap-in readahead by {}):",
+        if r.swap_readahead == "vma" {
+            "address, vma"
+        } else {
+            "swap offset, cluster"
+        }
+    )?;
     for d in &r.devices {
         writeln!(
             o,
-            "  {} prio {}: {}/{} slots used; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, most in flight {}",
+            "  {} prio {}{}: {}/{} slots used; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, most in flight {}",
             d.path,
             d.priority,
+            if d.rotational { ", rotational" } else { "" },
             d.slots_used,
             d.slots,
             d.reads,

@@ -263,9 +263,16 @@ pub struct SwapDeviceConfig {
     /// Slot allocator design.
     #[serde(default)]
     pub allocator: Allocator,
-    /// Rotational device: one global allocation cluster, not per CPU.
+    /// Rotational device (`/sys/block/*/queue/rotational`): `false` (the
+    /// default, as for SSD and NVMe, so that counters do not depend on the
+    /// host's disk), `true`, or `"auto"` (from the device itself: the block
+    /// device, or the one holding the image file; zram and null devices
+    /// are non-rotational). A rotational device allocates from one global
+    /// cluster instead of per-CPU ones, and while one is swapped on,
+    /// swap-in reads ahead by swap offset, not by address
+    /// (`swap_use_vma_readahead`).
     #[serde(default)]
-    pub rotational: bool,
+    pub rotational: Rotational,
     /// Discard (punch holes in) clusters that become free.
     #[serde(default)]
     pub discard: bool,
@@ -325,6 +332,52 @@ pub enum Allocator {
     FreeClustersOnly,
 }
 
+/// A device's `rotational`: a model parameter, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotational {
+    /// Given in the config.
+    Fixed(bool),
+    /// Taken from the device when it is swapped on.
+    Auto,
+}
+
+impl Default for Rotational {
+    fn default() -> Self {
+        Rotational::Fixed(false)
+    }
+}
+
+impl Serialize for Rotational {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rotational::Fixed(b) => s.serialize_bool(*b),
+            Rotational::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Rotational {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Rotational;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Rotational, E> {
+                Ok(Rotational::Fixed(b))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Rotational, E> {
+                match v {
+                    "auto" => Ok(Rotational::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `[reclaim]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -368,6 +421,12 @@ pub struct MthpConfig {
     /// Enabled sizes in KiB: powers of two from 16 to 2048.
     #[serde(default)]
     pub enabled_kb: Vec<u32>,
+    /// Swap a large folio in whole from every device (default false).
+    /// Kernel 6.18 does so only from a device with synchronous I/O
+    /// (`SWP_SYNCHRONOUS_IO`: zram here) and brings order-0 folios back
+    /// from a block device or file; `true` is what later kernels may do.
+    #[serde(default)]
+    pub swapin_any_device: bool,
 }
 
 impl MthpConfig {
@@ -785,5 +844,29 @@ mod tests {
         assert!(msg.contains("reclaim.swappiness"), "{msg}");
         let e = parse("[machine]\nram_mib = 64\n[reclaim]\npage_cluster = 11\n").unwrap_err();
         assert!(e.to_string().contains("reclaim.page_cluster"), "{e}");
+    }
+
+    #[test]
+    fn rotational_is_a_bool_or_auto_and_a_bad_value_names_the_field() {
+        let dev = |v: &str| {
+            format!("[machine]\nram_mib = 64\n[[swap]]\npath = \"a.img\"\nsize_mib = 8\n{v}")
+        };
+        let r = |c: MachineConfig| c.swap[0].rotational;
+        assert_eq!(r(parse(&dev("")).unwrap()), Rotational::Fixed(false));
+        assert_eq!(
+            r(parse(&dev("rotational = true\n")).unwrap()),
+            Rotational::Fixed(true)
+        );
+        assert_eq!(
+            r(parse(&dev("rotational = \"auto\"\n")).unwrap()),
+            Rotational::Auto
+        );
+        let e = parse(&dev("rotational = \"yes\"\n")).unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            msg.contains("rotational") && msg.contains("\"auto\""),
+            "{msg}"
+        );
+        assert!(msg.contains("line 6"), "{msg}");
     }
 }

@@ -33,6 +33,7 @@
 #![allow(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blockdev;
 mod buf;
 pub mod diskbench;
 mod faulty;

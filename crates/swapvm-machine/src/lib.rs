@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use swapvm_core::config::{
-    Allocator, ConfigError, ContentMode, SubmitMode, SwapBackend, SwapDeviceConfig,
+    Allocator, ConfigError, ContentMode, Rotational, SubmitMode, SwapBackend, SwapDeviceConfig,
 };
 use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
@@ -72,6 +72,15 @@ pub enum MachineError {
         /// Cause.
         #[source]
         source: SwapError,
+    },
+    /// `rotational = "auto"` could not tell from the device.
+    #[error("swap[{index}].rotational = \"auto\"")]
+    Rotational {
+        /// The device's index in the config.
+        index: usize,
+        /// Cause.
+        #[source]
+        source: swapvm_io::blockdev::RotationalError,
     },
     /// Emulated RAM could not be mapped.
     #[error("cannot map {mib} MiB of emulated RAM")]
@@ -239,6 +248,9 @@ pub struct Machine {
     swapoff: Option<Swapoff>,
     /// What swapoff and swapon did, one line each, for the report.
     swap_events: Vec<String>,
+    /// The swap-in readahead mode with every configured device on
+    /// (`swap_use_vma_readahead`): `"vma"` or `"cluster"`.
+    swap_readahead: &'static str,
 }
 
 impl std::fmt::Debug for Machine {
@@ -246,6 +258,17 @@ impl std::fmt::Debug for Machine {
         f.debug_struct("Machine")
             .field("tick", &self.tick)
             .finish_non_exhaustive()
+    }
+}
+
+/// The kernel's swap-in readahead mode for the devices now on: by address
+/// (`"vma"`) when `vma_ra_enabled` is set and none is rotational, else by
+/// swap offset (`"cluster"`).
+fn readahead_mode(mem: &Memory, swap: &SwapSubsystem) -> &'static str {
+    if mem.swap_use_vma_readahead(swap) {
+        "vma"
+    } else {
+        "cluster"
     }
 }
 
@@ -278,6 +301,7 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
 /// (metadata-only machines; no file is created or opened).
 fn swapon_device(
     cfg: &MachineConfig,
+    index: usize,
     s: &SwapDeviceConfig,
     fault: Option<swapvm_io::FaultPlan>,
     swap: &mut SwapSubsystem,
@@ -300,10 +324,12 @@ fn swapon_device(
             Allocator::PerOrder => AllocatorKind::PerOrder,
             Allocator::FreeClustersOnly => AllocatorKind::FreeClustersOnly,
         },
-        rotational: s.rotational,
+        rotational: matches!(s.rotational, Rotational::Fixed(true)),
         discard: s.discard,
         fault,
         nomerges: s.nomerges,
+        // zram completes a read in the submitting context.
+        synchronous_io: s.backend == SwapBackend::Zram,
     };
     let swap_err = |source| MachineError::Swap {
         path: path.clone(),
@@ -312,7 +338,13 @@ fn swapon_device(
     match s.backend {
         SwapBackend::File => {
             ensure_image(&path, s.size_mib, &s.label, s.create)?;
-            swap.swapon(&o).map_err(swap_err)
+            let rotational = match s.rotational {
+                Rotational::Fixed(r) => r,
+                Rotational::Auto => swapvm_io::blockdev::rotational(&path)
+                    .map_err(|source| MachineError::Rotational { index, source })?,
+            };
+            swap.swapon(&SwapOnOptions { rotational, ..o })
+                .map_err(swap_err)
         }
         SwapBackend::Zram => zram::swapon_zram(s, &o, swap, zram_devices).map_err(swap_err),
         SwapBackend::Null => swapon_null(s, &o, swap).map_err(swap_err),
@@ -444,6 +476,7 @@ impl Machine {
         let mut mem = Memory::with_ram(ram, wm, Arc::clone(&stat), Arc::clone(&warn));
         mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
         mem.anon_orders = cfg.mthp.orders();
+        mem.swapin_any_device = cfg.mthp.swapin_any_device;
         mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
         mem.swap_ra.vma_ra_enabled = cfg.reclaim.vma_ra_enabled;
         let cpus = cfg.machine.cpus as usize;
@@ -472,11 +505,12 @@ impl Machine {
         let mut swap_types = Vec::with_capacity(cfg.swap.len());
         for (i, s) in cfg.swap.iter().enumerate() {
             let plan = fault::io_plan(&cfg.fault, seed, i);
-            let ty = swapon_device(&cfg, s, plan, &mut swap, &mut zram)?;
+            let ty = swapon_device(&cfg, i, s, plan, &mut swap, &mut zram)?;
             let slots = swap.device(ty).map_or(0, |d| d.max());
             verify.add_device(ty.0, slots);
             swap_types.push(Some(ty));
         }
+        let swap_readahead = readahead_mode(&mem, &swap);
         // A process can map as many pages as RAM and swap hold together,
         // and under pressure it does: the walk cache is sized for that.
         mem.pt
@@ -546,6 +580,7 @@ impl Machine {
             swap_types,
             swapoff: None,
             swap_events: Vec::new(),
+            swap_readahead,
         })
     }
 
@@ -617,7 +652,7 @@ impl Machine {
                     // A folio read ahead whose last swap owner went while
                     // it was locked for the read: nothing else will free
                     // it (the kernel leaves it to reclaim).
-                    if swapvm_mm::swap_state::folio_test_readahead(self.mem.folios.get(pfn)) {
+                    if swapvm_mm::swap_state::folio_unclaimed(self.mem.folios.get(pfn)) {
                         self.mem.try_free_folio(&mut self.swap, pfn);
                     }
                 }
@@ -909,7 +944,7 @@ impl Machine {
         let s = self.cfg.swap[device].clone();
         // The device gets the same fault plan as at boot.
         let plan = fault::io_plan(&self.cfg.fault, self.seed, device);
-        let ty = swapon_device(&self.cfg, &s, plan, &mut self.swap, &mut self.zram)
+        let ty = swapon_device(&self.cfg, device, &s, plan, &mut self.swap, &mut self.zram)
             .map_err(|e| error_chain(&e))?;
         let slots = self.swap.device(ty).map_or(0, |d| d.max());
         self.verify.add_device(ty.0, slots);

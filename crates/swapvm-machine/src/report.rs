@@ -94,6 +94,10 @@ pub struct DeviceReport {
     pub clusters_free_nonfull_frag_full: [u32; 4],
     /// Clusters discarded (holes punched).
     pub discards: u64,
+    /// Rotational (`queue/rotational`, the config's or, for `"auto"`, the
+    /// disk's): while one is on, swap-in reads ahead by swap offset.
+    #[serde(default)]
+    pub rotational: bool,
     /// Swap writes merged into an adjacent one before reaching the disk
     /// (`/proc/diskstats`' writes merged); `writes` counts them all.
     #[serde(default)]
@@ -184,6 +188,11 @@ pub struct Report {
     pub devices: Vec<DeviceReport>,
     /// Slot allocations per folio order (orders with any activity).
     pub swap_orders: Vec<OrderReport>,
+    /// Swap-in readahead mode with every configured device on: `"vma"`
+    /// (by address) or `"cluster"` (by swap offset: `vma_ra_enabled` off,
+    /// or a rotational device on).
+    #[serde(default)]
+    pub swap_readahead: String,
     /// Swap-in read latency.
     pub read_latency: Latency,
     /// Swap-out write latency.
@@ -357,6 +366,7 @@ impl Report {
         v.push(format!("killed {:?}", self.killed));
         v.push(format!("ksm {:?}", self.ksm));
         v.push(format!("swap_orders {:?}", self.swap_orders));
+        v.push(format!("swap_readahead {}", self.swap_readahead));
         v.push(format!("swap_events {:?}", self.swap_events));
         v.push(format!("faults.io {:?}", self.faults.io));
         v.push(format!("kills_mid_fault {}", self.faults.kills_mid_fault));
@@ -367,9 +377,9 @@ impl Report {
         v.push(format!("hibernation {:?}", self.hibernation));
         for (i, d) in self.devices.iter().enumerate() {
             v.push(format!(
-                "swap[{i}] slots {} used {} reads {} writes {} bytes_read {} bytes_written {} errors {} continued {}",
+                "swap[{i}] slots {} used {} reads {} writes {} bytes_read {} bytes_written {} errors {} continued {} rotational {}",
                 d.slots, d.slots_used, d.reads, d.writes, d.bytes_read, d.bytes_written, d.errors,
-                d.continued_slots
+                d.continued_slots, d.rotational
             ));
             v.push(format!(
                 "swap[{i}] clusters free/nonfull/frag/full {:?} usage {}",
@@ -489,6 +499,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
                 write_latency,
                 clusters_free_nonfull_frag_full: lists,
                 discards: d.discards,
+                rotational: d.rotational,
                 writes_merged: io.writes_merged,
                 cluster_usage: (0..d.clusters_ref().len())
                     .map(|ci| d.clusters_ref().info(ci).count)
@@ -566,6 +577,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             .collect(),
         devices,
         swap_orders,
+        swap_readahead: m.swap_readahead.to_owned(),
         read_latency: latency(&m.latency_us[0]),
         write_latency: latency(&m.latency_us[1]),
         content: m.cfg.machine.content.name().to_owned(),

@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use swapvm_core::config::{ContentMode, SwapBackend};
-use swapvm_core::MachineConfig;
+use swapvm_core::{MachineConfig, VmEvent};
 use swapvm_machine::{Machine, Report, RunOptions};
 use swapvm_workload::TracePlan;
 
@@ -234,6 +234,34 @@ fn every_shipped_file_has_a_case() {
         assert!(
             CASES.iter().any(|c| c.0 == case),
             "tests/golden/{name}: no case"
+        );
+    }
+}
+
+/// With `page_cluster = 0` nothing is read ahead, so no fault can count a
+/// readahead hit: a swap-cache folio no mapping has claimed yet (tmpfs
+/// pages caught in writeout, a sibling's swap-in) is a `swap_cache_hit`
+/// only. The kernel counts `swap_ra_hit` for folios with `PG_readahead`.
+#[test]
+fn page_cluster_zero_counts_swap_cache_hits_but_no_readahead_hits() {
+    for workload in ["workloads/tmpfs-build.toml", "workloads/fork-server.toml"] {
+        let mut cfg = metadata_only("configs/quickstart.toml");
+        cfg.reclaim.page_cluster = 0;
+        let opts = RunOptions {
+            workload: Some(top().join(workload)),
+            ..RunOptions::default()
+        };
+        let r = Machine::new(cfg, opts).unwrap().run(|_, _| {}).unwrap();
+        let c = |ev| r.counter(ev);
+        assert!(c(VmEvent::PswpIn) > 0, "{workload}: it must swap in");
+        assert!(
+            c(VmEvent::SwapCacheHit) > 0,
+            "{workload}: cache hits expected"
+        );
+        assert_eq!(
+            (c(VmEvent::SwapRa), c(VmEvent::SwapRaHit)),
+            (0, 0),
+            "{workload}"
         );
     }
 }

@@ -27,11 +27,13 @@ fn machine_dir(seed: u64) -> (TempDir, std::path::PathBuf) {
     // A quarter of the seeds get a small swap device, so that large
     // folios find no contiguous slots and are split.
     let swap_mib = if seed % 4 == 2 { 10 } else { 24 };
-    // Half the seeds fault in large folios (16K and 64K mTHP).
-    let mthp = if seed % 2 == 0 {
-        "[mthp]\nenabled_kb = [16, 64]\n"
-    } else {
-        ""
+    // Half the seeds fault in large folios (16K and 64K mTHP); half of
+    // those swap them back in whole from the file device too (the kernel
+    // does only from synchronous-I/O devices).
+    let mthp = match seed % 4 {
+        0 => "[mthp]\nenabled_kb = [16, 64]\nswapin_any_device = true\n",
+        2 => "[mthp]\nenabled_kb = [16, 64]\n",
+        _ => "",
     };
     std::fs::write(
         &config,

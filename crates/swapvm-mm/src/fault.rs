@@ -262,8 +262,13 @@ impl Memory {
             return Err(FaultStop::Retry(Wait::Memory));
         };
         let sub = entry.offset().0 - base.offset().0;
-        self.swap_update_readahead(pfn, Some((id, vma_start)));
-        if crate::swap_state::folio_test_readahead(&p) {
+        let site = crate::swap_state::RaSite {
+            mm: id,
+            vma_start,
+            vpn,
+        };
+        self.swap_update_readahead(swap, pfn, Some(site));
+        if crate::swap_state::folio_unclaimed(&p) {
             // First use of a folio read ahead: this fault claims it for
             // its anon_vma, as a swap-in of its own would have.
             let nr = 1u64 << p.order;
@@ -429,7 +434,12 @@ impl Memory {
         write: bool,
         now: u64,
     ) -> Result<(), FaultStop> {
-        if !self.anon_orders.is_empty() {
+        // SWP_SYNCHRONOUS_IO and this mapping the entry's only owner: the
+        // kernel's direct path, which may bring a large folio back whole
+        // and reads nothing ahead.
+        let sync_io = swap.device(entry.ty()).is_some_and(|d| d.synchronous_io)
+            && swap.swap_count(entry) == 1;
+        if !self.anon_orders.is_empty() && (sync_io || self.swapin_any_device) {
             if let Some(r) = self.swapin_large(swap, id, vma_start, vpn, leaf, entry, now) {
                 return r;
             }
@@ -475,7 +485,7 @@ impl Memory {
             return self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now);
         }
         let r = self.swap_read_start(swap, pfn, entry, 1, now);
-        if r != FaultStop::SigBus {
+        if r != FaultStop::SigBus && !sync_io {
             self.swapin_readahead(swap, id, vma_start, vpn, entry, now);
         }
         Err(r)
@@ -547,8 +557,8 @@ impl Memory {
         None
     }
 
-    /// `swapin_readahead`: by address when `vma_ra_enabled`, else by swap
-    /// offset (swap_state.rs).
+    /// `swapin_readahead`: by address when [`Memory::swap_use_vma_readahead`],
+    /// else by swap offset (swap_state.rs).
     fn swapin_readahead(
         &mut self,
         swap: &mut SwapSubsystem,
@@ -558,7 +568,7 @@ impl Memory {
         entry: SwpEntry,
         now: u64,
     ) {
-        if self.swap_ra.vma_ra_enabled {
+        if self.swap_use_vma_readahead(swap) {
             let Some(end) = self.find_vma(id, vpn).map(|v| v.end.0) else {
                 return;
             };

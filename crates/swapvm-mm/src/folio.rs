@@ -54,6 +54,10 @@ pub mod pg {
     /// refaulted while in the workingset); an eviction records it in the
     /// shadow so a refault can count `workingset_restore_anon`.
     pub const WORKINGSET: u32 = 1 << 16;
+    /// `PG_readahead`: swap readahead brought it in (not the faulting
+    /// entry itself); the first swap-cache hit on it clears the flag and
+    /// counts `swap_ra_hit`.
+    pub const READAHEAD: u32 = 1 << 17;
 }
 
 /// No mapping (`folio->mapping == NULL`).

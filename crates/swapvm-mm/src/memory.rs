@@ -142,6 +142,9 @@ pub struct Memory {
     /// mTHP orders anonymous faults may allocate, largest first
     /// (`hugepages-<size>kB/enabled`).
     pub anon_orders: Vec<u8>,
+    /// Swap large folios in whole from every device, not only from those
+    /// with synchronous I/O (`[mthp] swapin_any_device`).
+    pub swapin_any_device: bool,
     /// Swap readahead knobs and window history (swap_state.rs).
     pub swap_ra: crate::swap_state::SwapRaState,
     /// Shared counters.
@@ -183,6 +186,7 @@ impl Memory {
             wmark,
             buddy: crate::buddy::Buddy::new(ram_pages),
             anon_orders: Vec::new(),
+            swapin_any_device: false,
             swap_ra: Default::default(),
             stat,
             warn,

@@ -217,7 +217,7 @@ impl Memory {
                 return Err(FaultStop::SigBus);
             }
             self.stat.inc(VmEvent::SwapCacheHit);
-            self.swap_update_readahead(pfn, None);
+            self.swap_update_readahead(swap, pfn, None);
             // Context: folio locked and in the swap cache; the inode's
             // mapping lock (this single-threaded path) covers the entry.
             self.folios.get_mut(pfn).set(pg::LOCKED);

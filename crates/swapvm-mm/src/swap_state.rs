@@ -2,22 +2,26 @@
 //! `swap_vma_readahead`, `swapin_nr_pages`).
 //!
 //! When a swap-in fault starts its read, the entries around it are read
-//! too, into the swap cache, locked for their read and not mapped: by swap
-//! offset (cluster readahead, `2^page_cluster` slots aligned around the
-//! entry) or, with `vma_ra_enabled`, by virtual address (the swap PTEs
-//! around the faulting address inside its VMA and page table). Only entries
-//! still in use (count > 0) and not already cached are read. Each page read
-//! ahead counts `swap_ra`; the first fault that finds one counts
-//! `swap_ra_hit` and feeds the window heuristic (`__swapin_nr_pages`), so a
-//! sequential swap-in widens the window and a random one shrinks it to one
+//! too, into the swap cache, locked for their read and not mapped: by
+//! virtual address (the swap PTEs around the faulting address inside its
+//! VMA and page table) when `vma_ra_enabled` is set and no rotational
+//! device is swapped on (`swap_use_vma_readahead`, which counts
+//! `nr_rotate_swap`), else by swap offset (cluster readahead,
+//! `2^page_cluster` slots aligned around the entry). Only entries still in
+//! use (count > 0) and not already cached are read. Each page read ahead
+//! counts `swap_ra` and carries `PG_readahead` ([`pg::READAHEAD`]); the
+//! first swap-cache hit on it clears the flag, counts `swap_ra_hit` and
+//! feeds the window heuristic (`__swapin_nr_pages`). Every swap-cache hit
+//! under VMA readahead records its address in the VMA's state
+//! (`SWAP_RA_VAL`), so a sequential swap-in is seen as adjacent and
+//! widens the window to the maximum, and a random one shrinks it to one
 //! page.
 //!
-//! A readahead folio is one that no mapping has claimed yet: in the swap
-//! cache with neither an anon_vma, an inode nor a stable node (the test
-//! [`folio_test_readahead`], swapvm's `PG_readahead`). The fault that first
-//! maps it claims it for its anon_vma (or the page cache, for shmem), which
-//! clears the state; reclaim evicts an unclaimed folio like any clean
-//! swap-cache folio.
+//! Until a mapping claims it ([`folio_unclaimed`]: in the swap cache with
+//! neither an anon_vma, an inode nor a stable node), a folio read ahead
+//! belongs to nobody; the fault that first maps it claims it for its
+//! anon_vma (or the page cache, for shmem); reclaim evicts an unclaimed
+//! folio like any clean swap-cache folio.
 //!
 //! Divergence: shmem swap-in uses cluster readahead only, as the kernel's
 //! `shmem_swapin_cluster` does; large folios are not read ahead.
@@ -47,13 +51,30 @@ pub struct SwapRaState {
     /// `last_readahead_pages`.
     last_pages: u32,
     /// `vma->swap_readahead_info` per VMA `(mm, start)`: last fault page,
-    /// window, hits.
+    /// window, hits. A VMA without an entry starts as the kernel's does,
+    /// all zero.
     vma: BTreeMap<(MmId, u64), (u64, u32, u32)>,
 }
 
-/// `folio_test_readahead` for a swap-cache folio: read ahead and not yet
-/// claimed by any mapping.
-pub fn folio_test_readahead(p: &Page) -> bool {
+/// Where a swap-cache hit happened, for [`Memory::swap_update_readahead`]:
+/// the faulting page of an address space and the start of its VMA.
+#[derive(Debug, Clone, Copy)]
+pub struct RaSite {
+    /// The address space.
+    pub mm: MmId,
+    /// Its VMA's first page.
+    pub vma_start: u64,
+    /// The faulting page.
+    pub vpn: Vpn,
+}
+
+/// `SWAP_RA_HITS_MAX`: the hits a VMA's readahead state can hold.
+const SWAP_RA_HITS_MAX: u32 = 63;
+
+/// A swap-cache folio that no mapping has claimed yet: read ahead, or a
+/// fault's read whose process went away. The fault that maps it first
+/// claims it (anon_vma or page cache); until then reclaim may free it.
+pub fn folio_unclaimed(p: &Page) -> bool {
     p.test(pg::ALLOCATED) && p.swap.is_some() && !p.test(pg::ANON | pg::SHMEM | pg::KSM)
 }
 
@@ -81,21 +102,40 @@ pub fn swapin_nr_pages(prev: u64, offset: u64, hits: u32, max_pages: u32, prev_w
 }
 
 impl Memory {
+    /// `swap_use_vma_readahead`: by address only when `vma_ra_enabled`
+    /// and no rotational device is swapped on.
+    pub fn swap_use_vma_readahead(&self, swap: &SwapSubsystem) -> bool {
+        self.swap_ra.vma_ra_enabled && swap.nr_rotate_swap() == 0
+    }
+
     /// `swap_update_readahead` for a fault that found `pfn` in the swap
-    /// cache: the first use of a readahead folio counts `swap_ra_hit`.
-    pub(crate) fn swap_update_readahead(&mut self, pfn: swapvm_core::Pfn, at: Option<(MmId, u64)>) {
-        if !folio_test_readahead(self.folios.get(pfn)) {
-            return;
-        }
-        self.stat.inc(VmEvent::SwapRaHit);
+    /// cache: a folio readahead brought in loses its `PG_readahead` and
+    /// counts `swap_ra_hit`; with VMA readahead, the VMA's state records
+    /// the faulting address (and the hit), so that the next fault can see
+    /// it is adjacent.
+    pub(crate) fn swap_update_readahead(
+        &mut self,
+        swap: &SwapSubsystem,
+        pfn: swapvm_core::Pfn,
+        at: Option<RaSite>,
+    ) {
+        let p = self.folios.get_mut(pfn);
+        let readahead = p.test(pg::READAHEAD);
+        p.clear(pg::READAHEAD);
+        let vma_ra = self.swap_use_vma_readahead(swap);
         let ra = &mut self.swap_ra;
-        match at {
-            Some(key) if ra.vma_ra_enabled => {
-                if let Some(v) = ra.vma.get_mut(&key) {
-                    v.2 = v.2.saturating_add(1);
-                }
+        if let (Some(at), true) = (at, vma_ra) {
+            let v = ra.vma.entry((at.mm, at.vma_start)).or_default();
+            v.0 = at.vpn.0;
+            if readahead {
+                v.2 = (v.2 + 1).min(SWAP_RA_HITS_MAX);
             }
-            _ => ra.hits = ra.hits.saturating_add(1),
+        }
+        if readahead {
+            self.stat.inc(VmEvent::SwapRaHit);
+            if at.is_none() || !vma_ra {
+                ra.hits = ra.hits.saturating_add(1);
+            }
         }
     }
 
@@ -222,6 +262,7 @@ impl Memory {
             self.workingset_refault(pfn, shadow);
         }
         self.lru.add(&mut self.folios, pfn);
+        self.folios.get_mut(pfn).set(pg::READAHEAD);
         self.stat.inc(VmEvent::SwapRa);
         if swap.swap_zeromap_test(entry, 1) {
             self.ram.page_mut(pfn).fill(0);

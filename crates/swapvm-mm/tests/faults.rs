@@ -278,3 +278,91 @@ fn munmap_and_exit_mmap_release_swap_slots_and_frames() {
     assert_eq!(vm.mem.lru.len(LruList::InactiveAnon), 0);
     vm.assert_clean();
 }
+
+/// `n` pages written with `pattern(i)`, then swapped out in order.
+fn swapped_pages(vm: &mut Vm, n: u64) -> (swapvm_mm::MmId, Vpn) {
+    let mm = vm.mem.mm_create();
+    let r = vm.mem.mmap_anon(mm, n);
+    for i in 0..n {
+        vm.write_page(mm, r.add(i), i as u8);
+    }
+    for i in 0..n {
+        vm.swap_out(mm, r.add(i));
+    }
+    (mm, r)
+}
+
+/// With VMA readahead, each swap-cache hit records its address, so the
+/// next miss of a sequential scan is adjacent to it and the window grows
+/// to the maximum, `2^page_cluster` pages (the kernel's `SWAP_RA_VAL`).
+#[test]
+fn sequential_swap_faults_grow_the_vma_window_to_the_maximum() {
+    let mut vm = Vm::new(160);
+    vm.mem.swap_ra.page_cluster = 3;
+    vm.mem.swap_ra.vma_ra_enabled = true;
+    let (mm, r) = swapped_pages(&mut vm, 64);
+    assert!(vm.mem.swap_use_vma_readahead(&vm.swap));
+    let mut ahead = Vec::new();
+    for i in 0..64 {
+        let (maj, ra) = (
+            vm.stat.get(VmEvent::PgMajFault),
+            vm.stat.get(VmEvent::SwapRa),
+        );
+        let pfn = vm.fault_in(mm, r.add(i));
+        assert_eq!(vm.mem.ram.page(pfn), &pattern(i as u8)[..], "page {i}");
+        if vm.stat.get(VmEvent::PgMajFault) > maj {
+            ahead.push(vm.stat.get(VmEvent::SwapRa) - ra);
+        }
+    }
+    // Misses at 0 (nothing ahead), 1 (adjacent: 2 pages), 3 (4 pages),
+    // then 8-page windows at 7, 15, ..., 55 (the faulting page and 7
+    // ahead); the miss at 63 is the VMA's last page, with nothing after it.
+    let (last, full) = (ahead.len() - 1, 3..ahead.len() - 1);
+    assert_eq!(&ahead[..4], &[0, 1, 3, 7], "windows {ahead:?}");
+    assert!(ahead[full].iter().all(|&n| n == 7), "windows {ahead:?}");
+    assert_eq!((ahead.len(), ahead[last]), (11, 0), "windows {ahead:?}");
+    assert_eq!(
+        vm.stat.get(VmEvent::SwapRaHit),
+        vm.stat.get(VmEvent::SwapRa),
+        "every page read ahead was used"
+    );
+    vm.assert_clean();
+}
+
+/// While a rotational device is swapped on (`nr_rotate_swap`), swap-in
+/// reads ahead by swap offset even with `vma_ra_enabled`; a failed
+/// swapoff keeps it counted, a finished one gives VMA readahead back.
+#[test]
+fn a_rotational_device_switches_readahead_to_swap_offsets_until_its_swapoff() {
+    let mut vm = Vm::new(64);
+    vm.mem.swap_ra.vma_ra_enabled = true;
+    assert!(vm.mem.swap_use_vma_readahead(&vm.swap));
+    let image = tempfile::Builder::new()
+        .prefix("swapvm-rot-")
+        .tempfile_in(TEST_DIR)
+        .unwrap();
+    swapvm_swap::header::mkswap(image.path(), 4 * MIB, "rot", None).unwrap();
+    let ty = vm
+        .swap
+        .swapon(&swapvm_swap::SwapOnOptions {
+            path: image.path().to_owned(),
+            priority: -1,
+            rotational: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(vm.swap.nr_rotate_swap(), 1);
+    assert!(!vm.mem.swap_use_vma_readahead(&vm.swap));
+    vm.swap.swapoff_begin(ty).unwrap();
+    vm.swap.swapoff_abort(ty);
+    assert!(!vm.mem.swap_use_vma_readahead(&vm.swap), "swapoff failed");
+    vm.swap.swapoff_begin(ty).unwrap();
+    vm.swap.swapoff_finish(ty).unwrap();
+    assert_eq!(vm.swap.nr_rotate_swap(), 0);
+    assert!(vm.mem.swap_use_vma_readahead(&vm.swap));
+    vm.mem.swap_ra.vma_ra_enabled = false;
+    assert!(
+        !vm.mem.swap_use_vma_readahead(&vm.swap),
+        "the knob still rules"
+    );
+}

@@ -46,6 +46,12 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_device(false)
+    }
+
+    /// A rig whose device reads synchronously (`SWP_SYNCHRONOUS_IO`, as
+    /// zram's do) when `synchronous_io`.
+    fn with_device(synchronous_io: bool) -> Rig {
         let image = tempfile::Builder::new()
             .prefix("swapvm-reclaim-")
             .tempfile_in(TEST_DIR)
@@ -60,6 +66,7 @@ impl Rig {
             priority: 0,
             // io_uring with O_DIRECT.
             engine: Default::default(),
+            synchronous_io,
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("swapon of a fresh image failed (io_uring needed): {e}"));
@@ -913,6 +920,7 @@ fn swapoff_maps_a_copy_where_the_cached_folio_cannot_be_mapped() {
 fn swapoff_of_large_folios_skips_the_entries_a_whole_swapin_mapped() {
     let mut rig = Rig::new();
     rig.mem.anon_orders = vec![2];
+    rig.mem.swapin_any_device = true;
     let ty = rig.swap.device_types()[0];
     let a = rig.fill(16, 0x6d);
     rig.pageout(a);
@@ -929,6 +937,37 @@ fn swapoff_of_large_folios_skips_the_entries_a_whole_swapin_mapped() {
         assert_eq!(rig.read_back(a.add(i)), pattern(0x6d, i), "page {i}");
     }
     rig.assert_clean();
+}
+
+/// A large folio swapped out comes back whole only from a device with
+/// synchronous I/O (kernel 6.18's rule) or where `swapin_any_device` says
+/// so; from a file it comes back as order-0 folios. Its bytes are right
+/// either way.
+#[test]
+fn mthp_swap_in_is_whole_only_from_a_synchronous_device() {
+    for (sync, any, whole) in [
+        (true, false, true),
+        (false, false, false),
+        (false, true, true),
+    ] {
+        let why = format!("synchronous_io {sync}, swapin_any_device {any}");
+        let mut rig = Rig::with_device(sync);
+        rig.mem.anon_orders = vec![2];
+        rig.mem.swapin_any_device = any;
+        let a = rig.fill(4, 0x5a);
+        rig.pageout(a);
+        assert_eq!(rig.stat.get(VmEvent::ThpSwpout), 1, "{why}");
+        assert_eq!(rig.read_back(a.add(1)), pattern(0x5a, 1), "{why}");
+        assert_eq!(rig.stat.get(VmEvent::ThpSwpin), u64::from(whole), "{why}");
+        let resident = (0..4)
+            .filter(|&i| matches!(rig.pte(a.add(i)), PteKind::Present { .. }))
+            .count();
+        assert_eq!(resident, if whole { 4 } else { 1 }, "{why}");
+        for i in 0..4 {
+            assert_eq!(rig.read_back(a.add(i)), pattern(0x5a, i), "{why}: page {i}");
+        }
+        rig.assert_clean();
+    }
 }
 
 /// The seed review of `unuse_pte`: with `ksm_might_need_to_copy`'s copy,

@@ -212,6 +212,9 @@ pub struct SwapOnOptions {
     pub fault: Option<FaultPlan>,
     /// Never merge adjacent writes (the block queue's `nomerges`).
     pub nomerges: bool,
+    /// Reads complete in the submitting context (`SWP_SYNCHRONOUS_IO`, as
+    /// zram's do): the fault may swap a large folio in whole.
+    pub synchronous_io: bool,
 }
 
 /// Per-order allocation figures (the mTHP `swpout` / `swpout_fallback`
@@ -252,6 +255,11 @@ pub struct SwapInfo {
     discard: Option<std::fs::File>,
     /// Clusters discarded.
     pub discards: u64,
+    /// Rotational (`!SWP_SOLIDSTATE`): counted in `nr_rotate_swap` while
+    /// swapped on.
+    pub rotational: bool,
+    /// `SWP_SYNCHRONOUS_IO`.
+    pub synchronous_io: bool,
 }
 
 impl SwapInfo {
@@ -337,6 +345,9 @@ pub struct SwapSubsystem {
     avail: Vec<SwapType>,
     nr_swap_pages: i64,
     total_swap_pages: u64,
+    /// Rotational devices swapped on (`nr_rotate_swap`): while any is,
+    /// swap-in reads ahead by swap offset, never by address.
+    nr_rotate_swap: u32,
     pub(crate) stat: Arc<VmStat>,
     pub(crate) warn: Arc<Warnings>,
     pub(crate) io: PageIo,
@@ -390,6 +401,7 @@ impl SwapSubsystem {
             avail: Vec::new(),
             nr_swap_pages: 0,
             total_swap_pages: 0,
+            nr_rotate_swap: 0,
             stat,
             io: PageIo::new(io_latency_ticks),
             cpus: cpus.max(1),
@@ -455,6 +467,7 @@ impl SwapSubsystem {
         }
         self.nr_swap_pages += info.pages as i64;
         self.total_swap_pages += info.pages;
+        self.nr_rotate_swap += u32::from(info.rotational);
         self.devices[ty_idx] = Some(info);
         let faulty = opts.fault.as_ref().is_some_and(|p| p.any());
         self.io
@@ -579,6 +592,8 @@ impl SwapSubsystem {
             dying: false,
             discard: None,
             discards: 0,
+            rotational: opts.rotational,
+            synchronous_io: opts.synchronous_io,
         }
     }
 
@@ -613,6 +628,10 @@ impl SwapSubsystem {
     /// Usable slots, all devices.
     pub fn total_swap_pages(&self) -> u64 {
         self.total_swap_pages
+    }
+    /// Rotational devices swapped on (`nr_rotate_swap`).
+    pub fn nr_rotate_swap(&self) -> u32 {
+        self.nr_rotate_swap
     }
     /// True when more than half of swap is in use (`vm_swap_full`).
     pub fn vm_swap_full(&self) -> bool {
@@ -854,6 +873,9 @@ impl SwapSubsystem {
             });
         }
         let pages = d.pages;
+        // Only a finished swapoff drops the count (a failed one keeps the
+        // device, rotational still), as the kernel's does after unuse.
+        self.nr_rotate_swap -= u32::from(d.rotational);
         self.devices[ty.0 as usize] = None;
         self.avail.retain(|&t| t != ty);
         self.io.detach(ty);

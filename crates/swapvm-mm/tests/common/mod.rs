@@ -166,6 +166,26 @@ impl Vm {
         pfn
     }
 
+    /// Faults `vpn` in for reading, completing every swap read (the
+    /// fault's and readahead's) as it falls due.
+    pub fn fault_in(&mut self, mm: MmId, vpn: Vpn) -> Pfn {
+        loop {
+            match self.access(mm, vpn, false) {
+                Ok(pfn) => return pfn,
+                Err(FaultStop::Retry(Wait::Folio(_))) => {
+                    self.now += LATENCY;
+                    for d in self.swap.complete_due(self.now) {
+                        assert!(d.result.is_ok(), "{:?}", d.result);
+                        self.mem
+                            .swap_read_done(Pfn(d.cookie as u32), Ok(d.buf.as_slice()));
+                        self.swap.recycle(d.buf);
+                    }
+                }
+                r => panic!("fault at {vpn:?}: {r:?}"),
+            }
+        }
+    }
+
     pub fn assert_clean(&self) {
         let bad = self.swap.check_accounting();
         assert!(bad.is_empty(), "swap accounting: {bad:#?}");
