@@ -56,6 +56,10 @@
 # the date, kernel, memcg version, the rotational flag of the disk holding
 # DIR (/sys/dev/block/MAJ:MIN/queue/rotational, from a partition up to its
 # disk), page-cluster, vma_ra_enabled and the other knobs that matter.
+# Note: while any rotational swap device is on, the kernel reads ahead by
+# swap offset (swap_cluster_readahead), not by address, whatever
+# vma_ra_enabled says (mm/swap_state.c: swap_use_vma_readahead() checks
+# nr_rotate_swap); a virtio disk reports rotational = 1.
 #
 # swapvm side: configs/vmstat-compare.toml with ram_mib = LIMIT, its swap
 # device sized as the kernel's swap file, metadata-only (machine.content =
@@ -157,6 +161,9 @@ kernel_main() {
     echo "# rotational: $rot (disk $(echo "$disk" | cut -d' ' -f1) $(echo "$disk" | cut -d' ' -f2), holding $dir)"
     echo "# page_cluster: $(cat /proc/sys/vm/page-cluster)"
     echo "# vma_ra_enabled: $(cat /sys/kernel/mm/swap/vma_ra_enabled 2>/dev/null || echo -)"
+    if [ "$rot" = 1 ]; then
+      echo "# swap_readahead: by swap offset (a rotational swap device is on: swap_use_vma_readahead() is false whatever vma_ra_enabled says)"
+    fi
     echo "# swappiness: $(cat /proc/sys/vm/swappiness)"
     echo "# watermark_scale_factor: $(cat /proc/sys/vm/watermark_scale_factor)"
     echo "# zswap: $(cat /sys/module/zswap/parameters/enabled 2>/dev/null || echo -)"
