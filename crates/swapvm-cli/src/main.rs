@@ -11,7 +11,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use swapvm_core::MachineConfig;
 use swapvm_io::diskbench::{self, BenchConfig, BenchEngine, BenchReport, DirStats, Pattern};
-use swapvm_machine::{Machine, Report, RunOptions};
+use swapvm_machine::{Machine, Outcome, Report, RunOptions};
 use swapvm_swap::header;
 
 mod progress;
@@ -277,7 +277,19 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("swapvm: error: {e:#}");
-            std::process::exit(2);
+            // No task could make progress: the machine is too small for the
+            // workload, an outcome like an OOM kill, not bad input.
+            let stalled = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref(),
+                    Some(swapvm_machine::MachineError::Stalled { .. })
+                )
+            });
+            std::process::exit(if stalled {
+                Outcome::OomKilled.exit_code()
+            } else {
+                2
+            });
         }
     }
 }
@@ -343,7 +355,7 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             }
             folder.transpose()?;
-            Ok(if report.passed() { 0 } else { 1 })
+            Ok(report.outcome().exit_code())
         }
         Cmd::Mkswap {
             image,
@@ -599,7 +611,7 @@ fn print_summary(r: &Report) -> Result<()> {
             h.cycles, h.failed, h.pages_written, h.pages_verified, h.mismatches, h.ticks_frozen
         )?;
     }
-    writeln!(o, "result: {}", if r.passed() { "PASS" } else { "FAIL" })?;
+    writeln!(o, "result: {}", r.outcome().name())?;
     Ok(())
 }
 

@@ -209,7 +209,7 @@ pub fn replay(a: ReplayArgs) -> Result<i32> {
         );
         crate::print_summary(&report)?;
     }
-    Ok(if report.passed() { 0 } else { 1 })
+    Ok(report.outcome().exit_code())
 }
 
 pub fn run(cmd: TraceCmd) -> Result<i32> {

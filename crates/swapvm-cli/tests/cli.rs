@@ -567,3 +567,27 @@ mod trust {
         );
     }
 }
+
+/// An OOM kill is the workload's outcome on a machine too small for it:
+/// exit code 3, distinct from a failed check (1) and bad input (2).
+#[test]
+fn an_oom_kill_exits_3_with_the_kill_in_the_summary() {
+    let small_swap = "[[swap]]\npath = \"swap.img\"\nsize_mib = 4\n";
+    let t = Tiny::with(
+        &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{small_swap}"),
+        Some(TINY_WORKLOAD),
+    );
+    let o = swapvm!("run", t.config());
+    let (stdout, stderr) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("KILLED pid 1 usemem.0: oom-kill"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: OOM-KILLED"), "{stdout}");
+    assert!(stdout.contains("invariants: PASS"), "{stdout}");
+}

@@ -148,8 +148,9 @@ impl crate::Machine {
         };
         self.stat.inc(swapvm_core::VmEvent::OomKill);
         let why = format!(
-            "oom-kill: out of memory at tick {}, reclaim made no progress \
+            "{}: out of memory at tick {}, reclaim made no progress \
              (badness {points} pages: resident + swap entries)",
+            crate::report::OOM_KILL,
             self.tick
         );
         self.exit_process(i, Some(why));

@@ -46,7 +46,7 @@ use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
 use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, ProcessSource, WorkloadSpec};
 use verify::{pool_key, stamp_key, ContentKey, KEY_LAZY};
 
-pub use report::Report;
+pub use report::{Outcome, Report};
 
 /// Why a machine could not be built or run.
 #[derive(Debug, thiserror::Error)]

@@ -248,6 +248,42 @@ pub struct Report {
     pub hibernation: HibernationReport,
 }
 
+/// The tag of an OOM kill in [`Report::killed`].
+pub const OOM_KILL: &str = "oom-kill";
+
+/// How a run ended ([`Report::outcome`]); `swapvm run` exits with
+/// [`Outcome::exit_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything verified, every invariant held: exit code 0.
+    Pass,
+    /// A check failed or a process was killed other than by the OOM
+    /// killer: exit code 1.
+    Failed,
+    /// Checks passed, but the OOM killer killed a process (or no task
+    /// could make progress): exit code 3.
+    OomKilled,
+}
+
+impl Outcome {
+    /// The process exit code for this outcome (2 is bad input).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Pass => 0,
+            Outcome::Failed => 1,
+            Outcome::OomKilled => 3,
+        }
+    }
+    /// The summary's `result:` word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Failed => "FAIL",
+            Outcome::OomKilled => "OOM-KILLED",
+        }
+    }
+}
+
 /// The hibernate cycles of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HibernationReport {
@@ -328,13 +364,28 @@ impl Report {
             .find(|(n, _)| n == ev.name())
             .map_or(0, |(_, v)| *v)
     }
-    /// True when data verified, invariants held and no warning fired.
+    /// True when data verified, invariants held, no warning fired and no
+    /// process was killed.
     pub fn passed(&self) -> bool {
-        self.mismatches == 0
+        self.outcome() == Outcome::Pass
+    }
+    /// How the run ended: an OOM kill is a workload outcome (the machine
+    /// was too small for it), not an emulator failure; a failed check, or
+    /// a process killed for any other reason (SIGBUS after a read error,
+    /// an injected SIGKILL), is a failure.
+    pub fn outcome(&self) -> Outcome {
+        let checks = self.mismatches == 0
             && self.hibernation.mismatches == 0
             && self.violations.is_empty()
-            && self.warnings == 0
-            && self.killed.is_empty()
+            && self.warnings == 0;
+        let oom = |k: &String| k.contains(OOM_KILL);
+        if !checks || !self.killed.iter().all(oom) {
+            Outcome::Failed
+        } else if self.killed.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::OomKilled
+        }
     }
     /// Swap I/O throughput over the run's wall time, MB/s (10^6 bytes),
     /// reads and writes together.

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use swapvm_core::config::{ContentMode, SwapBackend};
 use swapvm_core::{MachineConfig, VmEvent};
-use swapvm_machine::{Machine, Report, RunOptions};
+use swapvm_machine::{Machine, Outcome, Report, RunOptions};
 use swapvm_workload::TracePlan;
 
 const BLESS: &str = "SWAPVM_BLESS=1 cargo test -p swapvm-machine --test golden";
@@ -66,11 +66,14 @@ fn run(config: &str, workload: &str) -> Report {
 /// Compares the run of `workload` on `config` with `tests/golden/<case>`,
 /// or writes it there under `SWAPVM_BLESS=1`.
 fn golden(case: &str, config: &str, workload: &str) {
-    let text: String = run(config, workload)
-        .decided()
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let report = run(config, workload);
+    assert_eq!(
+        report.outcome(),
+        Outcome::Pass,
+        "{config} with {workload}: a shipped case must pass (killed {:?})",
+        report.killed
+    );
+    let text: String = report.decided().iter().map(|l| format!("{l}\n")).collect();
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(format!("{case}.vmstat"));
@@ -218,6 +221,24 @@ fn every_shipped_file_has_a_case() {
         assert!(
             CASES.iter().any(|c| c.2 == f),
             "{f}: no golden case runs it"
+        );
+        if !f.ends_with(".toml") {
+            continue; // a trace: replayed on configs/replay.toml
+        }
+        // The config a workload is meant for, named in its first line, is
+        // one its case runs it on (and the case asserts it passes there).
+        let text = std::fs::read_to_string(top().join(&f)).unwrap();
+        let named = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# config: "))
+            .and_then(|l| l.split_whitespace().next());
+        let Some(config) = named else {
+            panic!("{f}: the first line must be `# config: configs/<name>.toml (...)`");
+        };
+        assert!(
+            CASES.iter().any(|c| c.1 == config && c.2 == f),
+            "{f}: names {config}, which no golden case runs it on"
         );
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
