@@ -123,6 +123,69 @@ enum Cmd {
         #[arg(long, value_name = "NAME")]
         seed_bug: Vec<String>,
     },
+    /// The kernel selftest thp_swap_allocator_test on the emulated
+    /// machine: 64 KiB mTHP swapped out to a fragmented 64 MiB zram device,
+    /// the fallback share per iteration.
+    ThpSwapAllocatorTest(ThpAllocArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ThpAllocArgs {
+    /// A 4 MiB area of small folios too (the selftest's -s).
+    #[arg(short = 's')]
+    small: bool,
+    /// Swap in by whole 64 KiB blocks (the selftest's -a).
+    #[arg(short = 'a')]
+    aligned: bool,
+    /// Slot allocator: per-order or free-clusters-only.
+    #[arg(long, default_value = "per-order", value_parser = parse_allocator)]
+    allocator: swapvm_core::config::Allocator,
+    /// Iterations.
+    #[arg(long, default_value_t = 100)]
+    iterations: u32,
+    /// Seed of the random offsets.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Folder for the run's config.
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+}
+
+fn parse_allocator(s: &str) -> Result<swapvm_core::config::Allocator, String> {
+    use swapvm_core::config::Allocator;
+    match s {
+        "per-order" => Ok(Allocator::PerOrder),
+        "free-clusters-only" => Ok(Allocator::FreeClustersOnly),
+        _ => Err(format!("{s:?}: expected per-order or free-clusters-only")),
+    }
+}
+
+/// Runs the harness and prints the selftest's line per iteration.
+fn run_thp_alloc(a: &ThpAllocArgs) -> Result<i32> {
+    use swapvm_machine::thp_alloc_test::ThpAllocTest;
+    anyhow::ensure!(a.iterations >= 1, "--iterations must be at least 1");
+    let dir = tempfile::Builder::new()
+        .prefix("swapvm-thp-alloc-")
+        .tempdir_in(&a.dir)
+        .with_context(|| format!("cannot make a folder in {}", a.dir.display()))?;
+    let t = ThpAllocTest {
+        small: a.small,
+        aligned_swapin: a.aligned,
+        allocator: a.allocator,
+        iterations: a.iterations,
+        scale: 1,
+        seed: a.seed,
+    };
+    for (i, it) in t.run(dir.path())?.iter().enumerate() {
+        println!(
+            "Iteration {}: swpout inc: {}, swpout fallback inc: {}, Fallback percentage: {:.2}%",
+            i + 1,
+            it.swpout,
+            it.fallback,
+            it.fallback_pct()
+        );
+    }
+    Ok(0)
 }
 
 fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>, String> {
@@ -388,6 +451,7 @@ fn run(cli: Cli) -> Result<i32> {
             seed_bug,
         } => run_fuzz(seeds, &dir, keep, determinism, &seed_bug),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::ThpSwapAllocatorTest(args) => run_thp_alloc(&args),
         Cmd::Inspect { image, report } => {
             let h = header::read_header(&image)?;
             println!("{}", image.display());

@@ -414,13 +414,22 @@ pub struct ReclaimConfig {
 }
 
 /// `[mthp]`: which large anonymous folio sizes faults may allocate, as
-/// `hugepages-<size>kB/enabled = always` sets them. Empty: order 0 only.
+/// `/sys/kernel/mm/transparent_hugepage/` sets them. Nothing set: order 0
+/// only (every size `never`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MthpConfig {
-    /// Enabled sizes in KiB: powers of two from 16 to 2048.
+    /// Sizes in KiB set to `always`: powers of two from 16 to 2048 (a
+    /// shorthand for `hugepages.<size>kB = "always"`).
     #[serde(default)]
     pub enabled_kb: Vec<u32>,
+    /// The top-level `transparent_hugepage/enabled`: what a size set to
+    /// `inherit` follows (default `never`).
+    #[serde(default)]
+    pub enabled: ThpPolicy,
+    /// Per size, `hugepages-<size>kB/enabled`: keys `16kB` to `2048kB`.
+    #[serde(default)]
+    pub hugepages: std::collections::BTreeMap<String, ThpPolicy>,
     /// Swap a large folio in whole from every device (default false).
     /// Kernel 6.18 does so only from a device with synchronous I/O
     /// (`SWP_SYNCHRONOUS_IO`: zram here) and brings order-0 folios back
@@ -429,11 +438,40 @@ pub struct MthpConfig {
     pub swapin_any_device: bool,
 }
 
+/// A THP `enabled` setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThpPolicy {
+    /// Every VMA without `MADV_NOHUGEPAGE`.
+    Always,
+    /// Only VMAs with `MADV_HUGEPAGE`.
+    Madvise,
+    /// None.
+    #[default]
+    Never,
+    /// As the top-level setting (per-size settings only).
+    Inherit,
+}
+
 impl MthpConfig {
-    /// The enabled folio orders, largest first (valid after validation).
-    pub fn orders(&self) -> Vec<u8> {
-        let mut o: Vec<u8> = self
-            .enabled_kb
+    /// The folio orders of sizes whose policy resolves to `want` (after
+    /// `inherit`), largest first (valid after validation).
+    fn orders_where(&self, want: ThpPolicy) -> Vec<u8> {
+        let mut kbs: Vec<u32> = Vec::new();
+        if want == ThpPolicy::Always {
+            kbs.extend(&self.enabled_kb);
+        }
+        for (key, &pol) in &self.hugepages {
+            let pol = if pol == ThpPolicy::Inherit {
+                self.enabled
+            } else {
+                pol
+            };
+            if pol == want {
+                kbs.extend(hugepages_kb(key));
+            }
+        }
+        let mut o: Vec<u8> = kbs
             .iter()
             .filter(|kb| kb.is_power_of_two() && **kb >= 16)
             .map(|kb| (kb / 4).trailing_zeros() as u8)
@@ -442,6 +480,21 @@ impl MthpConfig {
         o.dedup();
         o
     }
+
+    /// Orders every anonymous VMA may allocate (`always`), largest first.
+    pub fn orders(&self) -> Vec<u8> {
+        self.orders_where(ThpPolicy::Always)
+    }
+
+    /// Orders only `MADV_HUGEPAGE` VMAs may allocate (`madvise`).
+    pub fn orders_madvise(&self) -> Vec<u8> {
+        self.orders_where(ThpPolicy::Madvise)
+    }
+}
+
+/// The size in KiB of a `hugepages` key such as `64kB`.
+fn hugepages_kb(key: &str) -> Option<u32> {
+    key.strip_suffix("kB")?.parse().ok()
 }
 
 /// `[ksm]`: the knobs of `/sys/kernel/mm/ksm`.
@@ -618,14 +671,7 @@ impl MachineConfig {
                 format!("{} bytes; a swap label holds at most 15", s.label.len())
             })?;
         }
-        for (i, &kb) in self.mthp.enabled_kb.iter().enumerate() {
-            ensure(
-                kb.is_power_of_two() && (16..=2048).contains(&kb),
-                p,
-                &format!("mthp.enabled_kb[{i}]"),
-                || format!("{kb} KiB is not a power of two from 16 to 2048"),
-            )?;
-        }
+        self.validate_mthp(p)?;
         let k = &self.ksm;
         ensure(
             (1..=1 << 20).contains(&k.pages_to_scan),
@@ -666,6 +712,36 @@ impl MachineConfig {
         self.fault.validate(p)?;
         self.validate_fault_device()?;
         self.validate_content()
+    }
+
+    /// `[mthp]`: sizes are powers of two from 16 to 2048 KiB, `inherit`
+    /// only per size, and no size both in `enabled_kb` and `hugepages`.
+    fn validate_mthp(&self, p: &Path) -> Result<(), ConfigError> {
+        let m = &self.mthp;
+        let size_ok = |kb: u32| kb.is_power_of_two() && (16..=2048).contains(&kb);
+        for (i, &kb) in m.enabled_kb.iter().enumerate() {
+            ensure(size_ok(kb), p, &format!("mthp.enabled_kb[{i}]"), || {
+                format!("{kb} KiB is not a power of two from 16 to 2048")
+            })?;
+        }
+        ensure(m.enabled != ThpPolicy::Inherit, p, "mthp.enabled", || {
+            "`inherit` is for a size's own setting; the top level is always, madvise or never"
+                .into()
+        })?;
+        for key in m.hugepages.keys() {
+            let field = format!("mthp.hugepages.{key}");
+            let kb = hugepages_kb(key).filter(|&kb| size_ok(kb));
+            ensure(kb.is_some(), p, &field, || {
+                "not a size: keys are 16kB, 32kB, ... 2048kB".into()
+            })?;
+            ensure(
+                !kb.is_some_and(|kb| m.enabled_kb.contains(&kb)),
+                p,
+                &field,
+                || "this size is also in mthp.enabled_kb; set it in one place".into(),
+            )?;
+        }
+        Ok(())
     }
 
     /// Checks that `fault.swapoff_device` names a `[[swap]]` entry when
@@ -751,6 +827,42 @@ mod tests {
         assert_eq!(c.ram_pages(), 64 * 256);
         assert_eq!(c.reclaim.watermark_scale_factor, 10);
         assert_eq!(c.resolve(Path::new("a.img")), Path::new("/cfg/a.img"));
+    }
+
+    #[test]
+    fn mthp_sizes_resolve_per_size_policy_and_inherit() {
+        let c = parse(
+            "[machine]\nram_mib = 64\n[mthp]\nenabled_kb = [16]\nenabled = \"madvise\"\n\
+             [mthp.hugepages]\n64kB = \"madvise\"\n2048kB = \"inherit\"\n32kB = \"always\"\n\
+             128kB = \"never\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.mthp.orders(), vec![3, 2], "32K and 16K always");
+        assert_eq!(c.mthp.orders_madvise(), vec![9, 4], "2M inherits madvise");
+        let c = parse("[machine]\nram_mib = 64\n").unwrap();
+        assert!(c.mthp.orders().is_empty() && c.mthp.orders_madvise().is_empty());
+    }
+
+    #[test]
+    fn bad_mthp_sizes_name_the_field() {
+        let bad = [
+            ("[mthp.hugepages]\n48kB = \"always\"", "mthp.hugepages.48kB"),
+            ("[mthp.hugepages]\n64 = \"always\"", "mthp.hugepages.64"),
+            (
+                "[mthp]\nenabled_kb = [64]\n[mthp.hugepages]\n64kB = \"never\"",
+                "mthp.hugepages.64kB",
+            ),
+            ("[mthp]\nenabled = \"inherit\"", "mthp.enabled"),
+            ("[mthp]\nenabled_kb = [8]", "mthp.enabled_kb[0]"),
+        ];
+        for (text, field) in bad {
+            let e = parse(&format!("[machine]\nram_mib = 64\n{text}\n")).unwrap_err();
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
+        let e =
+            parse("[machine]\nram_mib = 64\n[mthp.hugepages]\n64kB = \"sometimes\"\n").unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(msg.contains("line 4") && msg.contains("sometimes"), "{msg}");
     }
 
     #[test]

@@ -118,8 +118,11 @@ pub fn derive_case(seed: u64) -> FuzzCase {
         );
     }
     if r.chance(0.5) {
-        let sizes = pick(&mut r, &["[16]", "[64]", "[16, 64]", "[32, 128]"]);
+        let sizes = pick(&mut r, &["[16]", "[64]", "[16, 64]", "[32, 128]", "[]"]);
         let _ = writeln!(c, "[mthp]\nenabled_kb = {sizes}");
+        if r.chance(0.5) {
+            let _ = writeln!(c, "[mthp.hugepages]\n256kB = \"madvise\"");
+        }
     }
     random_faults(&mut r, &mut c);
     FuzzCase {
@@ -254,6 +257,17 @@ fn random_program(r: &mut SimRng, w: &mut String, tenths: u64) {
         let body = match r.below(6) {
             0 => {
                 let advice = pick(r, &["dontneed", "free", "cold", "pageout", "unmergeable"]);
+                // Half on a range of 64 KiB steps, cutting large folios.
+                let range = if *advice != "unmergeable" && r.chance(0.5) {
+                    let off = r.below(8) as f64 / 16.0;
+                    format!("\noffset_mib = {off}\nlength_mib = 0.0625")
+                } else {
+                    String::new()
+                };
+                format!("op = \"madvise\"\nregion = {reg}\nadvice = \"{advice}\"{range}")
+            }
+            1 if r.chance(0.3) => {
+                let advice = pick(r, &["hugepage", "nohugepage"]);
                 format!("op = \"madvise\"\nregion = {reg}\nadvice = \"{advice}\"")
             }
             _ => access(r, reg),

@@ -23,6 +23,7 @@ mod swsusp;
 pub mod plot;
 pub mod run_folder;
 pub mod series;
+pub mod thp_alloc_test;
 pub mod verify;
 mod zram;
 
@@ -43,7 +44,7 @@ use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
 use swapvm_reclaim::{Reclaimer, Swapoff, SwapoffStep};
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
-use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, ProcessSource, WorkloadSpec};
+use swapvm_workload::{Advice, MmOps, MmOpsConfig, Op, PageRange, ProcessSource, WorkloadSpec};
 use verify::{pool_key, stamp_key, ContentKey, KEY_LAZY};
 
 pub use report::{Outcome, Report};
@@ -248,6 +249,8 @@ pub struct Machine {
     swapoff: Option<Swapoff>,
     /// What swapoff and swapon did, one line each, for the report.
     swap_events: Vec<String>,
+    /// Counters recorded at `Op::Mark`s, in order.
+    marks: Vec<report::Mark>,
     /// The swap-in readahead mode with every configured device on
     /// (`swap_use_vma_readahead`): `"vma"` or `"cluster"`.
     swap_readahead: &'static str,
@@ -476,6 +479,7 @@ impl Machine {
         let mut mem = Memory::with_ram(ram, wm, Arc::clone(&stat), Arc::clone(&warn));
         mem.ksm.pages_to_scan = cfg.ksm.pages_to_scan;
         mem.anon_orders = cfg.mthp.orders();
+        mem.anon_orders_madvise = cfg.mthp.orders_madvise();
         mem.swapin_any_device = cfg.mthp.swapin_any_device;
         mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
         mem.swap_ra.vma_ra_enabled = cfg.reclaim.vma_ra_enabled;
@@ -580,6 +584,7 @@ impl Machine {
             swap_types,
             swapoff: None,
             swap_events: Vec::new(),
+            marks: Vec::new(),
             swap_readahead,
         })
     }
@@ -856,12 +861,22 @@ impl Machine {
             Op::Fill { region, page, pool } => {
                 self.access(i, mm, region, page, Some(pool_key(pool)))
             }
-            Op::Madvise { region, advice } => {
-                self.madvise(i, mm, region, advice);
+            Op::Madvise {
+                region,
+                advice,
+                pages,
+            } => {
+                self.madvise(i, mm, region, advice, pages);
                 Ok(false)
             }
             Op::Fork => {
                 self.fork(i, mm);
+                Ok(false)
+            }
+            Op::Mark { id } => {
+                let pid = self.procs[i].pid;
+                self.marks
+                    .push(report::Mark::now(id, pid, self.tick, &self.stat));
                 Ok(false)
             }
             Op::Sleep { ticks } => {
@@ -1095,30 +1110,35 @@ impl Machine {
         }
     }
 
-    fn madvise(&mut self, i: usize, mm: MmId, region: u32, advice: Advice) {
+    fn madvise(
+        &mut self,
+        i: usize,
+        mm: MmId,
+        region: u32,
+        advice: Advice,
+        range: Option<PageRange>,
+    ) {
         let Some(Some(r)) = self.procs[i].regions.get(region as usize) else {
             return;
         };
         let start = r.start;
         let anon = matches!(r.backing, Backing::Anon(_));
+        let pages = range.map(|r| r.start..r.end);
         match advice {
             Advice::DontNeed => {
-                self.mem.madvise_dontneed(&mut self.swap, mm, start);
-                if let Some(Some(Region {
-                    backing: Backing::Anon(keys),
-                    ..
-                })) = self.procs[i].regions.get_mut(region as usize)
-                {
-                    keys.iter_mut().for_each(|k| *k = 0);
+                let zapped = pages.clone();
+                self.mem.madvise_dontneed(&mut self.swap, mm, start, pages);
+                if let Some(keys) = self.anon_keys(i, region) {
+                    let n = keys.len() as u64;
+                    let z = zapped.unwrap_or(0..n);
+                    for k in &mut keys[z.start.min(n) as usize..z.end.min(n) as usize] {
+                        *k = 0;
+                    }
                 }
             }
             Advice::Free => {
-                let (zeroed, lazy) = self.mem.madvise_free(&mut self.swap, mm, start);
-                if let Some(Some(Region {
-                    backing: Backing::Anon(keys),
-                    ..
-                })) = self.procs[i].regions.get_mut(region as usize)
-                {
+                let (zeroed, lazy) = self.mem.madvise_free(&mut self.swap, mm, start, pages);
+                if let Some(keys) = self.anon_keys(i, region) {
                     for v in zeroed {
                         keys[(v.0 - start.0) as usize] = 0;
                     }
@@ -1131,19 +1151,34 @@ impl Machine {
                 }
             }
             Advice::Cold => {
-                self.mem.madvise_cold(mm, start);
+                self.mem.madvise_cold(mm, start, pages);
             }
             Advice::PageOut => {
-                let pfns = self.mem.madvise_pageout_isolate(mm, start);
+                let pfns = self.mem.madvise_pageout_isolate(mm, start, pages);
                 let cpu = self.procs[i].cpu;
                 self.reclaim
                     .reclaim_pages(&mut self.mem, &mut self.swap, &pfns, cpu, self.tick);
+            }
+            Advice::HugePage | Advice::NoHugePage => {
+                let huge = advice == Advice::HugePage;
+                self.mem.madvise_hugepage(mm, start, huge);
             }
             Advice::Mergeable | Advice::Unmergeable if anon => {
                 let on = advice == Advice::Mergeable;
                 self.mem.ksm_madvise(&mut self.swap, mm, start, on);
             }
             Advice::Mergeable | Advice::Unmergeable => {}
+        }
+    }
+
+    /// The content keys of private anonymous `region` of process `i`.
+    fn anon_keys(&mut self, i: usize, region: u32) -> Option<&mut [ContentKey]> {
+        match self.procs[i].regions.get_mut(region as usize) {
+            Some(Some(Region {
+                backing: Backing::Anon(keys),
+                ..
+            })) => Some(keys),
+            _ => None,
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::series::Series;
 use crate::Machine;
 use serde::{Deserialize, Serialize};
-use swapvm_core::VmEvent;
+use swapvm_core::{VmEvent, VmStat};
 
 /// Wall time spent waiting for the disk, in µs.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -184,6 +184,10 @@ pub struct Report {
     pub series: Series,
     /// Every vmstat counter, in report order.
     pub vmstat: Vec<(String, u64)>,
+    /// The counters at each `Op::Mark`, in the order they ran (empty for
+    /// workload files, whose ops have no marks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
     /// Swap devices.
     pub devices: Vec<DeviceReport>,
     /// Slot allocations per folio order (orders with any activity).
@@ -517,6 +521,43 @@ fn workload_file(m: &Machine) -> String {
         .unwrap_or_default()
 }
 
+/// Every counter at one `Op::Mark`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Mark {
+    /// The mark's label.
+    pub id: u32,
+    /// The process that ran it.
+    pub pid: u32,
+    /// The tick it ran in.
+    pub tick: u64,
+    /// Every vmstat counter, in report order.
+    pub vmstat: Vec<(String, u64)>,
+}
+
+impl Mark {
+    pub(crate) fn now(id: u32, pid: u32, tick: u64, stat: &VmStat) -> Mark {
+        let vmstat = stat
+            .snapshot()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect();
+        Mark {
+            id,
+            pid,
+            tick,
+            vmstat,
+        }
+    }
+
+    /// Counter `name` (0 if there is none).
+    pub fn get(&self, name: &str) -> u64 {
+        self.vmstat
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |&(_, v)| v)
+    }
+}
+
 pub(crate) fn build(m: &mut Machine) -> Report {
     let devices = m
         .swap
@@ -626,6 +667,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             .into_iter()
             .map(|(n, v)| (n.to_owned(), v))
             .collect(),
+        marks: std::mem::take(&mut m.marks),
         devices,
         swap_orders,
         swap_readahead: m.swap_readahead.to_owned(),

@@ -6,7 +6,7 @@
 //! the named event, then retries the access.
 
 use crate::folio::pg;
-use crate::memory::{Memory, MmId, VmaKind};
+use crate::memory::{vm, Memory, MmId, VmaKind};
 use crate::pgtable::TableId;
 use swapvm_core::{Pfn, Pte, PteKind, SwpEntry, VmEvent, Vpn, WarnSite};
 use swapvm_swap::{SwapError, SwapSubsystem};
@@ -160,7 +160,7 @@ impl Memory {
         leaf: (u32, usize),
         write: bool,
     ) -> Result<(), FaultStop> {
-        if !self.anon_orders.is_empty() {
+        if self.may_thp(id, vma_start) {
             if let Some(r) = self.do_anonymous_large(id, vma_start, vpn, leaf, write) {
                 return r;
             }
@@ -178,6 +178,32 @@ impl Memory {
         Ok(())
     }
 
+    /// `thp_vma_allowable_orders` for anonymous faults: the orders set to
+    /// `always`, and those set to `madvise` if the VMA has `VM_HUGEPAGE`;
+    /// none with `VM_NOHUGEPAGE`. Largest first.
+    fn thp_vma_allowable_orders(&self, id: MmId, vma_start: u64) -> Vec<u8> {
+        let flags = self.mm(id).vmas.get(&vma_start).map_or(0, |v| v.flags);
+        if flags & vm::NOHUGEPAGE != 0 {
+            return Vec::new();
+        }
+        let mut o = self.anon_orders.clone();
+        if flags & vm::HUGEPAGE != 0 {
+            o.extend(&self.anon_orders_madvise);
+            o.sort_unstable_by(|a, b| b.cmp(a));
+            o.dedup();
+        }
+        o
+    }
+
+    /// Whether any large order is allowed in the VMA (the cheap test before
+    /// the mTHP paths).
+    fn may_thp(&self, id: MmId, vma_start: u64) -> bool {
+        if self.anon_orders.is_empty() && self.anon_orders_madvise.is_empty() {
+            return false;
+        }
+        !self.thp_vma_allowable_orders(id, vma_start).is_empty()
+    }
+
     /// The mTHP branch of `do_anonymous_page` (`alloc_anon_folio`): the
     /// largest enabled order whose aligned range lies inside the VMA with
     /// every PTE still empty gets a large folio, mapped by one PTE per
@@ -192,8 +218,7 @@ impl Memory {
         write: bool,
     ) -> Option<Result<(), FaultStop>> {
         let vma_end = self.mm(id).vmas.get(&vma_start)?.end.0;
-        let orders = self.anon_orders.clone();
-        for order in orders {
+        for order in self.thp_vma_allowable_orders(id, vma_start) {
             let nr = 1u64 << order;
             let base = vpn.0 & !(nr - 1);
             if base < vma_start || base + nr > vma_end {
@@ -439,7 +464,7 @@ impl Memory {
         // and reads nothing ahead.
         let sync_io = swap.device(entry.ty()).is_some_and(|d| d.synchronous_io)
             && swap.swap_count(entry) == 1;
-        if !self.anon_orders.is_empty() && (sync_io || self.swapin_any_device) {
+        if self.may_thp(id, vma_start) && (sync_io || self.swapin_any_device) {
             if let Some(r) = self.swapin_large(swap, id, vma_start, vpn, leaf, entry, now) {
                 return r;
             }
@@ -508,8 +533,7 @@ impl Memory {
         now: u64,
     ) -> Option<Result<(), FaultStop>> {
         let vma_end = self.mm(id).vmas.get(&vma_start)?.end.0;
-        let orders = self.anon_orders.clone();
-        for order in orders {
+        for order in self.thp_vma_allowable_orders(id, vma_start) {
             let nr = 1u64 << order;
             let base_vpn = vpn.0 & !(nr - 1);
             let sub = vpn.0 - base_vpn;

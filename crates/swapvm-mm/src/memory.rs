@@ -34,6 +34,11 @@ pub mod vm {
     /// `VM_MERGEABLE`: KSM may merge the VMA's anonymous pages
     /// (`MADV_MERGEABLE`).
     pub const MERGEABLE: u32 = 1 << 0;
+    /// `VM_HUGEPAGE`: sizes set to `madvise` may be allocated here
+    /// (`MADV_HUGEPAGE`).
+    pub const HUGEPAGE: u32 = 1 << 1;
+    /// `VM_NOHUGEPAGE`: no large anonymous folios here (`MADV_NOHUGEPAGE`).
+    pub const NOHUGEPAGE: u32 = 1 << 2;
 }
 
 /// A virtual memory area (`struct vm_area_struct`).
@@ -139,9 +144,13 @@ pub struct Memory {
     /// Zone watermarks.
     pub wmark: Watermarks,
     buddy: crate::buddy::Buddy,
-    /// mTHP orders anonymous faults may allocate, largest first
-    /// (`hugepages-<size>kB/enabled`).
+    /// mTHP orders anonymous faults may allocate in every VMA without
+    /// `VM_NOHUGEPAGE`, largest first (`hugepages-<size>kB/enabled` resolving
+    /// to `always`).
     pub anon_orders: Vec<u8>,
+    /// mTHP orders allocated only in `VM_HUGEPAGE` VMAs (resolving to
+    /// `madvise`), largest first.
+    pub anon_orders_madvise: Vec<u8>,
     /// Swap large folios in whole from every device, not only from those
     /// with synchronous I/O (`[mthp] swapin_any_device`).
     pub swapin_any_device: bool,
@@ -186,6 +195,7 @@ impl Memory {
             wmark,
             buddy: crate::buddy::Buddy::new(ram_pages),
             anon_orders: Vec::new(),
+            anon_orders_madvise: Vec::new(),
             swapin_any_device: false,
             swap_ra: Default::default(),
             stat,
@@ -321,10 +331,18 @@ impl Memory {
         self.mmap_region(id, pages, VmaKind::Anon)
     }
 
-    /// Maps a VMA of `kind` at the next free address (`mmap_region`).
+    /// Maps a VMA of `kind` at the next free address (`mmap_region`). A
+    /// private anonymous mapping whose length is a multiple of the PMD size
+    /// starts on a PMD boundary, as `__get_unmapped_area` places it
+    /// (`thp_get_unmapped_area`, 6.12 and later), so its large folios and
+    /// readahead windows fall where the kernel's do.
     pub fn mmap_region(&mut self, id: MmId, pages: u64, kind: VmaKind) -> Vpn {
+        const PMD_PAGES: u64 = 512;
         let mm = self.mm_mut(id);
-        let start = Vpn::from_addr(mm.next_va);
+        let mut start = Vpn::from_addr(mm.next_va);
+        if kind == VmaKind::Anon && pages % PMD_PAGES == 0 {
+            start = Vpn(start.0.next_multiple_of(PMD_PAGES));
+        }
         let end = start.add(pages);
         mm.next_va = end.add(1).addr();
         mm.vmas.insert(

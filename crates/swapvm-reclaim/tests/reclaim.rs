@@ -616,7 +616,7 @@ impl Rig {
     }
 
     fn pageout(&mut self, r: Vpn) {
-        let pfns = self.mem.madvise_pageout_isolate(self.mm, r);
+        let pfns = self.mem.madvise_pageout_isolate(self.mm, r, None);
         self.reclaim
             .reclaim_pages(&mut self.mem, &mut self.swap, &pfns, 0, self.now);
         while self.swap.io_in_flight() > 0 {
@@ -1186,4 +1186,105 @@ fn swappiness_zero_still_reclaims_anon_below_the_high_watermark() {
         assert_eq!(rig.stat.get(VmEvent::PgStealKswapd), made);
         rig.assert_clean();
     }
+}
+
+/// `madvise(2)` on a range cutting 16 KiB folios: DONTNEED and FREE split
+/// the partly covered folios and act on the range only; PAGEOUT and COLD
+/// leave a partly covered folio alone and take the folios wholly inside.
+#[test]
+fn a_madvise_range_splits_or_skips_the_partly_covered_large_folios() {
+    let mut rig = Rig::new();
+    rig.mem.anon_orders = vec![2];
+    let a = rig.fill(32, 0x4e);
+    assert_eq!(
+        rig.stat.get(VmEvent::AnonFaultAlloc),
+        8,
+        "8 folios of 4 pages"
+    );
+    let order = |rig: &Rig, i: u64| match rig.pte(a.add(i)) {
+        PteKind::Present { pfn, .. } => {
+            let head = rig.mem.folio_of(pfn);
+            Some(rig.mem.folios.get(head).order)
+        }
+        _ => None,
+    };
+    // DONTNEED of pages 2..6 cuts the folios at 0..4 and 4..8.
+    rig.mem
+        .madvise_dontneed(&mut rig.swap, rig.mm, a, Some(2..6));
+    assert_eq!(rig.stat.get(VmEvent::ThpSplitPage), 2);
+    for i in 2..6 {
+        assert_eq!(rig.pte(a.add(i)), PteKind::None, "page {i} zapped");
+    }
+    for i in [0, 1, 6, 7] {
+        assert_eq!(order(&rig, i), Some(0), "page {i} split, still mapped");
+        assert_eq!(rig.read_back(a.add(i)), pattern(0x4e, i), "page {i}");
+    }
+    assert_eq!(
+        order(&rig, 8),
+        Some(2),
+        "a folio outside the range is whole"
+    );
+    // FREE of pages 9..12 cuts the folio at 8..12.
+    let (_, lazy) = rig.mem.madvise_free(&mut rig.swap, rig.mm, a, Some(9..12));
+    assert_eq!(lazy, (9..12).map(|i| a.add(i)).collect::<Vec<_>>());
+    assert_eq!(rig.stat.get(VmEvent::ThpSplitPage), 3);
+    assert_eq!(order(&rig, 8), Some(0));
+    // PAGEOUT of pages 14..24 takes the folios at 16..20 and 20..24 whole
+    // and leaves the one at 12..16 mapped and whole.
+    let pfns = rig.mem.madvise_pageout_isolate(rig.mm, a, Some(14..24));
+    assert_eq!(pfns.len(), 2, "two whole folios isolated");
+    rig.reclaim
+        .reclaim_pages(&mut rig.mem, &mut rig.swap, &pfns, 0, rig.now);
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    assert_eq!(rig.stat.get(VmEvent::ThpSwpout), 2);
+    assert_eq!(rig.stat.get(VmEvent::ThpSplitPage), 3, "no split");
+    assert!((16..24).all(|i| swap_entry(rig.pte(a.add(i))).is_some()));
+    assert!((12..16).all(|i| order(&rig, i) == Some(2)));
+    // COLD of pages 26..32 deactivates the folios at 28..32 only.
+    let before = rig.stat.get(VmEvent::PgDeactivate);
+    let n = rig.mem.madvise_cold(rig.mm, a, Some(26..32));
+    assert_eq!(n, 4, "one PTE per page of the whole folio");
+    assert!(rig.stat.get(VmEvent::PgDeactivate) > before);
+    for i in (0..2).chain(6..9).chain(12..16).chain(24..32) {
+        assert_eq!(rig.read_back(a.add(i)), pattern(0x4e, i), "page {i}");
+    }
+    for i in 16..24 {
+        assert_eq!(rig.read_back(a.add(i)), pattern(0x4e, i), "page {i}");
+    }
+    rig.assert_clean();
+}
+
+/// Per-size THP policy: a size set to `madvise` is allocated only in a VMA
+/// with `MADV_HUGEPAGE`; `MADV_NOHUGEPAGE` turns off even `always` sizes.
+#[test]
+fn thp_policy_follows_the_vma_advice() {
+    let mut rig = Rig::new();
+    rig.mem.anon_orders_madvise = vec![4];
+    let plain = rig.fill(16, 0x31);
+    assert_eq!(
+        rig.stat.get(VmEvent::AnonFaultAlloc),
+        0,
+        "no advice: order 0"
+    );
+    let r = rig.mem.mmap_anon(rig.mm, 48);
+    assert!(rig.mem.madvise_hugepage(rig.mm, r, true));
+    for i in 0..48 {
+        rig.access(r.add(i), true).unwrap();
+    }
+    // The 64 KiB-aligned blocks inside the VMA each got one folio.
+    let blocks = (r.0 + 48 - r.0.next_multiple_of(16)) / 16;
+    assert!(blocks >= 2);
+    assert_eq!(rig.stat.get(VmEvent::AnonFaultAlloc), blocks, "64K folios");
+    rig.mem.anon_orders = vec![2];
+    let r2 = rig.mem.mmap_anon(rig.mm, 16);
+    assert!(rig.mem.madvise_hugepage(rig.mm, r2, false));
+    for i in 0..16 {
+        rig.access(r2.add(i), true).unwrap();
+    }
+    let n = rig.stat.get(VmEvent::AnonFaultAlloc);
+    assert_eq!(n, blocks, "NOHUGEPAGE: order 0");
+    rig.access(plain.add(0), true).unwrap();
+    rig.assert_clean();
 }

@@ -30,7 +30,7 @@ pub mod trace;
 mod usemem;
 
 pub use mmops::{MmOps, MmOpsConfig};
-pub use op::{Advice, Op};
+pub use op::{Advice, Op, PageRange};
 pub use source::{ProcessSource, Script};
 pub use spec::{
     Pattern, ProcessKind, ProcessSpec, WorkloadSpec, ACCESSES_PER_PASS_MAX, COUNT_MAX,

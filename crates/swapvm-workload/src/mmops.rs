@@ -4,7 +4,7 @@
 //! kind, fork, munmap, tmpfs truncate and unlink, exit. One seed gives one
 //! sequence; a forked child draws a stream derived from its parent's.
 
-use crate::op::{Advice, Op};
+use crate::op::{Advice, Op, PageRange};
 use swapvm_core::SimRng;
 
 /// Shape of the random sequences.
@@ -167,16 +167,28 @@ impl MmOps {
             }
             // madvise.
             50..=69 => {
-                let (r, _) = self.live_region()?;
-                let advice = match self.rng.below(6) {
+                let (r, n) = self.live_region()?;
+                let advice = match self.rng.below(8) {
                     0 => Advice::DontNeed,
                     1 => Advice::Free,
                     2 => Advice::Cold,
                     3 => Advice::PageOut,
                     4 => Advice::Mergeable,
+                    5 => Advice::HugePage,
+                    6 => Advice::NoHugePage,
                     _ => Advice::Unmergeable,
                 };
-                Some(Op::Madvise { region: r, advice })
+                // Half of them on a range, so that ranges cut large folios.
+                let pages = (!advice.is_vma_flag() && self.rng.chance(0.5)).then(|| {
+                    let start = self.rng.below(n);
+                    let end = start + 1 + self.rng.below(n - start);
+                    PageRange { start, end }
+                });
+                Some(Op::Madvise {
+                    region: r,
+                    advice,
+                    pages,
+                })
             }
             // fork.
             70..=74 => {

@@ -73,12 +73,23 @@ pub enum Op {
         /// Which pool content.
         pool: u32,
     },
-    /// `madvise` over the whole region.
+    /// `madvise` over the whole region, or over a range of it as
+    /// `madvise(2)` takes an address range.
     Madvise {
         /// A region mapped earlier.
         region: u32,
         /// The advice.
         advice: Advice,
+        /// `[first, end)` page offsets inside the region (`None`: all of
+        /// it); clipped to the region's size.
+        pages: Option<PageRange>,
+    },
+    /// A mark: the machine records every vmstat counter at this point of
+    /// the process's stream under `id` (report.json `marks`), so a tool can
+    /// read counters per step of one run.
+    Mark {
+        /// The caller's label.
+        id: u32,
     },
     /// `fork`: the child starts with a copy of the address space and runs
     /// the generator's child stream.
@@ -112,6 +123,15 @@ pub enum Op {
     },
 }
 
+/// Page offsets `[start, end)` inside a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRange {
+    /// First page.
+    pub start: u64,
+    /// One past the last page.
+    pub end: u64,
+}
+
 /// `madvise` advice swapvm models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advice {
@@ -127,4 +147,19 @@ pub enum Advice {
     Mergeable,
     /// `MADV_UNMERGEABLE`.
     Unmergeable,
+    /// `MADV_HUGEPAGE`.
+    HugePage,
+    /// `MADV_NOHUGEPAGE`.
+    NoHugePage,
+}
+
+impl Advice {
+    /// Whether the advice sets a VMA flag (it then applies to the whole
+    /// region: swapvm does not split VMAs) rather than acting on pages.
+    pub fn is_vma_flag(self) -> bool {
+        matches!(
+            self,
+            Advice::Mergeable | Advice::Unmergeable | Advice::HugePage | Advice::NoHugePage
+        )
+    }
 }

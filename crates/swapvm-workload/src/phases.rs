@@ -6,7 +6,7 @@
 //! | `mmap` | `region`, `size_mib`, `backing` (`anon`, `shared`, `file`), `file` | maps a region: private anonymous, shared anonymous, or tmpfs file `file` |
 //! | `touch` | `region`, `ksm_share`, `ksm_pool` | writes every page once; a share of them with contents from a pool of `ksm_pool` identical contents (KSM-mergeable) |
 //! | `access` | `region`, `accesses`, `pattern`, `write_ratio`, `alpha`, `stride`, `hot_fraction`, `hot_probability` | loads and stores: `sequential`, `strided`, `random`, `zipf` (exponent `alpha`) or `hotcold` |
-//! | `madvise` | `region`, `advice` | `dontneed`, `free`, `cold`, `pageout`, `mergeable`, `unmergeable` |
+//! | `madvise` | `region`, `advice`, `offset_mib`, `length_mib` | `dontneed`, `free`, `cold`, `pageout`, `mergeable`, `unmergeable`, `hugepage`, `nohugepage`, on the whole region or on `length_mib` (rounded up to pages) from `offset_mib` (page-aligned) |
 //! | `munmap` | `region` | unmaps |
 //! | `truncate` | `file`, `size_mib` | truncates (or grows) tmpfs file `file` |
 //! | `unlink` | `file` | unlinks it |
@@ -18,7 +18,7 @@
 //! After the last phase the process exits. Regions are numbered by the
 //! program (`region = 0..`); a child inherits its parent's regions.
 
-use crate::op::{Advice, Op};
+use crate::op::{Advice, Op, PageRange};
 use rand_distr::{Distribution, Zipf};
 use serde::Deserialize;
 use std::path::Path;
@@ -65,6 +65,8 @@ pub(crate) enum RawPhase {
     Madvise {
         region: u32,
         advice: AdviceName,
+        offset_mib: Option<f64>,
+        length_mib: Option<f64>,
     },
     Munmap {
         region: u32,
@@ -133,6 +135,8 @@ pub(crate) enum AdviceName {
     PageOut,
     Mergeable,
     Unmergeable,
+    HugePage,
+    NoHugePage,
 }
 
 /// How an access phase picks pages.
@@ -190,6 +194,8 @@ pub enum Phase {
         region: u32,
         /// Advice.
         advice: Advice,
+        /// The range inside the region (`None`: all of it).
+        pages: Option<PageRange>,
     },
     /// munmap.
     Munmap {
@@ -250,6 +256,38 @@ fn pages_of(mib: f64, path: &Path, field: &str) -> Result<u64, ConfigError> {
         format!("{mib} MiB is outside (0, {}]", crate::SIZE_MIB_MAX)
     })?;
     Ok(((mib * crate::PAGES_PER_MIB as f64).ceil() as u64).max(1))
+}
+
+/// The page range of a `madvise` phase's `offset_mib` and `length_mib`
+/// (either may be left out: from the start, to the end). As `madvise(2)`
+/// takes them, the offset must be page-aligned and the length is rounded
+/// up to whole pages.
+fn madvise_range(
+    offset_mib: Option<f64>,
+    length_mib: Option<f64>,
+    path: &Path,
+    f: &dyn Fn(&str) -> String,
+) -> Result<Option<PageRange>, ConfigError> {
+    if offset_mib.is_none() && length_mib.is_none() {
+        return Ok(None);
+    }
+    let off = offset_mib.unwrap_or(0.0);
+    ensure(
+        (0.0..crate::SIZE_MIB_MAX).contains(&off),
+        path,
+        &f("offset_mib"),
+        || format!("{off} MiB is outside [0, {})", crate::SIZE_MIB_MAX),
+    )?;
+    let start = off * crate::PAGES_PER_MIB as f64;
+    ensure(start.fract() == 0.0, path, &f("offset_mib"), || {
+        format!("{off} MiB is not a multiple of the 4 KiB page")
+    })?;
+    let start = start as u64;
+    let end = match length_mib {
+        None => u64::MAX,
+        Some(len) => start + pages_of(len, path, &f("length_mib"))?,
+    };
+    Ok(Some(PageRange { start, end }))
 }
 
 impl RawPhase {
@@ -372,18 +410,43 @@ impl RawPhase {
                     write_ratio,
                 }
             }
-            RawPhase::Madvise { region, advice } => {
+            RawPhase::Madvise {
+                region,
+                advice,
+                offset_mib,
+                length_mib,
+            } => {
                 region_ok(region)?;
+                let advice = match advice {
+                    AdviceName::DontNeed => Advice::DontNeed,
+                    AdviceName::Free => Advice::Free,
+                    AdviceName::Cold => Advice::Cold,
+                    AdviceName::PageOut => Advice::PageOut,
+                    AdviceName::Mergeable => Advice::Mergeable,
+                    AdviceName::Unmergeable => Advice::Unmergeable,
+                    AdviceName::HugePage => Advice::HugePage,
+                    AdviceName::NoHugePage => Advice::NoHugePage,
+                };
+                let pages = madvise_range(offset_mib, length_mib, path, &f)?;
+                let field = if offset_mib.is_some() {
+                    "offset_mib"
+                } else {
+                    "length_mib"
+                };
+                ensure(
+                    pages.is_none() || !advice.is_vma_flag(),
+                    path,
+                    &f(field),
+                    || {
+                        "this advice sets a flag on the whole region (swapvm does not split VMAs); \
+                     leave out offset_mib and length_mib"
+                            .into()
+                    },
+                )?;
                 Phase::Madvise {
                     region,
-                    advice: match advice {
-                        AdviceName::DontNeed => Advice::DontNeed,
-                        AdviceName::Free => Advice::Free,
-                        AdviceName::Cold => Advice::Cold,
-                        AdviceName::PageOut => Advice::PageOut,
-                        AdviceName::Mergeable => Advice::Mergeable,
-                        AdviceName::Unmergeable => Advice::Unmergeable,
-                    },
+                    advice,
+                    pages,
                 }
             }
             RawPhase::Munmap { region } => {
@@ -639,10 +702,18 @@ impl PhaseGen {
                         write,
                     });
                 }
-                Phase::Madvise { region, advice } => {
+                Phase::Madvise {
+                    region,
+                    advice,
+                    pages,
+                } => {
                     self.next_phase();
                     if self.size(region) > 0 {
-                        return Some(Op::Madvise { region, advice });
+                        return Some(Op::Madvise {
+                            region,
+                            advice,
+                            pages,
+                        });
                     }
                 }
                 Phase::Munmap { region } => {

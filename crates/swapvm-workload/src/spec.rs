@@ -528,6 +528,74 @@ mod tests {
         assert_eq!(w.total_accesses(), 512);
     }
 
+    /// A phases process: region 0 of 1 MiB, then a madvise with `extra`.
+    fn madvise_phase(extra: &str) -> String {
+        format!(
+            "name = \"t\"\n[[process]]\nkind = \"phases\"\n\
+             [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 1\n\
+             [[process.phase]]\nop = \"madvise\"\nregion = 0\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn a_madvise_phase_takes_a_page_range() {
+        use crate::op::{Advice, PageRange};
+        use crate::phases::Phase;
+        let range = |extra: &str| {
+            let w = parse(&madvise_phase(extra)).unwrap();
+            match w.processes[0].program.as_ref().unwrap().main[1] {
+                Phase::Madvise { advice, pages, .. } => (advice, pages),
+                ref p => panic!("{p:?}"),
+            }
+        };
+        let r = |start, end| Some(PageRange { start, end });
+        assert_eq!(range("advice = \"cold\""), (Advice::Cold, None));
+        assert_eq!(
+            range("advice = \"dontneed\"\noffset_mib = 0.5\nlength_mib = 0.0625"),
+            (Advice::DontNeed, r(128, 144))
+        );
+        // The length rounds up to a page; no offset is the start, no length
+        // the end.
+        assert_eq!(range("advice = \"free\"\nlength_mib = 0.001").1, r(0, 1));
+        assert_eq!(
+            range("advice = \"pageout\"\noffset_mib = 0.25").1,
+            r(64, u64::MAX)
+        );
+        assert_eq!(range("advice = \"hugepage\"").0, Advice::HugePage);
+        assert_eq!(range("advice = \"nohugepage\"").0, Advice::NoHugePage);
+    }
+
+    #[test]
+    fn a_bad_madvise_range_names_the_field() {
+        let bad = [
+            (
+                "advice = \"cold\"\noffset_mib = 0.001",
+                "offset_mib",
+                "page",
+            ),
+            (
+                "advice = \"cold\"\noffset_mib = -1",
+                "offset_mib",
+                "outside",
+            ),
+            ("advice = \"cold\"\nlength_mib = 0", "length_mib", "outside"),
+            (
+                "advice = \"hugepage\"\nlength_mib = 1",
+                "length_mib",
+                "whole region",
+            ),
+            (
+                "advice = \"mergeable\"\noffset_mib = 0",
+                "offset_mib",
+                "whole region",
+            ),
+        ];
+        for (extra, field, why) in bad {
+            let msg = assert_rejected(&madvise_phase(extra), &format!("phase[1].{field}"));
+            assert!(msg.contains(why), "{extra}: {msg}");
+        }
+    }
+
     #[test]
     fn fractional_sizes_round_up_to_pages() {
         let pages = |mib: &str| {
