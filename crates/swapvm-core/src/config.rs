@@ -492,6 +492,28 @@ impl MthpConfig {
     }
 }
 
+/// Which file a path names: its device and inode if it exists, else the
+/// path with its existing parent resolved (`..`, symlinks).
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+impl FileId {
+    fn of(path: &Path) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            return FileId::Inode(m.dev(), m.ino());
+        }
+        let parent = path.parent().and_then(|d| std::fs::canonicalize(d).ok());
+        match (parent, path.file_name()) {
+            (Some(d), Some(name)) => FileId::Path(d.join(name)),
+            _ => FileId::Path(path.to_owned()),
+        }
+    }
+}
+
 /// The size in KiB of a `hugepages` key such as `64kB`.
 fn hugepages_kb(key: &str) -> Option<u32> {
     key.strip_suffix("kB")?.parse().ok()
@@ -672,6 +694,7 @@ impl MachineConfig {
             })?;
         }
         self.validate_mthp(p)?;
+        self.validate_distinct_images(p)?;
         let k = &self.ksm;
         ensure(
             (1..=1 << 20).contains(&k.pages_to_scan),
@@ -712,6 +735,33 @@ impl MachineConfig {
         self.fault.validate(p)?;
         self.validate_fault_device()?;
         self.validate_content()
+    }
+
+    /// No two image-backed `[[swap]]` entries name the same file, however
+    /// spelt (`dir/../x.img` and `./x.img`, or a hard link): they would
+    /// overwrite each other's slots. Existing files are compared by device
+    /// and inode, missing ones by their resolved path.
+    fn validate_distinct_images(&self, p: &Path) -> Result<(), ConfigError> {
+        let mut seen: Vec<(usize, FileId)> = Vec::new();
+        for (i, s) in self.swap.iter().enumerate() {
+            if s.backend != SwapBackend::File {
+                continue;
+            }
+            let id = FileId::of(&self.resolve(&s.path));
+            if let Some((j, _)) = seen.iter().find(|(_, other)| *other == id) {
+                return Err(ConfigError::Invalid {
+                    path: p.to_owned(),
+                    field: format!("swap[{i}].path"),
+                    reason: format!(
+                        "{} is the same file as swap[{j}].path ({})",
+                        s.path.display(),
+                        self.swap[*j].path.display()
+                    ),
+                });
+            }
+            seen.push((i, id));
+        }
+        Ok(())
     }
 
     /// `[mthp]`: sizes are powers of two from 16 to 2048 KiB, `inherit`
@@ -827,6 +877,31 @@ mod tests {
         assert_eq!(c.ram_pages(), 64 * 256);
         assert_eq!(c.reclaim.watermark_scale_factor, 10);
         assert_eq!(c.resolve(Path::new("a.img")), Path::new("/cfg/a.img"));
+    }
+
+    #[test]
+    fn two_swap_entries_naming_one_file_are_refused() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let cfg = dir.path().join("c.toml");
+        let two = |a: &str, b: &str| {
+            let text = format!(
+                "[machine]\nram_mib = 64\n[[swap]]\npath = \"{a}\"\nsize_mib = 8\n\
+                 [[swap]]\npath = \"{b}\"\nsize_mib = 8\n"
+            );
+            MachineConfig::from_toml(&text, &cfg)
+        };
+        // Missing files: compared by resolved path.
+        for (a, b) in [("x.img", "x.img"), ("sub/../x.img", "./x.img")] {
+            let e = two(a, b).unwrap_err();
+            assert!(e.to_string().contains("swap[1].path"), "{a} {b}: {e}");
+        }
+        two("x.img", "y.img").unwrap();
+        // Existing files: by inode, so a hard link is the same file.
+        std::fs::write(dir.path().join("x.img"), b"").unwrap();
+        std::fs::hard_link(dir.path().join("x.img"), dir.path().join("sub/link.img")).unwrap();
+        let e = two("x.img", "sub/link.img").unwrap_err();
+        assert!(e.to_string().contains("swap[1].path"), "{e}");
     }
 
     #[test]

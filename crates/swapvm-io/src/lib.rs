@@ -35,6 +35,7 @@
 
 pub mod blockdev;
 mod buf;
+pub mod claim;
 pub mod diskbench;
 mod faulty;
 mod inflight;

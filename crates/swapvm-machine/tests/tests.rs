@@ -748,3 +748,39 @@ mod shipped {
         assert!(metadata_only > 0, "no shipped metadata-only config");
     }
 }
+
+/// Two machines on one image: the second is refused at swapon, naming the
+/// process that holds it, and the first runs on untouched; once the first
+/// is gone the image is free again.
+#[test]
+fn a_second_machine_on_an_image_in_use_is_refused() {
+    let t = tiny(&Shape::default());
+    let first = Machine::new(
+        MachineConfig::load(&t.config).unwrap(),
+        RunOptions::default(),
+    )
+    .unwrap();
+    let second = Machine::new(
+        MachineConfig::load(&t.config).unwrap(),
+        RunOptions::default(),
+    );
+    let Err(e) = second else {
+        panic!("a second machine on the same image was accepted");
+    };
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        msg.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    let pid = format!("in use by process {}", std::process::id());
+    assert!(msg.contains(&pid) && msg.contains("swap.img"), "{msg}");
+    let report = first.run(|_, _| {}).unwrap();
+    assert!(report.passed(), "{}", describe(&report));
+    assert!(report.counter(VmEvent::PswpOut) > 0);
+    Machine::new(
+        MachineConfig::load(&t.config).unwrap(),
+        RunOptions::default(),
+    )
+    .expect("the image is free once the first machine is done");
+}

@@ -112,6 +112,9 @@ pub enum SwapError {
     /// All 32 swap types are in use.
     #[error("too many swap devices")]
     TooManyDevices,
+    /// The device is in use elsewhere.
+    #[error(transparent)]
+    Claim(#[from] swapvm_io::claim::ClaimError),
 }
 
 macro_rules! site {
@@ -253,6 +256,9 @@ pub struct SwapInfo {
     pub dying: bool,
     /// The image opened for discards (hole punching), when enabled.
     discard: Option<std::fs::File>,
+    /// The exclusive claim on the image or block device (none for memory
+    /// devices), held until swapoff.
+    claim: Option<swapvm_io::claim::DeviceClaim>,
     /// Clusters discarded.
     pub discards: u64,
     /// Rotational (`!SWP_SOLIDSTATE`): counted in `nr_rotate_swap` while
@@ -418,6 +424,9 @@ impl SwapSubsystem {
     /// Enables the swap image at `opts.path` (`swapon`): reads and checks
     /// its header and opens its io_uring engine.
     pub fn swapon(&mut self, opts: &SwapOnOptions) -> Result<SwapType, SwapError> {
+        // Claimed before the header is read, so no one else writes it
+        // while this machine uses it.
+        let claim = swapvm_io::claim::DeviceClaim::take(&opts.path)?;
         let header = header::read_header(&opts.path)?;
         let engine = swapvm_io::open_uring(&opts.path, &opts.engine).map_err(|source| {
             SwapError::Engine {
@@ -425,7 +434,11 @@ impl SwapSubsystem {
                 source,
             }
         })?;
-        self.swapon_with(opts, header, engine, true)
+        let ty = self.swapon_with(opts, header, engine, true)?;
+        if let Some(d) = self.devices[ty.0 as usize].as_mut() {
+            d.claim = Some(claim);
+        }
+        Ok(ty)
     }
 
     /// Enables a device whose header and engine the caller provides (a
@@ -591,6 +604,7 @@ impl SwapSubsystem {
             users: 0,
             dying: false,
             discard: None,
+            claim: None,
             discards: 0,
             rotational: opts.rotational,
             synchronous_io: opts.synchronous_io,
