@@ -75,32 +75,73 @@ enum FolioRef {
     Reclaim,
 }
 
+/// The part of `struct scan_control` the anon lists use: one `shrink_node`
+/// pass, decided once at its start by [`Reclaimer::prepare_scan_control`].
+#[derive(Clone, Copy, Debug)]
+struct ScanControl {
+    /// `sc->priority`: each list is scanned by its size >> priority.
+    priority: u32,
+    /// `sc->may_deactivate & DEACTIVATE_ANON`: the active list may be
+    /// scanned (deactivated) alongside the inactive one.
+    may_deactivate: bool,
+    /// `sc->skipped_deactivate`: an active scan target went unscanned
+    /// because `may_deactivate` was off.
+    skipped_deactivate: bool,
+}
+
+/// `get_scan_count`'s targets (`nr[]`) still to scan in one `shrink_lruvec`.
+#[derive(Clone, Copy, Debug, Default)]
+struct ScanTargets {
+    inactive: u64,
+    active: u64,
+}
+
+/// A kswapd `balance_pgdat` invocation in progress. swapvm spreads it over
+/// ticks (a tick's batch budget bounds the work), so its priority and the
+/// `shrink_node` pass at that priority live here between ticks.
+#[derive(Clone, Copy, Debug)]
+struct BalancePgdat {
+    /// `sc.priority`, from `DEF_PRIORITY` down to 1.
+    priority: u32,
+    /// The pass at `priority`, once started.
+    pass: Option<NodePass>,
+}
+
+/// One `kswapd_shrink_node` → `shrink_node` → `shrink_lruvec` pass.
+#[derive(Clone, Copy, Debug)]
+struct NodePass {
+    sc: ScanControl,
+    nr: ScanTargets,
+    /// What this pass scanned and reclaimed (or has on its way).
+    done: Progress,
+}
+
 /// The reclaim policy state of a machine.
 #[derive(Debug)]
 pub struct Reclaimer {
     cfg: ReclaimConfig,
     kswapd_awake: bool,
     nr_writeback: u64,
-    inactive_ratio: u64,
+    /// `lruvec->refaults[WORKINGSET_ANON]`: `workingset_activate_anon` as
+    /// `snapshot_refaults` last saw it, at the end of a reclaim invocation.
+    refaults_anon: u64,
+    /// kswapd's `balance_pgdat` while one runs.
+    kswapd_run: Option<BalancePgdat>,
     /// Most kswapd batches per tick (bounds the work of one tick).
     pub kswapd_batches_per_tick: u32,
 }
 
 impl Reclaimer {
-    /// A reclaimer for a machine of `ram_pages`.
-    pub fn new(cfg: ReclaimConfig, ram_pages: u64) -> Self {
-        // inactive_is_low: ratio sqrt(10 * GiB), 1 below 1 GiB.
-        let gb = ram_pages >> 18;
-        let inactive_ratio = if gb == 0 {
-            1
-        } else {
-            ((10 * gb) as f64).sqrt() as u64
-        };
+    /// A reclaimer for a machine of `ram_pages`. (The machine's size no
+    /// longer sets anything here: `inactive_is_low` sizes its ratio from
+    /// the lists, as the kernel does.)
+    pub fn new(cfg: ReclaimConfig, _ram_pages: u64) -> Self {
         Reclaimer {
             cfg,
             kswapd_awake: false,
             nr_writeback: 0,
-            inactive_ratio,
+            refaults_anon: 0,
+            kswapd_run: None,
             kswapd_batches_per_tick: 32,
         }
     }
@@ -125,6 +166,10 @@ impl Reclaimer {
     /// One tick of kswapd (`balance_pgdat`): reclaims until free memory
     /// plus writes in flight reach the high watermark, then sleeps once free
     /// memory itself is there.
+    ///
+    /// swapvm simplifies: the kernel's `pgdat_balanced` counts free pages
+    /// only; swapvm counts writes in flight as free already, since it frees
+    /// a written folio when its write completes.
     pub fn kswapd_tick(
         &mut self,
         mem: &mut Memory,
@@ -140,24 +185,131 @@ impl Reclaimer {
         // referenced list needs a first pass (which only clears accessed
         // bits) before a second can reclaim; the tick's batch budget
         // bounds the work instead.
-        for _ in 0..self.kswapd_batches_per_tick {
+        let mut batches = 0;
+        while batches < self.kswapd_batches_per_tick {
             if mem.nr_free() + self.nr_writeback >= mem.wmark.high {
+                self.balance_pgdat_end(mem, swap);
                 break;
             }
-            let p = self.shrink_lruvec(mem, swap, Who::Kswapd, cpu, now);
-            total.add(p);
-            if p.scanned == 0 {
-                break;
+            match self.kswapd_step(mem, swap, cpu, now) {
+                Some(p) => {
+                    total.add(p);
+                    batches += 1;
+                }
+                // The invocation ran out of priorities (or lists) without
+                // balancing the node: kswapd tries again on a later tick.
+                None if self.kswapd_run.is_none() => break,
+                None => {}
             }
         }
         if mem.nr_free() >= mem.wmark.high {
+            self.balance_pgdat_end(mem, swap);
             self.kswapd_awake = false;
         }
         total
     }
 
+    /// One step of kswapd's `balance_pgdat`: a round of the current pass's
+    /// `shrink_lruvec` loop (`Some`), or, where none is left to run, the
+    /// end of that pass (`None`; see [`Self::kswapd_pass_end`]).
+    fn kswapd_step(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        cpu: usize,
+        now: u64,
+    ) -> Option<Progress> {
+        let run = *self.kswapd_run.get_or_insert(BalancePgdat {
+            priority: DEF_PRIORITY,
+            pass: None,
+        });
+        let mut pass = match run.pass {
+            Some(p) => p,
+            None => self.kswapd_pass_begin(mem, swap, run.priority),
+        };
+        // kswapd stops a pass once it has reclaimed its nr_to_reclaim, the
+        // high watermark (kswapd_shrink_node).
+        let nr_to_reclaim = mem.wmark.high.max(u64::from(self.cfg.swap_cluster_max));
+        if pass.nr.inactive == 0 || pass.done.reclaimed + pass.done.writeback >= nr_to_reclaim {
+            self.kswapd_pass_end(mem, swap, pass);
+            return None;
+        }
+        let (p, refilled) =
+            self.shrink_lruvec_round(mem, swap, &mut pass.sc, &mut pass.nr, Who::Kswapd, cpu, now);
+        if p.scanned == 0 && refilled == 0 {
+            pass.nr = ScanTargets::default();
+        }
+        pass.done.add(p);
+        if let Some(run) = self.kswapd_run.as_mut() {
+            run.pass = Some(pass);
+        }
+        Some(p)
+    }
+
+    /// The start of one `balance_pgdat` priority iteration:
+    /// `kswapd_age_node` (background aging of the anon lists while the
+    /// inactive one is low), then `kswapd_shrink_node`'s `shrink_node`:
+    /// `prepare_scan_control` and `get_scan_count`.
+    fn kswapd_pass_begin(
+        &mut self,
+        mem: &mut Memory,
+        swap: &SwapSubsystem,
+        priority: u32,
+    ) -> NodePass {
+        if Self::can_age_anon_pages(swap) && Self::inactive_is_low(mem) {
+            self.shrink_active_list(mem, u64::from(self.cfg.swap_cluster_max));
+        }
+        let sc = self.prepare_scan_control(mem, priority, false);
+        NodePass {
+            sc,
+            nr: self.get_scan_count(mem, swap, &sc),
+            done: Progress::default(),
+        }
+    }
+
+    /// The end of a kswapd pass: `shrink_lruvec`'s closing rebalance, then
+    /// `balance_pgdat`'s priority step: the priority rises (the number
+    /// falls) unless the pass scanned its nr_to_reclaim and reclaimed
+    /// something. Past priority 1 the invocation ends unbalanced.
+    fn kswapd_pass_end(&mut self, mem: &mut Memory, swap: &SwapSubsystem, pass: NodePass) {
+        self.shrink_lruvec_end(mem, swap);
+        let Some(run) = self.kswapd_run.as_mut() else {
+            return;
+        };
+        run.pass = None;
+        let nr_to_reclaim = mem.wmark.high.max(u64::from(self.cfg.swap_cluster_max));
+        let raise_priority = pass.done.scanned < nr_to_reclaim;
+        if raise_priority || !pass.done.made() {
+            run.priority -= 1;
+        }
+        if run.priority < 1 {
+            self.kswapd_run = None;
+            self.snapshot_refaults(mem);
+        }
+    }
+
+    /// The end of a `balance_pgdat` invocation (the node is balanced): the
+    /// pass under way closes as `shrink_lruvec` does, and the refault
+    /// snapshot is taken (`snapshot_refaults`).
+    fn balance_pgdat_end(&mut self, mem: &mut Memory, swap: &SwapSubsystem) {
+        let Some(run) = self.kswapd_run.take() else {
+            return;
+        };
+        if run.pass.is_some() {
+            self.shrink_lruvec_end(mem, swap);
+        }
+        self.snapshot_refaults(mem);
+    }
+
     /// Direct reclaim for a task whose allocation failed below min
-    /// (`try_to_free_pages`). Counts `allocstall`.
+    /// (`try_to_free_pages` → `do_try_to_free_pages`). Counts `allocstall`.
+    ///
+    /// Each priority from `DEF_PRIORITY` down to 0 runs one `shrink_node`
+    /// pass, until a batch (`SWAP_CLUSTER_MAX`) is reclaimed or on its way.
+    /// If nothing was, and a pass left an active list unscanned for want of
+    /// `may_deactivate`, the whole walk is retried with `force_deactivate`,
+    /// as the kernel does. The refault snapshot is taken at the end of
+    /// each walk.
     pub fn direct_reclaim(
         &mut self,
         mem: &mut Memory,
@@ -165,58 +317,115 @@ impl Reclaimer {
         cpu: usize,
         now: u64,
     ) -> Progress {
-        mem.stat.inc(VmEvent::AllocStall);
         self.maybe_wake_kswapd(mem);
         let want = u64::from(self.cfg.swap_cluster_max);
         let mut total = Progress::default();
-        // do_try_to_free_pages: each priority scans 1/2^priority of the
-        // LRU (at least a batch), from DEF_PRIORITY down to 0 (the whole
-        // list), until a batch's worth is reclaimed or on its way.
-        for priority in (0..=DEF_PRIORITY).rev() {
-            let lru = u64::from(mem.lru.len(LruList::InactiveAnon))
-                + u64::from(mem.lru.len(LruList::ActiveAnon));
-            let mut nr_to_scan = (lru >> priority).max(want);
-            while nr_to_scan > 0 {
-                let p = self.shrink_lruvec(mem, swap, Who::Direct, cpu, now);
-                total.add(p);
+        let mut force_deactivate = false;
+        loop {
+            mem.stat.inc(VmEvent::AllocStall);
+            let mut skipped_deactivate = false;
+            for priority in (0..=DEF_PRIORITY).rev() {
+                let mut sc = self.prepare_scan_control(mem, priority, force_deactivate);
+                total.add(self.shrink_node_direct(mem, swap, &mut sc, want, cpu, now));
+                skipped_deactivate |= sc.skipped_deactivate;
                 if total.reclaimed + total.writeback >= want {
-                    return total;
-                }
-                if p.scanned == 0 {
                     break;
                 }
-                nr_to_scan = nr_to_scan.saturating_sub(p.scanned);
             }
+            self.snapshot_refaults(mem);
+            if total.made() || !skipped_deactivate || force_deactivate {
+                return total;
+            }
+            force_deactivate = true;
         }
-        total
     }
 
-    /// `shrink_lruvec` for the anon lists: refill the inactive list when it
-    /// is low, then shrink a batch of it.
-    fn shrink_lruvec(
+    /// `shrink_node` → `shrink_lruvec` for direct reclaim: rounds of the
+    /// scan targets until they are spent or `want` is reclaimed (or on its
+    /// way). At `DEF_PRIORITY` global direct reclaim scans its whole
+    /// target regardless (the kernel's `proportional_reclaim`).
+    fn shrink_node_direct(
         &mut self,
         mem: &mut Memory,
         swap: &mut SwapSubsystem,
-        who: Who,
+        sc: &mut ScanControl,
+        want: u64,
         cpu: usize,
         now: u64,
     ) -> Progress {
-        // can_reclaim_anon_pages: with no free swap slot left, anon
-        // folios cannot be reclaimed, and the kernel does not scan them
-        // (get_scan_count picks SCAN_FILE); the OOM killer takes over.
-        if swap.nr_swap_pages() <= 0 {
-            return Progress::default();
+        let mut nr = self.get_scan_count(mem, swap, sc);
+        let proportional_reclaim = sc.priority == DEF_PRIORITY;
+        let mut prog = Progress::default();
+        while nr.inactive > 0 {
+            let (p, refilled) =
+                self.shrink_lruvec_round(mem, swap, sc, &mut nr, Who::Direct, cpu, now);
+            prog.add(p);
+            if p.scanned == 0 && refilled == 0 {
+                break;
+            }
+            if prog.reclaimed + prog.writeback >= want && !proportional_reclaim {
+                break;
+            }
         }
-        let batch = self.cfg.swap_cluster_max;
-        if !self.may_scan_anon(mem) {
-            return Progress::default();
+        self.shrink_lruvec_end(mem, swap);
+        prog
+    }
+
+    /// `prepare_scan_control`, the anon half: the active list may be
+    /// deactivated when refaults activated folios since the last reclaim
+    /// invocation's snapshot (a new workingset is forming: age the stale
+    /// active folios out quickly), when the inactive list is low, or when
+    /// forced.
+    ///
+    /// swapvm simplifies: the kernel reads these counters from memcg stats
+    /// that are flushed at most every two seconds; swapvm reads them exact.
+    fn prepare_scan_control(&self, mem: &Memory, priority: u32, force: bool) -> ScanControl {
+        let refaults = mem.stat.get(VmEvent::WorkingsetActivateAnon);
+        ScanControl {
+            priority,
+            may_deactivate: force || refaults != self.refaults_anon || Self::inactive_is_low(mem),
+            skipped_deactivate: false,
         }
+    }
+
+    /// `snapshot_refaults`: remembers `workingset_activate_anon` at the end
+    /// of a reclaim invocation, for the next `prepare_scan_control`.
+    fn snapshot_refaults(&mut self, mem: &Memory) {
+        self.refaults_anon = mem.stat.get(VmEvent::WorkingsetActivateAnon);
+    }
+
+    /// `inactive_is_low` for the anon lists: the inactive list is smaller
+    /// than the active one divided by sqrt(10 * GiB of both), or than the
+    /// active one itself below 1 GiB.
+    fn inactive_is_low(mem: &Memory) -> bool {
         let inactive = u64::from(mem.lru.len(LruList::InactiveAnon));
         let active = u64::from(mem.lru.len(LruList::ActiveAnon));
-        if inactive * self.inactive_ratio < active {
-            self.shrink_active_list(mem, batch);
+        let gb = (inactive + active) >> 18;
+        let inactive_ratio = if gb > 0 { (10 * gb).isqrt() } else { 1 };
+        inactive * inactive_ratio < active
+    }
+
+    /// `can_age_anon_pages`, and `get_scan_count`'s "no swap space, do not
+    /// bother scanning anon" (swapvm has no demotion target): with no free
+    /// swap slot left, anon folios can be neither reclaimed nor usefully
+    /// aged, and the OOM killer takes over.
+    fn can_age_anon_pages(swap: &SwapSubsystem) -> bool {
+        swap.nr_swap_pages() > 0
+    }
+
+    /// `get_scan_count` with only the anon lists: each is scanned by its
+    /// size >> priority. swapvm simplifies: with no file pages the kernel's
+    /// global reclaim mostly finds `file_is_tiny` (`SCAN_ANON`, the whole
+    /// shifted size); the fractions of `SCAN_FRACT` (anon against file
+    /// cost) are not modelled.
+    fn get_scan_count(&self, mem: &Memory, swap: &SwapSubsystem, sc: &ScanControl) -> ScanTargets {
+        if !Self::can_age_anon_pages(swap) || !self.may_scan_anon(mem) {
+            return ScanTargets::default();
         }
-        self.shrink_inactive_list(mem, swap, batch, who, cpu, now)
+        ScanTargets {
+            inactive: u64::from(mem.lru.len(LruList::InactiveAnon)) >> sc.priority,
+            active: u64::from(mem.lru.len(LruList::ActiveAnon)) >> sc.priority,
+        }
     }
 
     /// What remains of `get_scan_count` with only swap-backed lists: anon
@@ -229,10 +438,56 @@ impl Reclaimer {
         self.cfg.swappiness > 0 || mem.nr_free() <= mem.wmark.high
     }
 
-    /// `shrink_active_list`: moves folios from the active tail to the
-    /// inactive list. Anonymous folios are deactivated whether referenced
-    /// or not (only executable file pages get another round).
-    fn shrink_active_list(&mut self, mem: &mut Memory, nr: u32) {
+    /// One round of `shrink_lruvec`'s loop over `nr[]`: up to a batch
+    /// (`SWAP_CLUSTER_MAX`) of each list's target, the inactive list first
+    /// (`for_each_evictable_lru`); the active batch is deactivated only if
+    /// `sc.may_deactivate` (`shrink_list`). Returns the inactive scan's
+    /// progress and the number of folios deactivated.
+    #[allow(clippy::too_many_arguments)]
+    fn shrink_lruvec_round(
+        &mut self,
+        mem: &mut Memory,
+        swap: &mut SwapSubsystem,
+        sc: &mut ScanControl,
+        nr: &mut ScanTargets,
+        who: Who,
+        cpu: usize,
+        now: u64,
+    ) -> (Progress, u64) {
+        let batch = u64::from(self.cfg.swap_cluster_max);
+        let mut prog = Progress::default();
+        if nr.inactive > 0 {
+            let n = nr.inactive.min(batch);
+            nr.inactive -= n;
+            prog = self.shrink_inactive_list(mem, swap, n, who, cpu, now);
+        }
+        let mut refilled = 0;
+        if nr.active > 0 {
+            let n = nr.active.min(batch);
+            nr.active -= n;
+            if sc.may_deactivate {
+                refilled = self.shrink_active_list(mem, n);
+            } else {
+                sc.skipped_deactivate = true;
+            }
+        }
+        (prog, refilled)
+    }
+
+    /// The end of `shrink_lruvec`: whether or not anon was scanned,
+    /// rebalance the anon lists, a batch, if the inactive one is low.
+    fn shrink_lruvec_end(&mut self, mem: &mut Memory, swap: &SwapSubsystem) {
+        if Self::can_age_anon_pages(swap) && Self::inactive_is_low(mem) {
+            self.shrink_active_list(mem, u64::from(self.cfg.swap_cluster_max));
+        }
+    }
+
+    /// `shrink_active_list`: moves up to `nr` folios from the active tail
+    /// to the inactive list and returns how many. Anonymous folios are
+    /// deactivated whether referenced or not (only executable file pages
+    /// get another round).
+    fn shrink_active_list(&mut self, mem: &mut Memory, nr: u64) -> u64 {
+        let mut moved = 0;
         for _ in 0..nr {
             let Some(i) = mem.lru.list(LruList::ActiveAnon).last() else {
                 break;
@@ -248,16 +503,17 @@ impl Reclaimer {
             p.set(pg::WORKINGSET);
             mem.lru.add(&mut mem.folios, pfn);
             mem.stat.inc(VmEvent::PgDeactivate);
+            moved += 1;
         }
+        moved
     }
-
     /// `shrink_inactive_list`: isolates up to `nr` folios from the inactive
     /// tail and runs `shrink_folio_list` on them.
     fn shrink_inactive_list(
         &mut self,
         mem: &mut Memory,
         swap: &mut SwapSubsystem,
-        nr: u32,
+        nr: u64,
         who: Who,
         cpu: usize,
         now: u64,

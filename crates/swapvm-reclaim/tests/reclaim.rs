@@ -1288,3 +1288,67 @@ fn thp_policy_follows_the_vma_advice() {
     rig.access(plain.add(0), true).unwrap();
     rig.assert_clean();
 }
+
+#[test]
+fn refault_activations_since_the_last_invocation_let_reclaim_deactivate() {
+    // prepare_scan_control: with the inactive list not low, a reclaim
+    // invocation deactivates active folios only if refaults activated
+    // folios since the previous invocation's snapshot_refaults.
+    const HOT: u64 = 48;
+    const EVICT: u64 = 16;
+    let mut rig = Rig::new();
+    rig.reclaim.kswapd_batches_per_tick = 1;
+    let hot = rig.fill(HOT, 0x61);
+    rig.activate_by_use(hot, HOT, HOT);
+    while rig.swap.io_in_flight() > 0 {
+        rig.settle();
+    }
+    let inactive_not_low = |rig: &Rig| {
+        let inactive = u64::from(rig.mem.lru.len(LruList::InactiveAnon));
+        let active = u64::from(rig.mem.lru.len(LruList::ActiveAnon));
+        assert!(
+            inactive >= active + BATCH,
+            "inactive {inactive} active {active}: the test wants it not low"
+        );
+    };
+    // One direct reclaim invocation per call; its I/O completes before the
+    // next. Returns the folios it deactivated.
+    let direct = |rig: &mut Rig| {
+        let before = rig.stat.get(VmEvent::PgDeactivate);
+        rig.reclaim
+            .direct_reclaim(&mut rig.mem, &mut rig.swap, 0, rig.now);
+        while rig.swap.io_in_flight() > 0 {
+            rig.settle();
+        }
+        rig.stat.get(VmEvent::PgDeactivate) - before
+    };
+    // The first invocation takes the snapshot. Cold pages then fill memory
+    // up to the high watermark, so the inactive list outgrows the active
+    // one; the second invocation sees no refault since the snapshot.
+    direct(&mut rig);
+    rig.fill(rig.mem.nr_free().saturating_sub(WMARK.high), 0x60);
+    inactive_not_low(&rig);
+    assert_eq!(direct(&mut rig), 0, "no refaults: the active list is kept");
+
+    // Pages evicted and read straight back refault within the workingset
+    // and start active (workingset_activate_anon).
+    let e = rig.fill(EVICT, 0x62);
+    rig.pageout(e);
+    let activate0 = rig.stat.get(VmEvent::WorkingsetActivateAnon);
+    for i in 0..EVICT {
+        assert_eq!(rig.read_back(e.add(i)), pattern(0x62, i));
+    }
+    assert_eq!(
+        rig.stat.get(VmEvent::WorkingsetActivateAnon) - activate0,
+        EVICT
+    );
+    inactive_not_low(&rig);
+    let deactivated = direct(&mut rig);
+    assert!(deactivated > 0, "refaults since the snapshot: deactivate");
+    assert!(rig.stat.get(VmEvent::PgRefill) >= deactivated);
+
+    // That invocation took a new snapshot: without refaults, none again.
+    inactive_not_low(&rig);
+    assert_eq!(direct(&mut rig), 0, "snapshot taken: no deactivation");
+    rig.assert_clean();
+}
