@@ -324,6 +324,9 @@ fn parse_scale(s: &str) -> Result<f64, String> {
 }
 
 fn main() {
+    // A closed stdout (`swapvm inspect IMG | head -1`) ends the process
+    // quietly, as it does for coreutils, instead of a panic in println!.
+    swapvm_io::sigpipe_default();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -335,6 +338,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => std::process::exit(code),

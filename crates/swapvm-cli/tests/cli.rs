@@ -591,3 +591,48 @@ fn an_oom_kill_exits_3_with_the_kill_in_the_summary() {
     assert!(stdout.contains("result: OOM-KILLED"), "{stdout}");
     assert!(stdout.contains("invariants: PASS"), "{stdout}");
 }
+
+/// A closed stdout (`swapvm inspect IMG | head -c0`) ends the command
+/// quietly, by SIGPIPE as coreutils end, never with a panic.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempdir();
+    let img = dir.path().join("x.img");
+    assert_eq!(
+        swapvm!("mkswap", img, "--size-mib", "1").status.code(),
+        Some(0)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swapvm"))
+        .arg("inspect")
+        .arg(&img)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the child writes its first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.signal() == Some(libc_sigpipe()) || out.status.code() == Some(0),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}
+
+/// Log lines to a pipe carry no terminal colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let t = Tiny::new();
+    let o = swapvm!("-v", "run", t.config());
+    let (_, stderr) = text(&o);
+    assert!(stderr.contains("swapon"), "no info log: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes: {stderr:?}");
+}

@@ -12,7 +12,8 @@
 //! one content word per block; [`UringQueue`] is the bare ring and
 //! a pool of buffers, driven from the caller's own thread, for a caller that
 //! keeps its own requests in flight. It is the only crate in the workspace
-//! with `unsafe` code, and all of it is here: the aligned buffer and the
+//! with `unsafe` code, and all of it is here: the aligned buffer, the
+//! device claim's `flock`, the SIGPIPE disposition, and the
 //! hand-off of buffers to the kernel. The engines refuse to know about swap
 //! slots, swap entries, clusters or folios: they move bytes at byte offsets,
 //! and the swap layer above decides which bytes go where.
@@ -52,6 +53,18 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use buf::AlignedBuf;
+
+/// Restores the default disposition of SIGPIPE (the Rust runtime ignores
+/// it), so that a command whose stdout is closed ends quietly, as
+/// coreutils do, instead of failing in `println!`. Call it at the start of
+/// `main`, before any thread starts.
+pub fn sigpipe_default() {
+    // SAFETY: only changes a signal disposition to SIG_DFL; no handler runs
+    // Rust code and no memory is passed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
 pub use faulty::{FaultCounts, FaultPlan, FaultStats, FaultyEngine};
 pub use inline::InlineUringEngine;
 pub use null::NullEngine;
