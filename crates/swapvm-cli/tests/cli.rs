@@ -232,6 +232,30 @@ mod bad_input {
         assert_fails(&o, &["--scale", "not a number"]);
     }
 
+    /// A real ext4 filesystem (mkfs.ext4) where a swap image should be:
+    /// `run` refuses it naming the filesystem and leaves it untouched.
+    #[test]
+    fn run_on_a_filesystem_names_it_and_leaves_it_alone() {
+        let t = Tiny::new();
+        let img = t.path("swap.img");
+        std::fs::write(&img, vec![0u8; 32 << 20]).unwrap();
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img)
+            .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+            .status()
+            .expect("mkfs.ext4 (e2fsprogs; .ci/run installs it)");
+        assert!(mkfs.success());
+        let before = std::fs::read(&img).unwrap();
+        let o = swapvm!("run", t.config());
+        assert_fails(&o, &["swap.img", "ext2/3/4 filesystem", "not a swap area"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            std::fs::read(&img).unwrap() == before,
+            "the filesystem was written"
+        );
+    }
+
     #[test]
     fn inspect_of_a_non_swap_file_names_it() {
         let dir = tempdir();

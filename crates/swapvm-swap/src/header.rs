@@ -104,6 +104,14 @@ pub enum HeaderError {
         /// The bytes found instead, ASCII-escaped.
         found: String,
     },
+    /// No swap signature, and a filesystem is there instead.
+    #[error("{}: not a swap area: it holds {what}; refusing to use it (mkswap it only if its contents may go)", path.display())]
+    Filesystem {
+        /// The file or device.
+        path: PathBuf,
+        /// The filesystem, as found.
+        what: String,
+    },
     /// The signature is right but the version field is neither 1 nor a
     /// byte-swapped 1.
     #[error("{path}: unsupported swap header version {version} (only version 1 exists)")]
@@ -550,6 +558,23 @@ fn sync_parent_dir(path: &Path) -> Result<(), HeaderError> {
         ))
 }
 
+/// What filesystem `file` holds, if its first bytes show one (ext2/3/4,
+/// XFS, btrfs), for a refusal that says what would be lost.
+fn filesystem_on(file: &File) -> Option<String> {
+    use swapvm_io::diskbench::guard::{probe_bytes, PROBE_BYTES};
+    let mut head = vec![0u8; PROBE_BYTES];
+    let mut got = 0;
+    while got < PROBE_BYTES {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    probe_bytes(&head[..got])
+        .filter(|s| !s.is_swap())
+        .map(|s| s.describe())
+}
+
 /// Read and validate the header of the existing swap image `path` (a
 /// regular file or a block device), and check that the area it describes
 /// fits inside the file.
@@ -577,7 +602,18 @@ pub fn read_header(path: &Path) -> Result<SwapHeader, HeaderError> {
         path,
         "cannot read the header page of swap image",
     ))?;
-    let header = SwapHeader::decode_named(&page, path)?;
+    let header = match SwapHeader::decode_named(&page, path) {
+        Err(e @ HeaderError::BadSignature { .. }) => {
+            return Err(match filesystem_on(&file) {
+                Some(what) => HeaderError::Filesystem {
+                    path: path.to_path_buf(),
+                    what,
+                },
+                None => e,
+            })
+        }
+        r => r?,
+    };
     let file_pages = len / PAGE_SIZE as u64;
     if header.nr_slots() > file_pages {
         return Err(HeaderError::LastPageBeyondFile {
