@@ -747,7 +747,18 @@ impl MachineConfig {
             if s.backend != SwapBackend::File {
                 continue;
             }
-            let id = FileId::of(&self.resolve(&s.path));
+            let field = format!("swap[{i}].path");
+            ensure(!s.path.as_os_str().is_empty(), p, &field, || {
+                "empty: name the swap image or block device".into()
+            })?;
+            let resolved = self.resolve(&s.path);
+            ensure(!resolved.is_dir(), p, &field, || {
+                format!(
+                    "{} is a directory, not a swap image or block device",
+                    resolved.display()
+                )
+            })?;
+            let id = FileId::of(&resolved);
             if let Some((j, _)) = seen.iter().find(|(_, other)| *other == id) {
                 return Err(ConfigError::Invalid {
                     path: p.to_owned(),
@@ -902,6 +913,16 @@ mod tests {
         std::fs::hard_link(dir.path().join("x.img"), dir.path().join("sub/link.img")).unwrap();
         let e = two("x.img", "sub/link.img").unwrap_err();
         assert!(e.to_string().contains("swap[1].path"), "{e}");
+        let e = two("x.img", "").unwrap_err();
+        assert!(
+            e.to_string().contains("swap[1].path") && e.to_string().contains("empty"),
+            "{e}"
+        );
+        let e = two("sub", "y.img").unwrap_err();
+        assert!(
+            e.to_string().contains("swap[0].path") && e.to_string().contains("directory"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -106,8 +106,16 @@ impl Order {
 }
 
 /// Index of a swap device (the kernel's swap type, at most 32 of them).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+/// Printed `swp:N`, so that a type and an offset read `swp:0:0x200` as an
+/// entry does.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SwapType(pub u8);
+
+impl fmt::Debug for SwapType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "swp:{}", self.0)
+    }
+}
 
 impl SwapType {
     /// The kernel's MAX_SWAPFILES (without the special types).
@@ -204,6 +212,14 @@ impl fmt::Display for SwpEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn types_and_entries_print_as_swp_type_offset() {
+        let e = SwpEntry::new(SwapType(0), SwapOffset(0x200)).unwrap();
+        assert_eq!(format!("{e}"), "swp:0:0x200");
+        assert_eq!(format!("{e:?}"), "swp:0:0x200");
+        assert_eq!(format!("{:?}:{:#x}", e.ty(), e.offset().0), "swp:0:0x200");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -84,14 +84,23 @@ pub enum MachineError {
         source: swapvm_io::blockdev::RotationalError,
     },
     /// Emulated RAM could not be mapped.
-    #[error("cannot map {mib} MiB of emulated RAM")]
+    #[error(
+        "{}: machine.ram_mib = {mib}: cannot map {mib} MiB of emulated RAM \
+         (content = \"full\" maps all of it in host memory; content = \"none\" does not)",
+        config.display()
+    )]
     Ram {
+        /// The config.
+        config: PathBuf,
         /// Size.
         mib: u64,
         /// Cause.
         #[source]
         source: std::io::Error,
     },
+    /// The tokio runtime of the tick loop could not be built.
+    #[error("cannot start the tick loop's runtime")]
+    Runtime(#[source] std::io::Error),
     /// No task could make progress and nothing could be reclaimed.
     #[error("out of memory at tick {tick}: nothing reclaimable and no swap I/O in flight (swap full or too small?)")]
     Stalled {
@@ -473,6 +482,7 @@ impl Machine {
             ContentMode::None => Ram::metadata_only(ram_pages as u32),
         }
         .map_err(|source| MachineError::Ram {
+            config: cfg.source.clone(),
             mib: cfg.machine.ram_mib,
             source,
         })?;
@@ -1374,7 +1384,7 @@ impl Machine {
     pub fn run(self, progress: impl FnMut(u64, u64)) -> Result<Report, MachineError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
-            .map_err(|source| MachineError::Ram { mib: 0, source })?;
+            .map_err(MachineError::Runtime)?;
         let local = tokio::task::LocalSet::new();
         let mut this = self;
         this.started = std::time::Instant::now();
