@@ -150,6 +150,10 @@ impl<R: BufRead> Iterator for CsvReader<R> {
                             continue;
                         }
                     }
+                    if self.line.last() != Some(&b'\n') {
+                        self.done = true;
+                        return Some(Err(fail(super::cut_last_line())));
+                    }
                     return Some(parse(text).map_err(|d| {
                         self.done = true;
                         fail(d)
@@ -236,6 +240,18 @@ mod tests {
 
     fn read(text: &str) -> Vec<Result<TraceRecord, TraceError>> {
         CsvReader::new(text.as_bytes(), Arc::from(Path::new("/t/x.csv"))).collect()
+    }
+
+    #[test]
+    fn a_record_cut_before_its_newline_is_an_error() {
+        let all = read("time,pid,op,address,size\n0,100,R,0x1000,8\n1,100,W,0x20");
+        assert!(all[0].is_ok());
+        let e = all[1].as_ref().unwrap_err().to_string();
+        assert!(
+            e.starts_with("/t/x.csv: line 3: truncated: the last line has no newline"),
+            "{e}"
+        );
+        assert_eq!(all.len(), 2);
     }
 
     #[test]

@@ -173,12 +173,21 @@ impl<R: BufRead> Iterator for LackeyReader<R> {
                 }
             }
             self.lineno += 1;
+            let complete = self.line.last() == Some(&b'\n');
             let mut l = self.line.as_slice();
             while let [head @ .., b'\n' | b'\r'] = l {
                 l = head;
             }
             match parse(l) {
                 Ok(Line::Skip) => continue,
+                Ok(Line::Access { .. }) if !complete => {
+                    self.done = true;
+                    return Some(Err(TraceError::Malformed {
+                        path: self.path.to_path_buf(),
+                        at: Position::Line(self.lineno),
+                        defect: super::cut_last_line(),
+                    }));
+                }
                 Ok(Line::Access {
                     kind,
                     modify,
@@ -320,6 +329,20 @@ mod tests {
         let all = read(text);
         let e = all.into_iter().find_map(Result::err).expect("an error");
         (e.to_string(), e.defect().cloned().expect("a defect"))
+    }
+
+    #[test]
+    fn a_data_line_cut_before_its_newline_is_an_error() {
+        // " L 04022e58,16" cut after ",1": it would read as a 1-byte load.
+        let (msg, _) = defect("I  0400,1\n L 04022e58,1");
+        assert!(
+            msg.starts_with("/t/x.lackey: line 2: truncated: the last line has no newline"),
+            "{msg}"
+        );
+        let (msg, _) = defect("I  0400,1\n L 04022e58,8");
+        assert!(msg.contains("line 2: truncated"), "{msg}");
+        // A banner line without its newline is only text.
+        assert_eq!(read("I  0400,1\n==7== Exit").len(), 1);
     }
 
     #[test]

@@ -840,6 +840,13 @@ impl std::hash::Hasher for ChunkHasher {
 /// Builds [`ChunkHasher`]s.
 pub(crate) type ChunkHash = std::hash::BuildHasherDefault<ChunkHasher>;
 
+/// The defect of a text trace whose last data line has no newline: the
+/// file was cut while it was written, and what remains of the line could
+/// read as a different address.
+pub(crate) fn cut_last_line() -> Defect {
+    Defect::Truncated("the last line has no newline: the file was cut while it was written".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

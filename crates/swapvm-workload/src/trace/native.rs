@@ -72,7 +72,12 @@ impl<R: Read> NativeReader<R> {
         let mut h = [0u8; HEADER_LEN];
         match fill(&mut r, &mut h) {
             Ok(Fill::Full) => {}
-            Ok(Fill::Eof) | Ok(Fill::Partial(_)) if !h.starts_with(&MAGIC) => {
+            Ok(Fill::Eof) => {
+                return Err(header_err(Defect::Truncated(format!(
+                    "the file is empty; a native trace starts with a {HEADER_LEN}-byte header"
+                ))))
+            }
+            Ok(Fill::Partial(_)) if !h.starts_with(&MAGIC) => {
                 return Err(header_err(Defect::WrongMagic {
                     found: h[..8].to_vec(),
                     expected: MAGIC.to_vec(),
@@ -344,6 +349,12 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("/t/x.swvmtrace: header: wrong magic"),
+            "{e}"
+        );
+        let e = read(b"").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("header: truncated: the file is empty"),
             "{e}"
         );
         let e = read(b"SWV").unwrap_err();
