@@ -20,7 +20,9 @@ mod progress;
 #[command(
     name = "swapvm",
     version,
-    about = "Emulate a Linux swapping virtual-memory machine with real swap I/O"
+    about = "Emulate a Linux swapping virtual-memory machine with real swap I/O",
+    after_help = "Exit codes: 0 pass, 1 a verification or invariant failure, 2 bad input, \
+                  3 a workload's process was OOM-killed, 130 interrupted (SIGINT/SIGTERM)."
 )]
 struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -186,6 +188,23 @@ fn run_thp_alloc(a: &ThpAllocArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// A flag that the first SIGINT or SIGTERM sets, so the run stops at the
+/// next tick boundary and still reports; a second one exits at once with
+/// 130, as an impatient user expects.
+fn interrupt_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left
+        // it: set means this is the second.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, std::sync::Arc::clone(&flag))
+            .context("cannot install a signal handler")?;
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&flag))
+            .context("cannot install a signal handler")?;
+    }
+    Ok(flag)
 }
 
 fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>, String> {
@@ -395,6 +414,7 @@ fn run(cli: Cli) -> Result<i32> {
                 scale,
                 check_every,
                 strict,
+                interrupt: Some(interrupt_flag()?),
                 ..RunOptions::default()
             };
             let machine = Machine::new(cfg, opts)?;
@@ -524,6 +544,13 @@ fn print_summary(r: &Report) -> Result<()> {
         "swapvm {}: {} with workload {} (seed {})",
         r.version, r.config, r.workload, r.seed
     )?;
+    if r.interrupted {
+        writeln!(
+            o,
+            "  interrupted at tick {}: in-flight I/O drained and checked; the figures cover the ticks that ran",
+            r.ticks
+        )?;
+    }
     writeln!(
         o,
         "  ticks {}, accesses {}, wall time {:.2} s, swap I/O {:.1} MB/s",

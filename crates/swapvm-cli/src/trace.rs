@@ -182,6 +182,7 @@ pub fn replay(a: ReplayArgs) -> Result<i32> {
         seed: a.seed,
         check_every: a.check_every,
         strict: a.strict,
+        interrupt: Some(crate::interrupt_flag()?),
         ..RunOptions::default()
     };
     let machine = Machine::from_trace(cfg, &plan, opts)?;

@@ -660,3 +660,44 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(stderr.contains("swapon"), "no info log: {stderr}");
     assert!(!stderr.contains('\u{1b}'), "escape codes: {stderr:?}");
 }
+
+/// SIGINT during a run: the run stops at a tick boundary, drains its I/O,
+/// runs the checker, prints a summary marked interrupted, writes the run
+/// folder and exits 130; the image is still a valid swap area.
+#[test]
+fn sigint_stops_the_run_with_a_summary_and_exit_130() {
+    let t = Tiny::with(
+        &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}"),
+        Some(
+            "name = \"long\"\n[[process]]\nkind = \"usemem\"\nsize_mib = 24\n\
+             passes = 400\npattern = \"random\"\nwrite_ratio = 0.5\n",
+        ),
+    );
+    let out = t.path("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_swapvm"))
+        .arg("run")
+        .arg(t.config())
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Long enough to be swapping, far short of the 400 passes.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stdout.contains("result: INTERRUPTED"), "{stdout}");
+    assert!(stdout.contains("interrupted at tick"), "{stdout}");
+    assert!(stdout.contains("invariants: PASS"), "{stdout}");
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(report.contains("\"interrupted\": true"), "{report}");
+    let inspect = swapvm!("inspect", t.path("swap.img"));
+    assert_eq!(inspect.status.code(), Some(0), "{:?}", text(&inspect));
+}

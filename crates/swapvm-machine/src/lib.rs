@@ -141,6 +141,10 @@ pub struct RunOptions {
     pub strict: bool,
     /// Run random mm-op processes instead of a workload.
     pub mmops: Option<MmOpsRun>,
+    /// Set (by a SIGINT/SIGTERM handler) to stop the run at the next tick
+    /// boundary: in-flight I/O is drained, the checker runs and the report
+    /// is marked interrupted.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// One mapped region of a process and the content each page must hold.
@@ -260,6 +264,8 @@ pub struct Machine {
     swap_events: Vec<String>,
     /// Counters recorded at `Op::Mark`s, in order.
     marks: Vec<report::Mark>,
+    /// The run stopped early on `RunOptions::interrupt`.
+    interrupted: bool,
     /// The swap-in readahead mode with every configured device on
     /// (`swap_use_vma_readahead`): `"vma"` or `"cluster"`.
     swap_readahead: &'static str,
@@ -595,6 +601,7 @@ impl Machine {
             swapoff: None,
             swap_events: Vec::new(),
             marks: Vec::new(),
+            interrupted: false,
             swap_readahead,
         })
     }
@@ -1379,6 +1386,14 @@ impl Machine {
         }
     }
 
+    /// Whether `RunOptions::interrupt` has been set.
+    fn interrupt_requested(&self) -> bool {
+        self.opts
+            .interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Runs the machine to completion in the tokio tick loop, calling
     /// `progress(done, total)` every tick.
     pub fn run(self, progress: impl FnMut(u64, u64)) -> Result<Report, MachineError> {
@@ -1617,6 +1632,10 @@ async fn tick_loop(
         g.tick += 1;
         progress(g.accesses, total);
         if max_ticks > 0 && g.tick >= max_ticks {
+            break;
+        }
+        if g.interrupt_requested() {
+            g.interrupted = true;
             break;
         }
     }

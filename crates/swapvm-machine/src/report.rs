@@ -184,6 +184,10 @@ pub struct Report {
     pub series: Series,
     /// Every vmstat counter, in report order.
     pub vmstat: Vec<(String, u64)>,
+    /// The run was stopped early by SIGINT/SIGTERM (its counters cover the
+    /// ticks that ran).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// The counters at each `Op::Mark`, in the order they ran (empty for
     /// workload files, whose ops have no marks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -267,6 +271,9 @@ pub enum Outcome {
     /// Checks passed, but the OOM killer killed a process (or no task
     /// could make progress): exit code 3.
     OomKilled,
+    /// Checks passed up to a SIGINT/SIGTERM that stopped the run early:
+    /// exit code 130, as a shell reports an interrupted command.
+    Interrupted,
 }
 
 impl Outcome {
@@ -276,6 +283,7 @@ impl Outcome {
             Outcome::Pass => 0,
             Outcome::Failed => 1,
             Outcome::OomKilled => 3,
+            Outcome::Interrupted => 130,
         }
     }
     /// The summary's `result:` word.
@@ -284,6 +292,7 @@ impl Outcome {
             Outcome::Pass => "PASS",
             Outcome::Failed => "FAIL",
             Outcome::OomKilled => "OOM-KILLED",
+            Outcome::Interrupted => "INTERRUPTED",
         }
     }
 }
@@ -385,6 +394,8 @@ impl Report {
         let oom = |k: &String| k.contains(OOM_KILL);
         if !checks || !self.killed.iter().all(oom) {
             Outcome::Failed
+        } else if self.interrupted {
+            Outcome::Interrupted
         } else if self.killed.is_empty() {
             Outcome::Pass
         } else {
@@ -668,6 +679,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             .map(|(n, v)| (n.to_owned(), v))
             .collect(),
         marks: std::mem::take(&mut m.marks),
+        interrupted: m.interrupted,
         devices,
         swap_orders,
         swap_readahead: m.swap_readahead.to_owned(),
