@@ -54,6 +54,45 @@ use std::path::{Path, PathBuf};
 
 pub use buf::AlignedBuf;
 
+/// Bytes an unprivileged user may still write on the filesystem holding
+/// `path` (`statvfs`: `f_bavail * f_frsize`).
+///
+/// # Errors
+/// If `statvfs` fails.
+pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statvfs that
+    // the call fills on success.
+    let r = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Allocates the blocks of `file` up to `len` bytes (`posix_fallocate`),
+/// so that swap writes cannot fail for want of space mid-run and the image
+/// has no holes (the kernel's swapon refuses a file with holes).
+///
+/// # Errors
+/// The error `posix_fallocate` returns (`ENOSPC` when the disk is full).
+pub fn preallocate(file: &std::fs::File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: a descriptor this caller owns; no memory is passed.
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if r != 0 {
+        return Err(std::io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
 /// Restores the default disposition of SIGPIPE (the Rust runtime ignores
 /// it), so that a command whose stdout is closed ends quietly, as
 /// coreutils do, instead of failing in `println!`. Call it at the start of

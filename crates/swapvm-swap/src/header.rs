@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
@@ -103,6 +103,16 @@ pub enum HeaderError {
         path: PathBuf,
         /// The bytes found instead, ASCII-escaped.
         found: String,
+    },
+    /// The filesystem cannot hold the image.
+    #[error("{}: a {need_mib} MiB swap image does not fit: {free_mib} MiB free on its filesystem (lower size_mib or use another folder)", path.display())]
+    NoSpace {
+        /// The image.
+        path: PathBuf,
+        /// Its size.
+        need_mib: u64,
+        /// Space free for it.
+        free_mib: u64,
     },
     /// No swap signature, and a filesystem is there instead.
     #[error("{}: not a swap area: it holds {what}; refusing to use it (mkswap it only if its contents may go)", path.display())]
@@ -524,6 +534,10 @@ pub fn mkswap(
     let total_pages = size_bytes / PAGE_SIZE as u64;
     let uuid = uuid.unwrap_or_else(|| *Uuid::new_v4().as_bytes());
     let header = SwapHeader::new(total_pages, uuid, label)?;
+    let regular = !path.exists() || path.metadata().is_ok_and(|m| m.is_file());
+    if regular {
+        check_space(path, total_pages * PAGE_SIZE as u64)?;
+    }
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -533,6 +547,16 @@ pub fn mkswap(
         .map_err(HeaderError::io(path, "cannot create swap image"))?;
     file.set_len(total_pages * PAGE_SIZE as u64)
         .map_err(HeaderError::io(path, "cannot set the size of swap image"))?;
+    if regular {
+        if let Err(e) = swapvm_io::preallocate(&file, total_pages * PAGE_SIZE as u64) {
+            // Nothing half-made is left behind.
+            let _ = std::fs::remove_file(path);
+            return Err(HeaderError::io(
+                path,
+                "cannot allocate the blocks of swap image",
+            )(e));
+        }
+    }
     file.write_all(&header.encode())
         .map_err(HeaderError::io(path, "cannot write swap header"))?;
     file.sync_all()
@@ -541,6 +565,28 @@ pub fn mkswap(
     tracing::debug!(path = %path.display(), total_pages, uuid = %header.uuid_string(),
         label = %header.label, "mkswap");
     Ok(header)
+}
+
+/// Refuses an image of `bytes` that the filesystem holding `path` cannot
+/// hold (images are preallocated, not sparse).
+fn check_space(path: &Path, bytes: u64) -> Result<(), HeaderError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Ok(free) = swapvm_io::free_bytes(dir) else {
+        return Ok(()); // Let the allocation itself say why.
+    };
+    // An existing image of that path is replaced: its blocks count as free.
+    let old = path.metadata().map_or(0, |m| m.blocks() * 512);
+    if bytes > free.saturating_add(old) {
+        return Err(HeaderError::NoSpace {
+            path: path.to_owned(),
+            need_mib: bytes >> 20,
+            free_mib: free.saturating_add(old) >> 20,
+        });
+    }
+    Ok(())
 }
 
 /// Fsync the directory holding `path`, so a newly created image's name is
@@ -646,6 +692,24 @@ pub fn parse_uuid(s: &str) -> Result<[u8; 16], HeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mkswap_preallocates_and_refuses_an_image_the_disk_cannot_hold() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let img = dir.path().join("a.img");
+        mkswap(&img, 8 << 20, "", None).unwrap();
+        let m = img.metadata().unwrap();
+        assert!(m.blocks() * 512 >= 8 << 20, "sparse: {} blocks", m.blocks());
+        // 8 TiB: more than the test disk holds; nothing is left behind.
+        let big = dir.path().join("big.img");
+        let e = mkswap(&big, 1 << 43, "", None).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("big.img") && msg.contains("does not fit"),
+            "{msg}"
+        );
+        assert!(!big.exists());
+    }
 
     /// The offsets match a header util-linux `mkswap -L abcdefghijklmno
     /// -U 0123abcd-0000-4000-8000-0123456789ab` wrote on an 8 MiB file
