@@ -701,3 +701,18 @@ fn sigint_stops_the_run_with_a_summary_and_exit_130() {
     let inspect = swapvm!("inspect", t.path("swap.img"));
     assert_eq!(inspect.status.code(), Some(0), "{:?}", text(&inspect));
 }
+
+/// A disk that fails many writes: the first 20 failures are logged one by
+/// one, the rest as one count at the end, not a line each.
+#[test]
+fn repeated_io_errors_are_logged_a_few_times_then_counted() {
+    let t = Tiny::new();
+    let o = swapvm!("run", t.config(), "--fault", "write_error_rate=0.5");
+    let (_, stderr) = text(&o);
+    let lines = stderr.lines().filter(|l| l.contains("failed: ")).count();
+    assert_eq!(lines, 20, "{stderr}");
+    assert!(
+        stderr.contains("more swap I/O errors were not logged"),
+        "{stderr}"
+    );
+}

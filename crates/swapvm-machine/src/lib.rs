@@ -126,6 +126,9 @@ pub enum MachineError {
     },
 }
 
+/// Failed swap I/Os logged one by one before only a count is.
+const IO_ERRORS_LOGGED: u64 = 20;
+
 /// Run options from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -266,6 +269,8 @@ pub struct Machine {
     marks: Vec<report::Mark>,
     /// The run stopped early on `RunOptions::interrupt`.
     interrupted: bool,
+    /// Swap I/O errors seen (the first few are logged).
+    io_errors: u64,
     /// The swap-in readahead mode with every configured device on
     /// (`swap_use_vma_readahead`): `"vma"` or `"cluster"`.
     swap_readahead: &'static str,
@@ -602,6 +607,7 @@ impl Machine {
             swap_events: Vec::new(),
             marks: Vec::new(),
             interrupted: false,
+            io_errors: 0,
             swap_readahead,
         })
     }
@@ -630,6 +636,14 @@ impl Machine {
         self.tick
     }
 
+    /// Whether to log one more failed swap I/O: the first
+    /// [`IO_ERRORS_LOGGED`], then only a count at the end of the run, so a
+    /// failing disk does not bury the summary under thousands of lines.
+    fn io_error_log(&mut self) -> bool {
+        self.io_errors += 1;
+        self.io_errors <= IO_ERRORS_LOGGED
+    }
+
     /// Delivers every swap I/O due by now.
     fn deliver_io(&mut self) -> usize {
         let done = self.swap.complete_due(self.tick);
@@ -638,7 +652,9 @@ impl Machine {
             if d.cookie & swsusp::HIB_COOKIE != 0 {
                 let ok = d.result.is_ok();
                 if let Err(e) = &d.result {
-                    tracing::error!("hibernation {:?} of {:?} failed: {e}", d.kind, d.entry);
+                    if self.io_error_log() {
+                        tracing::error!("hibernation {:?} of {:?} failed: {e}", d.kind, d.entry);
+                    }
                 }
                 self.hib_io_done(d.cookie, d.kind, ok, d.buf.as_slice());
                 self.swap.recycle(d.buf);
@@ -657,7 +673,9 @@ impl Machine {
             let _ = h.record(us);
             let ok = d.result.is_ok();
             if let Err(e) = &d.result {
-                tracing::error!("swap {:?} of {:?} failed: {e}", d.kind, d.entry);
+                if self.io_error_log() {
+                    tracing::error!("swap {:?} of {:?} failed: {e}", d.kind, d.entry);
+                }
             }
             match d.kind {
                 IoKind::Read => {
@@ -1666,6 +1684,12 @@ async fn tick_loop(
         mm.mem.shmem_unlink(&mut mm.swap, ino);
     }
     g.swsusp_release();
+    if g.io_errors > IO_ERRORS_LOGGED {
+        tracing::error!(
+            "{} more swap I/O errors were not logged (report.json counts them per device)",
+            g.io_errors - IO_ERRORS_LOGGED
+        );
+    }
     g.run_checker();
     // The last row: every delta column now sums to its counter.
     series::sample(&mut g);
