@@ -271,6 +271,12 @@ pub struct Machine {
     interrupted: bool,
     /// Swap I/O errors seen (the first few are logged).
     io_errors: u64,
+    /// Per `[[swap]]` entry, the figures and injected faults of its earlier
+    /// swapon periods (summed), kept when a swapoff removes the device.
+    retired: Vec<Option<(report::DeviceReport, swapvm_io::FaultCounts)>>,
+    /// The device report taken when the running swapoff began (its static
+    /// fields; the I/O figures are read again when it ends).
+    swapoff_snapshot: Option<report::DeviceReport>,
     /// The swap-in readahead mode with every configured device on
     /// (`swap_use_vma_readahead`): `"vma"` or `"cluster"`.
     swap_readahead: &'static str,
@@ -608,6 +614,8 @@ impl Machine {
             marks: Vec::new(),
             interrupted: false,
             io_errors: 0,
+            retired: Vec::new(),
+            swapoff_snapshot: None,
             swap_readahead,
         })
     }
@@ -977,6 +985,7 @@ impl Machine {
         self.swap_event(format!(
             "swapoff of swap[{device}] begins, {inuse} slots in use"
         ));
+        self.swapoff_snapshot = report::device_report(self, ty);
         self.swapoff = Some(so);
         Ok(())
     }
@@ -1039,6 +1048,37 @@ impl Machine {
         self.swapoff.is_some() && !self.frozen()
     }
 
+    /// Keeps the figures of `[[swap]]` entry `d` (type `ty`), just swapped
+    /// off, for the report: I/O and faults as they ended, summed with its
+    /// earlier periods; every slot and cluster free.
+    fn retire(&mut self, d: usize, ty: SwapType) {
+        let Some(mut r) = self.swapoff_snapshot.take() else {
+            return;
+        };
+        let io = self.swap.io_stats(ty);
+        r.on = false;
+        r.slots_used = 0;
+        r.reads = io.reads;
+        r.writes = io.writes;
+        r.bytes_read = io.bytes_read;
+        r.bytes_written = io.bytes_written;
+        r.errors = io.errors;
+        r.writes_merged = io.writes_merged;
+        r.max_in_flight = io.max_in_flight;
+        let clusters = r.cluster_usage.len() as u32;
+        r.clusters_free_nonfull_frag_full = [clusters, 0, 0, 0];
+        r.cluster_usage.iter_mut().for_each(|c| *c = 0);
+        let mut faults = self.swap.fault_counts(ty);
+        if self.retired.len() <= d {
+            self.retired.resize(d + 1, None);
+        }
+        if let Some((e, f)) = self.retired[d].take() {
+            r = r.with_earlier(&e);
+            faults.add(f);
+        }
+        self.retired[d] = Some((r, faults));
+    }
+
     fn swapoff_tick(&mut self) -> bool {
         if !self.swapoff_due() {
             return false;
@@ -1062,6 +1102,7 @@ impl Machine {
                 let (started, unused) = (so.started, so.unused);
                 if let Some(d) = device {
                     self.swap_types[d] = None;
+                    self.retire(d, ty);
                 }
                 let ticks = self.tick - started;
                 self.swap_event(format!(

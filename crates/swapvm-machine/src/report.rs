@@ -65,6 +65,10 @@ pub struct LatencyBucket {
 /// One swap device's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceReport {
+    /// On at the end of the run (false: swapped off; its figures are
+    /// those of the periods it was on).
+    #[serde(default = "default_on")]
+    pub on: bool,
     /// Image path.
     pub path: String,
     /// Priority.
@@ -532,6 +536,10 @@ fn workload_file(m: &Machine) -> String {
         .unwrap_or_default()
 }
 
+fn default_on() -> bool {
+    true
+}
+
 /// Every counter at one `Op::Mark`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Mark {
@@ -569,50 +577,81 @@ impl Mark {
     }
 }
 
-pub(crate) fn build(m: &mut Machine) -> Report {
-    let devices = m
-        .swap
-        .device_types()
-        .to_vec()
-        .into_iter()
-        .filter_map(|ty| {
-            let zram = m.zram_stats(ty);
-            let (read_latency, write_latency) = m
-                .dev_latency_us
-                .get(ty.0 as usize)
-                .map_or((Latency::default(), Latency::default()), |h| {
-                    (latency(&h[0]), latency(&h[1]))
-                });
-            let d = m.swap.device_mut(ty)?;
-            let lists = d.clusters().list_counts();
-            let io = m.swap.io_stats(ty);
-            let d = m.swap.device(ty)?;
-            Some(DeviceReport {
-                path: d.path.display().to_string(),
-                priority: d.priority,
-                slots: d.pages,
-                slots_used: d.inuse_pages,
-                reads: io.reads,
-                writes: io.writes,
-                bytes_read: io.bytes_read,
-                bytes_written: io.bytes_written,
-                errors: io.errors,
-                max_in_flight: io.max_in_flight,
-                read_latency,
-                write_latency,
-                clusters_free_nonfull_frag_full: lists,
-                discards: d.discards,
-                rotational: d.rotational,
-                writes_merged: io.writes_merged,
-                cluster_usage: (0..d.clusters_ref().len())
-                    .map(|ci| d.clusters_ref().info(ci).count)
-                    .collect(),
-                uuid: d.header.uuid_string(),
-                continued_slots: d.continued_slots() as u64,
-                zram,
-            })
+/// The report of the device of swap type `ty` while it is on.
+pub(crate) fn device_report(m: &mut Machine, ty: swapvm_core::SwapType) -> Option<DeviceReport> {
+    let zram = m.zram_stats(ty);
+    let (read_latency, write_latency) = m
+        .dev_latency_us
+        .get(ty.0 as usize)
+        .map_or((Latency::default(), Latency::default()), |h| {
+            (latency(&h[0]), latency(&h[1]))
+        });
+    let d = m.swap.device_mut(ty)?;
+    let lists = d.clusters().list_counts();
+    let io = m.swap.io_stats(ty);
+    let d = m.swap.device(ty)?;
+    Some(DeviceReport {
+        path: d.path.display().to_string(),
+        on: true,
+        priority: d.priority,
+        slots: d.pages,
+        slots_used: d.inuse_pages,
+        reads: io.reads,
+        writes: io.writes,
+        bytes_read: io.bytes_read,
+        bytes_written: io.bytes_written,
+        errors: io.errors,
+        max_in_flight: io.max_in_flight,
+        read_latency,
+        write_latency,
+        clusters_free_nonfull_frag_full: lists,
+        discards: d.discards,
+        rotational: d.rotational,
+        writes_merged: io.writes_merged,
+        cluster_usage: (0..d.clusters_ref().len())
+            .map(|ci| d.clusters_ref().info(ci).count)
+            .collect(),
+        uuid: d.header.uuid_string(),
+        continued_slots: d.continued_slots() as u64,
+        zram,
+    })
+}
+
+impl DeviceReport {
+    /// This report with the I/O of `earlier` on-periods of the same
+    /// `[[swap]]` entry (before a swapoff) added in.
+    pub(crate) fn with_earlier(mut self, earlier: &DeviceReport) -> DeviceReport {
+        self.reads += earlier.reads;
+        self.writes += earlier.writes;
+        self.bytes_read += earlier.bytes_read;
+        self.bytes_written += earlier.bytes_written;
+        self.errors += earlier.errors;
+        self.writes_merged += earlier.writes_merged;
+        self.discards += earlier.discards;
+        self.max_in_flight = self.max_in_flight.max(earlier.max_in_flight);
+        self
+    }
+}
+
+/// Every configured device, in config order: its figures summed over all
+/// its swapon periods, the ones swapped off at the end marked `on: false`.
+fn devices(m: &mut Machine) -> Vec<DeviceReport> {
+    (0..m.swap_types.len())
+        .filter_map(|i| {
+            let now = m.swap_types[i].and_then(|ty| device_report(m, ty));
+            let earlier = m.retired.get(i).and_then(Option::as_ref);
+            match (now, earlier) {
+                (Some(n), Some((e, _))) => Some(n.with_earlier(e)),
+                (Some(n), None) => Some(n),
+                (None, Some((e, _))) => Some(e.clone()),
+                (None, None) => None,
+            }
         })
-        .collect();
+        .collect()
+}
+
+pub(crate) fn build(m: &mut Machine) -> Report {
+    let devices = devices(m);
     let swap_orders = m
         .swap
         .order_stats()
@@ -629,6 +668,10 @@ pub(crate) fn build(m: &mut Machine) -> Report {
     let mut io_faults = swapvm_io::FaultCounts::default();
     for &ty in m.swap.device_types() {
         io_faults.add(m.swap.fault_counts(ty));
+    }
+    // Faults injected on devices before their swapoff.
+    for (_, f) in m.retired.iter().flatten() {
+        io_faults.add(*f);
     }
     let faults = FaultReport {
         io: io_faults,

@@ -691,6 +691,39 @@ mod shipped {
         out
     }
 
+    /// A device swapped off and on again keeps its place and its figures:
+    /// the report lists devices in config order, each with its I/O summed
+    /// over every period it was on, so the devices' bytes add up to the
+    /// machine's pswpin and pswpout.
+    #[test]
+    fn a_device_keeps_its_figures_across_swapoff_and_swapon() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = tempdir();
+        let cfg = config_in(dir.path(), "two-devices.toml");
+        let r = run_config(
+            &cfg,
+            RunOptions {
+                workload: Some(root.join("workloads/swapoff-under-load.toml")),
+                scale: Some(0.25),
+                ..RunOptions::default()
+            },
+        );
+        let d = describe(&r);
+        assert!(
+            r.swap_events
+                .iter()
+                .any(|e| e.contains("swapoff of swap[0] done")),
+            "{d}"
+        );
+        assert_eq!(r.devices.len(), 2, "{d}");
+        assert!(r.devices[0].path.ends_with("swap1.img"), "{d}");
+        assert!(r.devices[1].path.ends_with("swap2.img"), "{d}");
+        let read: u64 = r.devices.iter().map(|x| x.bytes_read).sum();
+        let written: u64 = r.devices.iter().map(|x| x.bytes_written).sum();
+        assert_eq!(read / 4096, r.counter(VmEvent::PswpIn), "{d}");
+        assert_eq!(written / 4096, r.counter(VmEvent::PswpOut), "{d}");
+    }
+
     /// Every shipped workload on every shipped config, scaled down, runs
     /// to completion with data verified, every invariant held and no slot
     /// left in use.
