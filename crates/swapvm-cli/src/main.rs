@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use swapvm_core::config::Override;
 use swapvm_core::MachineConfig;
 use swapvm_io::diskbench::{self, BenchConfig, BenchEngine, BenchReport, DirStats, Pattern};
 use swapvm_machine::{Machine, Outcome, Report, RunOptions};
@@ -64,6 +65,11 @@ enum Cmd {
         /// read_error_rate=0.01 or write_error_slots=5,9 (repeatable).
         #[arg(long, value_name = "KEY=VALUE")]
         fault: Vec<String>,
+        /// Set a config field by its dotted path, e.g. machine.ram_mib=128
+        /// or swap.0.allocator=free-clusters-only; checked like the file
+        /// (repeatable, applied in order).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        set: Vec<Override>,
         /// Re-introduce a bug the seed review found, to see the checks
         /// catch it (repeatable; see README).
         #[arg(long, value_name = "NAME")]
@@ -331,6 +337,14 @@ struct DiskbenchArgs {
     seed: u64,
 }
 
+/// `--set KEY=VALUE`; the config module parses the value and applies it.
+fn parse_set(s: &str) -> Result<Override, String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok(Override::new(key, value)),
+        _ => Err("expected KEY=VALUE, e.g. machine.ram_mib=128".into()),
+    }
+}
+
 fn parse_scale(s: &str) -> Result<f64, String> {
     let f: f64 = s
         .parse()
@@ -392,9 +406,10 @@ fn run(cli: Cli) -> Result<i32> {
             check_every,
             strict,
             fault,
+            set,
             seed_bug,
         } => {
-            let mut cfg = MachineConfig::load(&config)?;
+            let mut cfg = MachineConfig::load_with(&config, &set)?;
             for kv in &fault {
                 cfg.fault.set(kv, std::path::Path::new("--fault"))?;
             }

@@ -28,6 +28,10 @@ pub struct ReplayArgs {
     /// Seed (overrides `machine.seed`).
     #[arg(long)]
     seed: Option<u64>,
+    /// Set a config field by its dotted path, e.g. machine.ram_mib=128
+    /// (repeatable, applied in order; see `swapvm run --help`).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::parse_set)]
+    set: Vec<swapvm_core::config::Override>,
     /// Run folder (created): the files `swapvm run --out` writes, and
     /// trace-stats.json.
     #[arg(long)]
@@ -168,7 +172,7 @@ fn scan(path: &Path, format: Option<TraceFormat>) -> Result<TraceStats> {
 }
 
 pub fn replay(a: ReplayArgs) -> Result<i32> {
-    let cfg = MachineConfig::load(&a.config).with_context(|| {
+    let cfg = MachineConfig::load_with(&a.config, &a.set).with_context(|| {
         format!(
             "replay needs a machine config (default {DEFAULT_CONFIG}, relative to the current folder); pass --config"
         )

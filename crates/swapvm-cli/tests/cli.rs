@@ -425,6 +425,69 @@ mod run {
     }
 }
 
+mod set {
+    use super::*;
+
+    #[test]
+    fn set_overrides_show_in_report_json() {
+        let t = Tiny::new();
+        let out = t.path("run");
+        let o = swapvm!(
+            "run",
+            t.config(),
+            "--set",
+            "machine.seed=7",
+            "--set",
+            "swap.0.allocator=free-clusters-only",
+            "--set",
+            "reclaim.page_cluster=0",
+            "--out",
+            out
+        );
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let c = &v["config_loaded"];
+        assert_eq!(c["machine"]["seed"], 7);
+        assert_eq!(v["seed"], 7, "the run used the overridden seed");
+        assert_eq!(c["swap"][0]["allocator"], "free-clusters-only");
+        assert_eq!(c["reclaim"]["page_cluster"], 0);
+        assert_eq!(c["machine"]["ram_mib"], 8, "fields not set stay the file's");
+    }
+
+    #[test]
+    fn bad_set_exits_2_naming_the_key() {
+        let t = Tiny::new();
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "machine.bogus=1",
+                &["--set machine.bogus=1", "unknown field `bogus`"],
+            ),
+            ("machine.ram_mib=abc", &["--set machine.ram_mib=abc", "u64"]),
+            (
+                "swap.3.path=x.img",
+                &["--set swap.3.path: no [[swap]] entry 3 (the config has 1)"],
+            ),
+            (
+                "reclaim.swappiness=300",
+                &["--set reclaim.swappiness=300", "0..=200"],
+            ),
+        ];
+        for (arg, needles) in cases {
+            let o = swapvm!("run", t.config(), "--set", arg);
+            let stderr = assert_fails(&o, needles);
+            assert_eq!(o.status.code(), Some(2), "{arg}: {stderr}");
+            assert!(!stderr.contains("line "), "{arg}: names a line: {stderr}");
+        }
+        assert!(!t.path("swap.img").exists(), "a bad --set created swap");
+        // No `=`: the argument parser refuses it, naming the flag.
+        let o = swapvm!("run", t.config(), "--set", "machine.seed");
+        assert_fails(&o, &["--set", "machine.seed", "KEY=VALUE"]);
+        assert_eq!(o.status.code(), Some(2));
+    }
+}
+
 mod images {
     use super::*;
 

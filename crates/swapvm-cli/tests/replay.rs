@@ -226,6 +226,36 @@ fn several_pids_are_several_processes() {
 }
 
 #[test]
+fn set_overrides_the_replay_config_and_a_bad_one_names_the_key() {
+    let dir = tempdir();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workloads/two-pids.csv");
+    let cfg = config(dir.path(), 8, 16);
+    let r = json(&swapvm!(
+        "replay",
+        &sample,
+        "--config",
+        &cfg,
+        "--json",
+        "--set",
+        "machine.seed=9",
+        "--set",
+        "machine.ram_mib=12"
+    ));
+    assert_eq!(r["seed"], 9);
+    assert_eq!(r["config_loaded"]["machine"]["ram_mib"], 12);
+    let o = swapvm!(
+        "replay",
+        &sample,
+        "--config",
+        &cfg,
+        "--set",
+        "swap.0.bogus=1"
+    );
+    assert_fails(&o, &["--set swap.0.bogus=1", "unknown field `bogus`"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn out_writes_report_vmstat_and_trace_stats() {
     let dir = tempdir();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workloads/true-head.lackey");

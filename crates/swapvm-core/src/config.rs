@@ -7,11 +7,15 @@
 //! as in Cargo manifests, so a config works from any current directory.
 //!
 //! Every error names the file, and the field or line (TOML errors carry the
-//! line and column).
+//! line and column). A field changed on the command line (`--set`, an
+//! [`Override`]) is checked as the file is, and its errors name `--set KEY`.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+mod overrides;
+pub use overrides::Override;
 
 /// Smallest emulated RAM swapvm accepts: below this the watermarks leave
 /// nothing to run in.
@@ -51,6 +55,15 @@ pub enum ConfigError {
         /// Dotted path of the field, e.g. `machine.ram_mib`.
         field: String,
         /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// A `--set` override that cannot be applied: no such field, an index
+    /// out of range, a value of the wrong type or out of range.
+    #[error("--set {arg}: {reason}")]
+    Override {
+        /// `KEY`, or `KEY=VALUE` when the value is what is wrong.
+        arg: String,
+        /// What is wrong.
         reason: String,
     },
 }
@@ -589,22 +602,98 @@ fn default_page_cluster() -> u32 {
     3
 }
 
+/// A validation error on a field an override set (or on a field inside a
+/// table or array it set) is the override's: the last such one is named.
+/// One on another field, which an override may have made wrong (two fields
+/// that must agree), keeps the file's name and lists the overrides.
+fn blame_override(e: ConfigError, overrides: &[Override], fields: &[String]) -> ConfigError {
+    let ConfigError::Invalid {
+        path,
+        field,
+        reason,
+    } = e
+    else {
+        return e;
+    };
+    let set_it = |f: &String| {
+        field == *f
+            || field
+                .strip_prefix(f.as_str())
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+    };
+    match fields.iter().rposition(set_it) {
+        Some(i) if field == fields[i] => overrides[i].value_error(reason),
+        Some(i) => overrides[i].value_error(format!("field `{field}`: {reason}")),
+        None if overrides.is_empty() => ConfigError::Invalid {
+            path,
+            field,
+            reason,
+        },
+        None => {
+            let sets: Vec<String> = overrides
+                .iter()
+                .map(|o| format!("--set {}={}", o.key, o.raw))
+                .collect();
+            ConfigError::Invalid {
+                path,
+                field,
+                reason: format!("{reason} (with {})", sets.join(" ")),
+            }
+        }
+    }
+}
+
 impl MachineConfig {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, &[])
+    }
+
+    /// Loads a config file, applies `overrides` in order (a later one wins)
+    /// and validates the result.
+    ///
+    /// # Errors
+    ///
+    /// The file's own errors as [`MachineConfig::load`] gives them;
+    /// [`ConfigError::Override`] naming the first override that cannot be
+    /// applied or deserialised, or whose field fails validation.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text, path)
+        Self::from_toml_with(&text, path, overrides)
     }
 
     /// Parses and validates `text`, which came from `path`.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml_with(text, path, &[])
+    }
+
+    /// [`MachineConfig::from_toml`] with `overrides` applied to the parsed
+    /// document before it is deserialised, so they are type-checked as the
+    /// file is. Relative paths they set resolve against the file's folder.
+    pub fn from_toml_with(
+        text: &str,
+        path: &Path,
+        overrides: &[Override],
+    ) -> Result<Self, ConfigError> {
+        // The file alone first, so that its own errors name its lines.
         let mut cfg: MachineConfig = parse_toml(text, path)?;
+        let mut fields = Vec::with_capacity(overrides.len());
+        if !overrides.is_empty() {
+            let mut doc: toml::Value = parse_toml(text, path)?;
+            // One at a time, so a type error names the override that made it.
+            for o in overrides {
+                fields.push(o.apply(&mut doc)?);
+                cfg = MachineConfig::deserialize(doc.clone())
+                    .map_err(|e| o.value_error(e.message().trim_end().to_owned()))?;
+            }
+        }
         cfg.source = path.to_owned();
         cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| blame_override(e, overrides, &fields))?;
         Ok(cfg)
     }
 
@@ -1076,5 +1165,198 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("line 6"), "{msg}");
+    }
+
+    fn with(text: &str, sets: &[(&str, &str)]) -> Result<MachineConfig, ConfigError> {
+        let sets: Vec<Override> = sets.iter().map(|(k, v)| Override::new(k, v)).collect();
+        MachineConfig::from_toml_with(text, Path::new("/cfg/test.toml"), &sets)
+    }
+
+    const ONE_SWAP: &str = "[machine]\nram_mib = 64\n[[swap]]\npath = \"a.img\"\nsize_mib = 8\n";
+
+    #[test]
+    fn set_values_parse_as_toml_else_as_strings() {
+        let v = |raw: &str| Override::new("k", raw).value;
+        assert_eq!(v("128"), toml::Value::Integer(128));
+        assert_eq!(v("0.5"), toml::Value::Float(0.5));
+        assert_eq!(v("true"), toml::Value::Boolean(true));
+        assert_eq!(v("\"a b\""), toml::Value::String("a b".into()));
+        assert_eq!(
+            v("free-clusters-only"),
+            toml::Value::String("free-clusters-only".into())
+        );
+        assert_eq!(v("1G"), toml::Value::String("1G".into()));
+        assert_eq!(v("1\nw = 2"), toml::Value::String("1\nw = 2".into()));
+        assert_eq!(v("[16, 32]").as_array().map(Vec::len), Some(2));
+        assert_eq!(v("{ a = 1 }")["a"].as_integer(), Some(1));
+        assert_eq!(Override::new(" machine.seed ", " 7 ").key, "machine.seed");
+    }
+
+    #[test]
+    fn set_changes_nested_fields_and_creates_missing_tables() {
+        let c = with(
+            "[machine]\nram_mib = 64\n",
+            &[
+                ("machine.ram_mib", "128"),
+                ("reclaim.page_cluster", "0"),
+                ("mthp.hugepages.64kB", "madvise"),
+                ("machine.ram_mib", "96"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.machine.ram_mib, 96, "the later override wins");
+        assert_eq!(c.reclaim.page_cluster, 0);
+        assert_eq!(c.mthp.orders_madvise(), vec![4]);
+        // The override shows when the config is serialised (report.json).
+        let v = toml::Value::try_from(&c).unwrap();
+        assert_eq!(v["machine"]["ram_mib"].as_integer(), Some(96));
+    }
+
+    #[test]
+    fn set_adds_a_key_to_an_existing_table() {
+        let c = with(
+            "[machine]\nram_mib = 64\n[reclaim]\nswappiness = 10\n",
+            &[
+                ("machine.io_write_latency_ticks", "5"),
+                ("reclaim.vma_ra_enabled", "false"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.machine.io_write_latency_ticks, Some(5));
+        assert!(!c.reclaim.vma_ra_enabled);
+        assert_eq!(c.reclaim.swappiness, 10, "the file's fields stay");
+    }
+
+    #[test]
+    fn set_indexes_an_array_of_tables() {
+        let c = with(
+            ONE_SWAP,
+            &[
+                ("swap.0.allocator", "free-clusters-only"),
+                ("swap.0.rotational", "auto"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.swap[0].allocator, Allocator::FreeClustersOnly);
+        assert_eq!(c.swap[0].rotational, Rotational::Auto);
+        assert_eq!(c.swap[0].size_mib, 8);
+        let c = with(
+            ONE_SWAP,
+            &[("swap.0", "{ path = \"b.img\", size_mib = 16 }")],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.swap[0].path.as_path(), c.swap[0].size_mib),
+            (Path::new("b.img"), 16)
+        );
+        let c = with(ONE_SWAP, &[("mthp.enabled_kb", "[16, 64]")]).unwrap();
+        assert_eq!(c.mthp.enabled_kb, vec![16, 64]);
+    }
+
+    #[test]
+    fn set_index_out_of_range_names_the_key_and_the_count() {
+        let e = with(ONE_SWAP, &[("swap.3.path", "x.img")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--set swap.3.path: no [[swap]] entry 3 (the config has 1)"
+        );
+        let e = with("[machine]\nram_mib = 64\n", &[("swap.0.size_mib", "8")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--set swap.0.size_mib: no [[swap]] entry 0 (the config has 0)"
+        );
+        let e = with(ONE_SWAP, &[("swap.first.path", "x")]).unwrap_err();
+        assert!(e.to_string().starts_with("--set swap.first.path: "), "{e}");
+        let e = with(
+            ONE_SWAP,
+            &[("mthp.enabled_kb", "[16]"), ("mthp.enabled_kb.1", "32")],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("no element 1 in `mthp.enabled_kb`"),
+            "{e}"
+        );
+        let e = with(ONE_SWAP, &[("machine.ram_mib.x", "1")]).unwrap_err();
+        assert!(
+            e.to_string().contains("`machine.ram_mib` is an integer"),
+            "{e}"
+        );
+        let e = with(ONE_SWAP, &[("machine..seed", "1")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("--set machine..seed: empty part"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn set_unknown_key_is_named() {
+        for key in ["machine.bogus", "bogus.ram_mib", "swap.0.bogus"] {
+            let e = with(ONE_SWAP, &[(key, "1")]).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("--set {key}=1: unknown field `bogus`")),
+                "{msg}"
+            );
+            assert!(!msg.contains("line"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn set_wrong_type_names_the_key_and_the_expected_type() {
+        let e = with(ONE_SWAP, &[("machine.ram_mib", "abc")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("--set machine.ram_mib=abc: "), "{msg}");
+        assert!(msg.contains("u64"), "{msg}");
+        let e = with(ONE_SWAP, &[("swap.0.allocator", "best-fit")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("--set swap.0.allocator=best-fit: "),
+            "{msg}"
+        );
+        assert!(msg.contains("per-order"), "{msg}");
+        let e = with(ONE_SWAP, &[("machine.cpus", "-1")]).unwrap_err();
+        assert!(e.to_string().starts_with("--set machine.cpus=-1: "), "{e}");
+    }
+
+    #[test]
+    fn set_out_of_range_is_validated_like_the_file_and_names_the_key() {
+        let e = with(ONE_SWAP, &[("reclaim.page_cluster", "11")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--set reclaim.page_cluster=11: 11 is outside 0..=10 (at most 1024 pages)"
+        );
+        let e = with(
+            ONE_SWAP,
+            &[("swap.0", "{ path = \"a.img\", size_mib = 0 }")],
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("--set swap.0=") && msg.contains("field `swap[0].size_mib`"),
+            "{msg}"
+        );
+        // A field the override did not set keeps the file's name, and the
+        // overrides are listed.
+        let e = with(ONE_SWAP, &[("machine.content", "none")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("/cfg/test.toml: field `swap[0].backend`"),
+            "{msg}"
+        );
+        assert!(msg.ends_with("(with --set machine.content=none)"), "{msg}");
+        // An override can mend a file that would not validate on its own.
+        let c = with("[machine]\nram_mib = 1\n", &[("machine.ram_mib", "8")]).unwrap();
+        assert_eq!(c.machine.ram_mib, 8);
+        // The file's own errors still name the file and line.
+        let e = with(
+            "[machine]\nram_mib = 64\nbogus = 1\n",
+            &[("machine.seed", "2")],
+        )
+        .unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            msg.contains("/cfg/test.toml") && msg.contains("line 3"),
+            "{msg}"
+        );
     }
 }
