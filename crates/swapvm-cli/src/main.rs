@@ -49,6 +49,9 @@ enum Cmd {
         /// the plots memory.svg, latency.svg, faults.svg.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Overwrite the files of an --out folder that is not empty.
+        #[arg(long)]
+        force: bool,
         /// Print the report as JSON on stdout instead of the summary.
         #[arg(long)]
         json: bool,
@@ -194,6 +197,33 @@ fn run_thp_alloc(a: &ThpAllocArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Refuses an `--out` folder that already holds files (an earlier run's
+/// results would be mixed with or lost to this one's) unless `force`; a
+/// path that is not a folder is refused always. Checked before the run.
+pub(crate) fn check_out_folder(out: Option<&std::path::Path>, force: bool) -> Result<()> {
+    let Some(dir) = out else {
+        return Ok(());
+    };
+    if !dir.exists() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        dir.is_dir(),
+        "--out {}: exists and is not a folder",
+        dir.display()
+    );
+    let used = std::fs::read_dir(dir)
+        .with_context(|| format!("--out {}: cannot read the folder", dir.display()))?
+        .next()
+        .is_some();
+    anyhow::ensure!(
+        !used || force,
+        "--out {}: the folder is not empty; pass --force to overwrite its files, or name another",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// A flag that the first SIGINT or SIGTERM sets, so the run stops at the
@@ -401,6 +431,7 @@ fn run(cli: Cli) -> Result<i32> {
             workload,
             seed,
             out,
+            force,
             json,
             scale,
             check_every,
@@ -409,6 +440,7 @@ fn run(cli: Cli) -> Result<i32> {
             set,
             seed_bug,
         } => {
+            check_out_folder(out.as_deref(), force)?;
             let mut cfg = MachineConfig::load_with(&config, &set)?;
             for kv in &fault {
                 cfg.fault.set(kv, std::path::Path::new("--fault"))?;

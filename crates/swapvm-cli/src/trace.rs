@@ -36,6 +36,9 @@ pub struct ReplayArgs {
     /// trace-stats.json.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Overwrite the files of an --out folder that is not empty.
+    #[arg(long)]
+    force: bool,
     /// Print the report as JSON on stdout instead of the summary.
     #[arg(long)]
     json: bool,
@@ -172,6 +175,7 @@ fn scan(path: &Path, format: Option<TraceFormat>) -> Result<TraceStats> {
 }
 
 pub fn replay(a: ReplayArgs) -> Result<i32> {
+    crate::check_out_folder(a.out.as_deref(), a.force)?;
     let cfg = MachineConfig::load_with(&a.config, &a.set).with_context(|| {
         format!(
             "replay needs a machine config (default {DEFAULT_CONFIG}, relative to the current folder); pass --config"

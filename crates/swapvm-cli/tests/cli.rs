@@ -779,3 +779,25 @@ fn repeated_io_errors_are_logged_a_few_times_then_counted() {
         "{stderr}"
     );
 }
+
+/// A second run into the same --out folder is refused before it runs
+/// (the first run's results stay), and goes ahead with --force.
+#[test]
+fn an_out_folder_in_use_needs_force() {
+    let t = Tiny::new();
+    let out = t.path("run");
+    assert_eq!(
+        swapvm!("run", t.config(), "--out", out).status.code(),
+        Some(0)
+    );
+    let first = std::fs::read(out.join("report.json")).unwrap();
+    let o = swapvm!("run", t.config(), "--out", out, "--seed", "9");
+    assert_fails(&o, &["--out", "not empty", "--force"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read(out.join("report.json")).unwrap(), first);
+    let o = swapvm!("run", t.config(), "--out", out, "--seed", "9", "--force");
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_ne!(std::fs::read(out.join("report.json")).unwrap(), first);
+    let o = swapvm!("run", t.config(), "--out", t.config());
+    assert_fails(&o, &["not a folder"]);
+}

@@ -515,7 +515,8 @@ impl ByteOrder {
 }
 
 /// Create (or overwrite) the swap image `path`: `size_bytes` rounded down to
-/// whole pages, sparse (only the header page is written), mode 0600 if the
+/// whole pages, its blocks allocated (`posix_fallocate`; refused up front when
+/// the filesystem cannot hold it), mode 0600 if the
 /// file is new, the header fsynced and the file's directory entry too.
 /// An existing file is truncated first, so no old data survives.
 /// `label` "" means no label; `uuid` `None` means a random version-4 UUID.
