@@ -19,6 +19,7 @@ pub mod list;
 pub mod lockdep;
 pub mod pte;
 pub mod rng;
+pub mod size;
 pub mod vmstat;
 pub mod warn;
 
