@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub mod cgroup;
 mod overrides;
+pub use cgroup::{CgroupConfig, CgroupLimits};
 pub use overrides::Override;
 
 /// Smallest emulated RAM swapvm accepts: below this the watermarks leave
@@ -130,6 +132,9 @@ pub struct MachineConfig {
     /// Switches that re-introduce the seed review's bugs (all off).
     #[serde(default)]
     pub seed_bugs: crate::fault::SeedBugsConfig,
+    /// Memory cgroups below the root (`[[cgroup]]`, see [`cgroup`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup: Vec<CgroupConfig>,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -823,7 +828,17 @@ impl MachineConfig {
         })?;
         self.fault.validate(p)?;
         self.validate_fault_device()?;
+        self.cgroups()?;
         self.validate_content()
+    }
+
+    /// The memory cgroup hierarchy: the root (index 0, no limits), then each
+    /// `[[cgroup]]` in file order, checked.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `cgroup[i].<file>`.
+    pub fn cgroups(&self) -> Result<Vec<CgroupLimits>, ConfigError> {
+        cgroup::resolve(&self.cgroup, &self.source)
     }
 
     /// No two image-backed `[[swap]]` entries name the same file, however

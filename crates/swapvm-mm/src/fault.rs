@@ -18,6 +18,10 @@ pub enum Wait {
     Folio(Pfn),
     /// Free memory (reclaim to make progress).
     Memory,
+    /// A charge to the task's memcg failed at the `memory.max` of this
+    /// memcg (it or an ancestor): limit reclaim there, then retry
+    /// (`try_charge`'s loop).
+    Memcg(crate::memcg::MemcgId),
 }
 
 /// Why an access did not complete.
@@ -117,7 +121,7 @@ impl Memory {
         write: bool,
         now: u64,
     ) -> Result<(), FaultStop> {
-        self.stat.inc(VmEvent::PgFault);
+        self.count_event(self.mm_memcg(id), VmEvent::PgFault, 1);
         let v = self.find_vma(id, vpn).ok_or(FaultStop::Segv)?;
         let (vma_start, kind) = (v.start.0, v.kind);
         let pgd = self.mm(id).pgd;
@@ -168,6 +172,8 @@ impl Memory {
         let pfn = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
+        self.mem_cgroup_charge(pfn, self.mm_memcg(id))
+            .map_err(|m| FaultStop::Retry(Wait::Memcg(m)))?;
         self.ram.page_mut(pfn).fill(0);
         let av = self.anon_vma_prepare(id, vma_start);
         self.folio_add_new_anon_rmap(pfn, av, vpn);
@@ -233,6 +239,12 @@ impl Memory {
                 self.stat.inc(VmEvent::AnonFaultFallback);
                 continue;
             };
+            // A charge refused falls back to a smaller order, as an
+            // allocation failure does (anon_fault_fallback_charge).
+            if self.mem_cgroup_charge(pfn, self.mm_memcg(id)).is_err() {
+                self.stat.inc(VmEvent::AnonFaultFallback);
+                continue;
+            }
             self.stat.inc(VmEvent::AnonFaultAlloc);
             self.ram.pages_mut(pfn, nr as usize).fill(0);
             let av = self.anon_vma_prepare(id, vma_start);
@@ -472,6 +484,8 @@ impl Memory {
         let pfn = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
+        self.mem_cgroup_swapin_charge_folio(swap, pfn, id, entry)
+            .map_err(|m| FaultStop::Retry(Wait::Memcg(m)))?;
         let av = self.swapin_anon_vma(swap, id, vma_start, entry, 1);
         {
             let p = self.folios.get_mut(pfn);
@@ -493,7 +507,7 @@ impl Memory {
                 });
             }
         };
-        self.stat.inc(VmEvent::PgMajFault);
+        self.count_event(self.mm_memcg(id), VmEvent::PgMajFault, 1);
         if let Some(shadow) = shadow {
             // Before the LRU add: a recent refault starts active.
             self.workingset_refault(pfn, shadow);
@@ -506,7 +520,7 @@ impl Memory {
             let p = self.folios.get_mut(pfn);
             p.set(pg::UPTODATE);
             p.clear(pg::LOCKED);
-            self.stat.inc(VmEvent::SwpinZero);
+            self.count_event(self.folio_memcg(pfn), VmEvent::SwpinZero, 1);
             return self.do_swap_page(swap, id, vma_start, vpn, leaf, entry, write, now);
         }
         let r = self.swap_read_start(swap, pfn, entry, 1, now);
@@ -557,6 +571,12 @@ impl Memory {
             let Some(pfn) = self.alloc_folio(order, false) else {
                 continue;
             };
+            if self
+                .mem_cgroup_swapin_charge_folio(swap, pfn, id, base)
+                .is_err()
+            {
+                continue;
+            }
             let av = self.swapin_anon_vma(swap, id, vma_start, base, nr);
             let p = self.folios.get_mut(pfn);
             p.set(pg::ANON | pg::SWAPBACKED | pg::LOCKED);
@@ -570,7 +590,7 @@ impl Memory {
                 self.free_frame(pfn);
                 continue;
             }
-            self.stat.inc(VmEvent::PgMajFault);
+            self.count_event(self.mm_memcg(id), VmEvent::PgMajFault, 1);
             self.lru.add(&mut self.folios, pfn);
             let r = self.swap_read_start(swap, pfn, base, nr as u32, now);
             if r != FaultStop::SigBus {
@@ -710,6 +730,8 @@ impl Memory {
         let new = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
+        self.mem_cgroup_charge(new, self.mm_memcg(id))
+            .map_err(|m| FaultStop::Retry(Wait::Memcg(m)))?;
         self.ram.copy_page(new, src);
         let av = self.anon_vma_prepare(id, vma_start);
         self.folio_add_new_anon_rmap(new, av, vpn);
@@ -734,6 +756,8 @@ impl Memory {
         nr: u32,
         now: u64,
     ) -> FaultStop {
+        let memcg = self.folio_memcg(pfn);
+        self.memcg.count(memcg, VmEvent::PswpIn, u64::from(nr));
         if let Err(e) = swap.swap_read_folio(entry, nr, u64::from(pfn.0), now) {
             tracing::error!("swap read of {entry:?} (+{nr}) failed to start: {e}");
             self.lru.del(&mut self.folios, pfn);

@@ -84,6 +84,9 @@ pub struct Page {
     pub index: u64,
     /// `folio->swap` while in the swap cache.
     pub swap: Option<SwpEntry>,
+    /// `folio_memcg`: the id of the memory cgroup the folio is charged to
+    /// (head only; 0 is the root).
+    pub memcg: u16,
 }
 
 const _: () = assert!(std::mem::size_of::<Page>() == 32);
@@ -188,5 +191,8 @@ impl SwapFolio for FolioMut<'_> {
     }
     fn set_swap(&mut self, entry: Option<SwpEntry>) {
         self.page.swap = entry;
+    }
+    fn memcg_id(&self) -> u16 {
+        self.page.memcg
     }
 }

@@ -5,6 +5,7 @@
 //! (what to isolate, activate, reclaim) is swapvm-reclaim's.
 
 use crate::folio::{pg, Folios};
+use crate::memcg::MemcgId;
 use swapvm_core::list::ListHead;
 use swapvm_core::Pfn;
 
@@ -81,6 +82,68 @@ impl Lruvec {
     /// Members of a list, head to tail (checker use).
     pub fn members(&self, folios: &mut Folios, l: LruList) -> Vec<u32> {
         self.lists[l as usize].collect(folios)
+    }
+}
+
+/// The lruvecs of the (single) node, one per memory cgroup
+/// (`mem_cgroup_lruvec`), indexed by memcg id. A folio lives on the lruvec
+/// of the memcg it is charged to (`folio_lruvec`), so adds and removals
+/// dispatch on the folio's memcg; scanners take one lruvec at a time.
+#[derive(Debug)]
+pub struct Lruvecs {
+    vecs: Vec<Lruvec>,
+}
+
+impl Default for Lruvecs {
+    fn default() -> Self {
+        Lruvecs {
+            vecs: vec![Lruvec::default()],
+        }
+    }
+}
+
+impl Lruvecs {
+    /// One lruvec for each of `nr` memcgs.
+    pub fn resize(&mut self, nr: usize) {
+        self.vecs.resize_with(nr.max(1), Lruvec::default);
+    }
+    /// Memcgs (lruvecs).
+    pub fn nr(&self) -> usize {
+        self.vecs.len()
+    }
+    /// The lruvec of memcg `m`.
+    pub fn vec(&self, m: MemcgId) -> &Lruvec {
+        &self.vecs[usize::from(m.0)]
+    }
+    /// The lruvec of memcg `m`, mutably.
+    pub fn vec_mut(&mut self, m: MemcgId) -> &mut Lruvec {
+        &mut self.vecs[usize::from(m.0)]
+    }
+    fn of(folios: &Folios, pfn: Pfn) -> usize {
+        usize::from(folios.get(pfn).memcg)
+    }
+    /// [`Lruvec::add`] on the folio's lruvec.
+    pub fn add(&mut self, folios: &mut Folios, pfn: Pfn) {
+        self.vecs[Self::of(folios, pfn)].add(folios, pfn);
+    }
+    /// [`Lruvec::add_tail`] on the folio's lruvec.
+    pub fn add_tail(&mut self, folios: &mut Folios, pfn: Pfn) {
+        self.vecs[Self::of(folios, pfn)].add_tail(folios, pfn);
+    }
+    /// [`Lruvec::del`] on the folio's lruvec.
+    pub fn del(&mut self, folios: &mut Folios, pfn: Pfn) -> bool {
+        self.vecs[Self::of(folios, pfn)].del(folios, pfn)
+    }
+    /// Folios on list `l` of every lruvec (the node's count).
+    pub fn len(&self, l: LruList) -> u32 {
+        self.vecs.iter().map(|v| v.len(l)).sum()
+    }
+    /// Members of list `l` of every lruvec, lruvec by lruvec (checker use).
+    pub fn members(&self, folios: &mut Folios, l: LruList) -> Vec<u32> {
+        self.vecs
+            .iter()
+            .flat_map(|v| v.members(folios, l))
+            .collect()
     }
 }
 

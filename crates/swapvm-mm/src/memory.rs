@@ -2,7 +2,8 @@
 //! zone's free frames and watermarks (mm/page_alloc.c, mm/mmap.c).
 
 use crate::folio::{pg, Folios};
-use crate::lru::Lruvec;
+use crate::lru::Lruvecs;
+use crate::memcg::{MemCgroups, MemcgId};
 use crate::pgtable::{PageTables, TableId};
 use crate::ram::Ram;
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub struct MmStruct {
     pub rss_shmem: u64,
     /// Swap entries in the page tables (`MM_SWAPENTS`).
     pub rss_swap: u64,
+    /// The memcg its memory is charged to (`mm->owner`'s memcg).
+    pub memcg: MemcgId,
     pub(crate) next_va: u64,
 }
 
@@ -135,8 +138,10 @@ pub struct Memory {
     pub mms: Vec<Option<MmStruct>>,
     /// anon_vmas by index.
     pub anon_vmas: Vec<AnonVma>,
-    /// The LRU lists.
-    pub lru: Lruvec,
+    /// The LRU lists, one lruvec per memcg.
+    pub lru: Lruvecs,
+    /// The memory cgroup hierarchy (the root alone without `[[cgroup]]`).
+    pub memcg: MemCgroups,
     /// shmem inodes and their page caches.
     pub shmem: crate::shmem::Shmem,
     /// KSM: ksmd's scan state and the stable tree.
@@ -189,7 +194,8 @@ impl Memory {
             pt: PageTables::new(u64::from(ram_pages)),
             mms: Vec::new(),
             anon_vmas: Vec::new(),
-            lru: Lruvec::default(),
+            lru: Lruvecs::default(),
+            memcg: MemCgroups::default(),
             shmem: crate::shmem::Shmem::default(),
             ksm: crate::ksm::Ksm::default(),
             wmark,
@@ -202,6 +208,12 @@ impl Memory {
             warn,
             unusing: false,
         }
+    }
+
+    /// Sets up the memcg hierarchy (before any folio is allocated).
+    pub fn set_memcgs(&mut self, memcg: MemCgroups) {
+        self.lru.resize(memcg.len());
+        self.memcg = memcg;
     }
 
     /// Free frames (`NR_FREE_PAGES`).
@@ -278,6 +290,9 @@ impl Memory {
             self.ksm.node_freed(node);
         }
         let order = self.folios.get(pfn).order;
+        // mem_cgroup_uncharge: the charge ends with the folio.
+        let memcg = MemcgId(self.folios.get(pfn).memcg);
+        self.memcg.uncharge(memcg, 1 << order);
         for i in 0..1u32 << order {
             *self.folios.get_mut(Pfn(pfn.0 + i)) = crate::folio::Page {
                 mapping: crate::folio::NO_MAPPING,
@@ -306,6 +321,7 @@ impl Memory {
             rss_anon: 0,
             rss_shmem: 0,
             rss_swap: 0,
+            memcg: MemcgId::ROOT,
             next_va: MMAP_BASE,
         };
         self.mms.push(Some(mm));

@@ -270,6 +270,7 @@ impl Memory {
                 mapping: p.mapping,
                 index: p.index + u64::from(i),
                 swap: None,
+                memcg: p.memcg,
             };
         }
         self.folios.get_mut(head).flags = p.flags & (keep | pg::LOCKED);

@@ -162,6 +162,8 @@ impl Memory {
                 let pfn = self
                     .alloc_frame(false)
                     .ok_or(FaultStop::Retry(Wait::Memory))?;
+                self.mem_cgroup_charge(pfn, self.mm_memcg(id))
+                    .map_err(|m| FaultStop::Retry(Wait::Memcg(m)))?;
                 self.ram.page_mut(pfn).fill(0);
                 let p = self.folios.get_mut(pfn);
                 p.set(pg::SHMEM | pg::SWAPBACKED | pg::UPTODATE | pg::DIRTY);
@@ -236,6 +238,9 @@ impl Memory {
         let pfn = self
             .alloc_frame(false)
             .ok_or(FaultStop::Retry(Wait::Memory))?;
+        let owner = crate::memcg::MemcgId(swap.lookup_swap_cgroup_id(entry));
+        self.mem_cgroup_charge(pfn, owner)
+            .map_err(|m| FaultStop::Retry(Wait::Memcg(m)))?;
         self.folios.get_mut(pfn).set(pg::SWAPBACKED | pg::LOCKED);
         let shadow = match swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry) {
             Ok(shadow) => shadow,
@@ -247,7 +252,7 @@ impl Memory {
                 return Err(FaultStop::SigBus);
             }
         };
-        self.stat.inc(VmEvent::PgMajFault);
+        self.count_event(owner, VmEvent::PgMajFault, 1);
         if let Some(shadow) = shadow {
             self.workingset_refault(pfn, shadow);
         }
@@ -257,7 +262,7 @@ impl Memory {
             let p = self.folios.get_mut(pfn);
             p.set(pg::UPTODATE);
             p.clear(pg::LOCKED);
-            self.stat.inc(VmEvent::SwpinZero);
+            self.count_event(owner, VmEvent::SwpinZero, 1);
             return self.shmem_swapin_folio(swap, ino, index, entry, now);
         }
         let r = self.swap_read_start(swap, pfn, entry, 1, now);

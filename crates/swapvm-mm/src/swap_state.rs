@@ -249,6 +249,12 @@ impl Memory {
         let Some(pfn) = self.alloc_frame(false) else {
             return false;
         };
+        // Charged to the memcg that swapped the page out. swapvm stops the
+        // window at a refused charge; the kernel's charge would reclaim.
+        let owner = crate::memcg::MemcgId(swap.lookup_swap_cgroup_id(entry));
+        if self.mem_cgroup_charge(pfn, owner).is_err() {
+            return false;
+        }
         self.folios.get_mut(pfn).set(pg::SWAPBACKED | pg::LOCKED);
         let shadow = match swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry) {
             Ok(shadow) => shadow,
@@ -269,9 +275,10 @@ impl Memory {
             let p = self.folios.get_mut(pfn);
             p.set(pg::UPTODATE);
             p.clear(pg::LOCKED);
-            self.stat.inc(VmEvent::SwpinZero);
+            self.count_event(owner, VmEvent::SwpinZero, 1);
             return true;
         }
+        self.memcg.count(owner, VmEvent::PswpIn, 1);
         if let Err(e) = swap.swap_read_folio(entry, 1, u64::from(pfn.0), now) {
             tracing::debug!("readahead of {entry:?} failed to start: {e}");
             self.lru.del(&mut self.folios, pfn);

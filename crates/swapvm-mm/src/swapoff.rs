@@ -110,7 +110,9 @@ impl Memory {
                 }
                 u.waiting += 1;
             }
-            Err(FaultStop::Retry(Wait::Memory)) => u.nomem += 1,
+            // A refused memcg charge waits as for memory (swapvm does not
+            // run limit reclaim for swapoff; the kernel's charge would).
+            Err(FaultStop::Retry(Wait::Memory | Wait::Memcg(_))) => u.nomem += 1,
             Err(FaultStop::SigBus | FaultStop::Segv) => u.errors += 1,
         }
     }

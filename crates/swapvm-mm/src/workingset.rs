@@ -26,11 +26,15 @@
 //! bits 18..           eviction age >> bucket_order (EVICTION_BITS bits)
 //! ```
 //!
-//! Simplifications: one node and one (root) memcg, so there is no
-//! cross-memcg refault; no file LRU, so `workingset_size` is the active
-//! anon list alone.
+//! Each memcg has its own clock (its lruvec's): a shadow names the memcg
+//! that evicted the folio, and the refault distance is read on that
+//! memcg's clock against its own workingset, as the kernel does.
+//!
+//! Simplifications: one node; no file LRU, so `workingset_size` is the
+//! active anon list alone.
 
 use crate::folio::pg;
+use crate::memcg::MemcgId;
 use crate::memory::Memory;
 use crate::LruList;
 use swapvm_core::{Pfn, VmEvent};
@@ -64,7 +68,7 @@ pub struct Shadow {
     pub workingset: bool,
     /// Node id (always 0).
     pub node: u32,
-    /// memcg id (always 0, the root).
+    /// memcg id of the evicting memcg.
     pub memcg: u32,
 }
 
@@ -100,35 +104,57 @@ pub fn unpack_shadow(shadow: u64, order: u32) -> Shadow {
 }
 
 impl Memory {
-    /// `workingset_age_nonresident`: `nr` pages were evicted or activated.
-    pub fn workingset_age_nonresident(&mut self, nr: u64) {
-        self.lru.nonresident_age = self.lru.nonresident_age.wrapping_add(nr);
+    /// `workingset_age_nonresident`: `nr` pages of memcg `memcg` were
+    /// evicted or activated; the clock of its lruvec and of every
+    /// ancestor's advances (`parent_lruvec`).
+    pub fn workingset_age_nonresident(&mut self, memcg: MemcgId, nr: u64) {
+        let chain: Vec<MemcgId> = self.memcg.ancestors(memcg).collect();
+        for m in chain {
+            let v = self.lru.vec_mut(m);
+            v.nonresident_age = v.nonresident_age.wrapping_add(nr);
+        }
     }
 
-    /// `workingset_eviction`: ages the lruvec and returns the shadow to
-    /// leave in the evicted folio's slots.
+    /// `workingset_eviction`: ages the folio's lruvec and returns the
+    /// shadow to leave in the evicted folio's slots, naming its memcg.
+    ///
+    /// swapvm reads the clock after aging it by the folio; the kernel
+    /// reads it before, a refault distance smaller by the folio's pages.
     ///
     /// # Context
     /// Folio locked, isolated, about to leave the swap cache for reclaim.
     pub fn workingset_eviction(&mut self, pfn: Pfn) -> u64 {
         let nr = u64::from(1u32 << self.folios.get(pfn).order);
-        self.workingset_age_nonresident(nr);
+        let memcg = self.folio_memcg(pfn);
+        self.workingset_age_nonresident(memcg, nr);
         let workingset = self.folios.get(pfn).test(pg::WORKINGSET);
         let order = bucket_order(self.nr_frames());
-        pack_shadow(0, 0, self.lru.nonresident_age, workingset, order)
+        let age = self.lru.vec(memcg).nonresident_age;
+        pack_shadow(u32::from(memcg.0), 0, age, workingset, order)
     }
 
     /// `workingset_test_recent`: the refault distance of `shadow` (pages
-    /// evicted or activated since) and whether it is within the workingset.
+    /// evicted or activated since in the evicting memcg's lruvec) and
+    /// whether it is within that memcg's workingset (its subtree's active
+    /// anon pages: the kernel's memcg lruvec counts are hierarchical).
     pub fn workingset_test_recent(&self, shadow: u64) -> (u64, bool) {
         let order = bucket_order(self.nr_frames());
         let s = unpack_shadow(shadow, order);
-        let refault = self.lru.nonresident_age;
+        let memcg = MemcgId(s.memcg as u16);
+        if usize::from(memcg.0) >= self.lru.nr() {
+            return (u64::MAX, false);
+        }
+        let refault = self.lru.vec(memcg).nonresident_age;
         // Modular arithmetic: the age wraps in EVICTION_BITS (plus the
         // bucket), as the kernel's does.
         let mask = (EVICTION_MASK << order) | ((1 << order) - 1);
         let distance = refault.wrapping_sub(s.eviction) & mask;
-        let workingset_size = u64::from(self.lru.len(LruList::ActiveAnon));
+        let workingset_size: u64 = self
+            .memcg
+            .subtree(memcg)
+            .into_iter()
+            .map(|m| u64::from(self.lru.vec(m).len(LruList::ActiveAnon)))
+            .sum();
         (distance, distance <= workingset_size)
     }
 
@@ -136,23 +162,24 @@ impl Memory {
     /// `shadow`. Counts `workingset_refault_anon`; a recent refault is set
     /// active (`workingset_activate_anon`) and, if it was in the
     /// workingset when evicted, `PG_workingset` again
-    /// (`workingset_restore_anon`).
+    /// (`workingset_restore_anon`). The folio's own memcg counts them.
     ///
     /// # Context
-    /// Folio locked, in the swap cache, not yet on the LRU.
+    /// Folio locked, in the swap cache, charged, not yet on the LRU.
     pub fn workingset_refault(&mut self, pfn: Pfn, shadow: u64) {
         let nr = u64::from(1u32 << self.folios.get(pfn).order);
-        self.stat.add(VmEvent::WorkingsetRefaultAnon, nr);
+        let memcg = self.folio_memcg(pfn);
+        self.count_event(memcg, VmEvent::WorkingsetRefaultAnon, nr);
         let (_, recent) = self.workingset_test_recent(shadow);
         if !recent {
             return;
         }
         self.folios.get_mut(pfn).set(pg::ACTIVE);
-        self.workingset_age_nonresident(nr);
-        self.stat.add(VmEvent::WorkingsetActivateAnon, nr);
+        self.workingset_age_nonresident(memcg, nr);
+        self.count_event(memcg, VmEvent::WorkingsetActivateAnon, nr);
         if unpack_shadow(shadow, 0).workingset {
             self.folios.get_mut(pfn).set(pg::WORKINGSET);
-            self.stat.add(VmEvent::WorkingsetRestoreAnon, nr);
+            self.count_event(memcg, VmEvent::WorkingsetRestoreAnon, nr);
         }
     }
 }

@@ -43,6 +43,12 @@ pub trait SwapFolio {
     fn swap(&self) -> Option<SwpEntry>;
     /// Sets `folio->swap` and the swap-cache flag together.
     fn set_swap(&mut self, entry: Option<SwpEntry>);
+    /// The id of the memory cgroup the folio is charged to (0, the root,
+    /// by default): [`SwapSubsystem::folio_alloc_swap`] records it as the
+    /// owner of the slots (`swap_cgroup_record`).
+    fn memcg_id(&self) -> u16 {
+        0
+    }
 }
 
 /// Expected failures of swap operations. Contract violations are not
@@ -250,6 +256,10 @@ pub struct SwapInfo {
     /// Swap counts above the per-slot maximum (`add_swap_count_continuation`
     /// pages): slot → excess over the maximum.
     cont: BTreeMap<u64, u32>,
+    /// The kernel's `swap_cgroup` map: each slot's owning memcg id, 0 for
+    /// the root. Empty until a slot is first charged to another memcg, so
+    /// that a machine without cgroups pays nothing.
+    swap_cgroup: Vec<u16>,
     /// References taken by [`SwapSubsystem::get_swap_device`] and not put.
     pub users: u32,
     /// swapoff has begun: no new references or allocations.
@@ -364,6 +374,9 @@ pub struct SwapSubsystem {
     /// Fault injection: fail this many next continuation allocations.
     fail_cont_alloc: u32,
     order_stats: [OrderStats; NR_ORDERS],
+    /// Slots charged to each memcg id other than the root (the owners the
+    /// devices' `swap_cgroup` maps record), for `memory.swap.current`.
+    swap_cgroup_usage: Vec<u64>,
     /// Switches that re-introduce bugs the seed review found (off by
     /// default), for regression tests of the checker.
     pub bugs: SeedBugs,
@@ -414,6 +427,7 @@ impl SwapSubsystem {
             count_max: SWAP_MAP_MAX,
             fail_cont_alloc: 0,
             order_stats: [OrderStats::default(); NR_ORDERS],
+            swap_cgroup_usage: Vec::new(),
             bugs: SeedBugs::default(),
             fault_stats: Vec::new(),
             locks: Lockdep::new(Arc::clone(&warn)),
@@ -601,6 +615,7 @@ impl SwapSubsystem {
             pages: nr - bad,
             inuse_pages: 0,
             cont: BTreeMap::new(),
+            swap_cgroup: Vec::new(),
             users: 0,
             dying: false,
             discard: None,
@@ -708,9 +723,20 @@ impl SwapSubsystem {
     /// Frees `nr` slots at `off`: count zero, nothing bound
     /// (`swap_entries_free` → `swap_range_free`).
     fn free_slots(&mut self, ty: SwapType, off: u64, nr: u64) {
-        let Some(d) = self.device_mut(ty) else { return };
+        let Some(d) = self.devices.get_mut(ty.0 as usize).and_then(Option::as_mut) else {
+            return;
+        };
         for i in off..off + nr {
             d.table.clear(i);
+        }
+        // mem_cgroup_uncharge_swap: the owner's swap charge ends with the slot.
+        if let Some(ids) = d.swap_cgroup.get_mut(off as usize..(off + nr) as usize) {
+            for id in ids.iter_mut().filter(|id| **id != 0) {
+                if let Some(u) = self.swap_cgroup_usage.get_mut(usize::from(*id)) {
+                    *u -= 1;
+                }
+                *id = 0;
+            }
         }
         d.clusters.free(off, nr);
         d.inuse_pages -= nr;
@@ -809,6 +835,10 @@ impl SwapSubsystem {
             }
             d.inuse_pages += nr;
             self.nr_swap_pages -= nr as i64;
+            let id = folio.memcg_id();
+            if id != 0 {
+                Self::swap_cgroup_record(d, &mut self.swap_cgroup_usage, off, nr, id);
+            }
             let entry = SwpEntry::new(ty, SwapOffset(off)).expect("allocated offsets are non-zero");
             folio.set_swap(Some(entry));
             return Ok(entry);
@@ -816,6 +846,45 @@ impl SwapSubsystem {
         self.stat.inc(VmEvent::SwapAllocFail);
         self.order_stats[order as usize].alloc_fail += 1;
         Err(SwapError::NoSpace { order })
+    }
+
+    /// `swap_cgroup_record`: slots `off..off + nr` of `d` are charged to
+    /// memcg `id` (not the root).
+    fn swap_cgroup_record(d: &mut SwapInfo, usage: &mut Vec<u64>, off: u64, nr: u64, id: u16) {
+        if d.swap_cgroup.is_empty() {
+            d.swap_cgroup = vec![0; d.table.len() as usize];
+        }
+        if usage.len() <= usize::from(id) {
+            usage.resize(usize::from(id) + 1, 0);
+        }
+        for s in &mut d.swap_cgroup[off as usize..(off + nr) as usize] {
+            *s = id;
+        }
+        usage[usize::from(id)] += nr;
+    }
+
+    /// `lookup_swap_cgroup_id`: the memcg id that owns `entry`'s slot (0,
+    /// the root, for a slot no other memcg was charged for).
+    pub fn lookup_swap_cgroup_id(&self, entry: SwpEntry) -> u16 {
+        self.device(entry.ty())
+            .and_then(|d| d.swap_cgroup.get(entry.offset().0 as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Slots charged to memcg `id` itself (not its descendants); for the
+    /// root, the slots no other memcg owns.
+    pub fn swap_cgroup_usage(&self, id: u16) -> u64 {
+        if id != 0 {
+            return self
+                .swap_cgroup_usage
+                .get(usize::from(id))
+                .copied()
+                .unwrap_or(0);
+        }
+        let others: u64 = self.swap_cgroup_usage.iter().sum();
+        let used = self.total_swap_pages as i64 - self.nr_swap_pages;
+        (used.max(0) as u64).saturating_sub(others)
     }
 
     /// Moves the device at `avail[i]` behind the others of its priority,
