@@ -744,6 +744,7 @@ fn print_summary(r: &Report) -> Result<()> {
     for e in &r.swap_events {
         writeln!(o, "swap: {e}")?;
     }
+    write_cgroups(&mut o, r)?;
     let h = &r.hibernation;
     if h.cycles > 0 {
         writeln!(
@@ -754,6 +755,36 @@ fn print_summary(r: &Report) -> Result<()> {
         )?;
     }
     writeln!(o, "result: {}", r.outcome().name())?;
+    Ok(())
+}
+
+/// One line per memory cgroup: memory.current/peak/max, swap, events and
+/// the main memory.stat figures.
+fn write_cgroups(o: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let lim = |l: Option<u64>| l.map_or("max".to_owned(), |b| format!("{:.0}M", mib(b)));
+    for c in &r.cgroups {
+        let ev: Vec<String> = c.events.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(
+            o,
+            "cgroup {}: memory.current {:.1} MiB (peak {:.1}, max {}, high {}), swap {:.1} MiB \
+             (peak {:.1}, max {}); events: {}; pswpin {} pswpout {} pgmajfault {} pgscan {} pgsteal {}",
+            c.path,
+            mib(c.memory_current),
+            mib(c.memory_peak),
+            lim(c.memory_max),
+            lim(c.memory_high),
+            mib(c.swap_current),
+            mib(c.swap_peak),
+            lim(c.swap_max),
+            ev.join(", "),
+            c.stat("pswpin"),
+            c.stat("pswpout"),
+            c.stat("pgmajfault"),
+            c.stat("pgscan"),
+            c.stat("pgsteal"),
+        )?;
+    }
     Ok(())
 }
 

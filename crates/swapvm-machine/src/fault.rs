@@ -104,6 +104,19 @@ fn oom_badness(mem: &Memory, p: &Proc) -> Option<u64> {
     (points > 0).then_some(points)
 }
 
+/// [`select_bad_process`] over the processes given (`None`: not eligible,
+/// e.g. outside the OOMing memcg).
+pub(crate) fn select_bad_process_among(
+    mem: &Memory,
+    procs: &[Option<&Proc>],
+) -> Option<(usize, u64)> {
+    procs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.and_then(|p| oom_badness(mem, p)).map(|b| (i, b)))
+        .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))
+}
+
 /// `select_bad_process`: the live process with the highest badness, the
 /// lowest index among equals (deterministic). Returns `(index, points)`.
 pub(crate) fn select_bad_process(mem: &Memory, procs: &[Proc]) -> Option<(usize, u64)> {

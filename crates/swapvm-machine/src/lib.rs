@@ -16,6 +16,7 @@ pub mod bench;
 pub mod check;
 mod fault;
 pub mod fuzz;
+pub mod memcg;
 pub mod replay;
 pub mod report;
 mod swsusp;
@@ -40,7 +41,7 @@ use swapvm_core::SwapType;
 use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
 use swapvm_mm::ram::Ram;
-use swapvm_mm::{FaultStop, Memory, MmId, VmaKind, Wait, Watermarks};
+use swapvm_mm::{FaultStop, MemCgroups, MemcgId, Memory, MmId, VmaKind, Wait, Watermarks};
 use swapvm_reclaim::{Reclaimer, Swapoff, SwapoffStep};
 use swapvm_swap::AllocatorKind;
 use swapvm_swap::{header, SwapError, SwapOnOptions, SwapSubsystem};
@@ -183,6 +184,13 @@ struct Proc {
     /// Direct reclaim: entries (allocstall charged to this process), the
     /// tick the current stall began, and ticks stalled in all.
     reclaim_stall: ReclaimStall,
+    /// The memory cgroup it runs in.
+    memcg: MemcgId,
+    /// `try_charge`'s `nr_retries`: limit reclaims in a row that made no
+    /// progress for the charge it waits on.
+    memcg_retries: u32,
+    /// Ticks slept as the `memory.high` penalty.
+    high_throttled_ticks: u64,
 }
 
 /// A process's direct-reclaim stalls.
@@ -396,6 +404,28 @@ fn swapon_null(
 }
 
 /// An error and its causes, `: `-separated.
+/// The memcg of each process, from the cgroup paths its workload named
+/// (with the field that named each, for the error).
+fn resolve_cgroups(
+    mem: &Memory,
+    workload: &Path,
+    paths: Vec<(Option<String>, String)>,
+) -> Result<Vec<MemcgId>, ConfigError> {
+    paths
+        .into_iter()
+        .map(|(path, field)| match path {
+            None => Ok(MemcgId::ROOT),
+            Some(p) => mem.memcg.by_path(&p).ok_or_else(|| ConfigError::Invalid {
+                path: workload.to_owned(),
+                field,
+                reason: format!(
+                    "no cgroup {p:?} in the machine config (add a [[cgroup]] table with path = {p:?})"
+                ),
+            }),
+        })
+        .collect()
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut cause = e.source();
@@ -440,6 +470,11 @@ impl Machine {
             workload = workload.scaled(f);
         }
         let total = workload.total_accesses();
+        let cgroups = workload
+            .cgroups()
+            .into_iter()
+            .map(|(c, f)| (c.map(str::to_owned), f))
+            .collect();
         let sources = match opts.mmops {
             Some(r) => (0..r.procs)
                 .map(|i| {
@@ -449,7 +484,7 @@ impl Machine {
                 .collect(),
             None => workload.instantiate(seed),
         };
-        Self::build(cfg, opts, seed, workload, sources, total)
+        Self::build(cfg, opts, seed, workload, sources, cgroups, total)
     }
 
     /// A machine running `sources` (one process each, pids from 1) instead
@@ -469,7 +504,31 @@ impl Machine {
             source: PathBuf::from(format!("<{name}>")),
         };
         let total = sources.iter().map(ProcessSource::accesses_total).sum();
-        Self::build(cfg, opts, seed, workload, sources, total)
+        Self::build(cfg, opts, seed, workload, sources, Vec::new(), total)
+    }
+
+    /// [`Machine::with_sources`] with each process in the memory cgroup
+    /// named beside it (a path of the config's `[[cgroup]]` tables).
+    pub fn with_sources_in(
+        cfg: MachineConfig,
+        opts: RunOptions,
+        name: &str,
+        sources: Vec<(String, ProcessSource)>,
+    ) -> Result<Machine, MachineError> {
+        let seed = opts.seed.unwrap_or(cfg.machine.seed);
+        let workload = WorkloadSpec {
+            name: name.into(),
+            description: "processes given by the caller".into(),
+            processes: Vec::new(),
+            source: PathBuf::from(format!("<{name}>")),
+        };
+        let total = sources.iter().map(|(_, s)| s.accesses_total()).sum();
+        let (cgroups, sources): (Vec<_>, Vec<_>) = sources
+            .into_iter()
+            .enumerate()
+            .map(|(i, (c, s))| ((Some(c), format!("process[{i}].cgroup")), s))
+            .unzip();
+        Self::build(cfg, opts, seed, workload, sources, cgroups, total)
     }
 
     /// Wires a machine around `sources`, one process each (pids from 1, in
@@ -480,6 +539,7 @@ impl Machine {
         seed: u64,
         workload: WorkloadSpec,
         sources: Vec<ProcessSource>,
+        cgroups: Vec<(Option<String>, String)>,
         total_accesses: u64,
     ) -> Result<Machine, MachineError> {
         // `--fault` may have changed the faults since the config loaded.
@@ -510,6 +570,8 @@ impl Machine {
         mem.swapin_any_device = cfg.mthp.swapin_any_device;
         mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
         mem.swap_ra.vma_ra_enabled = cfg.reclaim.vma_ra_enabled;
+        mem.set_memcgs(MemCgroups::new(cfg.cgroups()?));
+        let proc_memcgs = resolve_cgroups(&mem, &workload.source, cgroups)?;
         let cpus = cfg.machine.cpus as usize;
         let mut swap = SwapSubsystem::new(
             Arc::clone(&stat),
@@ -569,6 +631,9 @@ impl Machine {
                 children: 0,
                 sleep_until: 0,
                 reclaim_stall: ReclaimStall::default(),
+                memcg: proc_memcgs.get(i).copied().unwrap_or(MemcgId::ROOT),
+                memcg_retries: 0,
+                high_throttled_ticks: 0,
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
@@ -743,6 +808,9 @@ impl Machine {
                 b => b,
             };
         }
+        if !self.mem.memcg.is_empty() {
+            self.memcg_unblock();
+        }
     }
 
     /// One process's turn: up to `tick_accesses` ops.
@@ -758,6 +826,7 @@ impl Machine {
             return Turn::Ran(0);
         }
         let mut n = 0;
+        let usage0 = self.mem.memcg.get(self.procs[i].memcg).usage;
         // Ops left in the turn: `tick_accesses`, each op counting one,
         // whether `run_resident` or the general path below runs it.
         let mut budget = self.cfg.machine.tick_accesses as usize;
@@ -791,7 +860,15 @@ impl Machine {
             match self.do_op(i, op) {
                 Ok(true) => n += 1,
                 Ok(false) => {}
+                Err(FaultStop::Retry(Wait::Memcg(over))) if self.memcg_charge_failed(i, over) => {
+                    // Reclaim made room: the charge is retried in place.
+                    self.procs[i].pending = Some(op);
+                    continue;
+                }
                 Err(FaultStop::Retry(w)) => {
+                    if !self.mem.memcg.is_empty() {
+                        self.memcg_reclaim_excess(i);
+                    }
                     if matches!(w, Wait::Folio(_)) && self.injector.kill_mid_fault() {
                         let why = format!("SIGKILL (injected) while its fault on {op:?} waited for a swap-in read");
                         self.exit_process(i, Some(why));
@@ -822,6 +899,15 @@ impl Machine {
                 return Turn::Ran(n);
             }
         }
+        if !self.mem.memcg.is_empty() {
+            let charged = self
+                .mem
+                .memcg
+                .get(self.procs[i].memcg)
+                .usage
+                .saturating_sub(usage0);
+            self.memcg_handle_over_high(i, charged);
+        }
         self.reclaim.maybe_wake_kswapd(&self.mem);
         if n > 0 {
             Turn::Ran(n)
@@ -836,6 +922,7 @@ impl Machine {
             Some(m) => m,
             None => {
                 let m = self.mem.mm_create();
+                self.mem.mm_mut(m).memcg = self.procs[i].memcg;
                 self.procs[i].mm = Some(m);
                 m
             }
@@ -1163,6 +1250,7 @@ impl Machine {
                 let pid = self.next_pid;
                 self.next_pid += 1;
                 let cpus = self.cfg.machine.cpus as usize;
+                let memcg = p.memcg;
                 self.procs.push(Proc {
                     pid,
                     name,
@@ -1177,6 +1265,9 @@ impl Machine {
                     children: 0,
                     sleep_until: 0,
                     reclaim_stall: ReclaimStall::default(),
+                    memcg,
+                    memcg_retries: 0,
+                    high_throttled_ticks: 0,
                 });
             }
             Err(e) => {

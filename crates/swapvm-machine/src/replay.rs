@@ -49,6 +49,14 @@ impl Machine {
             processes: Vec::new(),
             source: PathBuf::from(plan.path()),
         };
-        Machine::build(cfg, opts, seed, workload, sources, plan.total_accesses())
+        Machine::build(
+            cfg,
+            opts,
+            seed,
+            workload,
+            sources,
+            Vec::new(),
+            plan.total_accesses(),
+        )
     }
 }

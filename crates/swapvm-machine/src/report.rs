@@ -258,6 +258,9 @@ pub struct Report {
     /// What the hibernate cycles (`hibernate` phases) did.
     #[serde(default)]
     pub hibernation: HibernationReport,
+    /// Per memory cgroup, the root first; empty without `[[cgroup]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<crate::memcg::CgroupReport>,
 }
 
 /// The tag of an OOM kill in [`Report::killed`].
@@ -445,6 +448,14 @@ impl Report {
         v.push(format!("warnings {:?}", self.warning_sites));
         v.push(format!("checks_run {}", self.checks_run));
         v.push(format!("hibernation {:?}", self.hibernation));
+        for c in &self.cgroups {
+            v.push(format!(
+                "cgroup {} current {} peak {} swap {} swap_peak {} events {:?} swap_max_events {} throttled {}",
+                c.path, c.memory_current, c.memory_peak, c.swap_current, c.swap_peak, c.events,
+                c.swap_events_max, c.high_throttled_ticks
+            ));
+            v.push(format!("cgroup {} stat {:?}", c.path, c.stat));
+        }
         for (i, d) in self.devices.iter().enumerate() {
             v.push(format!(
                 "swap[{i}] slots {} used {} reads {} writes {} bytes_read {} bytes_written {} errors {} continued {} rotational {}",
@@ -691,7 +702,9 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             )
         })
         .collect();
+    let cgroups = m.cgroup_reports();
     Report {
+        cgroups,
         config: m.cfg.source.display().to_string(),
         workload: m.workload.name.clone(),
         seed: m.seed,

@@ -6,6 +6,7 @@
 //! | `vmstat` | the counters as `name value` lines, the `/proc/vmstat` format |
 //! | `timeseries.csv` | the [`Series`](crate::series::Series), one row per sample |
 //! | `memory.svg`, `latency.svg`, `faults.svg` | the [`plot`](crate::plot)s |
+//! | `cgroup/<path>/memory.stat`, `memory.events` | per memory cgroup (with `[[cgroup]]` tables), as the cgroup v2 files print; the root's in `cgroup/` |
 //!
 //! Files are written one after another, each whole (to a temporary name,
 //! then renamed), so an error leaves the files already written intact and
@@ -108,5 +109,31 @@ pub fn write(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, RunFolderError
         tracing::info!(path = %path.display(), bytes = text.len(), "wrote");
         written.push(path);
     }
+    for c in &report.cgroups {
+        written.extend(write_cgroup(dir, c)?);
+    }
     Ok(written)
+}
+
+/// `cgroup/<path>/memory.stat` and `memory.events` of one cgroup.
+fn write_cgroup(
+    dir: &Path,
+    c: &crate::memcg::CgroupReport,
+) -> Result<Vec<PathBuf>, RunFolderError> {
+    let sub = dir.join("cgroup").join(c.path.trim_start_matches('/'));
+    std::fs::create_dir_all(&sub).map_err(|source| RunFolderError::Io {
+        path: sub.clone(),
+        source,
+    })?;
+    let events: String = c.events.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+    let mut out = Vec::new();
+    for (name, text) in [
+        ("memory.stat", c.memory_stat_text()),
+        ("memory.events", events),
+    ] {
+        let path = sub.join(name);
+        write_whole(&path, text.as_bytes())?;
+        out.push(path);
+    }
+    Ok(out)
 }

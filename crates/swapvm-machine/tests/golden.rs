@@ -158,6 +158,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "workloads/zipf-kv.toml",
     ),
     (
+        "memcg-usemem",
+        "configs/memcg-usemem.toml",
+        "workloads/memcg-usemem.toml",
+    ),
+    (
         "replay-true-head",
         "configs/replay.toml",
         "workloads/true-head.lackey",
@@ -195,6 +200,7 @@ cases! {
     tmpfs_build "tmpfs-build";
     usemem_seq "usemem-seq";
     zipf_kv "zipf-kv";
+    memcg_usemem "memcg-usemem";
     replay_true_head "replay-true-head";
     replay_two_pids "replay-two-pids";
 }

@@ -349,7 +349,7 @@ impl Memory {
             let _ci = swap.swap_cluster_lock(e);
             alone && !swap.swap_entry_swapped(e)
         };
-        if (write || swap.vm_swap_full())
+        if (write || swap.vm_swap_full() || self.mem_cgroup_swap_full(swap, pfn))
             && (0..nr).all(|j| exclusive(swap, j))
             && !self.folios.get(pfn).test(pg::WRITEBACK)
         {

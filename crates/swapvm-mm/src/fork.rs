@@ -42,6 +42,8 @@ impl Memory {
     /// built child is torn down, releasing what it had taken.
     pub fn fork(&mut self, swap: &mut SwapSubsystem, parent: MmId) -> Result<MmId, ForkError> {
         let child = self.mm_create();
+        // The child runs in its parent's cgroup.
+        self.mm_mut(child).memcg = self.mm(parent).memcg;
         // Same layout: later mmaps must not land on inherited VMAs.
         let next_va = self.mm(parent).next_va;
         self.mm_mut(child).next_va = next_va;

@@ -219,6 +219,29 @@ impl MemCgroups {
         Ok(())
     }
 
+    /// Charges `nr` pages to `id` and its ancestors whatever their limits
+    /// (`page_counter_charge`, the kernel's `force:` path).
+    pub fn force_charge(&mut self, id: MemcgId, nr: u64) {
+        let chain: Vec<MemcgId> = self.ancestors(id).collect();
+        for m in chain {
+            let g = self.get_mut(m);
+            g.usage += nr;
+            g.peak = g.peak.max(g.usage);
+        }
+    }
+
+    /// The highest of `id` and its ancestors over its `memory.max`, with
+    /// the excess in pages.
+    pub fn over_max(&self, id: MemcgId) -> Option<(MemcgId, u64)> {
+        self.ancestors(id)
+            .filter_map(|m| {
+                let g = self.get(m);
+                let max = g.limits.max?;
+                (g.usage > max).then_some((m, g.usage - max))
+            })
+            .last()
+    }
+
     /// `page_counter_uncharge`.
     pub fn uncharge(&mut self, id: MemcgId, nr: u64) {
         let chain: Vec<MemcgId> = self.ancestors(id).collect();
@@ -406,6 +429,21 @@ impl Memory {
         self.mem_cgroup_charge(pfn, owner)
     }
 
+    /// A charge that reclaim will make room for after the fact: a folio
+    /// read ahead is charged even over `memory.max`, and the machine runs
+    /// limit reclaim for the excess before the task's turn ends (the
+    /// kernel's readahead charge reclaims in place, before the folio is on
+    /// the LRU; swapvm's reclaim scans from the inactive tail, so the new
+    /// folio is among the last it would take).
+    pub fn mem_cgroup_charge_deferred(&mut self, pfn: Pfn, memcg: MemcgId) {
+        let nr = 1u64 << self.folios.get(pfn).order;
+        if let Err(over) = self.memcg.try_charge(memcg, nr) {
+            self.memcg.event(over, MemcgEvent::Max);
+            self.memcg.force_charge(memcg, nr);
+        }
+        self.folios.get_mut(pfn).memcg = memcg.0;
+    }
+
     /// The memcg folio `pfn` is charged to.
     pub fn folio_memcg(&self, pfn: Pfn) -> MemcgId {
         MemcgId(self.folios.get(pfn).memcg)
@@ -448,6 +486,24 @@ impl Memory {
             return false;
         }
         true
+    }
+
+    /// `mem_cgroup_swap_full`: the folio's memcg or an ancestor has used
+    /// half its `memory.swap.max` (swap-in then frees the slot, as when all
+    /// swap is half full).
+    pub fn mem_cgroup_swap_full(&self, swap: &swapvm_swap::SwapSubsystem, pfn: Pfn) -> bool {
+        if self.memcg.is_empty() {
+            return false;
+        }
+        let id = self.folio_memcg(pfn);
+        self.memcg
+            .ancestors(id)
+            .take_while(|&m| m != MemcgId::ROOT)
+            .any(|m| {
+                self.memcg.get(m).limits.swap_max.is_some_and(|max| {
+                    2 * self.memcg.swap_current(m, |k| swap.swap_cgroup_usage(k.0)) >= max
+                })
+            })
     }
 
     /// Updates `memory.swap.peak` up `id`'s ancestry after a swap-out.

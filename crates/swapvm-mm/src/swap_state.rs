@@ -249,12 +249,10 @@ impl Memory {
         let Some(pfn) = self.alloc_frame(false) else {
             return false;
         };
-        // Charged to the memcg that swapped the page out. swapvm stops the
-        // window at a refused charge; the kernel's charge would reclaim.
+        // Charged to the memcg that swapped the page out, reclaim making
+        // room after the fault returns (see mem_cgroup_charge_deferred).
         let owner = crate::memcg::MemcgId(swap.lookup_swap_cgroup_id(entry));
-        if self.mem_cgroup_charge(pfn, owner).is_err() {
-            return false;
-        }
+        self.mem_cgroup_charge_deferred(pfn, owner);
         self.folios.get_mut(pfn).set(pg::SWAPBACKED | pg::LOCKED);
         let shadow = match swap.swap_cache_add_folio(&mut self.folios.folio(pfn), entry) {
             Ok(shadow) => shadow,

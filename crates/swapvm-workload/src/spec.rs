@@ -65,6 +65,9 @@ pub struct ProcessSpec {
     /// The phases of a `kind = "phases"` process (the usemem fields above
     /// are then unused).
     pub program: Option<Arc<Program>>,
+    /// The memory cgroup its processes run in (`cgroup = "/batch"`; the
+    /// root when absent). The machine checks that the config has it.
+    pub cgroup: Option<String>,
 }
 
 /// The program a process runs.
@@ -144,6 +147,8 @@ struct RawProcess {
     phase: Vec<RawPhase>,
     #[serde(default)]
     child: Vec<RawPhase>,
+    #[serde(default)]
+    cgroup: Option<String>,
 }
 
 /// `pattern = "..."`; the parameters of `hotcold` are separate keys.
@@ -259,6 +264,19 @@ impl WorkloadSpec {
         gens
     }
 
+    /// The cgroup of each process [`Self::instantiate`] makes, in order,
+    /// with the field that named it (`process[1].cgroup`).
+    pub fn cgroups(&self) -> Vec<(Option<&str>, String)> {
+        self.processes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let c = p.cgroup.as_deref();
+                (0..p.count).map(move |_| (c, format!("process[{i}].cgroup")))
+            })
+            .collect()
+    }
+
     /// The usemem generators of [`Self::instantiate`] (tests).
     #[cfg(test)]
     pub(crate) fn usemem_gens(&self, seed: u64) -> Vec<ProcessGen> {
@@ -354,6 +372,7 @@ impl RawProcess {
             write_ratio: self.write_ratio,
             accesses_per_pass,
             program: None,
+            cgroup: self.cgroup.clone(),
         })
     }
 
@@ -402,6 +421,7 @@ impl RawProcess {
             write_ratio: 0.0,
             accesses_per_pass: 0,
             program: Some(Arc::new(Program { main, child })),
+            cgroup: self.cgroup.clone(),
         })
     }
 

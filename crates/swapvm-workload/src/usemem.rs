@@ -259,6 +259,7 @@ mod tests {
             write_ratio,
             accesses_per_pass,
             program: None,
+            cgroup: None,
         }
     }
 
