@@ -40,6 +40,9 @@
 #                     deterministic and share their op-stream prefix)
 #   --csv             print CSV (one line per row, phase and counter)
 #                     instead of the table
+#   --ram-mib N       swapvm's machine RAM with the memcg limit (default 4096)
+#   --ram-as-limit    run swapvm with RAM = LIMIT and no cgroup (how this
+#                     harness ran before swapvm had memory cgroups)
 #
 # Kernel side: root only. A swap file of 2 GiB (or 2 x SIZE_MIB if larger)
 # in DIR (fallocate, mkswap, swapon -p 32767), swapped off and removed at
@@ -61,7 +64,10 @@
 # vma_ra_enabled says (mm/swap_state.c: swap_use_vma_readahead() checks
 # nr_rotate_swap); a virtio disk reports rotational = 1.
 #
-# swapvm side: configs/vmstat-compare.toml with ram_mib = LIMIT, its swap
+# swapvm side, as the kernel ran it: configs/vmstat-compare.toml on a
+# machine of RAM_MIB (default 4096) whose workload runs in a memory cgroup
+# with memory.max = LIMIT (memcg limit reclaim, no global pressure); with
+# --ram-as-limit the old way instead, ram_mib = LIMIT and no cgroup. Its swap
 # device sized as the kernel's swap file, metadata-only (machine.content =
 # "none", swap backend = "null": the same counters as full content, much
 # faster), and rotational = the kernel disk's flag if this swapvm's config
@@ -83,6 +89,8 @@ dir=/var/tmp/swapvm-fidelity
 results=""
 phases=0
 csv=0
+ram_mib=4096
+ram_as_limit=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
@@ -232,6 +240,7 @@ name = "kernel-fidelity-$pattern-$op"
 description = "$size MiB: touch, 2 $pattern $op passes of one access per page, a sequential read pass"
 [[process]]
 kind = "phases"
+$([ "$ram_as_limit" -eq 1 ] || echo 'cgroup = "/fidelity"')
 [[process.phase]]
 op = "mmap"
 region = 0
@@ -247,16 +256,21 @@ W
   return 0
 }
 
-# The config for limit $1, swap of $2 MiB, rotational $3 ("" to leave out).
+# The config for limit $1, swap of $2 MiB, rotational $3 ("" to leave out):
+# a machine of $ram_mib with a cgroup limited to $1, or of $1 itself.
 config() {
-  local rot_line=""
+  local rot_line="" ram=$ram_mib
   [ -n "$3" ] && rot_line="\\nrotational = $3"
-  sed -e "s/^ram_mib = .*/ram_mib = $1/" \
+  [ "$ram_as_limit" -eq 1 ] && ram=$1
+  {
+  sed -e "s/^ram_mib = .*/ram_mib = $ram/" \
       -e "s/^size_mib = .*/size_mib = $2/" \
       -e "s|^path = \"../disk-images/|path = \"$PWD/disk-images/|" \
       -e 's/^\[machine\]$/[machine]\ncontent = "none"/' \
       -e "s/^\\[\\[swap\\]\\]\$/[[swap]]\\nbackend = \"null\"$rot_line/" \
       configs/vmstat-compare.toml
+  [ "$ram_as_limit" -eq 1 ] || printf '\n[[cgroup]]\npath = "/fidelity"\n"memory.max" = "%dM"\n' "$1"
+  }
 }
 
 # "pswpin pswpout pgmajfault swap_ra swap_ra_hit" of swapvm's report $1.
@@ -327,9 +341,11 @@ compare_main() {
   local took
   took=$(echo "$(date +%s.%N) - $t0" | bc)
 
-  python3 - "$results" "$tmp/swapvm.txt" "$csv" "$phases" "$rot_note" "$took" "$(git describe --always --dirty 2>/dev/null || echo -)" <<'P'
+  local machine="RAM $ram_mib MiB, workload in a memory cgroup with memory.max = the limit"
+  [ "$ram_as_limit" -eq 1 ] && machine="RAM = the limit, no cgroup"
+  python3 - "$results" "$tmp/swapvm.txt" "$csv" "$phases" "$rot_note" "$took" "$(git describe --always --dirty 2>/dev/null || echo -)" "$machine" <<'P'
 import sys
-res, svf, csv, phases, rot_note, took, describe = sys.argv[1:8]
+res, svf, csv, phases, rot_note, took, describe, machine = sys.argv[1:9]
 csv, phases = csv == "1", phases == "1"
 C = ["pswpin", "pswpout", "pgmajfault", "swap_ra", "swap_ra_hit"]
 header, kern, order = [], {}, []
@@ -379,7 +395,7 @@ for h in header:
     if any(h.startswith("# " + x) for x in ("date", "kernel:", "memcg", "rotational", "page_cluster",
                                             "vma_ra", "swap_mib", "size_mib", "reps", "elapsed")):
         print(h)
-print(f"# swapvm {describe}: configs/vmstat-compare.toml, content none, backend null, {rot_note}; "
+print(f"# swapvm {describe}: configs/vmstat-compare.toml, {machine}, content none, backend null, {rot_note}; "
       f"{took.strip()} s for its runs")
 print("# kernel = mean of the reps; spread = (max - min) / mean; ok = within 10% "
       "(swap_ra_hit: or within the kernel's spread); kernel pgmajfault = the cgroup's own")
@@ -415,6 +431,8 @@ main() {
       --results) results="$2"; shift 2 ;;
       --phases) phases=1; shift ;;
       --csv) csv=1; shift ;;
+      --ram-mib) ram_mib="$2"; shift 2 ;;
+      --ram-as-limit) ram_as_limit=1; shift ;;
       -h|--help) usage ;;
       *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac

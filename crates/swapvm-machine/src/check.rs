@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use swapvm_core::{Pfn, PteKind, SwapOffset, SwpEntry, Vpn};
-use swapvm_mm::{pg, LruList, Memory, MmId, ShmemEntry};
+use swapvm_mm::{pg, LruList, MemcgId, Memory, MmId, ShmemEntry};
 use swapvm_swap::{SlotBinding, SwapSubsystem, SwsuspExtents};
 
 /// Who holds a reference on a swap entry.
@@ -102,7 +102,101 @@ pub fn check_invariants_with(
     check_rmap(mem, &mapped, cx, &mut bad);
     check_frames(mem, &mut bad);
     check_caches(mem, &mapped, &mut bad);
+    if !mem.memcg.is_empty() {
+        check_memcg(mem, swap, &mut bad);
+    }
     bad
+}
+
+/// Invariant 7 (memory cgroups): each memcg's charge (`memory.current`)
+/// is the folios charged to it and below, the root's every allocated frame;
+/// each folio is on its own memcg's lruvec; each swap-cache folio's slots
+/// are owned by the folio's memcg (`swap_cgroup`), and the slots counted
+/// per owner are the slots recorded; no memcg is over `memory.max` unless
+/// swap-out writes of its are in flight (reclaim under way).
+fn check_memcg(mem: &mut Memory, swap: &SwapSubsystem, bad: &mut Vec<String>) {
+    let n = mem.memcg.len();
+    let mut own = vec![0u64; n];
+    for i in 0..mem.nr_frames() as u32 {
+        let p = mem.folios.get(Pfn(i));
+        if p.test(pg::ALLOCATED) && !p.test(pg::TAIL) {
+            own[usize::from(p.memcg)] += 1 << p.order;
+        }
+    }
+    for k in 0..n {
+        let id = MemcgId(k as u16);
+        let sub = mem.memcg.subtree(id);
+        let want: u64 = sub.iter().map(|m| own[usize::from(m.0)]).sum();
+        let g = mem.memcg.get(id);
+        if g.usage != want {
+            bad.push(format!(
+                "invariant 7 (memcg charge): {} charged {} pages, {want} folios' pages are its",
+                g.limits.path, g.usage
+            ));
+        }
+        let wb: u64 = sub.iter().map(|m| mem.memcg.get(*m).nr_writeback).sum();
+        if g.limits.max.is_some_and(|max| g.usage > max) && wb == 0 {
+            bad.push(format!(
+                "invariant 7 (memory.max): {} at {} pages over its max {:?} with no reclaim writeback in flight",
+                g.limits.path, g.usage, g.limits.max
+            ));
+        }
+        for l in [LruList::InactiveAnon, LruList::ActiveAnon] {
+            for i in mem.lru.vec(id).members(&mut mem.folios, l) {
+                let m = mem.folios.get(Pfn(i)).memcg;
+                if m != id.0 {
+                    bad.push(format!(
+                        "invariant 7 (lruvec): {:?} of memcg {m} on memcg {}'s {l:?}",
+                        Pfn(i),
+                        id.0
+                    ));
+                }
+            }
+        }
+    }
+    check_swap_cgroup(mem, swap, bad);
+}
+
+/// The `swap_cgroup` half of invariant 7.
+fn check_swap_cgroup(mem: &Memory, swap: &SwapSubsystem, bad: &mut Vec<String>) {
+    let mut counted = vec![0u64; mem.memcg.len()];
+    for &ty in swap.device_types() {
+        let Some(d) = swap.device(ty) else { continue };
+        for off in 1..d.max() {
+            let Some(e) = SwpEntry::new(ty, SwapOffset(off)) else {
+                continue;
+            };
+            let owner = swap.lookup_swap_cgroup_id(e);
+            let slot = d.slot(SwapOffset(off));
+            if slot.is_free() {
+                if owner != 0 {
+                    bad.push(format!(
+                        "invariant 7 (swap_cgroup): free {e:?} owned by memcg {owner}"
+                    ));
+                }
+                continue;
+            }
+            if let Some(c) = counted.get_mut(usize::from(owner)) {
+                *c += 1;
+            }
+            if let SlotBinding::Folio(pfn) = slot.binding {
+                let m = mem.folios.get(pfn).memcg;
+                if m != owner {
+                    bad.push(format!(
+                        "invariant 7 (swap_cgroup): {e:?} owned by memcg {owner}, its swap-cache folio {pfn:?} charged to {m}"
+                    ));
+                }
+            }
+        }
+    }
+    for (k, &c) in counted.iter().enumerate().skip(1) {
+        let u = swap.swap_cgroup_usage(k as u16);
+        if u != c {
+            bad.push(format!(
+                "invariant 7 (swap_cgroup): memcg {k} counted {u} slots, {c} recorded"
+            ));
+        }
+    }
 }
 
 /// Page caches and KSM: every shmem page-cache folio is a live shmem folio

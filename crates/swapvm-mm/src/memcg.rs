@@ -237,7 +237,7 @@ impl MemCgroups {
             .filter_map(|m| {
                 let g = self.get(m);
                 let max = g.limits.max?;
-                (g.usage > max).then_some((m, g.usage - max))
+                (g.usage > max).then(|| (m, g.usage - max))
             })
             .last()
     }
@@ -399,7 +399,8 @@ impl Memory {
         let nr = 1u64 << self.folios.get(pfn).order;
         if let Err(over) = self.memcg.try_charge(memcg, nr) {
             self.memcg.event(over, MemcgEvent::Max);
-            self.free_frame(pfn);
+            // Never charged: freed without an uncharge.
+            self.release_frame(pfn);
             return Err(over);
         }
         self.folios.get_mut(pfn).memcg = memcg.0;

@@ -276,6 +276,16 @@ impl Memory {
     /// # Context
     /// Unmapped, off the LRU, not in the swap cache, no I/O.
     pub fn free_frame(&mut self, pfn: Pfn) {
+        // mem_cgroup_uncharge: the charge ends with the folio.
+        let p = self.folios.get(pfn);
+        let (memcg, order) = (MemcgId(p.memcg), p.order);
+        self.memcg.uncharge(memcg, 1 << order);
+        self.release_frame(pfn);
+    }
+
+    /// [`Memory::free_frame`] of a folio that was never charged (its charge
+    /// was refused).
+    pub(crate) fn release_frame(&mut self, pfn: Pfn) {
         let p = self.folios.get_mut(pfn);
         assert!(
             p.test(pg::ALLOCATED)
@@ -290,9 +300,6 @@ impl Memory {
             self.ksm.node_freed(node);
         }
         let order = self.folios.get(pfn).order;
-        // mem_cgroup_uncharge: the charge ends with the folio.
-        let memcg = MemcgId(self.folios.get(pfn).memcg);
-        self.memcg.uncharge(memcg, 1 << order);
         for i in 0..1u32 << order {
             *self.folios.get_mut(Pfn(pfn.0 + i)) = crate::folio::Page {
                 mapping: crate::folio::NO_MAPPING,
