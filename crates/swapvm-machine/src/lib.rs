@@ -275,6 +275,8 @@ pub struct Machine {
     swap_events: Vec<String>,
     /// Counters recorded at `Op::Mark`s, in order.
     marks: Vec<report::Mark>,
+    /// Cgroup interface file writes the workload made, in order.
+    cgroup_writes: Vec<memcg::CgroupWriteReport>,
     /// The run stopped early on `RunOptions::interrupt`.
     interrupted: bool,
     /// Swap I/O errors seen (the first few are logged).
@@ -677,6 +679,7 @@ impl Machine {
             swapoff: None,
             swap_events: Vec::new(),
             marks: Vec::new(),
+            cgroup_writes: Vec::new(),
             interrupted: false,
             io_errors: 0,
             retired: Vec::new(),
@@ -1001,6 +1004,10 @@ impl Machine {
             }
             Op::Fork => {
                 self.fork(i, mm);
+                Ok(false)
+            }
+            Op::CgroupWrite => {
+                self.cgroup_write(i);
                 Ok(false)
             }
             Op::Mark { id } => {

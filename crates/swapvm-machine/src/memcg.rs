@@ -414,3 +414,149 @@ impl Machine {
             .collect()
     }
 }
+
+/// One cgroup interface file write a workload made, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CgroupWriteReport {
+    /// Tick of the write.
+    pub tick: u64,
+    /// The writing process.
+    pub pid: u32,
+    /// The cgroup written to.
+    pub cgroup: String,
+    /// The file.
+    pub file: String,
+    /// What was written.
+    pub value: String,
+    /// `"ok"`, or the error the write returns (`EAGAIN` from
+    /// `memory.reclaim` that fell short, `ENOENT` for a missing cgroup).
+    pub result: String,
+    /// Pages reclaimed by the write (or on their way out: swapvm frees a
+    /// written folio when its write completes).
+    pub reclaimed: u64,
+}
+
+impl Machine {
+    /// `Op::CgroupWrite` of process `i`: applies the write its source holds.
+    pub(crate) fn cgroup_write(&mut self, i: usize) {
+        let Some(w) = self.procs[i].gen.take_cgroup_write() else {
+            return;
+        };
+        let own = self.procs[i].memcg;
+        let target = match &w.cgroup {
+            Some(p) => self.mem.memcg.by_path(p),
+            None => Some(own),
+        };
+        let (result, reclaimed) = match target {
+            None => ("ENOENT".to_owned(), 0),
+            Some(m) => self.apply_cgroup_write(i, m, &w.file, &w.value),
+        };
+        let cgroup = target.map_or_else(
+            || w.cgroup.clone().unwrap_or_default(),
+            |m| self.mem.memcg.get(m).limits.path.clone(),
+        );
+        self.cgroup_writes.push(CgroupWriteReport {
+            tick: self.tick,
+            pid: self.procs[i].pid,
+            cgroup,
+            file: w.file,
+            value: w.value,
+            result,
+            reclaimed,
+        });
+    }
+
+    /// The kernel's `memory_*_write` for file `file` of memcg `m`.
+    fn apply_cgroup_write(
+        &mut self,
+        i: usize,
+        m: MemcgId,
+        file: &str,
+        value: &str,
+    ) -> (String, u64) {
+        if file == "memory.reclaim" {
+            let bytes = swapvm_core::size::memparse(value.trim(), false)
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            return self.memory_reclaim(i, m, bytes / swapvm_core::PAGE_SIZE as u64);
+        }
+        if m == MemcgId::ROOT {
+            return ("EINVAL".into(), 0);
+        }
+        let lim = &mut self.mem.memcg.get_mut(m).limits;
+        if swapvm_core::config::cgroup::write_file(lim, file, &toml::Value::String(value.into()))
+            .is_err()
+        {
+            return ("EINVAL".into(), 0);
+        }
+        let mut reclaimed = 0;
+        if matches!(file, "memory.max" | "memory.high") {
+            reclaimed = self.reclaim_to_limit(i, m, file == "memory.max");
+        }
+        ("ok".into(), reclaimed)
+    }
+
+    /// `memory_max_write`/`memory_high_write`'s loop: reclaim down to the new
+    /// limit, [`MAX_RECLAIM_RETRIES`] times at most; a `memory.max` still
+    /// exceeded with nothing in flight then calls the memcg OOM killer.
+    fn reclaim_to_limit(&mut self, i: usize, m: MemcgId, max: bool) -> u64 {
+        let cpu = self.procs[i].cpu;
+        let mut total = 0;
+        for _ in 0..MAX_RECLAIM_RETRIES {
+            let g = self.mem.memcg.get(m);
+            let limit = if max { g.limits.max } else { g.limits.high };
+            let Some(excess) = limit
+                .and_then(|l| g.usage.checked_sub(l))
+                .filter(|&e| e > 0)
+            else {
+                return total;
+            };
+            let p = self.reclaim.try_to_free_mem_cgroup_pages(
+                &mut self.mem,
+                &mut self.swap,
+                m,
+                excess,
+                cpu,
+                self.tick,
+            );
+            total += p.reclaimed + p.writeback;
+            if !p.made() {
+                break;
+            }
+        }
+        let g = self.mem.memcg.get(m);
+        if max && g.limits.max.is_some_and(|l| g.usage > l) && self.memcg_writeback(m) == 0 {
+            self.mem_cgroup_out_of_memory(m);
+        }
+        total
+    }
+
+    /// `memory_reclaim`: proactive reclaim of `nr` pages in shrinking
+    /// batches (a quarter of what is left each time); `EAGAIN` once
+    /// [`MAX_RECLAIM_RETRIES`] batches in all freed nothing.
+    fn memory_reclaim(&mut self, i: usize, m: MemcgId, nr: u64) -> (String, u64) {
+        let cpu = self.procs[i].cpu;
+        let (mut done, mut retries) = (0u64, MAX_RECLAIM_RETRIES);
+        while done < nr {
+            let batch = (nr - done) / 4;
+            let p = self.reclaim.try_to_free_mem_cgroup_pages(
+                &mut self.mem,
+                &mut self.swap,
+                m,
+                batch,
+                cpu,
+                self.tick,
+            );
+            let got = p.reclaimed + p.writeback;
+            if got == 0 {
+                if retries == 0 {
+                    return ("EAGAIN".into(), done);
+                }
+                retries -= 1;
+            }
+            done += got;
+        }
+        ("ok".into(), done)
+    }
+}

@@ -261,6 +261,9 @@ pub struct Report {
     /// Per memory cgroup, the root first; empty without `[[cgroup]]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroups: Vec<crate::memcg::CgroupReport>,
+    /// Cgroup interface file writes the workload made (`cgroup_write`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_writes: Vec<crate::memcg::CgroupWriteReport>,
 }
 
 /// The tag of an OOM kill in [`Report::killed`].
@@ -455,6 +458,9 @@ impl Report {
                 c.swap_events_max, c.high_throttled_ticks
             ));
             v.push(format!("cgroup {} stat {:?}", c.path, c.stat));
+        }
+        for w in &self.cgroup_writes {
+            v.push(format!("cgroup_write {w:?}"));
         }
         for (i, d) in self.devices.iter().enumerate() {
             v.push(format!(
@@ -705,6 +711,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
     let cgroups = m.cgroup_reports();
     Report {
         cgroups,
+        cgroup_writes: m.cgroup_writes.clone(),
         config: m.cfg.source.display().to_string(),
         workload: m.workload.name.clone(),
         seed: m.seed,

@@ -246,3 +246,54 @@ fn bad_cgroup_tables_are_errors_naming_the_field() {
         assert!(e.contains("c.toml") && e.contains(field), "{table}: {e}");
     }
 }
+
+/// A process in `/a` that maps and writes `mib` MiB, then writes
+/// `memory.reclaim` = `ask`.
+fn reclaim_run(mib: u32, ask: &str) -> Report {
+    let w = format!(
+        "[[process]]\nkind = \"phases\"\ncgroup = \"/a\"\n\
+         [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = {mib}\n\
+         [[process.phase]]\nop = \"touch\"\nregion = 0\n\
+         [[process.phase]]\nop = \"cgroup_write\"\nfile = \"memory.reclaim\"\nvalue = \"{ask}\"\n\
+         [[process.phase]]\nop = \"sleep\"\nticks = 20\n"
+    );
+    run(64, "[[cgroup]]\npath = \"/a\"\n", &w)
+}
+
+#[test]
+fn memory_reclaim_reclaims_what_is_asked_or_says_eagain() {
+    let r = reclaim_run(8, "4M");
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    let w = &r.cgroup_writes[0];
+    assert_eq!(
+        (w.cgroup.as_str(), w.result.as_str()),
+        ("/a", "ok"),
+        "{w:?}"
+    );
+    assert!(w.reclaimed >= 1024, "{w:?}");
+    assert!(cg(&r, "/a").stat("pswpout") >= 1024);
+    // More than the cgroup has: it gives up with EAGAIN, as the kernel does.
+    let r = reclaim_run(8, "64M");
+    let w = &r.cgroup_writes[0];
+    assert_eq!(w.result, "EAGAIN", "{w:?}");
+    assert!(w.reclaimed < 16384 && w.reclaimed > 0, "{w:?}");
+}
+
+#[test]
+fn lowering_memory_high_reclaims_and_throttles() {
+    let w = "[[process]]\nkind = \"phases\"\ncgroup = \"/a\"\n\
+             [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 12\n\
+             [[process.phase]]\nop = \"touch\"\nregion = 0\n\
+             [[process.phase]]\nop = \"cgroup_write\"\nfile = \"memory.high\"\nvalue = \"4M\"\n\
+             [[process.phase]]\nop = \"access\"\nregion = 0\naccesses = 6144\npattern = \"random\"\nwrite_ratio = 0.5\n";
+    let r = run(64, "[[cgroup]]\npath = \"/a\"\n", w);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    let a = cg(&r, "/a");
+    assert!(event(a, "high") > 0 && a.stat("pswpout") > 0, "{a:?}");
+    assert!(r.cgroup_writes[0].reclaimed > 0);
+    assert!(
+        r.killed.is_empty(),
+        "memory.high never OOM-kills: {:?}",
+        r.killed
+    );
+}

@@ -121,6 +121,9 @@ pub enum Op {
         /// Index of the `[[swap]]` entry.
         device: u32,
     },
+    /// A cgroup interface file write; the machine takes its contents from
+    /// the source ([`crate::ProcessSource::take_cgroup_write`]).
+    CgroupWrite,
 }
 
 /// Page offsets `[start, end)` inside a region.

@@ -94,6 +94,13 @@ pub(crate) enum RawPhase {
         #[serde(default)]
         device: u32,
     },
+    #[serde(rename = "cgroup_write")]
+    CgroupWrite {
+        #[serde(default)]
+        cgroup: Option<String>,
+        file: String,
+        value: String,
+    },
 }
 
 fn default_pool() -> u32 {
@@ -152,6 +159,19 @@ pub enum PhasePattern {
     Zipf(f64),
     /// Hot set first `hot_fraction` of the region, hit with `hot_probability`.
     HotCold(f64, f64),
+}
+
+/// `op = "cgroup_write"`: write `value` to interface `file` of `cgroup`
+/// (the process's own when `None`). `memory.reclaim` is proactive reclaim;
+/// the other files are those `[[cgroup]]` tables set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupWrite {
+    /// The cgroup's path.
+    pub cgroup: Option<String>,
+    /// The interface file, e.g. `memory.high`.
+    pub file: String,
+    /// What is written, e.g. `"48M"`.
+    pub value: String,
 }
 
 /// A validated phase.
@@ -235,6 +255,9 @@ pub enum Phase {
         /// Index of the `[[swap]]` entry.
         device: u32,
     },
+    /// A write to a cgroup interface file, as a controller (Senpai, TMO)
+    /// makes one.
+    CgroupWrite(CgroupWrite),
     /// A hibernate cycle to that entry.
     Hibernate {
         /// Index of the `[[swap]]` entry.
@@ -249,6 +272,16 @@ pub struct Program {
     pub main: Vec<Phase>,
     /// What each forked child runs.
     pub child: Vec<Phase>,
+}
+
+/// A cgroup write the kernel would accept: `memory.reclaim` takes a size,
+/// the other files what a `[[cgroup]]` table takes.
+fn check_cgroup_write(file: &str, value: &str) -> Result<(), String> {
+    if file == "memory.reclaim" {
+        return swapvm_core::size::memparse(value.trim(), false).map(|_| ());
+    }
+    let mut l = swapvm_core::config::CgroupLimits::root();
+    swapvm_core::config::cgroup::write_file(&mut l, file, &toml::Value::String(value.into()))
 }
 
 fn pages_of(mib: f64, path: &Path, field: &str) -> Result<u64, ConfigError> {
@@ -480,6 +513,22 @@ impl RawPhase {
             RawPhase::Swapoff { device } => Phase::Swapoff { device },
             RawPhase::Swapon { device } => Phase::Swapon { device },
             RawPhase::Hibernate { device } => Phase::Hibernate { device },
+            RawPhase::CgroupWrite {
+                ref cgroup,
+                ref file,
+                ref value,
+            } => {
+                check_cgroup_write(file, value).map_err(|r| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    field: f("value"),
+                    reason: r,
+                })?;
+                Phase::CgroupWrite(CgroupWrite {
+                    cgroup: cgroup.clone(),
+                    file: file.clone(),
+                    value: value.clone(),
+                })
+            }
         })
     }
 }
@@ -545,6 +594,8 @@ pub struct PhaseGen {
     /// Progress inside the phase (pages touched, accesses made, children
     /// forked).
     step: u64,
+    /// The write of the last [`Op::CgroupWrite`] returned, until taken.
+    pending_write: Option<CgroupWrite>,
     /// Region sizes in pages (None: unmapped).
     regions: Vec<Option<u64>>,
     cursor: u64,
@@ -564,6 +615,7 @@ impl PhaseGen {
             rng,
             phase: 0,
             step: 0,
+            pending_write: None,
             regions: Vec::new(),
             cursor: 0,
             zipf: None,
@@ -594,6 +646,7 @@ impl PhaseGen {
             rng: SimRng::new(seed),
             phase: 0,
             step: 0,
+            pending_write: None,
             regions: self.regions.clone(),
             cursor: 0,
             zipf: None,
@@ -601,6 +654,11 @@ impl PhaseGen {
             accesses: 0,
             exited: false,
         }
+    }
+
+    /// The write of the [`Op::CgroupWrite`] just returned.
+    pub fn take_cgroup_write(&mut self) -> Option<CgroupWrite> {
+        self.pending_write.take()
     }
 
     fn phases(&self) -> &[Phase] {
@@ -750,6 +808,11 @@ impl PhaseGen {
                 Phase::Swapon { device } => {
                     self.next_phase();
                     return Some(Op::Swapon { device });
+                }
+                Phase::CgroupWrite(w) => {
+                    self.pending_write = Some(w.clone());
+                    self.next_phase();
+                    return Some(Op::CgroupWrite);
                 }
                 Phase::Hibernate { device } => {
                     self.next_phase();

@@ -105,6 +105,14 @@ impl ProcessSource {
         }
     }
 
+    /// The cgroup write of the [`Op::CgroupWrite`] just returned.
+    pub fn take_cgroup_write(&mut self) -> Option<crate::phases::CgroupWrite> {
+        match self {
+            ProcessSource::Phases(g) => g.take_cgroup_write(),
+            _ => None,
+        }
+    }
+
     /// The process's name.
     pub fn name(&self) -> &str {
         match self {
