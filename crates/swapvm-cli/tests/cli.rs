@@ -340,13 +340,7 @@ mod run {
         assert_eq!(v["warnings"], 0);
         assert_eq!(v["violations"].as_array().unwrap().len(), 0);
         assert!(v["swapin_verified"].as_u64().unwrap() > 0, "{v}");
-        let pswpout = v["vmstat"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p[0] == "pswpout")
-            .unwrap();
-        assert!(pswpout[1].as_u64().unwrap() > 0, "{v}");
+        assert!(v["vmstat"]["pswpout"].as_u64().unwrap() > 0, "{v}");
     }
 
     #[test]
@@ -356,20 +350,19 @@ mod run {
         let o = swapvm!("run", t.config(), "--out", out, "--check-every", "100");
         let (stdout, stderr) = text(&o);
         assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
-                .unwrap();
+        let json = std::fs::read_to_string(out.join("report.json")).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(report["mismatches"], 0);
         assert!(report["checks_run"].as_u64().unwrap() > 1, "{report}");
         let vmstat = std::fs::read_to_string(out.join("vmstat")).unwrap();
-        // The vmstat file is the report's counters, `name value` a line.
-        let from_json: String = report["vmstat"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| format!("{} {}\n", p[0].as_str().unwrap(), p[1]))
-            .collect();
-        assert_eq!(vmstat, from_json);
+        // The vmstat file is the report's counters, `name value` a line, in
+        // the order report.json's text has them.
+        let typed: swapvm_machine::Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(vmstat, typed.vmstat_text());
+        for l in vmstat.lines() {
+            let (n, x) = l.split_once(' ').unwrap();
+            assert_eq!(report["vmstat"][n].to_string(), x, "{l}");
+        }
         assert!(
             vmstat.lines().any(|l| l.starts_with("pswpout ")),
             "{vmstat}"

@@ -54,12 +54,7 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 fn counter(report: &serde_json::Value, name: &str) -> u64 {
-    report["vmstat"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p[0] == name)
-        .map_or(0, |p| p[1].as_u64().unwrap())
+    report["vmstat"][name].as_u64().unwrap_or(0)
 }
 
 /// A machine config in `dir` with `ram_mib` of RAM and `swap_mib` of swap.

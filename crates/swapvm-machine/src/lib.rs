@@ -24,6 +24,7 @@ mod swsusp;
 pub mod plot;
 pub mod run_folder;
 pub mod series;
+pub mod swap_event;
 pub mod thp_alloc_test;
 pub mod verify;
 mod zram;
@@ -34,6 +35,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use swap_event::{SwapEvent, SwapEventKind};
 use swapvm_core::config::{
     Allocator, ConfigError, ContentMode, Rotational, SubmitMode, SwapBackend, SwapDeviceConfig,
 };
@@ -272,7 +274,9 @@ pub struct Machine {
     /// The swapoff in progress, a task of the tick loop.
     swapoff: Option<Swapoff>,
     /// What swapoff and swapon did, one line each, for the report.
-    swap_events: Vec<String>,
+    swap_events: Vec<swap_event::SwapEvent>,
+    /// The workload file's text (empty without one), for the report.
+    workload_text: String,
     /// Counters recorded at `Op::Mark`s, in order.
     marks: Vec<report::Mark>,
     /// Cgroup interface file writes the workload made, in order.
@@ -449,6 +453,7 @@ impl Machine {
     /// the swap devices, and starts the workload's processes.
     pub fn new(cfg: MachineConfig, opts: RunOptions) -> Result<Machine, MachineError> {
         let seed = opts.seed.unwrap_or(cfg.machine.seed);
+        let mut text = String::new();
         let mut workload = if opts.mmops.is_some() {
             WorkloadSpec {
                 name: "mmops".into(),
@@ -466,7 +471,13 @@ impl Machine {
                     })
                 }
             };
-            WorkloadSpec::load(&wl_path)?
+            text = std::fs::read_to_string(&wl_path).map_err(|source| {
+                swapvm_core::config::ConfigError::Read {
+                    path: wl_path.clone(),
+                    source,
+                }
+            })?;
+            WorkloadSpec::from_toml(&text, &wl_path)?
         };
         if let Some(f) = opts.scale {
             workload = workload.scaled(f);
@@ -486,7 +497,9 @@ impl Machine {
                 .collect(),
             None => workload.instantiate(seed),
         };
-        Self::build(cfg, opts, seed, workload, sources, cgroups, total)
+        let mut m = Self::build(cfg, opts, seed, workload, sources, cgroups, total)?;
+        m.workload_text = text;
+        Ok(m)
     }
 
     /// A machine running `sources` (one process each, pids from 1) instead
@@ -678,6 +691,7 @@ impl Machine {
             swap_types,
             swapoff: None,
             swap_events: Vec::new(),
+            workload_text: String::new(),
             marks: Vec::new(),
             cgroup_writes: Vec::new(),
             interrupted: false,
@@ -1038,23 +1052,26 @@ impl Machine {
             Op::Swapoff { device } | Op::Swapon { device } | Op::Hibernate { device } => {
                 let pid = self.procs[i].pid;
                 let d = device as usize;
-                let (what, r) = match op {
-                    Op::Swapoff { .. } => ("swapoff of", self.swapoff(d)),
-                    Op::Swapon { .. } => ("swapon of", self.swapon(d)),
-                    _ => ("hibernate to", self.hibernate(d)),
+                let (refused, r) = match op {
+                    Op::Swapoff { .. } => (SwapEventKind::SwapoffRefused, self.swapoff(d)),
+                    Op::Swapon { .. } => (SwapEventKind::SwaponRefused, self.swapon(d)),
+                    _ => (SwapEventKind::HibernateRefused, self.hibernate(d)),
                 };
                 if let Err(why) = r {
-                    self.swap_event(format!("pid {pid}: {what} swap[{device}] refused: {why}"));
+                    let mut e = SwapEvent::new(self.tick, refused, Some(device)).because(why);
+                    e.pid = Some(pid);
+                    self.swap_event(e);
                 }
                 Ok(false)
             }
         }
     }
 
-    fn swap_event(&mut self, line: String) {
-        tracing::info!("tick {}: {line}", self.tick);
+    /// Logs `e` and keeps it for the report (the first 256).
+    fn swap_event(&mut self, e: SwapEvent) {
+        tracing::info!("{e}");
         if self.swap_events.len() < 256 {
-            self.swap_events.push(format!("tick {}: {line}", self.tick));
+            self.swap_events.push(e);
         }
     }
 
@@ -1076,9 +1093,9 @@ impl Machine {
         let so = Swapoff::begin(&self.mem, &mut self.swap, ty, self.tick)
             .map_err(|e| error_chain(&e))?;
         let inuse = self.swap.device(ty).map_or(0, |d| d.inuse_pages);
-        self.swap_event(format!(
-            "swapoff of swap[{device}] begins, {inuse} slots in use"
-        ));
+        let mut e = SwapEvent::new(self.tick, SwapEventKind::SwapoffBegin, Some(device as u32));
+        e.slots_in_use = Some(inuse);
+        self.swap_event(e);
         self.swapoff_snapshot = report::device_report(self, ty);
         self.swapoff = Some(so);
         Ok(())
@@ -1102,7 +1119,8 @@ impl Machine {
         let slots = self.swap.device(ty).map_or(0, |d| d.max());
         self.verify.add_device(ty.0, slots);
         self.swap_types[device] = Some(ty);
-        self.swap_event(format!("swapon of swap[{device}]"));
+        let e = SwapEvent::new(self.tick, SwapEventKind::Swapon, Some(device as u32));
+        self.swap_event(e);
         Ok(())
     }
 
@@ -1116,9 +1134,10 @@ impl Machine {
         let device = f.swapoff_device as usize;
         self.faults_swapoff += 1;
         if let Err(why) = self.swapoff(device) {
-            self.swap_event(format!(
-                "swapoff of swap[{device}] (injected) refused: {why}"
-            ));
+            let kind = SwapEventKind::SwapoffRefused;
+            let mut e = SwapEvent::new(self.tick, kind, Some(device as u32)).because(why);
+            e.injected = true;
+            self.swap_event(e);
         }
     }
 
@@ -1189,7 +1208,11 @@ impl Machine {
             self.tick,
         );
         let device = self.swap_types.iter().position(|t| *t == Some(ty));
-        let name = device.map_or_else(|| format!("type {}", ty.0), |d| format!("swap[{d}]"));
+        let tick = self.tick;
+        let event = |kind| SwapEvent {
+            swap_type: device.is_none().then_some(u32::from(ty.0)),
+            ..SwapEvent::new(tick, kind, device.map(|d| d as u32))
+        };
         match step {
             SwapoffStep::Running => return true,
             SwapoffStep::Done => {
@@ -1198,13 +1221,14 @@ impl Machine {
                     self.swap_types[d] = None;
                     self.retire(d, ty);
                 }
-                let ticks = self.tick - started;
-                self.swap_event(format!(
-                    "swapoff of {name} done in {ticks} ticks, {unused} entries read back"
-                ));
+                let mut e = event(SwapEventKind::SwapoffDone);
+                e.ticks = Some(self.tick - started);
+                e.entries_read_back = Some(unused);
+                self.swap_event(e);
             }
-            SwapoffStep::Failed(e) => {
-                self.swap_event(format!("swapoff of {name} failed: {}", error_chain(&e)));
+            SwapoffStep::Failed(err) => {
+                let e = event(SwapEventKind::SwapoffFailed).because(error_chain(&err));
+                self.swap_event(e);
             }
         }
         self.swapoff = None;

@@ -2,6 +2,7 @@
 //! latency percentiles, verification, invariant and warning results.
 
 use crate::series::Series;
+pub use crate::swap_event::{SwapEvent, SwapEventKind};
 use crate::Machine;
 use serde::{Deserialize, Serialize};
 use swapvm_core::{VmEvent, VmStat};
@@ -143,10 +144,13 @@ pub struct OrderReport {
 
 /// A whole run's outcome.
 ///
-/// Serialised, it is report.json; its fields are documented in the README
-/// ("Run folder").
+/// Serialised, it is report.json; its schema is docs/report-schema.md.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
+    /// report.json's layout version, [`SCHEMA_VERSION`] when written by
+    /// this swapvm (1 for reports written before the field existed).
+    #[serde(default = "schema_v1")]
+    pub schema_version: u32,
     /// Config file.
     pub config: String,
     /// Workload name.
@@ -169,6 +173,11 @@ pub struct Report {
     /// The workload file that ran (empty when none did).
     #[serde(default)]
     pub workload_file: String,
+    /// That file's contents, as the run read them (empty for a trace
+    /// replay or when there is no file), so a run folder says exactly
+    /// what ran.
+    #[serde(default)]
+    pub workload_text: String,
     /// Ticks run.
     pub ticks: u64,
     /// Memory accesses completed.
@@ -186,7 +195,9 @@ pub struct Report {
     /// `timeseries.csv`.
     #[serde(skip)]
     pub series: Series,
-    /// Every vmstat counter, in report order.
+    /// Every vmstat counter, in `VmEvent` declaration order; in
+    /// report.json an object `{"name": value, ...}` in that order.
+    #[serde(with = "counters")]
     pub vmstat: Vec<(String, u64)>,
     /// The run was stopped early by SIGINT/SIGTERM (its counters cover the
     /// ticks that ran).
@@ -252,9 +263,10 @@ pub struct Report {
     /// it spent stalled (from the failed allocation to the retry).
     #[serde(default)]
     pub direct_reclaim: Vec<DirectReclaimReport>,
-    /// What swapoff and swapon did, one line each with its tick.
+    /// What swapoff, swapon and hibernate cycles did, one record each;
+    /// `Display` gives the summary's line.
     #[serde(default)]
-    pub swap_events: Vec<String>,
+    pub swap_events: Vec<SwapEvent>,
     /// What the hibernate cycles (`hibernate` phases) did.
     #[serde(default)]
     pub hibernation: HibernationReport,
@@ -264,6 +276,59 @@ pub struct Report {
     /// Cgroup interface file writes the workload made (`cgroup_write`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroup_writes: Vec<crate::memcg::CgroupWriteReport>,
+}
+
+/// The report.json layout this swapvm writes: 2 has `vmstat` as an
+/// object and `swap_events` as records (1 had pairs and text lines).
+pub const SCHEMA_VERSION: u32 = 2;
+
+fn schema_v1() -> u32 {
+    1
+}
+
+/// Serde for a counter list: written as a JSON object in list order, read
+/// back in the text's order (an object, or the `[name, value]` pairs of
+/// schema 1).
+mod counters {
+    use serde::de::{MapAccess, SeqAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(v.len()))?;
+        for (k, x) in v {
+            m.serialize_entry(k, x)?;
+        }
+        m.end()
+    }
+
+    struct Counters;
+
+    impl<'de> Visitor<'de> for Counters {
+        type Value = Vec<(String, u64)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of counters, or a list of [name, value] pairs")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0));
+            while let Some(e) = a.next_entry()? {
+                v.push(e);
+            }
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0));
+            while let Some(e) = a.next_element()? {
+                v.push(e);
+            }
+            Ok(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
+        d.deserialize_any(Counters)
+    }
 }
 
 /// The tag of an OOM kill in [`Report::killed`].
@@ -443,7 +508,8 @@ impl Report {
         v.push(format!("ksm {:?}", self.ksm));
         v.push(format!("swap_orders {:?}", self.swap_orders));
         v.push(format!("swap_readahead {}", self.swap_readahead));
-        v.push(format!("swap_events {:?}", self.swap_events));
+        let events: Vec<String> = self.swap_events.iter().map(ToString::to_string).collect();
+        v.push(format!("swap_events {events:?}"));
         v.push(format!("faults.io {:?}", self.faults.io));
         v.push(format!("kills_mid_fault {}", self.faults.kills_mid_fault));
         v.push(format!("direct_reclaim {:?}", self.direct_reclaim));
@@ -566,7 +632,8 @@ pub struct Mark {
     pub pid: u32,
     /// The tick it ran in.
     pub tick: u64,
-    /// Every vmstat counter, in report order.
+    /// Every vmstat counter, in report order (an object in report.json).
+    #[serde(with = "counters")]
     pub vmstat: Vec<(String, u64)>,
 }
 
@@ -712,6 +779,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
     Report {
         cgroups,
         cgroup_writes: m.cgroup_writes.clone(),
+        schema_version: SCHEMA_VERSION,
         config: m.cfg.source.display().to_string(),
         workload: m.workload.name.clone(),
         seed: m.seed,
@@ -724,6 +792,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
             serde_json::Value::Null
         }),
         workload_file: workload_file(m),
+        workload_text: m.workload_text.clone(),
         ticks: m.tick,
         accesses: m.accesses,
         wall_ms: m.started.elapsed().as_millis() as u64,

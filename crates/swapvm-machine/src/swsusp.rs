@@ -24,6 +24,7 @@
 //! change, so swapvm writes them as they are. No swsusp header or swap-map
 //! pages are written.
 
+use crate::swap_event::{SwapEvent, SwapEventKind};
 use swapvm_core::{Pfn, SwpEntry};
 use swapvm_io::IoKind;
 use swapvm_swap::SwsuspExtents;
@@ -133,7 +134,8 @@ impl crate::Machine {
             .copied()
             .flatten()
             .ok_or_else(|| format!("swap[{device}] is not on"))?;
-        self.swap_event(format!("hibernate to swap[{device}]: tasks frozen"));
+        let kind = SwapEventKind::HibernateBegin;
+        self.swap_event(SwapEvent::new(self.tick, kind, Some(device as u32)));
         self.hib_cycle = Some(HibCycle {
             device,
             started: self.tick,
@@ -283,24 +285,23 @@ impl crate::Machine {
         r.ticks_frozen += ticks;
         r.mismatches += c.mismatches;
         let pages = c.image.len() as u64;
-        let line = match failed {
+        let dev = Some(c.device as u32);
+        let e = match failed {
             Some(why) => {
                 r.failed += 1;
-                format!(
-                    "hibernate to swap[{}] failed: {why}; tasks thawed",
-                    c.device
-                )
+                SwapEvent::new(self.tick, SwapEventKind::HibernateFailed, dev).because(why)
             }
             None => {
                 r.pages_written += pages;
                 r.pages_verified += pages - c.mismatches;
-                format!(
-                    "hibernate to swap[{}]: {pages} pages written and read back in {ticks} ticks, \
-                     {} mismatches; tasks thawed",
-                    c.device, c.mismatches
-                )
+                SwapEvent {
+                    pages: Some(pages),
+                    ticks: Some(ticks),
+                    mismatches: Some(c.mismatches),
+                    ..SwapEvent::new(self.tick, SwapEventKind::HibernateDone, dev)
+                }
             }
         };
-        self.swap_event(line);
+        self.swap_event(e);
     }
 }

@@ -712,7 +712,7 @@ mod shipped {
         assert!(
             r.swap_events
                 .iter()
-                .any(|e| e.contains("swapoff of swap[0] done")),
+                .any(|e| e.to_string().contains("swapoff of swap[0] done")),
             "{d}"
         );
         assert_eq!(r.devices.len(), 2, "{d}");

@@ -236,6 +236,8 @@ fn report_json_round_trips_and_is_documented() {
         "rustc_version",
         "config_loaded",
         "workload_file",
+        "workload_text",
+        "schema_version",
     ] {
         assert!(top.remove(k).is_some(), "{k} missing");
     }
@@ -251,7 +253,10 @@ fn report_json_round_trips_and_is_documented() {
         strip(&mut d["read_latency"]);
         strip(&mut d["write_latency"]);
     }
+    // Schema 1 wrote the counters as [name, value] pairs.
+    top["vmstat"] = serde_json::to_value(&r.vmstat).unwrap();
     let old: Report = serde_json::from_value(old).unwrap();
+    assert_eq!(old.schema_version, 1);
     assert_eq!(old.vmstat, r.vmstat);
     assert_eq!(old.write_latency.p99_us, r.write_latency.p99_us);
     assert_eq!(v["seed"], 1);
@@ -260,12 +265,15 @@ fn report_json_round_trips_and_is_documented() {
     assert_eq!(v["config_loaded"]["machine"]["ram_mib"], 8);
     assert_eq!(v["config_loaded"]["machine"]["sample_every_ticks"], 7);
     assert_eq!(v["config_loaded"]["swap"][0]["size_mib"], 32);
-    let names: Vec<&str> = v["vmstat"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0].as_str().unwrap())
-        .collect();
+    assert_eq!(v["schema_version"], swapvm_machine::report::SCHEMA_VERSION);
+    assert!(v["vmstat"].is_object(), "vmstat is not an object");
+    assert_eq!(
+        v["vmstat"]["pswpout"],
+        r.counter(swapvm_core::VmEvent::PswpOut)
+    );
+    assert!(!v["workload_text"].as_str().unwrap().is_empty());
+    // serde_json's Value sorts keys: read the order from the text itself.
+    let names: Vec<&str> = back.vmstat.iter().map(|(n, _)| n.as_str()).collect();
     let all: Vec<&str> = swapvm_core::VmEvent::ALL.iter().map(|e| e.name()).collect();
     assert_eq!(names, all, "report.json must carry every vmstat counter");
     assert_buckets_add_up("read", &r.read_latency);

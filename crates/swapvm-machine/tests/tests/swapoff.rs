@@ -2,6 +2,7 @@
 //! per-process direct-reclaim stall report.
 
 use super::*;
+use swapvm_machine::report::SwapEventKind;
 use swapvm_workload::{Op, ProcessSource, Script, WorkloadSpec};
 
 /// 8 MiB of RAM, two 32 MiB swap files; swap[0] has the higher priority,
@@ -83,19 +84,13 @@ fn swapoff_under_load_moves_everything_and_swapon_returns_the_device() {
     );
     assert!(r.killed.is_empty(), "{d}");
     assert_eq!(r.swap_events.len(), 3, "{d}");
-    assert!(
-        r.swap_events[0].contains("swapoff of swap[0] begins"),
-        "{d}"
-    );
-    let begins: u64 = r.swap_events[0]
-        .split(", ")
-        .nth(1)
-        .and_then(|x| x.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let kinds: Vec<SwapEventKind> = r.swap_events.iter().map(|e| e.kind).collect();
+    use SwapEventKind::*;
+    assert_eq!(kinds, [SwapoffBegin, SwapoffDone, Swapon], "{d}");
+    assert!(r.swap_events.iter().all(|e| e.device == Some(0)), "{d}");
+    let begins = r.swap_events[0].slots_in_use.unwrap();
     assert!(begins > 256, "swap[0] held little when swapoff began: {d}");
-    assert!(r.swap_events[1].contains("swapoff of swap[0] done"), "{d}");
-    assert!(r.swap_events[2].contains("swapon of swap[0]"), "{d}");
+    assert!(r.swap_events[1].entries_read_back.is_some(), "{d}");
     assert_eq!(r.devices.len(), 2, "{d}");
     // Every slot came back free at the end, on both devices.
     for dev in &r.devices {
@@ -127,8 +122,15 @@ fn swapoff_refused_for_want_of_memory_leaves_the_device_on() {
     let d = format!("{}\nevents {:#?}", describe(&r), r.swap_events);
     assert!(r.passed(), "{d}");
     assert_eq!(r.swap_events.len(), 1, "{d}");
-    assert!(r.swap_events[0].contains("refused"), "{d}");
-    assert!(r.swap_events[0].contains("not enough memory"), "{d}");
+    let e = &r.swap_events[0];
+    assert_eq!(e.kind, SwapEventKind::SwapoffRefused, "{d}");
+    assert!(
+        e.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("not enough memory"),
+        "{d}"
+    );
     assert_eq!(r.devices.len(), 1, "{d}");
 }
 
