@@ -114,7 +114,7 @@ fio_run() {
 swapvm_run() {
     local out="$WORK/swapvm.json"
     "$SWAPVM" diskbench "$FILE" --pattern "$1" --qd "$2" --duration "$DURATION" \
-        --json "$out" >/dev/null
+        --json-file "$out" >/dev/null
     jq -r '.total | "\(.iops) \(.mb_per_s)"' "$out"
 }
 

@@ -2,16 +2,15 @@
 //! machine is swapvm-machine's.
 
 mod bench;
+mod diskbench;
 mod trace;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use swapvm_core::config::Override;
 use swapvm_core::MachineConfig;
-use swapvm_io::diskbench::{self, BenchConfig, BenchEngine, BenchReport, DirStats, Pattern};
 use swapvm_machine::{Machine, Outcome, Report, RunOptions};
 use swapvm_swap::header;
 
@@ -102,7 +101,7 @@ enum Cmd {
         report: Option<PathBuf>,
     },
     /// Measure swap-shaped I/O on a file or block device (io_uring, O_DIRECT).
-    Diskbench(DiskbenchArgs),
+    Diskbench(diskbench::DiskbenchArgs),
     /// Replay a memory trace on a machine: one process per pid.
     Replay(trace::ReplayArgs),
     /// Look at or convert memory traces.
@@ -318,55 +317,6 @@ fn run_fuzz(
     Ok(0)
 }
 
-#[derive(clap::Args, Debug)]
-struct DiskbenchArgs {
-    /// File or block device. A missing file is created with --size and
-    /// filled first. Writes refuse a device holding a filesystem or (block
-    /// devices) a swap signature, and keep clear of a swap file's header.
-    device: PathBuf,
-    /// Request pattern: swapout-4k, swapout-64k (alias large-folio),
-    /// swapout-2m, swapin-4k, readahead, mixed, randwrite-4k, randread-4k,
-    /// seqwrite-64k.
-    #[arg(long, default_value = "swapout-4k", value_parser = parse_pattern)]
-    pattern: Pattern,
-    /// Requests kept in flight.
-    #[arg(long, default_value_t = 32)]
-    qd: u32,
-    /// Seconds to run [default: 10, or no time limit with --ops].
-    #[arg(long, value_parser = parse_seconds)]
-    duration: Option<std::time::Duration>,
-    /// Stop after this many requests.
-    #[arg(long)]
-    ops: Option<u64>,
-    /// Size of the file to create if DEVICE does not exist (4096, 512M, 2G).
-    #[arg(long, value_parser = parse_size)]
-    size: Option<u64>,
-    /// Also write the results as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Write even over a filesystem or swap signature, destroying it.
-    #[arg(long)]
-    force: bool,
-    /// uring: the bare ring and a buffer pool, driven from this thread;
-    /// uring-inline: the engine `swapvm run` uses (`submit = "inline"`);
-    /// uring-thread: the engine with its own thread (`submit = "thread"`);
-    /// psync: pread/pwrite.
-    #[arg(long, default_value = "uring", value_parser = parse_engine)]
-    engine: BenchEngine,
-    /// Use an SQPOLL kernel thread sleeping after IDLE_MS (uring only).
-    #[arg(long, value_name = "IDLE_MS")]
-    sqpoll: Option<u32>,
-    /// No registered buffers or file, no DEFER_TASKRUN (uring only).
-    #[arg(long)]
-    no_register: bool,
-    /// Go through the page cache instead of O_DIRECT.
-    #[arg(long)]
-    buffered: bool,
-    /// Seed of the offsets and of the data written.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-}
-
 /// `--set KEY=VALUE`; the config module parses the value and applies it.
 fn parse_set(s: &str) -> Result<Override, String> {
     match s.split_once('=') {
@@ -511,7 +461,7 @@ fn run(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Cmd::Diskbench(args) => run_diskbench(args),
+        Cmd::Diskbench(args) => diskbench::run(args),
         Cmd::Replay(args) => trace::replay(args),
         Cmd::Trace { cmd } => trace::run(cmd),
         Cmd::Fuzz {
@@ -784,161 +734,6 @@ fn write_cgroups(o: &mut impl Write, r: &Report) -> std::io::Result<()> {
             c.stat("pgscan"),
             c.stat("pgsteal"),
         )?;
-    }
-    Ok(())
-}
-
-fn parse_pattern(s: &str) -> Result<Pattern, String> {
-    s.parse()
-        .map_err(|e: diskbench::UnknownPattern| e.to_string())
-}
-
-fn parse_engine(s: &str) -> Result<BenchEngine, String> {
-    s.parse()
-}
-
-fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))?;
-    std::time::Duration::try_from_secs_f64(secs)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{secs} is not a positive number of seconds"))
-}
-
-/// Bytes, with an optional binary suffix: K, M, G, T (KiB, MiB, ... too).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|e| format!("{s:?} is not a size: {e}"))?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        "t" | "tib" => 40,
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use K, M, G or T)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-fn run_diskbench(a: DiskbenchArgs) -> Result<i32> {
-    let duration = match (a.duration, a.ops) {
-        (None, None) => Some(std::time::Duration::from_secs(10)),
-        (d, _) => d,
-    };
-    let cfg = BenchConfig {
-        path: a.device,
-        pattern: a.pattern,
-        queue_depth: a.qd,
-        duration,
-        ops: a.ops,
-        create_bytes: a.size,
-        force: a.force,
-        engine: a.engine,
-        direct: !a.buffered,
-        register: !a.no_register,
-        sqpoll_idle_ms: a.sqpoll,
-        seed: a.seed,
-    };
-    let bar = bench_bar();
-    let report = diskbench::run(&cfg, &mut |p| {
-        bar.set_position((p.fraction * 1000.0) as u64);
-        bar.set_message(format!("{} requests", p.ops));
-    });
-    bar.finish_and_clear();
-    let report = report?;
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("{}: cannot write", path.display()))?;
-    }
-    print_bench(&report)?;
-    Ok(if report.errors == 0 { 0 } else { 1 })
-}
-
-/// A bar over the run's fraction done (of 1000), drawn only on a terminal.
-fn bench_bar() -> ProgressBar {
-    let bar = ProgressBar::new(1000);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar
-}
-
-fn print_bench(r: &BenchReport) -> Result<()> {
-    let mut o = std::io::stdout().lock();
-    let kind = match r.device_kind {
-        diskbench::DeviceKind::File => "file",
-        diskbench::DeviceKind::BlockDevice => "block device",
-    };
-    let f = &r.features;
-    let features: Vec<&str> = [
-        (f.registered_buffers, "registered buffers"),
-        (f.fixed_file, "fixed file"),
-        (f.defer_taskrun, "defer-taskrun"),
-        (f.sqpoll, "sqpoll"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    writeln!(
-        o,
-        "swapvm diskbench {} ({kind}, {:.1} MiB{}): {}",
-        r.device,
-        r.device_bytes as f64 / 1048576.0,
-        if r.created { ", created" } else { "" },
-        r.pattern_description
-    )?;
-    writeln!(
-        o,
-        "  pattern {}, {} KiB requests, QD {}, engine {}{}, {}",
-        r.pattern,
-        r.request_bytes / 1024,
-        r.queue_depth,
-        r.engine,
-        if features.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", features.join(", "))
-        },
-        if r.direct { "O_DIRECT" } else { "buffered" }
-    )?;
-    if r.header_preserved {
-        writeln!(o, "  swap header found: nothing written below byte 4096")?;
-    }
-    writeln!(
-        o,
-        "  {:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "", "requests", "IOPS", "MB/s", "p50 us", "p99 us", "p99.9 us", "max us"
-    )?;
-    let rows: [(&str, &DirStats); 3] =
-        [("read", &r.read), ("write", &r.write), ("total", &r.total)];
-    for (name, d) in rows.into_iter().filter(|(_, d)| d.ops > 0) {
-        writeln!(
-            o,
-            "  {name:<6} {:>10} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            d.ops,
-            d.iops,
-            d.mb_per_s,
-            d.latency_us_p50,
-            d.latency_us_p99,
-            d.latency_us_p999,
-            d.latency_us_max
-        )?;
-    }
-    writeln!(o, "  {:.2} s, {} errors", r.seconds, r.errors)?;
-    if let Some(e) = &r.first_error {
-        writeln!(o, "  first error: {e}")?;
     }
     Ok(())
 }

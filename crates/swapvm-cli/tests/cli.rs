@@ -794,3 +794,113 @@ fn an_out_folder_in_use_needs_force() {
     let o = swapvm!("run", t.config(), "--out", t.config());
     assert_fails(&o, &["not a folder"]);
 }
+
+/// `swapvm diskbench` as fio users read it: the percentile list in the
+/// text, `--json` on stdout with fio's fields, `--json-file`, and the
+/// bandwidth log.
+mod diskbench {
+    use super::*;
+
+    #[test]
+    fn text_has_the_percentile_list_and_cpu() {
+        let dir = tempdir();
+        let img = dir.path().join("bench.img");
+        let o = swapvm!(
+            "diskbench",
+            img,
+            "--size",
+            "8M",
+            "--pattern",
+            "mixed",
+            "--ops",
+            "500"
+        );
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        for needle in [
+            "p90 us",
+            "p99.99 us",
+            "read lat (us): min ",
+            "write lat percentiles (us):",
+            " 1.00th=[",
+            "99.99th=[",
+            "cpu: usr ",
+        ] {
+            assert!(stdout.contains(needle), "no {needle:?}:\n{stdout}");
+        }
+    }
+
+    #[test]
+    fn json_goes_to_stdout_and_json_file_bw_log_to_files() {
+        let dir = tempdir();
+        let img = dir.path().join("bench.img");
+        let (jf, log) = (dir.path().join("r.json"), dir.path().join("bw.csv"));
+        let o = swapvm!(
+            "diskbench",
+            img,
+            "--size",
+            "8M",
+            "--pattern",
+            "mixed",
+            "--duration",
+            "0.3",
+            "--json",
+            "--json-file",
+            jf,
+            "--bw-log",
+            log,
+            "--bw-log-interval",
+            "0.05"
+        );
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&jf).unwrap()).unwrap();
+        assert_eq!(v, file);
+        for dir in ["read", "write"] {
+            let d = &v[dir];
+            for k in ["iops", "bw", "bw_bytes", "io_bytes", "runtime"] {
+                assert!(d[k].as_f64().is_some_and(|x| x > 0.0), "{dir}.{k}: {d}");
+            }
+            let pct = &d["lat_ns"]["percentile"];
+            for p in [
+                "50.000000",
+                "90.000000",
+                "99.000000",
+                "99.900000",
+                "99.990000",
+            ] {
+                assert!(pct[p].as_u64().is_some_and(|ns| ns > 0), "{dir} p{p}: {d}");
+            }
+        }
+        assert!(v["usr_cpu"].as_f64().is_some() && v["sys_cpu"].as_f64().is_some());
+        let csv = std::fs::read_to_string(&log).unwrap();
+        let mut lines = csv.lines();
+        assert!(lines
+            .next()
+            .unwrap()
+            .starts_with("end_ms,interval_ms,read_ops"));
+        let rows: Vec<Vec<f64>> = lines
+            .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+            .collect();
+        assert!(rows.len() >= 3, "{csv}");
+        assert!(rows.iter().all(|r| r.len() == 10), "{csv}");
+        let reads: f64 = rows.iter().map(|r| r[2]).sum();
+        assert_eq!(reads as u64, v["read"]["ops"].as_u64().unwrap(), "{csv}");
+    }
+
+    #[test]
+    fn a_bad_interval_is_refused_by_the_parser() {
+        let o = swapvm!(
+            "diskbench",
+            "/nonexistent",
+            "--bw-log",
+            "x",
+            "--bw-log-interval",
+            "0"
+        );
+        assert_fails(&o, &["--bw-log-interval", "positive"]);
+    }
+}

@@ -1210,6 +1210,51 @@ mod diskbench {
         }
     }
 
+    /// The JSON carries fio's fields for each direction (io_bytes, bw in
+    /// KiB/s, iops, runtime in ms, lat_ns with the percentile list) and
+    /// the CPU usage; the bandwidth log's intervals add up to the run.
+    #[test]
+    fn fio_fields_and_bandwidth_log() {
+        let file = temp_file(8 * MIB);
+        let cfg = BenchConfig {
+            bw_log_interval: Some(std::time::Duration::from_micros(200)),
+            ..config(file.path(), Pattern::Mixed, 2000)
+        };
+        let report = run(&cfg).unwrap();
+        let j = json(&report);
+        for dir in ["read", "write"] {
+            let d = &j[dir];
+            assert_eq!(d["io_bytes"], d["bytes"], "{d}");
+            assert!(d["bw"].as_f64().unwrap() > 0.0, "{d}");
+            assert!(d["runtime"].as_u64().is_some(), "{d}");
+            let lat = &d["lat_ns"];
+            assert_eq!(lat["N"], d["ops"], "{lat}");
+            let pct = lat["percentile"].as_object().unwrap();
+            assert_eq!(pct.len(), diskbench::PERCENTILES.len(), "{lat}");
+            let p = |k: &str| pct[k].as_u64().unwrap();
+            assert!(p("50.000000") <= p("90.000000") && p("99.000000") <= p("99.990000"));
+            assert!(lat["min"].as_u64().unwrap() <= p("1.000000"), "{lat}");
+            assert!(d["latency_us_p90"].as_f64().unwrap() > 0.0, "{d}");
+            assert!(d["latency_us_p9999"].as_f64().unwrap() > 0.0, "{d}");
+        }
+        assert!(j["usr_cpu"].as_f64().unwrap() >= 0.0, "{j}");
+        assert!(j["sys_cpu"].as_f64().unwrap() >= 0.0, "{j}");
+        assert!(j.get("bw_log").is_none(), "the log is CSV, not JSON");
+        let log = &report.bw_log;
+        assert!(!log.is_empty());
+        let reads: u64 = log.iter().map(|s| s.read_ops).sum();
+        let writes: u64 = log.iter().map(|s| s.write_ops).sum();
+        assert_eq!((reads, writes), (report.read.ops, report.write.ops));
+        let span: std::time::Duration = log.iter().map(|s| s.length).sum();
+        assert_eq!(span, log.last().unwrap().end);
+        assert!(log.windows(2).all(|w| w[0].end < w[1].end));
+        // No log unless asked for.
+        assert!(run(&config(file.path(), Pattern::Mixed, 10))
+            .unwrap()
+            .bw_log
+            .is_empty());
+    }
+
     #[test]
     fn bad_options_are_refused() {
         let file = temp_file(MIB);
@@ -1220,6 +1265,11 @@ mod diskbench {
         assert!(matches!(run(&cfg), Err(DiskbenchError::Config { .. })));
         let cfg = BenchConfig {
             ops: None,
+            ..config(file.path(), Pattern::SwapIn4k, 10)
+        };
+        assert!(matches!(run(&cfg), Err(DiskbenchError::Config { .. })));
+        let cfg = BenchConfig {
+            bw_log_interval: Some(std::time::Duration::ZERO),
             ..config(file.path(), Pattern::SwapIn4k, 10)
         };
         assert!(matches!(run(&cfg), Err(DiskbenchError::Config { .. })));

@@ -43,7 +43,9 @@ use crate::{
 use guard::{Signature, Verdict};
 use pattern::{OpGen, Region};
 pub use pattern::{Pattern, UnknownPattern};
-pub use stats::DirStats;
+pub use stats::{
+    write_bw_log, BwSample, DirStats, LatencyNs, Percentiles, BW_LOG_HEADER, PERCENTILES,
+};
 
 /// How often the progress callback is called, at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -128,6 +130,9 @@ pub struct BenchConfig {
     pub sqpoll_idle_ms: Option<u32>,
     /// Seed of the offsets and of the data written.
     pub seed: u64,
+    /// Cut a bandwidth log ([`BenchReport::bw_log`]) at this interval
+    /// (`None`: no log).
+    pub bw_log_interval: Option<Duration>,
 }
 
 impl BenchConfig {
@@ -147,6 +152,7 @@ impl BenchConfig {
             register: true,
             sqpoll_idle_ms: None,
             seed: 1,
+            bw_log_interval: None,
         }
     }
 
@@ -162,6 +168,8 @@ impl BenchConfig {
             .is_some_and(|b| b == 0 || b % BLOCK_SIZE as u64 != 0)
         {
             "the size must be a non-zero multiple of 4096 bytes"
+        } else if self.bw_log_interval.is_some_and(|d| d.is_zero()) {
+            "the bandwidth log interval must be positive"
         } else {
             return Ok(());
         };
@@ -176,6 +184,8 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Requests completed successfully.
     pub ops: u64,
+    /// Bytes they moved.
+    pub bytes: u64,
     /// Of the whole run, 0 to 1, by whichever limit is nearer.
     pub fraction: f64,
 }
@@ -235,6 +245,15 @@ pub struct BenchReport {
     pub write: DirStats,
     /// All requests.
     pub total: DirStats,
+    /// User CPU time of this process during the run, percent of the run's
+    /// wall time (fio's `usr_cpu`; over 100 with busy threads besides this
+    /// one).
+    pub usr_cpu: f64,
+    /// System CPU time, likewise (fio's `sys_cpu`).
+    pub sys_cpu: f64,
+    /// The bandwidth log, if asked for (written as CSV, not in the JSON).
+    #[serde(skip)]
+    pub bw_log: Vec<BwSample>,
 }
 
 /// Why a run could not be done. Every variant names the device.
@@ -388,9 +407,10 @@ pub fn run(
     let mut run = Run {
         cfg,
         gen,
-        rec: stats::Recorder::new(),
+        rec: stats::Recorder::new(cfg.bw_log_interval),
         progress,
     };
+    let cpu_before = cpu_times();
     let (elapsed, features) = match cfg.engine {
         BenchEngine::Uring => run.with_queue(&dev)?,
         BenchEngine::UringInline => {
@@ -412,9 +432,12 @@ pub fn run(
             (run.with_engine(&engine)?, QueueFeatures::default())
         }
     };
+    let (usr, sys) = cpu_percent(cpu_before, cpu_times(), elapsed);
     // The exclusive handle is held until every request is done.
     drop(dev.file);
-    let Run { rec, .. } = run;
+    let Run { mut rec, .. } = run;
+    rec.finish(elapsed);
+    let bw_log = rec.take_log();
     if rec.ops() == 0 {
         if let Some(source) = rec.first_error {
             return Err(DiskbenchError::AllFailed {
@@ -446,7 +469,38 @@ pub fn run(
         read,
         write,
         total,
+        usr_cpu: usr,
+        sys_cpu: sys,
+        bw_log,
     })
+}
+
+/// User and system CPU time of this process so far (`getrusage`), or
+/// zeros if it fails.
+fn cpu_times() -> (Duration, Duration) {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a writable rusage that the call fills on success.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if r != 0 {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    // SAFETY: getrusage returned 0, so it filled `ru` (and it was zeroed).
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// CPU time between two [`cpu_times`] as percentages of `wall`.
+fn cpu_percent(
+    before: (Duration, Duration),
+    after: (Duration, Duration),
+    wall: Duration,
+) -> (f64, f64) {
+    let wall = wall.as_secs_f64().max(1e-9);
+    let pct = |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64() * 100.0 / wall;
+    (pct(after.0, before.0), pct(after.1, before.1))
 }
 
 /// The engine settings of the io_uring engines for `cfg`.
@@ -650,6 +704,7 @@ impl Run<'_> {
     fn report_progress(&mut self, start: Instant, now: Instant) {
         let elapsed = now - start;
         let ops = self.rec.ops();
+        let bytes = self.rec.bytes();
         let by_time = self
             .cfg
             .duration
@@ -658,6 +713,7 @@ impl Run<'_> {
         (self.progress)(Progress {
             elapsed,
             ops,
+            bytes,
             fraction: by_time.max(by_ops).min(1.0),
         });
     }
@@ -722,6 +778,7 @@ impl Run<'_> {
                 free.push(c.slot / per);
             }
             now = Instant::now();
+            self.rec.tick(now - start);
             if now - last_progress >= PROGRESS_EVERY {
                 self.report_progress(start, now);
                 last_progress = now;
@@ -772,6 +829,7 @@ impl Run<'_> {
                 free.push(c.buf);
             }
             now = Instant::now();
+            self.rec.tick(now - start);
             if now - last_progress >= PROGRESS_EVERY {
                 self.report_progress(start, now);
                 last_progress = now;
