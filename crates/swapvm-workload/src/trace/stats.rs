@@ -13,6 +13,8 @@
 //! bound by one core's copy and decode, so two cores halve it. If either
 //! half fails (a bad record, too many pids), the whole file is scanned
 //! again on one thread, so the error is exactly the one-pass scan's.
+//! A zstd-compressed trace is always scanned in one pass: a stream
+//! cannot be entered in its middle.
 
 use super::replay::{chunk_of, PIDS_MAX, REGION_PAGES};
 use super::{native, oracle, SharedPath, IO_BUF};
@@ -128,6 +130,8 @@ impl TraceStats {
             TraceFormat::Native => Some((native::HEADER_LEN, native::RECORD_LEN)),
             TraceFormat::Lackey | TraceFormat::Csv => None,
         };
+        // A compressed file cannot be read from its middle.
+        let record_len = record_len.filter(|_| !super::compress::is_zstd_file(path));
         if let Some((header, len)) = record_len {
             let size = std::fs::metadata(path).map_or(0, |m| m.len());
             if size >= split_min.max(2 * len as u64) {
