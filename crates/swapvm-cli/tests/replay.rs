@@ -462,7 +462,7 @@ mod malformed {
         rejected("a.swvmtrace", &cut, None, &["record 1", "truncated"]);
         let op = native_bytes(&[good, good, native_record(0x1000, 1, (8 << 2) | 3)]);
         rejected("a.swvmtrace", &op, None, &["record 2", "unknown op"]);
-        let size = native_bytes(&[native_record(0x1000, 1, 1)]);
+        let size = native_bytes(&[native_record(0x1000, 1, (((1 << 20) + 1) << 2) | 1)]);
         rejected(
             "a.swvmtrace",
             &size,
