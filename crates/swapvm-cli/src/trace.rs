@@ -16,12 +16,12 @@ pub const DEFAULT_CONFIG: &str = "configs/replay.toml";
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     /// Trace file: Valgrind lackey, CSV, libCacheSim oracleGeneral or
-    /// swapvm's native format, plain or zstd-compressed.
+    /// swapvm's native format or libCacheSim lcs, plain or zstd-compressed.
     trace: PathBuf,
     /// Machine config (TOML); its `workload` is not used.
     #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Trace format: lackey, csv, oracle-general, native [default: from
+    /// Trace format: lackey, csv, oracle-general, native, lcs [default: from
     /// the file's magic, name or first line].
     #[arg(long, value_parser = parse_format)]
     format: Option<TraceFormat>,
@@ -73,7 +73,7 @@ pub enum TraceCmd {
         #[arg(long, value_parser = parse_format)]
         from: Option<TraceFormat>,
         /// Output format [default: from the output's name: *.csv, *.lackey,
-        /// *oracleGeneral*, *.swvmtrace, each optionally + .zst].
+        /// *oracleGeneral*, *.swvmtrace, *.lcs, each optionally + .zst].
         #[arg(long, value_parser = parse_format)]
         to: Option<TraceFormat>,
         /// zstd-compress the output [default: when its name ends in .zst].

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swapvm_core::{MachineConfig, SimRng};
 use swapvm_workload::trace::{
-    csv, lackey, native, oracle, AccessKind, Position, TraceError, TraceFormat, TracePlan,
+    csv, lackey, lcs, native, oracle, AccessKind, Position, TraceError, TraceFormat, TracePlan,
     TraceRecord, TraceWriter, REGION_PAGES,
 };
 use swapvm_workload::{Op, WorkloadSpec};
@@ -330,6 +330,18 @@ fn native_reader() {
     });
 }
 
+#[test]
+fn lcs_reader() {
+    let corpus = vec![written(TraceFormat::Lcs, &[1])];
+    fuzz("lcs_reader", &corpus, |b| {
+        let p = "/fuzz/a.lcs";
+        match lcs::LcsReader::new(b, shared(p)) {
+            Ok(r) => round_trips(&drain(r, p)?),
+            Err(e) => names_position(&e, p),
+        }
+    });
+}
+
 /// zstd-compressed traces, read through detection and the format's
 /// reader: mutations hit the compressed bytes (a corrupt or cut stream
 /// must be an error naming the file and a position, never a panic).
@@ -363,6 +375,7 @@ fn replay() {
         written(TraceFormat::Lackey, &[1]),
         written(TraceFormat::OracleGeneral, &[1]),
         zstd::encode_all(&written(TraceFormat::Native, &[3, 4])[..], 3).unwrap(),
+        written(TraceFormat::Lcs, &[1]),
     ];
     let dir = tempfile::tempdir().unwrap();
     fuzz("replay", &corpus, |b| {

@@ -1,7 +1,7 @@
 //! Memory traces: streaming readers, writers, statistics and replay.
 //!
 //! A trace is a sequence of memory accesses captured from a real program
-//! (or made by another simulator). Four formats are read and written, one
+//! (or made by another simulator). Five formats are read and written, one
 //! file each:
 //!
 //! | format | module | what a record is |
@@ -10,6 +10,9 @@
 //! | CSV | [`csv`] | `time,pid,op,address[,size]` |
 //! | libCacheSim oracleGeneral | [`oracle`] | 24 packed bytes: clock_time, obj_id, obj_size, next_access_vtime |
 //! | swapvm native binary | [`native`] | 16 packed bytes after a 16-byte header |
+//! | libCacheSim lcs | [`lcs`] | 24..100 packed bytes (by version) after an 8192-byte header |
+//!
+//! Any of them may be zstd-compressed ([`compress`]).
 //!
 //! Every reader is a streaming decoder: it yields one small `Copy`
 //! [`TraceRecord`] at a time from a 64 KiB buffered reader, reusing one line
@@ -38,6 +41,7 @@ mod binary;
 pub mod compress;
 pub mod csv;
 pub mod lackey;
+pub mod lcs;
 pub mod native;
 pub mod oracle;
 mod replay;
@@ -114,15 +118,18 @@ pub enum TraceFormat {
     OracleGeneral,
     /// swapvm's own binary format.
     Native,
+    /// libCacheSim's lcs binary format (header and versioned records).
+    Lcs,
 }
 
 impl TraceFormat {
     /// Every format, in the order `--format` lists them.
-    pub const ALL: [TraceFormat; 4] = [
+    pub const ALL: [TraceFormat; 5] = [
         TraceFormat::Lackey,
         TraceFormat::Csv,
         TraceFormat::OracleGeneral,
         TraceFormat::Native,
+        TraceFormat::Lcs,
     ];
 
     /// The name used on the command line.
@@ -132,6 +139,7 @@ impl TraceFormat {
             TraceFormat::Csv => "csv",
             TraceFormat::OracleGeneral => "oracle-general",
             TraceFormat::Native => "native",
+            TraceFormat::Lcs => "lcs",
         }
     }
 
@@ -157,6 +165,9 @@ impl TraceFormat {
         let head = &head[..n];
         if head.starts_with(&native::MAGIC) {
             return Ok(TraceFormat::Native);
+        }
+        if head.starts_with(&lcs::MAGIC.to_le_bytes()) {
+            return Ok(TraceFormat::Lcs);
         }
         if let Some(f) = Self::from_extension(path) {
             return Ok(f);
@@ -197,6 +208,8 @@ impl TraceFormat {
             Some(TraceFormat::Lackey)
         } else if name.ends_with(".swvmtrace") {
             Some(TraceFormat::Native)
+        } else if name.ends_with(".lcs") {
+            Some(TraceFormat::Lcs)
         } else {
             None
         }
@@ -217,8 +230,9 @@ impl std::str::FromStr for TraceFormat {
             "csv" => Ok(TraceFormat::Csv),
             "oracle-general" | "oraclegeneral" | "oracle" => Ok(TraceFormat::OracleGeneral),
             "native" | "swapvm" => Ok(TraceFormat::Native),
+            "lcs" => Ok(TraceFormat::Lcs),
             _ => Err(format!(
-                "unknown trace format {s:?} (use lackey, csv, oracle-general or native)"
+                "unknown trace format {s:?} (use lackey, csv, oracle-general, native or lcs)"
             )),
         }
     }
@@ -349,7 +363,7 @@ pub enum TraceError {
         reason: String,
     },
     /// [`TraceFormat::detect`] could not tell.
-    #[error("{}: cannot tell the trace format from its name or content; pass --format (lackey, csv, oracle-general, native)", path.display())]
+    #[error("{}: cannot tell the trace format from its name or content; pass --format (lackey, csv, oracle-general, native, lcs)", path.display())]
     Undetected {
         /// The file.
         path: PathBuf,
@@ -462,6 +476,8 @@ pub enum TraceReader {
     OracleGeneral(oracle::OracleReader<FileInput>),
     /// Native binary.
     Native(native::NativeReader<FileInput>),
+    /// libCacheSim lcs binary.
+    Lcs(lcs::LcsReader<FileInput>),
 }
 
 impl TraceReader {
@@ -485,6 +501,7 @@ impl TraceReader {
                 TraceReader::OracleGeneral(oracle::OracleReader::new(r, shared))
             }
             TraceFormat::Native => TraceReader::Native(native::NativeReader::new(r, shared)?),
+            TraceFormat::Lcs => TraceReader::Lcs(lcs::LcsReader::new(r, shared)?),
         })
     }
 
@@ -495,6 +512,7 @@ impl TraceReader {
             TraceReader::Csv(_) => TraceFormat::Csv,
             TraceReader::OracleGeneral(_) => TraceFormat::OracleGeneral,
             TraceReader::Native(_) => TraceFormat::Native,
+            TraceReader::Lcs(_) => TraceFormat::Lcs,
         }
     }
 
@@ -505,6 +523,7 @@ impl TraceReader {
             TraceReader::Csv(r) => r.position(),
             TraceReader::OracleGeneral(r) => r.position(),
             TraceReader::Native(r) => r.position(),
+            TraceReader::Lcs(r) => r.position(),
         }
     }
 }
@@ -519,6 +538,7 @@ impl Iterator for TraceReader {
             TraceReader::Csv(r) => r.next(),
             TraceReader::OracleGeneral(r) => r.next(),
             TraceReader::Native(r) => r.next(),
+            TraceReader::Lcs(r) => r.next(),
         }
     }
 }
@@ -530,6 +550,7 @@ enum FormatWriter {
     Csv(csv::CsvWriter<Sink>),
     OracleGeneral(oracle::OracleWriter<Sink>),
     Native(native::NativeWriter<Sink>),
+    Lcs(lcs::LcsWriter<Sink>),
 }
 
 /// A writer of any format, compressed or not. The trace is written to a
@@ -577,6 +598,7 @@ impl TraceWriter {
                 FormatWriter::OracleGeneral(oracle::OracleWriter::new(sink, shared))
             }
             TraceFormat::Native => FormatWriter::Native(native::NativeWriter::new(sink, shared)?),
+            TraceFormat::Lcs => FormatWriter::Lcs(lcs::LcsWriter::new(sink, shared)?),
         };
         Ok(TraceWriter {
             w,
@@ -598,6 +620,7 @@ impl TraceWriter {
             FormatWriter::Csv(w) => w.write(rec),
             FormatWriter::OracleGeneral(w) => w.write(rec, at),
             FormatWriter::Native(w) => w.write(rec, at),
+            FormatWriter::Lcs(w) => w.write(rec, at),
         }
     }
 
@@ -613,6 +636,7 @@ impl TraceWriter {
             FormatWriter::Csv(w) => w.finish()?,
             FormatWriter::OracleGeneral(w) => w.finish()?,
             FormatWriter::Native(w) => w.finish()?,
+            FormatWriter::Lcs(w) => w.finish()?,
         };
         compress::commit(sink, self.temp, &self.path).map_err(|source| TraceError::Write {
             path: self.path.clone(),
