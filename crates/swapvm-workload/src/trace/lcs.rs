@@ -332,9 +332,15 @@ impl<W: Write> LcsWriter<W> {
     ///
     /// # Errors
     ///
-    /// [`TraceError::Write`] if the spool file cannot be made.
+    /// [`TraceError::Write`] if the spool file (unnamed, in the folder of
+    /// `path`) cannot be made.
     pub fn new(w: W, path: SharedPath) -> Result<Self, TraceError> {
-        let spool = tempfile::tempfile().map_err(|source| TraceError::Write {
+        // Beside the output, not in /tmp: a trace may not fit a tmpfs.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let spool = tempfile::tempfile_in(dir).map_err(|source| TraceError::Write {
             path: path.to_path_buf(),
             source,
         })?;
