@@ -16,12 +16,12 @@ pub const DEFAULT_CONFIG: &str = "configs/replay.toml";
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     /// Trace file: Valgrind lackey, CSV, libCacheSim oracleGeneral or
-    /// swapvm's native format.
+    /// swapvm's native format or libCacheSim lcs, plain or zstd-compressed.
     trace: PathBuf,
     /// Machine config (TOML); its `workload` is not used.
     #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Trace format: lackey, csv, oracle-general, native [default: from
+    /// Trace format: lackey, csv, oracle-general, native, lcs [default: from
     /// the file's magic, name or first line].
     #[arg(long, value_parser = parse_format)]
     format: Option<TraceFormat>,
@@ -73,9 +73,12 @@ pub enum TraceCmd {
         #[arg(long, value_parser = parse_format)]
         from: Option<TraceFormat>,
         /// Output format [default: from the output's name: *.csv, *.lackey,
-        /// *oracleGeneral*, *.swvmtrace].
+        /// *oracleGeneral*, *.swvmtrace, *.lcs, each optionally + .zst].
         #[arg(long, value_parser = parse_format)]
         to: Option<TraceFormat>,
+        /// zstd-compress the output [default: when its name ends in .zst].
+        #[arg(long)]
+        compress: bool,
     },
     /// Write a synthetic trace (usemem-shaped: every page stored to once,
     /// then uniform random accesses), e.g. for replay benchmarks.
@@ -100,6 +103,9 @@ pub enum TraceCmd {
         /// Output format [default: from the output's name].
         #[arg(long, value_parser = parse_format)]
         to: Option<TraceFormat>,
+        /// zstd-compress the output [default: when its name ends in .zst].
+        #[arg(long)]
+        compress: bool,
     },
 }
 
@@ -171,7 +177,15 @@ fn scan(path: &Path, format: Option<TraceFormat>) -> Result<TraceStats> {
     let mut bar = DelayedBar::new(None, "records scanned");
     let stats = TraceStats::scan(path, format, |n| bar.set(n));
     bar.finish();
-    Ok(stats?)
+    let stats = stats?;
+    if stats.records == 0 {
+        eprintln!(
+            "warning: {}: the trace holds no record ({}): a replay makes no access",
+            path.display(),
+            stats.format
+        );
+    }
+    Ok(stats)
 }
 
 pub fn replay(a: ReplayArgs) -> Result<i32> {
@@ -241,9 +255,11 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
             output,
             from,
             to,
+            compress,
         } => {
             let mut bar = DelayedBar::new(None, "records converted");
-            let n = trace::convert(&input, from, &output, to, |n| bar.set(n));
+            let compress = compress || trace::compress::is_zst_name(&output);
+            let n = trace::convert_with(&input, from, &output, to, compress, |n| bar.set(n));
             bar.finish();
             let n = n?;
             println!("{}: {n} records written", output.display());
@@ -257,6 +273,7 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
             write_ratio,
             seed,
             to,
+            compress,
         } => {
             let Some(format) = to.or_else(|| TraceFormat::from_extension(&output)) else {
                 anyhow::bail!(
@@ -272,7 +289,8 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
                 seed,
             };
             let mut bar = DelayedBar::new(pages.checked_add(accesses), "records written");
-            let n = trace::synth(&output, format, spec, |n| bar.set(n));
+            let compress = compress || trace::compress::is_zst_name(&output);
+            let n = trace::synth_with(&output, format, spec, compress, |n| bar.set(n));
             bar.finish();
             println!("{}: {} records written", output.display(), n?);
             Ok(0)

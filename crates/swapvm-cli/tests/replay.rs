@@ -307,6 +307,51 @@ fn conversions_keep_the_figures() {
     assert_fails(&o, &["x.lackey", "record 1", "pid 100 after pid 200"]);
     let o = swapvm!("trace", "convert", &two, dir.path().join("x.unknown"));
     assert_fails(&o, &["x.unknown", "--format"]);
+    assert!(
+        !dir.path().join("x.lackey").exists(),
+        "a failed convert left its output"
+    );
+}
+
+/// `.zst` outputs and `--compress` write zstd; lcs keeps loads and stores;
+/// both read back with the sample's figures.
+#[test]
+fn compressed_and_lcs_conversions_keep_the_figures() {
+    let dir = tempdir();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workloads/true-head.lackey");
+    let want = stats(&sample);
+    let lcs = dir.path().join("t.lcs");
+    let cases = [
+        (dir.path().join("a.swvmtrace.zst"), None),
+        (dir.path().join("b.swvmtrace"), Some("--compress")),
+        (lcs.clone(), None),
+        (dir.path().join("c.lcs.zst"), None),
+    ];
+    for (out, flag) in cases {
+        let o = match flag {
+            Some(f) => swapvm!("trace", "convert", &sample, &out, f),
+            None => swapvm!("trace", "convert", &sample, &out),
+        };
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {:?}",
+            out.display(),
+            text(&o)
+        );
+        let zstd = std::fs::read(&out)
+            .unwrap()
+            .starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(zstd, out != lcs, "{}", out.display());
+        let got = stats(&out);
+        let native = got["format"] == "native";
+        for k in ["page_accesses", "page_writes", "distinct_pages"] {
+            assert_eq!(got[k], want[k], "{}: {k}", out.display());
+        }
+        if native {
+            assert_eq!(got["records"], want["records"]);
+        }
+    }
 }
 
 /// `o` must be a clean failure (exit 2, not a panic) whose stderr has every
@@ -457,7 +502,7 @@ mod malformed {
         rejected("a.swvmtrace", &cut, None, &["record 1", "truncated"]);
         let op = native_bytes(&[good, good, native_record(0x1000, 1, (8 << 2) | 3)]);
         rejected("a.swvmtrace", &op, None, &["record 2", "unknown op"]);
-        let size = native_bytes(&[native_record(0x1000, 1, 1)]);
+        let size = native_bytes(&[native_record(0x1000, 1, (((1 << 20) + 1) << 2) | 1)]);
         rejected(
             "a.swvmtrace",
             &size,

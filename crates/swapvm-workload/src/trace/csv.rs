@@ -219,16 +219,17 @@ impl<W: Write> CsvWriter<W> {
         Ok(())
     }
 
-    /// Flushes.
+    /// Flushes; returns the sink.
     ///
     /// # Errors
     ///
     /// [`TraceError::Write`].
-    pub fn finish(mut self) -> Result<(), TraceError> {
+    pub fn finish(mut self) -> Result<W, TraceError> {
         self.w.flush().map_err(|source| TraceError::Write {
             path: self.path.to_path_buf(),
             source,
-        })
+        })?;
+        Ok(self.w)
     }
 }
 

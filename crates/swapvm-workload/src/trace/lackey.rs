@@ -247,16 +247,17 @@ impl<W: Write> LackeyWriter<W> {
         })
     }
 
-    /// Flushes.
+    /// Flushes; returns the sink.
     ///
     /// # Errors
     ///
     /// [`TraceError::Write`].
-    pub fn finish(mut self) -> Result<(), TraceError> {
+    pub fn finish(mut self) -> Result<W, TraceError> {
         self.w.flush().map_err(|source| TraceError::Write {
             path: self.path.to_path_buf(),
             source,
-        })
+        })?;
+        Ok(self.w)
     }
 }
 

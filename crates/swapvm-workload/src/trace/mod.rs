@@ -1,7 +1,7 @@
 //! Memory traces: streaming readers, writers, statistics and replay.
 //!
 //! A trace is a sequence of memory accesses captured from a real program
-//! (or made by another simulator). Four formats are read and written, one
+//! (or made by another simulator). Five formats are read and written, one
 //! file each:
 //!
 //! | format | module | what a record is |
@@ -10,6 +10,9 @@
 //! | CSV | [`csv`] | `time,pid,op,address[,size]` |
 //! | libCacheSim oracleGeneral | [`oracle`] | 24 packed bytes: clock_time, obj_id, obj_size, next_access_vtime |
 //! | swapvm native binary | [`native`] | 16 packed bytes after a 16-byte header |
+//! | libCacheSim lcs | [`lcs`] | 24..100 packed bytes (by version) after an 8192-byte header |
+//!
+//! Any of them may be zstd-compressed ([`compress`]).
 //!
 //! Every reader is a streaming decoder: it yields one small `Copy`
 //! [`TraceRecord`] at a time from a 64 KiB buffered reader, reusing one line
@@ -35,8 +38,10 @@
 //! taken as 1: the access still touches the page of `addr`.
 
 mod binary;
+pub mod compress;
 pub mod csv;
 pub mod lackey;
+pub mod lcs;
 pub mod native;
 pub mod oracle;
 mod replay;
@@ -45,8 +50,8 @@ mod stats;
 pub use replay::{PackedAccess, TracePlan, TraceProcess, PIDS_MAX, REGION_PAGES};
 pub use stats::{PidStats, TraceStats};
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read};
+use compress::{Input, Sink};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use swapvm_core::PAGE_SHIFT;
@@ -113,15 +118,18 @@ pub enum TraceFormat {
     OracleGeneral,
     /// swapvm's own binary format.
     Native,
+    /// libCacheSim's lcs binary format (header and versioned records).
+    Lcs,
 }
 
 impl TraceFormat {
     /// Every format, in the order `--format` lists them.
-    pub const ALL: [TraceFormat; 4] = [
+    pub const ALL: [TraceFormat; 5] = [
         TraceFormat::Lackey,
         TraceFormat::Csv,
         TraceFormat::OracleGeneral,
         TraceFormat::Native,
+        TraceFormat::Lcs,
     ];
 
     /// The name used on the command line.
@@ -131,6 +139,7 @@ impl TraceFormat {
             TraceFormat::Csv => "csv",
             TraceFormat::OracleGeneral => "oracle-general",
             TraceFormat::Native => "native",
+            TraceFormat::Lcs => "lcs",
         }
     }
 
@@ -139,20 +148,26 @@ impl TraceFormat {
         matches!(self, TraceFormat::Csv | TraceFormat::Native)
     }
 
-    /// The format of `path`: the native magic first, then the name
-    /// (`*.csv`, `*oracleGeneral*`, `*.lackey`), then a look at the first
-    /// line of text.
+    /// The format of `path`, decompressed first if it is zstd (see
+    /// [`compress`]): the native magic first, then the name (`*.csv`,
+    /// `*oracleGeneral*`, `*.lackey`, `*.swvmtrace`, each optionally
+    /// followed by `.zst`), then a look at the first line of text.
     ///
     /// # Errors
     ///
     /// [`TraceError::Open`] if the file cannot be read,
-    /// [`TraceError::Undetected`] if nothing matched.
+    /// [`TraceError::Read`] if its zstd stream is corrupt,
+    /// [`TraceError::Undetected`] if nothing matched (an empty file says
+    /// so).
     pub fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
         let mut head = [0u8; 512];
         let n = read_head(path, &mut head)?;
         let head = &head[..n];
         if head.starts_with(&native::MAGIC) {
             return Ok(TraceFormat::Native);
+        }
+        if head.starts_with(&lcs::MAGIC.to_le_bytes()) {
+            return Ok(TraceFormat::Lcs);
         }
         if let Some(f) = Self::from_extension(path) {
             return Ok(f);
@@ -167,15 +182,24 @@ impl TraceFormat {
         if first.contains(&b',') && (first.starts_with(b"time") || first[0].is_ascii_digit()) {
             return Ok(TraceFormat::Csv);
         }
+        if head.is_empty() {
+            return Err(TraceError::Malformed {
+                path: path.to_owned(),
+                at: Position::Header,
+                defect: Defect::Empty,
+            });
+        }
         Err(TraceError::Undetected {
             path: path.to_owned(),
         })
     }
 
     /// The format a file name asks for, if any (for `trace convert`'s
-    /// output, which does not exist yet).
+    /// output, which does not exist yet); a `.zst` suffix is looked
+    /// through.
     pub fn from_extension(path: &Path) -> Option<TraceFormat> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let name = name.strip_suffix(".zst").unwrap_or(&name);
         if name.contains("oraclegeneral") {
             Some(TraceFormat::OracleGeneral)
         } else if name.ends_with(".csv") {
@@ -184,6 +208,8 @@ impl TraceFormat {
             Some(TraceFormat::Lackey)
         } else if name.ends_with(".swvmtrace") {
             Some(TraceFormat::Native)
+        } else if name.ends_with(".lcs") {
+            Some(TraceFormat::Lcs)
         } else {
             None
         }
@@ -204,8 +230,9 @@ impl std::str::FromStr for TraceFormat {
             "csv" => Ok(TraceFormat::Csv),
             "oracle-general" | "oraclegeneral" | "oracle" => Ok(TraceFormat::OracleGeneral),
             "native" | "swapvm" => Ok(TraceFormat::Native),
+            "lcs" => Ok(TraceFormat::Lcs),
             _ => Err(format!(
-                "unknown trace format {s:?} (use lackey, csv, oracle-general or native)"
+                "unknown trace format {s:?} (use lackey, csv, oracle-general, native or lcs)"
             )),
         }
     }
@@ -242,6 +269,10 @@ pub enum Defect {
         /// Its value.
         value: u64,
     },
+    /// The file (after decompression) holds no byte at all: said the same
+    /// way by every format that needs a header, and by detection.
+    #[error("the file is empty (0 bytes)")]
+    Empty,
     /// A field's value is outside what the format or swapvm allows.
     #[error("field `{field}` = {value} is out of range ({allowed})")]
     OutOfRange {
@@ -332,7 +363,7 @@ pub enum TraceError {
         reason: String,
     },
     /// [`TraceFormat::detect`] could not tell.
-    #[error("{}: cannot tell the trace format from its name or content; pass --format (lackey, csv, oracle-general, native)", path.display())]
+    #[error("{}: cannot tell the trace format from its name or content; pass --format (lackey, csv, oracle-general, native, lcs)", path.display())]
     Undetected {
         /// The file.
         path: PathBuf,
@@ -352,16 +383,22 @@ impl TraceError {
 /// The path a reader names in its errors, shared cheaply.
 pub(crate) type SharedPath = Arc<Path>;
 
-fn open_buffered(path: &Path) -> Result<BufReader<File>, TraceError> {
-    let f = File::open(path).map_err(|source| TraceError::Open {
+/// The buffered reader every trace reader reads a file through.
+pub type FileInput = BufReader<Input>;
+
+fn open_buffered(path: &Path) -> Result<FileInput, TraceError> {
+    let f = Input::open(path).map_err(|source| TraceError::Open {
         path: path.to_owned(),
         source,
     })?;
     Ok(BufReader::with_capacity(IO_BUF, f))
 }
 
+/// The first bytes of `path`, decompressed if it is zstd. A read error
+/// after some bytes ends the head there: the reader meets it again and
+/// names the record.
 fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, TraceError> {
-    let mut f = File::open(path).map_err(|source| TraceError::Open {
+    let mut f = Input::open(path).map_err(|source| TraceError::Open {
         path: path.to_owned(),
         source,
     })?;
@@ -371,6 +408,7 @@ fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, TraceError> {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) if n > 0 => break,
             Err(source) => {
                 return Err(TraceError::Read {
                     path: path.to_owned(),
@@ -431,13 +469,15 @@ pub(crate) fn stash_error(
 #[derive(Debug)]
 pub enum TraceReader {
     /// Lackey text.
-    Lackey(lackey::LackeyReader<BufReader<File>>),
+    Lackey(lackey::LackeyReader<FileInput>),
     /// CSV text.
-    Csv(csv::CsvReader<BufReader<File>>),
+    Csv(csv::CsvReader<FileInput>),
     /// oracleGeneral binary.
-    OracleGeneral(oracle::OracleReader<BufReader<File>>),
+    OracleGeneral(oracle::OracleReader<FileInput>),
     /// Native binary.
-    Native(native::NativeReader<BufReader<File>>),
+    Native(native::NativeReader<FileInput>),
+    /// libCacheSim lcs binary.
+    Lcs(lcs::LcsReader<FileInput>),
 }
 
 impl TraceReader {
@@ -461,6 +501,7 @@ impl TraceReader {
                 TraceReader::OracleGeneral(oracle::OracleReader::new(r, shared))
             }
             TraceFormat::Native => TraceReader::Native(native::NativeReader::new(r, shared)?),
+            TraceFormat::Lcs => TraceReader::Lcs(lcs::LcsReader::new(r, shared)?),
         })
     }
 
@@ -471,6 +512,7 @@ impl TraceReader {
             TraceReader::Csv(_) => TraceFormat::Csv,
             TraceReader::OracleGeneral(_) => TraceFormat::OracleGeneral,
             TraceReader::Native(_) => TraceFormat::Native,
+            TraceReader::Lcs(_) => TraceFormat::Lcs,
         }
     }
 
@@ -481,6 +523,7 @@ impl TraceReader {
             TraceReader::Csv(r) => r.position(),
             TraceReader::OracleGeneral(r) => r.position(),
             TraceReader::Native(r) => r.position(),
+            TraceReader::Lcs(r) => r.position(),
         }
     }
 }
@@ -495,43 +538,72 @@ impl Iterator for TraceReader {
             TraceReader::Csv(r) => r.next(),
             TraceReader::OracleGeneral(r) => r.next(),
             TraceReader::Native(r) => r.next(),
+            TraceReader::Lcs(r) => r.next(),
         }
     }
 }
 
-/// A writer of any format.
+/// A writer of one format, onto a [`Sink`].
 #[derive(Debug)]
-pub enum TraceWriter {
-    /// Lackey text.
-    Lackey(lackey::LackeyWriter<BufWriter<File>>),
-    /// CSV text.
-    Csv(csv::CsvWriter<BufWriter<File>>),
-    /// oracleGeneral binary.
-    OracleGeneral(oracle::OracleWriter<BufWriter<File>>),
-    /// Native binary.
-    Native(native::NativeWriter<BufWriter<File>>),
+enum FormatWriter {
+    Lackey(lackey::LackeyWriter<Sink>),
+    Csv(csv::CsvWriter<Sink>),
+    OracleGeneral(oracle::OracleWriter<Sink>),
+    Native(native::NativeWriter<Sink>),
+    Lcs(lcs::LcsWriter<Sink>),
+}
+
+/// A writer of any format, compressed or not. The trace is written to a
+/// temporary file beside the output and renamed over it by
+/// [`Self::finish`]; a writer dropped before that (an error) removes its
+/// temporary file and leaves any existing output as it was.
+#[derive(Debug)]
+pub struct TraceWriter {
+    w: FormatWriter,
+    temp: tempfile::TempPath,
+    path: PathBuf,
 }
 
 impl TraceWriter {
-    /// Creates (truncates) `path` for writing `format`.
+    /// Creates a writer of `format` for `path`, zstd-compressed when the
+    /// name ends in `.zst`.
     ///
     /// # Errors
     ///
     /// [`TraceError::Open`] or [`TraceError::Write`].
     pub fn create(path: &Path, format: TraceFormat) -> Result<TraceWriter, TraceError> {
-        let f = File::create(path).map_err(|source| TraceError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        let w = BufWriter::with_capacity(IO_BUF, f);
+        Self::create_with(path, format, compress::is_zst_name(path))
+    }
+
+    /// [`Self::create`], compressed when `compress`, whatever the name.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Open`] or [`TraceError::Write`].
+    pub fn create_with(
+        path: &Path,
+        format: TraceFormat,
+        compress: bool,
+    ) -> Result<TraceWriter, TraceError> {
+        let (sink, temp) =
+            compress::create_temp(path, compress, IO_BUF).map_err(|source| TraceError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         let shared: SharedPath = Arc::from(path);
-        Ok(match format {
-            TraceFormat::Lackey => TraceWriter::Lackey(lackey::LackeyWriter::new(w, shared)),
-            TraceFormat::Csv => TraceWriter::Csv(csv::CsvWriter::new(w, shared)?),
+        let w = match format {
+            TraceFormat::Lackey => FormatWriter::Lackey(lackey::LackeyWriter::new(sink, shared)),
+            TraceFormat::Csv => FormatWriter::Csv(csv::CsvWriter::new(sink, shared)?),
             TraceFormat::OracleGeneral => {
-                TraceWriter::OracleGeneral(oracle::OracleWriter::new(w, shared))
+                FormatWriter::OracleGeneral(oracle::OracleWriter::new(sink, shared))
             }
-            TraceFormat::Native => TraceWriter::Native(native::NativeWriter::new(w, shared)?),
+            TraceFormat::Native => FormatWriter::Native(native::NativeWriter::new(sink, shared)?),
+            TraceFormat::Lcs => FormatWriter::Lcs(lcs::LcsWriter::new(sink, shared)?),
+        };
+        Ok(TraceWriter {
+            w,
+            temp,
+            path: path.to_owned(),
         })
     }
 
@@ -543,42 +615,73 @@ impl TraceWriter {
     /// format cannot hold the record (a second pid in a one-pid format, a
     /// size too large).
     pub fn write(&mut self, rec: &TraceRecord, at: Position) -> Result<(), TraceError> {
-        match self {
-            TraceWriter::Lackey(w) => w.write(rec, at),
-            TraceWriter::Csv(w) => w.write(rec),
-            TraceWriter::OracleGeneral(w) => w.write(rec, at),
-            TraceWriter::Native(w) => w.write(rec, at),
+        match &mut self.w {
+            FormatWriter::Lackey(w) => w.write(rec, at),
+            FormatWriter::Csv(w) => w.write(rec),
+            FormatWriter::OracleGeneral(w) => w.write(rec, at),
+            FormatWriter::Native(w) => w.write(rec, at),
+            FormatWriter::Lcs(w) => w.write(rec, at),
         }
     }
 
-    /// Flushes and closes the file.
+    /// Flushes, ends the compressed stream, and renames the file to its
+    /// name.
     ///
     /// # Errors
     ///
     /// [`TraceError::Write`].
     pub fn finish(self) -> Result<(), TraceError> {
-        match self {
-            TraceWriter::Lackey(w) => w.finish(),
-            TraceWriter::Csv(w) => w.finish(),
-            TraceWriter::OracleGeneral(w) => w.finish(),
-            TraceWriter::Native(w) => w.finish(),
-        }
+        let sink = match self.w {
+            FormatWriter::Lackey(w) => w.finish()?,
+            FormatWriter::Csv(w) => w.finish()?,
+            FormatWriter::OracleGeneral(w) => w.finish()?,
+            FormatWriter::Native(w) => w.finish()?,
+            FormatWriter::Lcs(w) => w.finish()?,
+        };
+        compress::commit(sink, self.temp, &self.path).map_err(|source| TraceError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
 /// Copies every record of `input` (format `from`, detected when `None`)
-/// into `output` as `to` (from the output's name when `None`); returns the
-/// records copied.
+/// into `output` as `to` (from the output's name when `None`, `.zst`
+/// looked through), zstd-compressed when the name ends in `.zst`; returns
+/// the records copied.
 ///
 /// # Errors
 ///
-/// The first [`TraceError`] of reading or writing; the output is left
-/// partial.
+/// The first [`TraceError`] of reading or writing; the output is then
+/// not written (see [`TraceWriter`]).
 pub fn convert(
     input: &Path,
     from: Option<TraceFormat>,
     output: &Path,
     to: Option<TraceFormat>,
+    progress: impl FnMut(u64),
+) -> Result<u64, TraceError> {
+    convert_with(
+        input,
+        from,
+        output,
+        to,
+        compress::is_zst_name(output),
+        progress,
+    )
+}
+
+/// [`convert`], the output zstd-compressed when `compress`.
+///
+/// # Errors
+///
+/// As [`convert`].
+pub fn convert_with(
+    input: &Path,
+    from: Option<TraceFormat>,
+    output: &Path,
+    to: Option<TraceFormat>,
+    compress: bool,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, TraceError> {
     let reader = TraceReader::open(input, from)?;
@@ -588,7 +691,7 @@ pub fn convert(
             path: output.to_owned(),
         })?,
     };
-    let mut writer = TraceWriter::create(output, to)?;
+    let mut writer = TraceWriter::create_with(output, to, compress)?;
     let mut n = 0u64;
     for rec in reader {
         writer.write(&rec?, Position::Record(n))?;
@@ -631,10 +734,25 @@ pub fn synth(
     path: &Path,
     format: TraceFormat,
     spec: SynthSpec,
+    progress: impl FnMut(u64),
+) -> Result<u64, TraceError> {
+    synth_with(path, format, spec, compress::is_zst_name(path), progress)
+}
+
+/// [`synth`], zstd-compressed when `compress`.
+///
+/// # Errors
+///
+/// As [`synth`].
+pub fn synth_with(
+    path: &Path,
+    format: TraceFormat,
+    spec: SynthSpec,
+    compress: bool,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, TraceError> {
     const BASE: u64 = 0x7f00_0000_0000;
-    let mut w = TraceWriter::create(path, format)?;
+    let mut w = TraceWriter::create_with(path, format, compress)?;
     let mut rng = swapvm_core::SimRng::derive(spec.seed, 0);
     let pids = u64::from(spec.pids.max(1));
     let share = spec.pages / pids;
@@ -937,5 +1055,175 @@ mod tests {
             per_pid,
             [(1, 25, 275), (2, 25, 275), (3, 25, 275), (4, 25, 275)]
         );
+    }
+
+    /// A few records of every kind, one pid (every format can hold them).
+    fn sample_records() -> Vec<TraceRecord> {
+        (0..100_000u64)
+            .map(|i| TraceRecord {
+                pid: 1,
+                addr: 0x7f00_0000_0000 + (i * 7919 % 5000) * 4096,
+                size: 4096,
+                kind: [AccessKind::Instr, AccessKind::Load, AccessKind::Store][i as usize % 3],
+            })
+            .collect()
+    }
+
+    fn write_all(path: &Path, format: TraceFormat, recs: &[TraceRecord]) {
+        let mut w = TraceWriter::create(path, format).unwrap();
+        for (i, r) in recs.iter().enumerate() {
+            w.write(r, Position::Record(i as u64)).unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    fn read_all(path: &Path, format: Option<TraceFormat>) -> Vec<TraceRecord> {
+        TraceReader::open(path, format)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn zst_round_trips_in_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        for (name, format) in [
+            ("t.lackey", TraceFormat::Lackey),
+            ("t.csv", TraceFormat::Csv),
+            ("t.oracleGeneral.bin", TraceFormat::OracleGeneral),
+            ("t.swvmtrace", TraceFormat::Native),
+        ] {
+            let plain = dir.path().join(name);
+            let zst = dir.path().join(format!("{name}.zst"));
+            write_all(&plain, format, &recs);
+            write_all(&zst, format, &recs);
+            let bytes = std::fs::read(&zst).unwrap();
+            assert!(bytes.starts_with(&compress::ZSTD_MAGIC), "{name}");
+            assert!(bytes.len() < std::fs::metadata(&plain).unwrap().len() as usize);
+            assert_eq!(TraceFormat::detect(&zst).unwrap(), format, "{name}");
+            assert_eq!(read_all(&zst, None), read_all(&plain, None), "{name}");
+            let stats = TraceStats::scan(&zst, None, |_| {}).unwrap();
+            assert_eq!(
+                stats,
+                TraceStats {
+                    path: zst.clone(),
+                    ..TraceStats::scan(&plain, None, |_| {}).unwrap()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn zstd_is_found_by_magic_whatever_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        let native = dir.path().join("n.swvmtrace.zst");
+        write_all(&native, TraceFormat::Native, &recs);
+        let lackey = dir.path().join("l.lackey.zst");
+        write_all(&lackey, TraceFormat::Lackey, &recs);
+        // Wrong names: the content decides, after decompression.
+        let as_csv = dir.path().join("looks.csv");
+        std::fs::rename(&native, &as_csv).unwrap();
+        assert_eq!(TraceFormat::detect(&as_csv).unwrap(), TraceFormat::Native);
+        let as_bin = dir.path().join("trace.bin");
+        std::fs::rename(&lackey, &as_bin).unwrap();
+        assert_eq!(TraceFormat::detect(&as_bin).unwrap(), TraceFormat::Lackey);
+        assert_eq!(
+            read_all(&as_bin, None),
+            read_all(&as_csv, None)
+                .into_iter()
+                .map(|r| TraceRecord { ..r })
+                .collect::<Vec<_>>()
+        );
+        // A `.zst` name on a plain file: read as it is.
+        let plain = dir.path().join("plain.csv.zst");
+        write_all(&plain, TraceFormat::Csv, &recs[..3]);
+        let compressed = std::fs::read(&plain).unwrap();
+        std::fs::write(&plain, zstd::decode_all(&compressed[..]).unwrap()).unwrap();
+        assert_eq!(read_all(&plain, None), &recs[..3]);
+    }
+
+    #[test]
+    fn a_cut_zst_is_an_error_naming_file_and_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = sample_records();
+        for (name, format, at) in [
+            ("c.swvmtrace.zst", TraceFormat::Native, "record "),
+            ("c.oracleGeneral.zst", TraceFormat::OracleGeneral, "record "),
+            ("c.csv.zst", TraceFormat::Csv, "line "),
+        ] {
+            let path = dir.path().join(name);
+            write_all(&path, format, &recs);
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+            let mut r = TraceReader::open(&path, None).unwrap();
+            let n = r.by_ref().take_while(Result::is_ok).count();
+            assert!(n < recs.len(), "{name}: {n} records");
+            let mut r = TraceReader::open(&path, None).unwrap();
+            let e = r.nth(n).unwrap().unwrap_err().to_string();
+            assert!(e.starts_with(&path.display().to_string()), "{e}");
+            assert!(e.contains(at), "{name}: {e}");
+            assert!(r.next().is_none(), "{name}: a record after the error");
+            let e = TraceStats::scan(&path, None, |_| {})
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(at), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_failed_convert_leaves_no_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        let mut text = String::from("time,pid,op,address\n");
+        for i in 0..100_000 {
+            text.push_str(&format!("{i},1,R,0x{:x}\n", 0x1000 * i));
+        }
+        text.push_str("9,1,Q,0x10\n");
+        std::fs::write(&input, text).unwrap();
+        for out in ["out.swvmtrace", "out.swvmtrace.zst"] {
+            let output = dir.path().join(out);
+            let e = convert(&input, None, &output, None, |_| {}).unwrap_err();
+            assert!(e.to_string().contains("line 100002"), "{e}");
+            assert!(!output.exists(), "{out} left behind");
+            // An existing output is kept as it was.
+            std::fs::write(&output, b"old").unwrap();
+            assert!(convert(&input, None, &output, None, |_| {}).is_err());
+            assert_eq!(std::fs::read(&output).unwrap(), b"old");
+            std::fs::remove_file(&output).unwrap();
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from("in.csv")]);
+    }
+
+    #[test]
+    fn an_empty_file_says_so_in_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["e", "e.swvmtrace", "e.zst"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"").unwrap();
+            let e = TraceReader::open(&path, None).unwrap_err();
+            assert!(matches!(e.defect(), Some(Defect::Empty)), "{name}: {e}");
+            assert!(
+                e.to_string()
+                    .ends_with("header: the file is empty (0 bytes)"),
+                "{e}"
+            );
+        }
+        // An empty zstd stream is an empty file too.
+        let path = dir.path().join("z.swvmtrace");
+        std::fs::write(&path, zstd::encode_all(&b""[..], 3).unwrap()).unwrap();
+        let e = TraceReader::open(&path, None).unwrap_err();
+        assert!(matches!(e.defect(), Some(Defect::Empty)), "{e}");
+        // Headerless formats: zero records, no error (replay warns).
+        for name in ["e.csv", "e.lackey", "e.oracleGeneral.bin"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"").unwrap();
+            assert_eq!(read_all(&path, None), []);
+        }
     }
 }

@@ -13,6 +13,8 @@
 //! bound by one core's copy and decode, so two cores halve it. If either
 //! half fails (a bad record, too many pids), the whole file is scanned
 //! again on one thread, so the error is exactly the one-pass scan's.
+//! A zstd-compressed trace is always scanned in one pass: a stream
+//! cannot be entered in its middle.
 
 use super::replay::{chunk_of, PIDS_MAX, REGION_PAGES};
 use super::{native, oracle, SharedPath, IO_BUF};
@@ -126,8 +128,10 @@ impl TraceStats {
         let record_len = match format {
             TraceFormat::OracleGeneral => Some((0, oracle::RECORD_LEN)),
             TraceFormat::Native => Some((native::HEADER_LEN, native::RECORD_LEN)),
-            TraceFormat::Lackey | TraceFormat::Csv => None,
+            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs => None,
         };
+        // A compressed file cannot be read from its middle.
+        let record_len = record_len.filter(|_| !super::compress::is_zstd_file(path));
         if let Some((header, len)) = record_len {
             let size = std::fs::metadata(path).map_or(0, |m| m.len());
             if size >= split_min.max(2 * len as u64) {
@@ -143,6 +147,7 @@ impl TraceStats {
             TraceReader::Csv(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
             TraceReader::OracleGeneral(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
             TraceReader::Native(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::Lcs(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
         };
         progress(s.records);
         Ok(s.totals())
@@ -280,7 +285,7 @@ fn scan_halves(
                 Ok(mut r) => scan_records(&mut r, &mut s, &mut p),
                 Err(e) => Err(e),
             },
-            TraceFormat::Lackey | TraceFormat::Csv => return None,
+            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs => return None,
         };
         Some(fp.map(|fp| (s, fp)))
     };
@@ -301,7 +306,7 @@ fn scan_halves(
                 &mut s,
                 &mut |_| {},
             ),
-            TraceFormat::Lackey | TraceFormat::Csv => return None,
+            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs => return None,
         };
         Some(fp.map(|fp| (s, fp)))
     };
