@@ -670,12 +670,18 @@ mod shipped {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let text = std::fs::read_to_string(root.join("configs").join(name)).unwrap();
         let mut n = 0;
+        let mut section = String::new();
         let text: String = text
             .lines()
             .map(|line| {
+                if line.trim_start().starts_with('[') {
+                    section = line.trim().to_owned();
+                }
                 let key = line.split('=').next().unwrap_or("").trim();
                 match key {
-                    "path" => {
+                    // Swap images go in the test's folder; a cgroup's path
+                    // is not a file.
+                    "path" if section == "[[swap]]" => {
                         n += 1;
                         format!("path = \"swap{n}.img\"")
                     }
@@ -754,8 +760,25 @@ mod shipped {
             for w in &names {
                 let dir = tempdir();
                 let config = config_in(dir.path(), c);
-                let none = MachineConfig::load(&config).unwrap().machine.content
-                    == swapvm_core::config::ContentMode::None;
+                let loaded = MachineConfig::load(&config).unwrap();
+                let none = loaded.machine.content == swapvm_core::config::ContentMode::None;
+                // A workload that runs in a cgroup needs a config that has
+                // it: elsewhere it is refused, naming the field.
+                let spec = swapvm_workload::WorkloadSpec::load(w).unwrap();
+                let cgroups = loaded.cgroups().unwrap();
+                let missing = spec
+                    .cgroups()
+                    .iter()
+                    .any(|(p, _)| p.is_some_and(|p| !cgroups.iter().any(|c| c.path == p)));
+                if missing {
+                    let opts = RunOptions {
+                        workload: Some(w.canonicalize().unwrap()),
+                        ..RunOptions::default()
+                    };
+                    let e = Machine::new(loaded, opts).err().unwrap().to_string();
+                    assert!(e.contains(".cgroup"), "{}: {e}", w.display());
+                    continue;
+                }
                 let r = run_config(
                     &config,
                     RunOptions {
