@@ -511,15 +511,8 @@ impl Machine {
         name: &str,
         sources: Vec<ProcessSource>,
     ) -> Result<Machine, MachineError> {
-        let seed = opts.seed.unwrap_or(cfg.machine.seed);
-        let workload = WorkloadSpec {
-            name: name.into(),
-            description: "processes given by the caller".into(),
-            processes: Vec::new(),
-            source: PathBuf::from(format!("<{name}>")),
-        };
-        let total = sources.iter().map(ProcessSource::accesses_total).sum();
-        Self::build(cfg, opts, seed, workload, sources, Vec::new(), total)
+        let in_root = sources.into_iter().map(|s| ("/".to_owned(), s)).collect();
+        Self::with_sources_in(cfg, opts, name, in_root)
     }
 
     /// [`Machine::with_sources`] with each process in the memory cgroup
