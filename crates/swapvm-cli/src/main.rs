@@ -430,11 +430,11 @@ fn run(cli: Cli) -> Result<i32> {
                 print!("{}", swapvm_machine::run_folder::report_json(&report)?);
             } else {
                 print_summary(&report)?;
-                if let (Some(dir), Some(Ok(_))) = (&out, &folder) {
+                if let (Some(dir), Some(Ok(written))) = (&out, &folder) {
                     println!(
                         "run folder: {} ({})",
                         dir.display(),
-                        swapvm_machine::run_folder::FILES.join(", ")
+                        folder_files(dir, written)
                     );
                 }
             }
@@ -694,6 +694,7 @@ fn print_summary(r: &Report) -> Result<()> {
     for e in &r.swap_events {
         writeln!(o, "swap: {e}")?;
     }
+    writeln!(o, "pressure: {}", pressure_line(&r.pressure))?;
     write_cgroups(&mut o, r)?;
     let h = &r.hibernation;
     if h.cycles > 0 {
@@ -734,6 +735,45 @@ fn write_cgroups(o: &mut impl Write, r: &Report) -> std::io::Result<()> {
             c.stat("pgscan"),
             c.stat("pgsteal"),
         )?;
+        writeln!(o, "cgroup {}: {}", c.path, pressure_line(&c.pressure))?;
     }
     Ok(())
+}
+
+/// The files of a run folder, relative to it, with the per-cgroup files
+/// counted rather than listed.
+fn folder_files(dir: &std::path::Path, written: &[std::path::PathBuf]) -> String {
+    let rel = |p: &std::path::PathBuf| {
+        p.strip_prefix(dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (cg, top): (Vec<_>, Vec<_>) = written
+        .iter()
+        .map(rel)
+        .partition(|p| p.starts_with("cgroup/"));
+    let mut s = top.join(", ");
+    if !cg.is_empty() {
+        s.push_str(&format!(", cgroup/ ({} files)", cg.len()));
+    }
+    s
+}
+
+/// A memory.pressure file on one line: `some avg10=... total=...; full ...`.
+fn pressure_line(p: &swapvm_machine::psi::PsiReport) -> String {
+    let l = |n: &str, l: &swapvm_machine::psi::PsiLine| {
+        format!(
+            "{n} avg10={:.2} avg60={:.2} avg300={:.2} total={:.3}s",
+            l.avg10,
+            l.avg60,
+            l.avg300,
+            l.total_us as f64 / 1e6
+        )
+    };
+    format!(
+        "memory.pressure {}; {}",
+        l("some", &p.some),
+        l("full", &p.full)
+    )
 }

@@ -17,11 +17,13 @@ pub mod check;
 mod fault;
 pub mod fuzz;
 pub mod memcg;
+pub mod psi;
 pub mod replay;
 pub mod report;
 mod swsusp;
 // The run folder: the time series, its plots, and the writer.
 pub mod plot;
+pub mod plot_pressure;
 pub mod run_folder;
 pub mod series;
 pub mod swap_event;
@@ -193,6 +195,11 @@ struct Proc {
     memcg_retries: u32,
     /// Ticks slept as the `memory.high` penalty.
     high_throttled_ticks: u64,
+    /// The `memory.high` penalty sleep lasts until this tick (a memory
+    /// stall, unlike `Op::Sleep`).
+    throttled_until: u64,
+    /// What it did this tick, for PSI.
+    psi: psi::TaskTick,
 }
 
 /// A process's direct-reclaim stalls.
@@ -294,6 +301,11 @@ pub struct Machine {
     /// The swap-in readahead mode with every configured device on
     /// (`swap_use_vma_readahead`): `"vma"` or `"cluster"`.
     swap_readahead: &'static str,
+    /// Memory pressure stall accounting, per memcg (the root is the
+    /// system).
+    psi: psi::Psi,
+    /// kswapd reclaimed this tick (a memory stall of the root).
+    kswapd_stalled: bool,
 }
 
 impl std::fmt::Debug for Machine {
@@ -642,9 +654,12 @@ impl Machine {
                 memcg: proc_memcgs.get(i).copied().unwrap_or(MemcgId::ROOT),
                 memcg_retries: 0,
                 high_throttled_ticks: 0,
+                throttled_until: 0,
+                psi: psi::TaskTick::default(),
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
+        let psi = psi::Psi::new(mem.memcg.len(), cpus, cfg.machine.tick_accesses);
         let hist = new_histogram;
         let injector = fault::Injector::new(&cfg.fault, seed);
         Ok(Machine {
@@ -692,6 +707,8 @@ impl Machine {
             retired: Vec::new(),
             swapoff_snapshot: None,
             swap_readahead,
+            psi,
+            kswapd_stalled: false,
         })
     }
 
@@ -823,33 +840,49 @@ impl Machine {
         }
     }
 
-    /// One process's turn: up to `tick_accesses` ops.
+    /// One process's turn: up to `tick_accesses` ops. Records what the
+    /// turn was for PSI (`Proc::psi`).
     fn run_process(&mut self, i: usize) -> Turn {
         if self.procs[i].exited {
             return Turn::Exited;
         }
         if self.procs[i].blocked.is_some() || self.frozen() {
+            self.procs[i].psi = self.psi_waiting(i);
             return Turn::Blocked;
         }
         if self.procs[i].sleep_until > self.tick {
+            let slots = self.cfg.machine.tick_accesses;
+            if self.procs[i].throttled_until > self.tick {
+                self.procs[i].psi = psi::TaskTick::stalled(slots);
+            }
             // Sleeping is progress: time passing is what it waits for.
             return Turn::Ran(0);
         }
+        let slots = self.cfg.machine.tick_accesses as usize;
+        let mut budget = slots;
+        let mut stall = 0;
+        let turn = self.run_turn(i, &mut budget, &mut stall);
+        self.procs[i].psi = self.psi_after_turn(i, slots - budget, stall);
+        turn
+    }
+
+    /// The ops of a runnable process's turn. `budget` is the op slots left
+    /// in the tick (each op takes one, whether `run_resident` or the
+    /// general path runs it); `stall` counts slots spent in memcg reclaim
+    /// that made room at once.
+    fn run_turn(&mut self, i: usize, budget: &mut usize, stall: &mut u32) -> Turn {
         let mut n = 0;
         let usage0 = self.mem.memcg.get(self.procs[i].memcg).usage;
-        // Ops left in the turn: `tick_accesses`, each op counting one,
-        // whether `run_resident` or the general path below runs it.
-        let mut budget = self.cfg.machine.tick_accesses as usize;
-        while budget > 0 {
+        while *budget > 0 {
             if self.procs[i].pending.is_none() {
-                let k = self.run_resident(i, budget);
+                let k = self.run_resident(i, *budget);
                 n += k as u64;
-                budget -= k;
-                if budget == 0 {
+                *budget -= k;
+                if *budget == 0 {
                     break;
                 }
             }
-            budget -= 1;
+            *budget -= 1;
             let next = match self.procs[i].pending.take() {
                 Some(op) => Ok(Some(op)),
                 None => self.procs[i].gen.next_op(),
@@ -872,6 +905,7 @@ impl Machine {
                 Ok(false) => {}
                 Err(FaultStop::Retry(Wait::Memcg(over))) if self.memcg_charge_failed(i, over) => {
                     // Reclaim made room: the charge is retried in place.
+                    *stall += 1;
                     self.procs[i].pending = Some(op);
                     continue;
                 }
@@ -1292,6 +1326,8 @@ impl Machine {
                     memcg,
                     memcg_retries: 0,
                     high_throttled_ticks: 0,
+                    throttled_until: 0,
+                    psi: psi::TaskTick::default(),
                 });
             }
             Err(e) => {
@@ -1651,6 +1687,8 @@ fn spawn_kswapd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
             let p = mm
                 .reclaim
                 .kswapd_tick(&mut mm.mem, &mut mm.swap, 0, mm.tick);
+            // balance_pgdat runs in a memstall section.
+            mm.kswapd_stalled = p.scanned > 0;
             let _ = reply.send(if p.made() {
                 Turn::Ran(p.scanned)
             } else {
@@ -1798,6 +1836,7 @@ async fn tick_loop(
                 .unwrap_or_default();
             return Err(MachineError::Strict { tick, first });
         }
+        g.psi_tick();
         g.hibernate_tick();
         g.inject_swapoff();
         if check_every > 0 && tick % check_every == 0 {
@@ -1847,6 +1886,7 @@ async fn tick_loop(
         );
     }
     g.run_checker();
+    g.psi.flush();
     // The last row: every delta column now sums to its counter.
     series::sample(&mut g);
     Ok(report::build(&mut g))

@@ -225,6 +225,7 @@ impl Machine {
             let ticks = ms / TICK_MS;
             let p = &mut self.procs[i];
             p.sleep_until = p.sleep_until.max(self.tick + ticks);
+            p.throttled_until = p.throttled_until.max(self.tick + ticks);
             p.high_throttled_ticks += ticks;
         }
     }
@@ -292,6 +293,9 @@ pub struct CgroupReport {
     pub processes: u64,
     /// Ticks its processes slept as the `memory.high` penalty.
     pub high_throttled_ticks: u64,
+    /// `memory.pressure`: its subtree's memory stalls.
+    #[serde(default)]
+    pub pressure: crate::psi::PsiReport,
 }
 
 /// `memory.stat` keys that are sums of vmstat events, with their events.
@@ -409,6 +413,7 @@ impl Machine {
                     stat,
                     processes: procs.len() as u64,
                     high_throttled_ticks: procs.iter().map(|p| p.high_throttled_ticks).sum(),
+                    pressure: self.pressure(k),
                 }
             })
             .collect()

@@ -26,7 +26,7 @@ use swapvm_core::VmEvent;
 /// Most points per line in a plot.
 pub const MAX_POINTS: usize = 1000;
 /// Plot size in pixels.
-const SIZE: (u32, u32) = (1000, 600);
+pub(crate) const SIZE: (u32, u32) = (1000, 600);
 const FONT: &str = "sans-serif";
 
 /// A plot that could not be drawn.
@@ -40,7 +40,7 @@ pub struct PlotError {
 }
 
 /// Converts any plotters error into a [`PlotError`] for `plot`.
-fn err<E: std::fmt::Display>(plot: &'static str) -> impl Fn(E) -> PlotError {
+pub(crate) fn err<E: std::fmt::Display>(plot: &'static str) -> impl Fn(E) -> PlotError {
     move |e| PlotError {
         plot,
         message: e.to_string(),
@@ -57,7 +57,7 @@ const BROWN: RGBColor = RGBColor(140, 86, 75);
 const GREY: RGBColor = RGBColor(127, 127, 127);
 
 /// Pages to MiB.
-fn mib(pages: u64) -> f64 {
+pub(crate) fn mib(pages: u64) -> f64 {
     pages as f64 * 4096.0 / (1 << 20) as f64
 }
 
@@ -88,20 +88,20 @@ pub fn decimate(rows: &[Sample], max: usize) -> Vec<Sample> {
 }
 
 /// "workload W, seed S" for captions.
-fn run_name(r: &Report) -> String {
+pub(crate) fn run_name(r: &Report) -> String {
     format!("{} (seed {})", r.workload, r.seed)
 }
 
-fn caption_style() -> TextStyle<'static> {
+pub(crate) fn caption_style() -> TextStyle<'static> {
     (FONT, 24).into_font().into()
 }
 
-fn label_style() -> TextStyle<'static> {
+pub(crate) fn label_style() -> TextStyle<'static> {
     (FONT, 16).into_font().into()
 }
 
 /// Draws the chart's legend in its upper right corner.
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     plot: &'static str,
 ) -> Result<(), PlotError>
@@ -119,7 +119,7 @@ where
 }
 
 /// A line of `color` in a legend.
-fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+pub(crate) fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
 }
 

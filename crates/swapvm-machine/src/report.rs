@@ -273,6 +273,9 @@ pub struct Report {
     /// Per memory cgroup, the root first; empty without `[[cgroup]]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroups: Vec<crate::memcg::CgroupReport>,
+    /// `/proc/pressure/memory`: the whole machine's memory stalls.
+    #[serde(default)]
+    pub pressure: crate::psi::PsiReport,
     /// Cgroup interface file writes the workload made (`cgroup_write`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroup_writes: Vec<crate::memcg::CgroupWriteReport>,
@@ -524,6 +527,7 @@ impl Report {
                 c.swap_events_max, c.high_throttled_ticks
             ));
             v.push(format!("cgroup {} stat {:?}", c.path, c.stat));
+            v.push(format!("cgroup {} pressure {:?}", c.path, c.pressure));
         }
         for w in &self.cgroup_writes {
             v.push(format!("cgroup_write {w:?}"));
@@ -778,6 +782,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
     let cgroups = m.cgroup_reports();
     Report {
         cgroups,
+        pressure: m.pressure(0),
         cgroup_writes: m.cgroup_writes.clone(),
         schema_version: SCHEMA_VERSION,
         config: m.cfg.source.display().to_string(),

@@ -6,7 +6,10 @@
 //! | `vmstat` | the counters as `name value` lines, the `/proc/vmstat` format |
 //! | `timeseries.csv` | the [`Series`](crate::series::Series), one row per sample |
 //! | `memory.svg`, `latency.svg`, `faults.svg` | the [`plot`](crate::plot)s |
-//! | `cgroup/<path>/memory.stat`, `memory.events` | per memory cgroup (with `[[cgroup]]` tables), as the cgroup v2 files print; the root's in `cgroup/` |
+//! | `pressure.svg` | memory pressure (PSI some/full avg10) over time |
+//! | `cgroups.csv`, `cgroups.svg` | per memory cgroup memory.current, swap and pressure over time (with `[[cgroup]]` tables) |
+//! | `pressure/memory` | the machine's memory pressure, as `/proc/pressure/memory` prints it |
+//! | `cgroup/<path>/memory.stat`, `memory.events`, `memory.pressure` | per memory cgroup (with `[[cgroup]]` tables), as the cgroup v2 files print; the root's in `cgroup/` |
 //!
 //! Files are written one after another, each whole (to a temporary name,
 //! then renamed), so an error leaves the files already written intact and
@@ -17,13 +20,15 @@ use crate::Report;
 use std::path::{Path, PathBuf};
 
 /// The run folder's files, in the order they are written.
-pub const FILES: [&str; 6] = [
+pub const FILES: [&str; 8] = [
     "report.json",
     "vmstat",
     "timeseries.csv",
     "memory.svg",
     "latency.svg",
     "faults.svg",
+    "pressure.svg",
+    "pressure/memory",
 ];
 
 /// Why the run folder could not be written.
@@ -93,10 +98,17 @@ pub fn write(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, RunFolderError
             })?,
             "vmstat" => report.vmstat_text(),
             "timeseries.csv" => report.series.to_csv(),
+            "pressure/memory" => {
+                let sub = dir.join("pressure");
+                std::fs::create_dir_all(&sub)
+                    .map_err(|source| RunFolderError::Io { path: sub, source })?;
+                report.pressure.text()
+            }
             svg => {
                 let drawn = match svg {
                     "memory.svg" => plot::memory_svg(report),
                     "latency.svg" => plot::latency_svg(report),
+                    "pressure.svg" => crate::plot_pressure::pressure_svg(report),
                     _ => plot::faults_svg(report),
                 };
                 drawn.map_err(|source| RunFolderError::Plot {
@@ -111,6 +123,19 @@ pub fn write(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, RunFolderError
     }
     for c in &report.cgroups {
         written.extend(write_cgroup(dir, c)?);
+    }
+    if !report.series.cgroups.paths.is_empty() {
+        let path = dir.join("cgroups.csv");
+        write_whole(&path, report.series.cgroups.to_csv().as_bytes())?;
+        written.push(path);
+        let path = dir.join("cgroups.svg");
+        let svg =
+            crate::plot_pressure::cgroups_svg(report).map_err(|source| RunFolderError::Plot {
+                path: path.clone(),
+                source,
+            })?;
+        write_whole(&path, svg.as_bytes())?;
+        written.push(path);
     }
     Ok(written)
 }
@@ -130,6 +155,7 @@ fn write_cgroup(
     for (name, text) in [
         ("memory.stat", c.memory_stat_text()),
         ("memory.events", events),
+        ("memory.pressure", c.pressure.text()),
     ] {
         let path = sub.join(name);
         write_whole(&path, text.as_bytes())?;

@@ -13,6 +13,7 @@
 use crate::Machine;
 use std::fmt::Write as _;
 use swapvm_core::VmEvent;
+use swapvm_mm::MemcgId;
 
 /// The counters whose per-interval deltas a row records, in column order.
 pub const DELTA_EVENTS: [VmEvent; 9] = [
@@ -63,6 +64,9 @@ pub struct Sample {
     pub free_ram_pages: u64,
     /// Events of [`DELTA_EVENTS`] in the interval ending at `tick`.
     pub deltas: [u64; NR_DELTAS],
+    /// The machine's memory pressure at `tick`: some and full avg10, in
+    /// hundredths of a percent.
+    pub psi_avg10_centi: [u32; 2],
 }
 
 impl Sample {
@@ -88,6 +92,78 @@ pub struct Series {
     pub swap_total_pages: u64,
     /// Counter values at the last row, the base of the next row's deltas.
     prev: [u64; NR_DELTAS],
+    /// Per memory cgroup levels, one row per sample (empty without
+    /// `[[cgroup]]` tables).
+    pub cgroups: CgroupSeries,
+}
+
+/// Per memory cgroup levels over time, for `cgroups.csv` and its plot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupSeries {
+    /// The cgroups' paths, the root first.
+    pub paths: Vec<String>,
+    /// Rows in tick order.
+    pub rows: Vec<CgroupRow>,
+}
+
+/// One sample of every cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupRow {
+    /// Ticks completed when the row was taken.
+    pub tick: u64,
+    /// Per cgroup, in `paths` order: `memory.current` and
+    /// `memory.swap.current` in pages, and some and full avg10 of its
+    /// `memory.pressure` in hundredths of a percent.
+    pub levels: Vec<CgroupLevels>,
+}
+
+/// One cgroup's levels in a [`CgroupRow`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupLevels {
+    /// `memory.current`, pages.
+    pub current_pages: u64,
+    /// `memory.swap.current`, pages.
+    pub swap_pages: u64,
+    /// some and full avg10, hundredths of a percent.
+    pub psi_avg10_centi: [u32; 2],
+}
+
+/// Hundredths as a decimal (`1234` as `12.34`).
+fn centi(x: u32) -> String {
+    format!("{}.{:02}", x / 100, x % 100)
+}
+
+impl CgroupSeries {
+    /// `cgroups.csv`: one line per sample and cgroup.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from(
+            "tick,cgroup,memory_current_pages,swap_current_pages,psi_some_avg10_pct,psi_full_avg10_pct\n",
+        );
+        for r in &self.rows {
+            for (path, l) in self.paths.iter().zip(&r.levels) {
+                let [some, full] = l.psi_avg10_centi;
+                let _ = writeln!(
+                    s,
+                    "{},{path},{},{},{},{}",
+                    r.tick,
+                    l.current_pages,
+                    l.swap_pages,
+                    centi(some),
+                    centi(full)
+                );
+            }
+        }
+        s
+    }
+
+    /// Adds the row at `tick`, replacing one taken earlier in that tick.
+    fn push(&mut self, tick: u64, levels: Vec<CgroupLevels>) {
+        if let Some(last) = self.rows.last_mut().filter(|r| r.tick == tick) {
+            last.levels = levels;
+            return;
+        }
+        self.rows.push(CgroupRow { tick, levels });
+    }
 }
 
 impl Series {
@@ -99,6 +175,7 @@ impl Series {
             ram_pages: 0,
             swap_total_pages: 0,
             prev: [0; NR_DELTAS],
+            cgroups: CgroupSeries::default(),
         }
     }
 
@@ -119,6 +196,7 @@ impl Series {
         for (ev, unit) in DELTA_EVENTS.iter().zip(DELTA_UNITS) {
             let _ = write!(h, ",{}_{unit}", ev.name());
         }
+        h.push_str(",psi_some_avg10_pct,psi_full_avg10_pct");
         h
     }
 
@@ -142,6 +220,8 @@ impl Series {
             for d in r.deltas {
                 let _ = write!(s, ",{d}");
             }
+            let [some, full] = r.psi_avg10_centi;
+            let _ = write!(s, ",{},{}", centi(some), centi(full));
             s.push('\n');
         }
         s
@@ -186,6 +266,7 @@ impl Series {
             swap_used_pages,
             free_ram_pages,
             deltas,
+            psi_avg10_centi: [0; 2],
         });
     }
 }
@@ -216,6 +297,34 @@ pub(crate) fn sample(m: &mut Machine) {
     );
     m.series
         .push(m.tick, wall_ms, [rss, swap_used, free], counters);
+    if let Some(last) = m.series.rows.last_mut() {
+        last.psi_avg10_centi = m.psi.avg10_centi(0);
+    }
+    if !m.mem.memcg.is_empty() {
+        sample_cgroups(m);
+    }
+}
+
+/// The cgroup row of `m`'s series at its current tick.
+fn sample_cgroups(m: &mut Machine) {
+    let c = &m.mem.memcg;
+    if m.series.cgroups.paths.is_empty() {
+        m.series.cgroups.paths = (0..c.len())
+            .map(|k| c.get(MemcgId(k as u16)).limits.path.clone())
+            .collect();
+    }
+    let own_swap = |id: MemcgId| m.swap.swap_cgroup_usage(id.0);
+    let levels = (0..c.len())
+        .map(|k| {
+            let id = MemcgId(k as u16);
+            CgroupLevels {
+                current_pages: c.get(id).usage,
+                swap_pages: c.swap_current(id, own_swap),
+                psi_avg10_centi: m.psi.avg10_centi(k),
+            }
+        })
+        .collect();
+    m.series.cgroups.push(m.tick, levels);
 }
 
 #[cfg(test)]
@@ -256,12 +365,22 @@ mod tests {
         let csv = s.to_csv();
         let mut lines = csv.lines();
         let header: Vec<_> = lines.next().unwrap().split(',').collect();
-        assert_eq!(header.len(), CSV_LEVEL_COLUMNS.len() + NR_DELTAS);
+        assert_eq!(header.len(), CSV_LEVEL_COLUMNS.len() + NR_DELTAS + 2);
+        assert_eq!(header.last(), Some(&"psi_full_avg10_pct"));
         assert!(header.contains(&"pswpout_pages"));
         assert!(header.contains(&"pgmajfault_faults"));
         assert!(header.contains(&"workingset_refault_anon_pages"));
-        assert_eq!(lines.next(), Some("0,0,0,1,2,3,0,0,0,0,0,0,0,0,0"));
-        assert_eq!(lines.next(), Some("1,0,1,1,2,3,7,7,7,7,7,7,7,7,7"));
+        s.rows[1].psi_avg10_centi = [1234, 5];
+        let csv = s.to_csv();
+        let mut lines = csv.lines().skip(1);
+        assert_eq!(
+            lines.next(),
+            Some("0,0,0,1,2,3,0,0,0,0,0,0,0,0,0,0.00,0.00")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("1,0,1,1,2,3,7,7,7,7,7,7,7,7,7,12.34,0.05")
+        );
         assert_eq!(lines.next(), None);
     }
 

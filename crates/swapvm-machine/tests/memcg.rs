@@ -297,3 +297,74 @@ fn lowering_memory_high_reclaims_and_throttles() {
         r.killed
     );
 }
+
+/// `cpus` CPUs; `/calm` touches 2 MiB over and over (it fits: it never waits),
+/// `/thrash` works through 16 MiB under an 8 MiB `memory.max`. The run
+/// stops at a tick cap while both still run.
+fn calm_and_thrash_on(cpus: u32) -> Report {
+    let dir = tempdir();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workload = \"w.toml\"\n[machine]\nram_mib = 64\nseed = 5\ntick_accesses = 64\n\
+             cpus = {cpus}\nmax_ticks = 6000\n[[swap]]\npath = \"s.img\"\nsize_mib = 64\n\
+             [[cgroup]]\npath = \"/calm\"\n[[cgroup]]\npath = \"/thrash\"\nmemory.max = \"8M\"\n"
+        ),
+    )
+    .unwrap();
+    let workload = format!(
+        "name = \"t\"\n{}{}",
+        usemem("/calm", 2, 100_000, "sequential"),
+        usemem("/thrash", 16, 100_000, "random")
+    );
+    std::fs::write(dir.path().join("w.toml"), workload).unwrap();
+    let cfg = MachineConfig::load(&config).unwrap();
+    let opts = RunOptions {
+        check_every: 500,
+        ..RunOptions::default()
+    };
+    Machine::new(cfg, opts).unwrap().run(|_, _| {}).unwrap()
+}
+
+#[test]
+fn psi_full_is_zero_when_one_task_of_two_never_stalls() {
+    let r = calm_and_thrash_on(1);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    let (calm, thrash) = (cg(&r, "/calm"), cg(&r, "/thrash"));
+    assert_eq!(calm.stat("pgmajfault"), 0, "{calm:?}");
+    assert!(thrash.stat("pgmajfault") > 0, "{thrash:?}");
+    // The calm task never stalls: nothing in its group.
+    assert_eq!(calm.pressure.some.total_us, 0, "{:?}", calm.pressure);
+    // The thrashing task is its group's only task: its stalls are full.
+    let t = thrash.pressure;
+    assert!(
+        t.some.total_us > 0 && t.full.total_us == t.some.total_us,
+        "{t:?}"
+    );
+    assert!(t.some.avg10 > 0.0 && t.some.avg60 > 0.0, "{t:?}");
+    // The machine: someone stalls, but a task always runs on the CPU.
+    assert_eq!(
+        r.pressure.some.total_us, t.some.total_us,
+        "{:?}",
+        r.pressure
+    );
+    assert_eq!(r.pressure.full.total_us, 0, "{:?}", r.pressure);
+    let root = cg(&r, "/");
+    assert_eq!(root.pressure, r.pressure);
+}
+
+#[test]
+fn psi_full_counts_stalls_on_a_cpu_of_their_own() {
+    // The same two tasks on two CPUs: the thrashing one's CPU has nobody
+    // productive while it stalls, so the machine's full time is the share
+    // of non-idle time that CPU lost (psi.c's per-CPU aggregation).
+    let r = calm_and_thrash_on(2);
+    let t = cg(&r, "/thrash").pressure;
+    let full = r.pressure.full.total_us;
+    assert!(
+        full > 0 && full < t.full.total_us,
+        "{:?} vs {t:?}",
+        r.pressure
+    );
+}

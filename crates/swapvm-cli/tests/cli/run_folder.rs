@@ -5,13 +5,15 @@
 
 use super::*;
 
-const FILES: [&str; 6] = [
+const FILES: [&str; 8] = [
     "report.json",
     "vmstat",
     "timeseries.csv",
     "memory.svg",
     "latency.svg",
     "faults.svg",
+    "pressure.svg",
+    "pressure/memory",
 ];
 
 /// The tiny machine sampled every `every` ticks.

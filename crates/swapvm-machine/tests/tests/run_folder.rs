@@ -22,6 +22,8 @@ fn sampled(every: u64) -> Tiny {
 }
 
 /// The CSV as a header and rows of numbers.
+/// The CSV's header and rows; percentages (`*_pct`, two decimals) are
+/// read in hundredths so that every cell is an integer.
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<u64>>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
@@ -31,8 +33,17 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<u64>>) {
         .split(',')
         .map(str::to_owned)
         .collect();
+    let cell = |(h, x): (&String, &str)| -> u64 {
+        if h.ends_with("_pct") {
+            let (int, frac) = x.split_once('.').unwrap();
+            assert_eq!(frac.len(), 2, "{h} = {x}");
+            int.parse::<u64>().unwrap() * 100 + frac.parse::<u64>().unwrap()
+        } else {
+            x.parse().unwrap()
+        }
+    };
     let rows: Vec<Vec<u64>> = lines
-        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+        .map(|l| header.iter().zip(l.split(',')).map(cell).collect())
         .collect();
     for r in &rows {
         assert_eq!(r.len(), header.len(), "ragged row {r:?}");
@@ -147,6 +158,9 @@ fn csv_deltas_sum_to_the_report_counters() {
     let free = column(&header, &rows, "free_ram_pages");
     let ram = 8 * 256;
     assert!(*rss.iter().max().unwrap() > 0);
+    for name in ["psi_some_avg10_pct", "psi_full_avg10_pct"] {
+        assert!(column(&header, &rows, name).iter().all(|&x| x <= 100_00));
+    }
     assert!(*swap.iter().max().unwrap() > 0 && *swap.iter().max().unwrap() <= slots);
     assert!(free.iter().all(|&f| f <= ram));
     assert!(rss.iter().zip(&free).all(|(r, f)| r + f <= ram));
