@@ -200,6 +200,8 @@ struct Proc {
     throttled_until: u64,
     /// What it did this tick, for PSI.
     psi: psi::TaskTick,
+    /// Its Senpai-like controller's `some` stall total at the last round.
+    senpai_last_us: Option<u64>,
 }
 
 /// A process's direct-reclaim stalls.
@@ -656,6 +658,7 @@ impl Machine {
                 high_throttled_ticks: 0,
                 throttled_until: 0,
                 psi: psi::TaskTick::default(),
+                senpai_last_us: None,
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
@@ -1328,6 +1331,7 @@ impl Machine {
                     high_throttled_ticks: 0,
                     throttled_until: 0,
                     psi: psi::TaskTick::default(),
+                    senpai_last_us: None,
                 });
             }
             Err(e) => {

@@ -452,9 +452,19 @@ impl Machine {
             Some(p) => self.mem.memcg.by_path(p),
             None => Some(own),
         };
+        let mut value = w.value.clone();
         let (result, reclaimed) = match target {
             None => ("ENOENT".to_owned(), 0),
-            Some(m) => self.apply_cgroup_write(i, m, &w.file, &w.value),
+            Some(m) => match w.senpai {
+                Some(c) => match self.senpai_round(i, m, &c) {
+                    Some(v) => {
+                        value = v;
+                        self.apply_cgroup_write(i, m, &w.file, &value)
+                    }
+                    None => return,
+                },
+                None => self.apply_cgroup_write(i, m, &w.file, &value),
+            },
         };
         let cgroup = target.map_or_else(
             || w.cgroup.clone().unwrap_or_default(),
@@ -465,10 +475,37 @@ impl Machine {
             pid: self.procs[i].pid,
             cgroup,
             file: w.file,
-            value: w.value,
+            value,
             result,
             reclaimed,
         });
+    }
+
+    /// One round of the Senpai-like controller of process `i` on memcg
+    /// `m`: the `memory.high` to write, or `None` for the first round,
+    /// which takes the pressure baseline only (see
+    /// [`swapvm_workload::phases::Senpai`] for the rule).
+    fn senpai_round(
+        &mut self,
+        i: usize,
+        m: MemcgId,
+        c: &swapvm_workload::phases::Senpai,
+    ) -> Option<String> {
+        self.psi.flush_group(usize::from(m.0));
+        let total = self.pressure(usize::from(m.0)).some.total_us;
+        let last = self.procs[i].senpai_last_us.replace(total)?;
+        let p = total.saturating_sub(last) as f64;
+        let t = c.pressure_us as f64;
+        let g = self.mem.memcg.get(m);
+        // A limit above the usage does nothing: grow from what is used.
+        let limit = g.limits.high.map_or(g.usage, |h| h.min(g.usage)).max(1) as f64;
+        let adj = if p < t {
+            -c.max_probe * (c.coeff_probe * (t - p) / t).min(1.0)
+        } else {
+            c.max_backoff * ((p - t) / t / c.coeff_backoff).min(1.0)
+        };
+        let pages = ((limit * (1.0 + adj)) as u64).max(c.min_pages);
+        Some(format!("{}", pages * swapvm_core::PAGE_SIZE as u64))
     }
 
     /// The kernel's `memory_*_write` for file `file` of memcg `m`.
@@ -511,8 +548,13 @@ impl Machine {
         for _ in 0..MAX_RECLAIM_RETRIES {
             let g = self.mem.memcg.get(m);
             let limit = if max { g.limits.max } else { g.limits.high };
+            // Folios under writeback leave the charge when their write
+            // completes, which takes no time in the kernel's loop on a
+            // fast device and emulated ticks here: count them as gone, or
+            // the loop reclaims the excess again on every retry.
+            let leaving = self.memcg_writeback(m);
             let Some(excess) = limit
-                .and_then(|l| g.usage.checked_sub(l))
+                .and_then(|l| g.usage.saturating_sub(leaving).checked_sub(l))
                 .filter(|&e| e > 0)
             else {
                 return total;

@@ -150,6 +150,14 @@ impl Psi {
         }
     }
 
+    /// Aggregates `group`'s pending time, as a read of its pressure file
+    /// does in the kernel.
+    pub fn flush_group(&mut self, group: usize) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.aggregate(self.slots);
+        }
+    }
+
     /// `memory.pressure` of `group`.
     pub fn report(&self, group: usize) -> PsiReport {
         let Some(g) = self.groups.get(group) else {

@@ -368,3 +368,62 @@ fn psi_full_counts_stalls_on_a_cpu_of_their_own() {
         r.pressure
     );
 }
+
+#[test]
+fn senpai_shrinks_memory_high_while_the_cgroup_does_not_stall() {
+    // /app touches 32 MiB and sleeps: no pressure, so every round after
+    // the baseline takes max_probe (5 %) off the smaller of the limit and
+    // memory.current, and reclaim follows it down.
+    let workload = "[[process]]\nkind = \"phases\"\ncgroup = \"/app\"\n\
+        [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 32\n\
+        [[process.phase]]\nop = \"touch\"\nregion = 0\n\
+        [[process.phase]]\nop = \"sleep\"\nticks = 4000\n\
+        [[process]]\nkind = \"phases\"\n\
+        [[process.phase]]\nop = \"senpai\"\ncgroup = \"/app\"\nrounds = 8\ninterval_ticks = 400\n\
+        max_probe = 0.05\n";
+    let r = run(64, "[[cgroup]]\npath = \"/app\"\n", workload);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    let w = &r.cgroup_writes;
+    assert_eq!(w.len(), 7, "{w:?}");
+    let mut last = 32u64 << 20;
+    for x in w {
+        assert_eq!((x.file.as_str(), x.result.as_str()), ("memory.high", "ok"));
+        let v: u64 = x.value.parse().unwrap();
+        let most = (last / 4096 * 95 / 100 + 1) * 4096;
+        assert!(v <= most && v >= last / 10 * 9, "{v} after {last}: {w:?}");
+        last = v;
+    }
+    let app = cg(&r, "/app");
+    assert!(app.stat("pswpout") > 0, "{app:?}");
+    assert_eq!(app.memory_high, Some(last));
+}
+
+#[test]
+fn a_bad_senpai_phase_names_its_field() {
+    let dir = tempdir();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "workload = \"w.toml\"\n[machine]\nram_mib = 64\n[[swap]]\npath = \"s.img\"\nsize_mib = 8\n",
+    )
+    .unwrap();
+    let w = dir.path().join("w.toml");
+    for (bad, field) in [
+        ("rounds = 0", "rounds"),
+        ("rounds = 2\nmax_probe = 1.5", "max_probe"),
+        ("rounds = 2\npressure_us = 0", "pressure_us"),
+    ] {
+        std::fs::write(
+            &w,
+            format!("name = \"t\"\n[[process]]\nkind = \"phases\"\n[[process.phase]]\nop = \"senpai\"\n{bad}\n"),
+        )
+        .unwrap();
+        let cfg = MachineConfig::load(&config).unwrap();
+        let opts = RunOptions {
+            workload: Some(w.clone()),
+            ..RunOptions::default()
+        };
+        let e = Machine::new(cfg, opts).unwrap_err().to_string();
+        assert!(e.contains("w.toml") && e.contains(field), "{bad}: {e}");
+    }
+}

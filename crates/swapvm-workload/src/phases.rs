@@ -101,6 +101,47 @@ pub(crate) enum RawPhase {
         file: String,
         value: String,
     },
+    Senpai {
+        #[serde(default)]
+        cgroup: Option<String>,
+        rounds: u32,
+        #[serde(default = "default_senpai_interval")]
+        interval_ticks: u64,
+        #[serde(default = "default_senpai_pressure")]
+        pressure_us: u64,
+        #[serde(default = "default_senpai_probe")]
+        max_probe: f64,
+        #[serde(default = "default_senpai_backoff")]
+        max_backoff: f64,
+        #[serde(default = "default_senpai_coeff_probe")]
+        coeff_probe: f64,
+        #[serde(default = "default_senpai_coeff_backoff")]
+        coeff_backoff: f64,
+        #[serde(default = "default_senpai_min_mib")]
+        min_mib: f64,
+    },
+}
+
+fn default_senpai_interval() -> u64 {
+    6000
+}
+fn default_senpai_pressure() -> u64 {
+    10_000
+}
+fn default_senpai_probe() -> f64 {
+    0.01
+}
+fn default_senpai_backoff() -> f64 {
+    1.0
+}
+fn default_senpai_coeff_probe() -> f64 {
+    10.0
+}
+fn default_senpai_coeff_backoff() -> f64 {
+    20.0
+}
+fn default_senpai_min_mib() -> f64 {
+    1.0
 }
 
 fn default_pool() -> u32 {
@@ -164,14 +205,44 @@ pub enum PhasePattern {
 /// `op = "cgroup_write"`: write `value` to interface `file` of `cgroup`
 /// (the process's own when `None`). `memory.reclaim` is proactive reclaim;
 /// the other files are those `[[cgroup]]` tables set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CgroupWrite {
     /// The cgroup's path.
     pub cgroup: Option<String>,
     /// The interface file, e.g. `memory.high`.
     pub file: String,
-    /// What is written, e.g. `"48M"`.
+    /// What is written, e.g. `"48M"`; empty for a controller's write,
+    /// whose value the machine computes.
     pub value: String,
+    /// The write is a round of this controller (`op = "senpai"`).
+    pub senpai: Option<Senpai>,
+}
+
+/// `op = "senpai"`: a proactive reclaimer in the manner of Meta's Senpai.
+/// Every `interval_ticks` it reads the cgroup's `memory.pressure` (the
+/// `some` stall time of the interval, `p`) and sets `memory.high` relative
+/// to the smaller of `memory.high` and `memory.current`: below the target `t = pressure_us` it shrinks the
+/// limit by `max_probe * min(1, coeff_probe * (t - p) / t)`; above it grows
+/// it by `max_backoff * min(1, (p - t) / t / coeff_backoff)`; never below
+/// `min_mib`. The first round only takes the baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Senpai {
+    /// Rounds (sleep, then write) before the phase ends.
+    pub rounds: u32,
+    /// Ticks between rounds.
+    pub interval_ticks: u64,
+    /// Target `some` stall per interval, µs.
+    pub pressure_us: u64,
+    /// Largest shrink per round, a fraction of the limit.
+    pub max_probe: f64,
+    /// Largest growth per round, a fraction of the limit.
+    pub max_backoff: f64,
+    /// Gain of the shrink below the target.
+    pub coeff_probe: f64,
+    /// Divisor of the growth above it.
+    pub coeff_backoff: f64,
+    /// Smallest `memory.high`, pages.
+    pub min_pages: u64,
 }
 
 /// A validated phase.
@@ -527,6 +598,60 @@ impl RawPhase {
                     cgroup: cgroup.clone(),
                     file: file.clone(),
                     value: value.clone(),
+                    senpai: None,
+                })
+            }
+            RawPhase::Senpai {
+                ref cgroup,
+                rounds,
+                interval_ticks,
+                pressure_us,
+                max_probe,
+                max_backoff,
+                coeff_probe,
+                coeff_backoff,
+                min_mib,
+            } => {
+                ensure(rounds >= 1, path, &f("rounds"), || {
+                    "must be at least 1".into()
+                })?;
+                ensure(
+                    (1..=1 << 32).contains(&interval_ticks),
+                    path,
+                    &f("interval_ticks"),
+                    || format!("{interval_ticks} is outside 1..=2^32"),
+                )?;
+                ensure(pressure_us > 0, path, &f("pressure_us"), || {
+                    "must be positive".into()
+                })?;
+                for (name, v) in [("max_probe", max_probe), ("max_backoff", max_backoff)] {
+                    ensure(v > 0.0 && v <= 1.0, path, &f(name), || {
+                        format!("{v} is outside (0, 1]")
+                    })?;
+                }
+                for (name, v) in [
+                    ("coeff_probe", coeff_probe),
+                    ("coeff_backoff", coeff_backoff),
+                ] {
+                    ensure(v > 0.0 && v.is_finite(), path, &f(name), || {
+                        format!("{v} must be positive")
+                    })?;
+                }
+                let min_pages = pages_of(min_mib, path, &f("min_mib"))?;
+                Phase::CgroupWrite(CgroupWrite {
+                    cgroup: cgroup.clone(),
+                    file: "memory.high".into(),
+                    value: String::new(),
+                    senpai: Some(Senpai {
+                        rounds,
+                        interval_ticks,
+                        pressure_us,
+                        max_probe,
+                        max_backoff,
+                        coeff_probe,
+                        coeff_backoff,
+                        min_pages,
+                    }),
                 })
             }
         })
@@ -594,8 +719,9 @@ pub struct PhaseGen {
     /// Progress inside the phase (pages touched, accesses made, children
     /// forked).
     step: u64,
-    /// The write of the last [`Op::CgroupWrite`] returned, until taken.
-    pending_write: Option<CgroupWrite>,
+    /// The write of the last [`Op::CgroupWrite`] returned, until taken
+    /// (boxed: it is rare, and keeps the generator small).
+    pending_write: Option<Box<CgroupWrite>>,
     /// Region sizes in pages (None: unmapped).
     regions: Vec<Option<u64>>,
     cursor: u64,
@@ -658,7 +784,7 @@ impl PhaseGen {
 
     /// The write of the [`Op::CgroupWrite`] just returned.
     pub fn take_cgroup_write(&mut self) -> Option<CgroupWrite> {
-        self.pending_write.take()
+        self.pending_write.take().map(|w| *w)
     }
 
     fn phases(&self) -> &[Phase] {
@@ -810,8 +936,23 @@ impl PhaseGen {
                     return Some(Op::Swapon { device });
                 }
                 Phase::CgroupWrite(w) => {
-                    self.pending_write = Some(w.clone());
-                    self.next_phase();
+                    let Some(c) = w.senpai else {
+                        self.pending_write = Some(Box::new(w.clone()));
+                        self.next_phase();
+                        return Some(Op::CgroupWrite);
+                    };
+                    // A controller: sleep, write, `rounds` times.
+                    if self.step >= 2 * u64::from(c.rounds) {
+                        self.next_phase();
+                        continue;
+                    }
+                    self.step += 1;
+                    if self.step % 2 == 1 {
+                        return Some(Op::Sleep {
+                            ticks: c.interval_ticks,
+                        });
+                    }
+                    self.pending_write = Some(Box::new(w.clone()));
                     return Some(Op::CgroupWrite);
                 }
                 Phase::Hibernate { device } => {
