@@ -160,6 +160,7 @@ fn check_memcg(mem: &mut Memory, swap: &SwapSubsystem, bad: &mut Vec<String>) {
 /// The `swap_cgroup` half of invariant 7.
 fn check_swap_cgroup(mem: &Memory, swap: &SwapSubsystem, bad: &mut Vec<String>) {
     let mut counted = vec![0u64; mem.memcg.len()];
+    let mut cached = vec![0u64; mem.memcg.len()];
     for &ty in swap.device_types() {
         let Some(d) = swap.device(ty) else { continue };
         for off in 1..d.max() {
@@ -180,6 +181,9 @@ fn check_swap_cgroup(mem: &Memory, swap: &SwapSubsystem, bad: &mut Vec<String>) 
                 *c += 1;
             }
             if let SlotBinding::Folio(pfn) = slot.binding {
+                if let Some(c) = cached.get_mut(usize::from(owner)) {
+                    *c += 1;
+                }
                 let m = mem.folios.get(pfn).memcg;
                 if m != owner {
                     bad.push(format!(
@@ -194,6 +198,14 @@ fn check_swap_cgroup(mem: &Memory, swap: &SwapSubsystem, bad: &mut Vec<String>) 
         if u != c {
             bad.push(format!(
                 "invariant 7 (swap_cgroup): memcg {k} counted {u} slots, {c} recorded"
+            ));
+        }
+    }
+    for (k, &c) in cached.iter().enumerate() {
+        let u = swap.swap_cgroup_cached(k as u16);
+        if u != c {
+            bad.push(format!(
+                "invariant 7 (swap_cgroup): memcg {k} counted {u} swap-cached slots, {c} bound to folios"
             ));
         }
     }

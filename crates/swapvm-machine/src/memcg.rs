@@ -377,9 +377,11 @@ impl Machine {
                 let g = c.get(id);
                 let sub = c.subtree(id);
                 let sum = |v: &[u64]| sub.iter().map(|m| v[usize::from(m.0)]).sum::<u64>();
+                let cached = c.swap_current(id, |m| self.swap.swap_cgroup_cached(m.0));
                 let mut stat = vec![
                     ("anon".to_owned(), sum(&anon) * page),
                     ("shmem".to_owned(), sum(&shmem) * page),
+                    ("swapcached".to_owned(), cached * page),
                 ];
                 stat.extend(STAT_EVENTS.iter().map(|(key, evs)| {
                     let v = evs.iter().map(|&e| c.stat_recursive(id, e)).sum();

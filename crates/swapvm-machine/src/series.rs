@@ -124,6 +124,10 @@ pub struct CgroupLevels {
     pub current_pages: u64,
     /// `memory.swap.current`, pages.
     pub swap_pages: u64,
+    /// Of those, the slots whose page is not also in the swap cache: what
+    /// cgroup v1's memory.stat `swap` counts (its memsw counter uncharges
+    /// a slot at swap-in).
+    pub swap_v1_pages: u64,
     /// some and full avg10, hundredths of a percent.
     pub psi_avg10_centi: [u32; 2],
 }
@@ -137,17 +141,18 @@ impl CgroupSeries {
     /// `cgroups.csv`: one line per sample and cgroup.
     pub fn to_csv(&self) -> String {
         let mut s = String::from(
-            "tick,cgroup,memory_current_pages,swap_current_pages,psi_some_avg10_pct,psi_full_avg10_pct\n",
+            "tick,cgroup,memory_current_pages,swap_current_pages,swap_v1_pages,psi_some_avg10_pct,psi_full_avg10_pct\n",
         );
         for r in &self.rows {
             for (path, l) in self.paths.iter().zip(&r.levels) {
                 let [some, full] = l.psi_avg10_centi;
                 let _ = writeln!(
                     s,
-                    "{},{path},{},{},{},{}",
+                    "{},{path},{},{},{},{},{}",
                     r.tick,
                     l.current_pages,
                     l.swap_pages,
+                    l.swap_v1_pages,
                     centi(some),
                     centi(full)
                 );
@@ -314,12 +319,18 @@ fn sample_cgroups(m: &mut Machine) {
             .collect();
     }
     let own_swap = |id: MemcgId| m.swap.swap_cgroup_usage(id.0);
+    let own_uncached = |id: MemcgId| {
+        m.swap
+            .swap_cgroup_usage(id.0)
+            .saturating_sub(m.swap.swap_cgroup_cached(id.0))
+    };
     let levels = (0..c.len())
         .map(|k| {
             let id = MemcgId(k as u16);
             CgroupLevels {
                 current_pages: c.get(id).usage,
                 swap_pages: c.swap_current(id, own_swap),
+                swap_v1_pages: c.swap_current(id, own_uncached),
                 psi_avg10_centi: m.psi.avg10_centi(k),
             }
         })

@@ -377,6 +377,10 @@ pub struct SwapSubsystem {
     /// Slots charged to each memcg id other than the root (the owners the
     /// devices' `swap_cgroup` maps record), for `memory.swap.current`.
     swap_cgroup_usage: Vec<u64>,
+    /// Of those slots, per owner id (the root's at 0), the ones bound to a
+    /// folio in the swap cache: the page is also in memory (cgroup v1's
+    /// memsw counts it once, as memory).
+    swap_cgroup_cached: Vec<u64>,
     /// Switches that re-introduce bugs the seed review found (off by
     /// default), for regression tests of the checker.
     pub bugs: SeedBugs,
@@ -428,6 +432,7 @@ impl SwapSubsystem {
             fail_cont_alloc: 0,
             order_stats: [OrderStats::default(); NR_ORDERS],
             swap_cgroup_usage: Vec::new(),
+            swap_cgroup_cached: Vec::new(),
             bugs: SeedBugs::default(),
             fault_stats: Vec::new(),
             locks: Lockdep::new(Arc::clone(&warn)),
@@ -841,6 +846,7 @@ impl SwapSubsystem {
             }
             let entry = SwpEntry::new(ty, SwapOffset(off)).expect("allocated offsets are non-zero");
             folio.set_swap(Some(entry));
+            self.swap_cgroup_cache(entry, nr, true);
             return Ok(entry);
         }
         self.stat.inc(VmEvent::SwapAllocFail);
@@ -885,6 +891,29 @@ impl SwapSubsystem {
         let others: u64 = self.swap_cgroup_usage.iter().sum();
         let used = self.total_swap_pages as i64 - self.nr_swap_pages;
         (used.max(0) as u64).saturating_sub(others)
+    }
+
+    /// Slots charged to memcg `id` itself (the root: no other memcg) whose
+    /// page is in the swap cache too.
+    pub fn swap_cgroup_cached(&self, id: u16) -> u64 {
+        self.swap_cgroup_cached
+            .get(usize::from(id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts the `nr` slots at `entry` in (`bind`) or out of the swap
+    /// cache, each for the memcg that owns it.
+    /// Context: the slots' owners are recorded and not yet cleared.
+    fn swap_cgroup_cache(&mut self, entry: SwpEntry, nr: u64, bind: bool) {
+        for i in 0..nr {
+            let id = usize::from(self.lookup_swap_cgroup_id(entry.add(i)));
+            if self.swap_cgroup_cached.len() <= id {
+                self.swap_cgroup_cached.resize(id + 1, 0);
+            }
+            let c = &mut self.swap_cgroup_cached[id];
+            *c = if bind { *c + 1 } else { c.saturating_sub(1) };
+        }
     }
 
     /// Moves the device at `avail[i]` behind the others of its priority,
@@ -1135,6 +1164,7 @@ impl SwapSubsystem {
         if self.check_bound(entry, nr, pfn).is_err() {
             return false;
         }
+        self.swap_cgroup_cache(entry, nr, false);
         self.free_slots(entry.ty(), entry.offset().0, nr);
         folio.set_swap(None);
         true
@@ -1214,6 +1244,7 @@ impl SwapSubsystem {
             d.table.set_binding(i, SlotBinding::Folio(pfn));
         }
         folio.set_swap(Some(entry));
+        self.swap_cgroup_cache(entry, nr, true);
         Ok(shadow)
     }
 
@@ -1248,6 +1279,7 @@ impl SwapSubsystem {
         if self.check_bound(entry, nr, pfn).is_err() {
             return;
         }
+        self.swap_cgroup_cache(entry, nr, false);
         let off = entry.offset().0;
         let ty = entry.ty();
         for i in off..off + nr {
