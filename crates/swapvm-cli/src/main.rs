@@ -15,6 +15,7 @@ use swapvm_machine::{Machine, Outcome, Report, RunOptions};
 use swapvm_swap::header;
 
 mod progress;
+mod record;
 
 #[derive(Parser, Debug)]
 #[command(

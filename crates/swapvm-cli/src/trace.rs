@@ -107,6 +107,26 @@ pub enum TraceCmd {
         #[arg(long)]
         compress: bool,
     },
+    /// Run a program under Valgrind lackey and write its memory trace,
+    /// converted as it runs (forked children get their own pids).
+    Record {
+        /// The trace to write (overwritten; written whole at the end).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// native (zstd-compressed unless --no-compress) or lackey text.
+        #[arg(long, default_value = "native", value_parser = parse_format)]
+        format: TraceFormat,
+        /// Write the trace uncompressed.
+        #[arg(long)]
+        no_compress: bool,
+        /// Do not run the program natively first (that run gives the
+        /// slowdown printed at the end).
+        #[arg(long)]
+        no_baseline: bool,
+        /// The program and its arguments, after `--`.
+        #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
 }
 
 fn parse_ratio(s: &str) -> Result<f64, String> {
@@ -126,7 +146,7 @@ fn parse_format(s: &str) -> Result<TraceFormat, String> {
 
 /// A bar that stays hidden for the first second, so short runs print
 /// nothing, and always when stderr is not a terminal.
-struct DelayedBar {
+pub(crate) struct DelayedBar {
     bar: ProgressBar,
     started: Instant,
     shown: bool,
@@ -135,7 +155,7 @@ struct DelayedBar {
 
 impl DelayedBar {
     /// A bar over `total` (a spinner when `None`) counting `unit`.
-    fn new(total: Option<u64>, unit: &str) -> DelayedBar {
+    pub(crate) fn new(total: Option<u64>, unit: &str) -> DelayedBar {
         let (bar, template) = match total {
             Some(n) => (
                 ProgressBar::new(n),
@@ -159,7 +179,7 @@ impl DelayedBar {
         }
     }
 
-    fn set(&mut self, pos: u64) {
+    pub(crate) fn set(&mut self, pos: u64) {
         self.bar.set_position(pos);
         if !self.shown && self.terminal && self.started.elapsed() >= Duration::from_secs(1) {
             self.shown = true;
@@ -167,7 +187,7 @@ impl DelayedBar {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }
@@ -237,6 +257,29 @@ pub fn replay(a: ReplayArgs) -> Result<i32> {
 
 pub fn run(cmd: TraceCmd) -> Result<i32> {
     match cmd {
+        TraceCmd::Record {
+            output,
+            format,
+            no_compress,
+            no_baseline,
+            command,
+        } => {
+            if !matches!(format, TraceFormat::Native | TraceFormat::Lackey) {
+                anyhow::bail!(
+                    "trace record writes --format native or lackey, not {}",
+                    format.as_str()
+                );
+            }
+            let compress = !no_compress && format == TraceFormat::Native
+                || trace::compress::is_zst_name(&output);
+            crate::record::record(crate::record::RecordArgs {
+                output,
+                format,
+                compress,
+                baseline: !no_baseline,
+                command,
+            })
+        }
         TraceCmd::Stats {
             trace,
             format,

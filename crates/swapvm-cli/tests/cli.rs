@@ -904,3 +904,51 @@ mod diskbench {
         assert_fails(&o, &["--bw-log-interval", "positive"]);
     }
 }
+
+/// `swapvm trace record` runs a real program under Valgrind lackey.
+mod record {
+    use super::*;
+
+    #[test]
+    fn a_forking_shell_is_traced_with_a_pid_per_process() {
+        let d = tempdir();
+        let out = d.path().join("t.swvmtrace.zst");
+        let o = swapvm!(
+            "trace",
+            "record",
+            "-o",
+            out,
+            "--no-baseline",
+            "--",
+            "sh",
+            "-c",
+            "/bin/true; /bin/true"
+        );
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("records from 3 processes"), "{stdout}");
+        let o = swapvm!("trace", "stats", out, "--json");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["format"], "native", "{v}");
+        let pids = v["pids"].as_array().unwrap();
+        assert_eq!(pids.len(), 3, "{v}");
+        assert!(v["records"].as_u64().unwrap() > 10_000, "{v}");
+    }
+
+    #[test]
+    fn without_valgrind_it_says_how_to_install_it_and_writes_nothing() {
+        let d = tempdir();
+        let out = d.path().join("t.swvmtrace.zst");
+        let o = Command::new(env!("CARGO_BIN_EXE_swapvm"))
+            .args(["trace", "record", "-o"])
+            .arg(&out)
+            .args(["--", "/bin/true"])
+            .env("PATH", d.path())
+            .output()
+            .unwrap();
+        assert_fails(&o, &["Valgrind", "apt-get install valgrind"]);
+        assert!(!out.exists());
+    }
+}
