@@ -81,8 +81,8 @@ enum Cmd {
     Mkswap {
         /// Image file to create (overwritten).
         image: PathBuf,
-        /// Size in MiB.
-        #[arg(long)]
+        /// Size in MiB, or with a unit (256MiB, 1G).
+        #[arg(long, value_parser = parse_mib)]
         size_mib: u64,
         /// Label (at most 15 bytes).
         #[arg(long, default_value = "")]
@@ -323,6 +323,12 @@ fn parse_set(s: &str) -> Result<Override, String> {
         Some((key, value)) if !key.trim().is_empty() => Ok(Override::new(key, value)),
         _ => Err("expected KEY=VALUE, e.g. machine.ram_mib=128".into()),
     }
+}
+
+/// A size flag in MiB: a bare number of MiB, or a size with a unit that
+/// is a whole number of MiB.
+fn parse_mib(s: &str) -> Result<u64, String> {
+    swapvm_core::size::parse_size_in(s, 1 << 20, "MiB")
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
