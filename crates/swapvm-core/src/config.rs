@@ -1375,6 +1375,118 @@ mod tests {
     }
 
     #[test]
+    fn set_takes_every_field_type() {
+        let c = with(
+            ONE_SWAP,
+            &[
+                ("machine.cpus", "4"),               // integer
+                ("fault.read_error_rate", "0.25"),   // float
+                ("swap.0.discard", "true"),          // bool
+                ("swap.0.label", "fast"),            // string, unquoted
+                ("workload", "\"w x.toml\""),        // string, quoted
+                ("swap.0.backend", "zram"),          // enum
+                ("machine.ram_mib", "256MiB"),       // size with a unit
+                ("reclaim.min_free_kbytes", "2048"), // optional size, integer
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.machine.cpus, 4);
+        assert_eq!(c.fault.read_error_rate, 0.25);
+        assert!(c.swap[0].discard);
+        assert_eq!(c.swap[0].label, "fast");
+        assert_eq!(c.workload.as_deref(), Some(Path::new("w x.toml")));
+        assert_eq!(c.swap[0].backend, SwapBackend::Zram);
+        assert_eq!(c.machine.ram_mib, 256);
+        assert_eq!(c.reclaim.min_free_kbytes, Some(2048));
+        // The wrong type for each kind names the key.
+        for (k, v) in [
+            ("machine.cpus", "four"),
+            ("fault.read_error_rate", "often"),
+            ("swap.0.discard", "yes"),
+            ("swap.0.label", "[1]"),
+            ("swap.0.backend", "tape"),
+            ("machine.ram_mib", "2 furlongs"),
+        ] {
+            let e = with(ONE_SWAP, &[(k, v)]).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("--set {k}={v}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    const TWO_CGROUPS: &str = "[machine]\nram_mib = 64\n[[cgroup]]\npath = \"/batch\"\n\
+                               \"memory.max\" = \"1G\"\n[[cgroup]]\npath = \"/web\"\n\
+                               memory.high = \"256M\"\n";
+
+    #[test]
+    fn set_picks_a_cgroup_by_path_and_sets_a_dotted_file() {
+        let pages = |mib: u64| mib * 256;
+        for key in [
+            "cgroup.\"/batch\".memory.max",
+            "cgroup./batch.memory.max",
+            "cgroup.\"/batch\".\"memory.max\"",
+            "cgroup.0.memory.max",
+        ] {
+            let c = with(TWO_CGROUPS, &[(key, "512M")]).unwrap();
+            let cg = c.cgroups().unwrap();
+            assert_eq!(cg[1].max, Some(pages(512)), "{key}");
+            assert_eq!(
+                c.cgroup[0].files.len(),
+                1,
+                "{key}: one spelling of the file"
+            );
+            assert_eq!(cg[2].high, Some(pages(256)), "{key}: /web untouched");
+        }
+        // A file the table spells nested is set nested, and a new one added.
+        let c = with(
+            TWO_CGROUPS,
+            &[
+                ("cgroup./web.memory.high", "128M"),
+                ("cgroup./web.memory.swap.max", "0"),
+            ],
+        )
+        .unwrap();
+        let cg = c.cgroups().unwrap();
+        assert_eq!((cg[2].high, cg[2].swap_max), (Some(pages(128)), Some(0)));
+        // A quoted part keeps its dots: a swap device picked by its image.
+        let c = with(ONE_SWAP, &[("swap.\"a.img\".priority", "5")]).unwrap();
+        assert_eq!(c.swap[0].priority, 5);
+    }
+
+    #[test]
+    fn set_cgroup_errors_name_the_key() {
+        let e = with(TWO_CGROUPS, &[("cgroup./db.memory.max", "1G")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--set cgroup./db.memory.max: no [[cgroup]] entry with path = \"/db\" \
+             (there are \"/batch\", \"/web\")"
+        );
+        let e = with(TWO_CGROUPS, &[("cgroup./batch.memory.maxx", "1G")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("--set cgroup./batch.memory.maxx=1G: ")
+                && msg.contains("no interface file"),
+            "{msg}"
+        );
+        let e = with(TWO_CGROUPS, &[("cgroup./batch.memory.max", "1.5G")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--set cgroup./batch.memory.max=1.5G: "),
+            "{e}"
+        );
+        for bad in [
+            "cgroup.\"/batch.memory.max",
+            "cgroup.\"/batch\"x.memory.max",
+            "cgroup./ba\"tch.x",
+        ] {
+            let e = with(TWO_CGROUPS, &[(bad, "1G")]).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("--set {bad}: ")), "{e}");
+            assert!(e.to_string().contains("quote"), "{e}");
+        }
+    }
+
+    #[test]
     fn set_index_out_of_range_names_the_key_and_the_count() {
         let e = with(ONE_SWAP, &[("swap.3.path", "x.img")]).unwrap_err();
         assert_eq!(
