@@ -54,7 +54,8 @@ enum Cmd {
         /// Print the report as JSON on stdout instead of the summary.
         #[arg(long)]
         json: bool,
-        /// Scale the workload down by this factor, 0 < f <= 1 (quick runs).
+        /// Scale the workload, RAM and swap down by this factor, 0 < f <= 1
+        /// (quick runs); refused if the scaled run would no longer swap.
         #[arg(long, value_parser = parse_scale)]
         scale: Option<f64>,
         /// Run the invariant checker every N ticks (0: only at the end).
@@ -415,6 +416,7 @@ fn run(cli: Cli) -> Result<i32> {
                 seed,
                 workload,
                 scale,
+                scale_machine: true,
                 check_every,
                 strict,
                 interrupt: Some(interrupt_flag()?),

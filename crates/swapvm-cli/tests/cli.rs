@@ -230,6 +230,18 @@ mod bad_input {
         assert_fails(&o, &["--scale"]);
         let o = swapvm!("run", t.config(), "--scale", "half");
         assert_fails(&o, &["--scale", "not a number"]);
+        // 20 MiB of workload on 8 MiB swaps; a tenth of it fits in the
+        // smallest RAM, 4 MiB, and would not.
+        let o = swapvm!("run", t.config(), "--scale", "0.1");
+        assert_fails(
+            &o,
+            &[
+                "machine.ram_mib",
+                "--scale 0.1 would no longer swap",
+                "--scale 0.21 or more",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2));
     }
 
     /// A real ext4 filesystem (mkfs.ext4) where a swap image should be:
