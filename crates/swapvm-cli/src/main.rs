@@ -2,6 +2,7 @@
 //! machine is swapvm-machine's.
 
 mod bench;
+mod compare;
 mod diskbench;
 mod trace;
 
@@ -105,6 +106,9 @@ enum Cmd {
     Diskbench(diskbench::DiskbenchArgs),
     /// Replay a memory trace on a machine: one process per pid.
     Replay(trace::ReplayArgs),
+    /// Set runs side by side: counters per run or group of runs, delta and
+    /// percent against the first, significance by Welch's t-test.
+    Compare(compare::CompareArgs),
     /// Look at or convert memory traces.
     Trace {
         #[command(subcommand)]
@@ -471,6 +475,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Diskbench(args) => diskbench::run(args),
         Cmd::Replay(args) => trace::replay(args),
+        Cmd::Compare(args) => compare::run(args),
         Cmd::Trace { cmd } => trace::run(cmd),
         Cmd::Fuzz {
             seeds,

@@ -101,6 +101,10 @@ impl Tiny {
 #[path = "cli/run_folder.rs"]
 mod run_folder;
 
+// `compare` on hand-made reports (tests/cli/compare.rs).
+#[path = "cli/compare.rs"]
+mod compare;
+
 mod bad_input {
     use super::*;
 

@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod compare;
 mod fault;
 pub mod fuzz;
 pub mod memcg;
