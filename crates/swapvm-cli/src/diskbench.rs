@@ -90,24 +90,10 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{secs} is not a positive number of seconds"))
 }
 
-/// Bytes, with an optional binary suffix: K, M, G, T (KiB, MiB, ... too).
+/// Bytes, with an optional binary unit (swapvm-core's one parser of
+/// sizes, as configs use).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|e| format!("{s:?} is not a size: {e}"))?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        "t" | "tib" => 40,
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use K, M, G or T)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    swapvm_core::size::parse_size(s)
 }
 
 /// Runs `swapvm diskbench`; exit code 0, or 1 if any request failed.

@@ -2,6 +2,7 @@
 //! machine is swapvm-machine's.
 
 mod bench;
+mod compare;
 mod diskbench;
 mod trace;
 
@@ -55,7 +56,8 @@ enum Cmd {
         /// Print the report as JSON on stdout instead of the summary.
         #[arg(long)]
         json: bool,
-        /// Scale the workload down by this factor, 0 < f <= 1 (quick runs).
+        /// Scale the workload, RAM and swap down by this factor, 0 < f <= 1
+        /// (quick runs); refused if the scaled run would no longer swap.
         #[arg(long, value_parser = parse_scale)]
         scale: Option<f64>,
         /// Run the invariant checker every N ticks (0: only at the end).
@@ -82,8 +84,8 @@ enum Cmd {
     Mkswap {
         /// Image file to create (overwritten).
         image: PathBuf,
-        /// Size in MiB.
-        #[arg(long)]
+        /// Size in MiB, or with a unit (256MiB, 1G).
+        #[arg(long, value_parser = parse_mib)]
         size_mib: u64,
         /// Label (at most 15 bytes).
         #[arg(long, default_value = "")]
@@ -105,6 +107,9 @@ enum Cmd {
     Diskbench(diskbench::DiskbenchArgs),
     /// Replay a memory trace on a machine: one process per pid.
     Replay(trace::ReplayArgs),
+    /// Set runs side by side: counters per run or group of runs, delta and
+    /// percent against the first, significance by Welch's t-test.
+    Compare(compare::CompareArgs),
     /// Look at or convert memory traces.
     Trace {
         #[command(subcommand)]
@@ -326,6 +331,12 @@ fn parse_set(s: &str) -> Result<Override, String> {
     }
 }
 
+/// A size flag in MiB: a bare number of MiB, or a size with a unit that
+/// is a whole number of MiB.
+fn parse_mib(s: &str) -> Result<u64, String> {
+    swapvm_core::size::parse_size_in(s, 1 << 20, "MiB")
+}
+
 fn parse_scale(s: &str) -> Result<f64, String> {
     let f: f64 = s
         .parse()
@@ -410,6 +421,7 @@ fn run(cli: Cli) -> Result<i32> {
                 seed,
                 workload,
                 scale,
+                scale_machine: true,
                 check_every,
                 strict,
                 interrupt: Some(interrupt_flag()?),
@@ -464,6 +476,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Diskbench(args) => diskbench::run(args),
         Cmd::Replay(args) => trace::replay(args),
+        Cmd::Compare(args) => compare::run(args),
         Cmd::Trace { cmd } => trace::run(cmd),
         Cmd::Fuzz {
             seeds,

@@ -101,6 +101,10 @@ impl Tiny {
 #[path = "cli/run_folder.rs"]
 mod run_folder;
 
+// `compare` on hand-made reports (tests/cli/compare.rs).
+#[path = "cli/compare.rs"]
+mod compare;
+
 mod bad_input {
     use super::*;
 
@@ -230,6 +234,18 @@ mod bad_input {
         assert_fails(&o, &["--scale"]);
         let o = swapvm!("run", t.config(), "--scale", "half");
         assert_fails(&o, &["--scale", "not a number"]);
+        // 20 MiB of workload on 8 MiB swaps; a tenth of it fits in the
+        // smallest RAM, 4 MiB, and would not.
+        let o = swapvm!("run", t.config(), "--scale", "0.1");
+        assert_fails(
+            &o,
+            &[
+                "machine.ram_mib",
+                "--scale 0.1 would no longer swap",
+                "--scale 0.21 or more",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2));
     }
 
     /// A real ext4 filesystem (mkfs.ext4) where a swap image should be:
@@ -291,6 +307,9 @@ mod bad_input {
         assert_fails(&o, &["label", "15"]);
         let o = swapvm!("mkswap", img, "--size-mib", "1", "--uuid", "not-a-uuid");
         assert_fails(&o, &["not-a-uuid"]);
+        let o = swapvm!("mkswap", img, "--size-mib", "1500K");
+        assert_fails(&o, &["--size-mib", "not a whole number of MiB"]);
+        assert!(!img.exists(), "made an image of a bad size");
     }
 }
 
@@ -450,14 +469,67 @@ mod set {
     }
 
     #[test]
+    fn sizes_take_units_on_set_and_in_the_file() {
+        let t = Tiny::with(
+            "workload = \"workload.toml\"\n[machine]\nram_mib = \"8MiB\"\nseed = 3\n\
+             [[swap]]\npath = \"swap.img\"\nsize_mib = \"16M\"\n",
+            Some(TINY_WORKLOAD),
+        );
+        let out = t.path("run");
+        let o = swapvm!(
+            "run",
+            t.config(),
+            "--set",
+            "swap.0.size_mib=32MiB",
+            "--set",
+            "machine.ram_mib=0.0078125G",
+            "--out",
+            out
+        );
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let c = &v["config_loaded"];
+        assert_eq!(c["machine"]["ram_mib"], 8, "0.0078125 GiB is 8 MiB");
+        assert_eq!(c["swap"][0]["size_mib"], 32);
+        assert_eq!(
+            std::fs::metadata(t.path("swap.img")).unwrap().len(),
+            32 << 20
+        );
+    }
+
+    #[test]
+    fn a_bad_size_in_the_file_names_file_line_and_field() {
+        let t = Tiny::with(
+            "workload = \"workload.toml\"\n[machine]\nram_mib = \"8.5MiB\"\n",
+            Some(TINY_WORKLOAD),
+        );
+        let o = swapvm!("run", t.config());
+        assert_fails(
+            &o,
+            &[
+                &t.shows("config.toml"),
+                "line 3",
+                "ram_mib",
+                "whole number of MiB",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2));
+    }
+
+    #[test]
     fn bad_set_exits_2_naming_the_key() {
         let t = Tiny::new();
-        let cases: [(&str, &[&str]); 4] = [
+        let cases: [(&str, &[&str]); 6] = [
             (
                 "machine.bogus=1",
                 &["--set machine.bogus=1", "unknown field `bogus`"],
             ),
-            ("machine.ram_mib=abc", &["--set machine.ram_mib=abc", "u64"]),
+            (
+                "machine.ram_mib=abc",
+                &["--set machine.ram_mib=abc", "is not a size"],
+            ),
             (
                 "swap.3.path=x.img",
                 &["--set swap.3.path: no [[swap]] entry 3 (the config has 1)"],
@@ -465,6 +537,14 @@ mod set {
             (
                 "reclaim.swappiness=300",
                 &["--set reclaim.swappiness=300", "0..=200"],
+            ),
+            (
+                "machine.ram_mib=1000KiB",
+                &["--set machine.ram_mib=1000KiB", "not a whole number of MiB"],
+            ),
+            (
+                "swap.0.size_mib=32parsecs",
+                &["--set swap.0.size_mib=32parsecs", "is not a size"],
             ),
         ];
         for (arg, needles) in cases {
@@ -507,7 +587,7 @@ mod images {
             "mkswap",
             img,
             "--size-mib",
-            "4",
+            "4MiB",
             "--label",
             "roundtrip",
             "--uuid",

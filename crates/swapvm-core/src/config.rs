@@ -27,6 +27,27 @@ pub const MAX_RAM_MIB: u64 = 1 << 20;
 /// Most swap devices a machine can have (the kernel's MAX_SWAPFILES).
 pub const MAX_SWAP_DEVICES: usize = 32;
 
+/// Bytes in the unit of a `*_kb`/`*_kbytes` field.
+const KIB: u64 = 1 << 10;
+/// Bytes in the unit of a `*_mib` field.
+const MIB: u64 = 1 << 20;
+
+// The size fields: each takes its integer or a size with a unit, through
+// the one helper in `size::de`; a wrapper per field names it in errors.
+
+fn de_ram_mib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    crate::size::de::size_in::<_, _, MIB>(d, "machine.ram_mib")
+}
+fn de_swap_size_mib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    crate::size::de::size_in::<_, _, MIB>(d, "swap.size_mib")
+}
+fn de_min_free_kbytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    crate::size::de::opt_size_in::<_, _, KIB>(d, "reclaim.min_free_kbytes")
+}
+fn de_enabled_kb<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    crate::size::de::vec_size_in::<_, _, KIB>(d, "mthp.enabled_kb")
+}
+
 /// A configuration or definition file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -147,7 +168,8 @@ pub struct MachineConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineSection {
-    /// Emulated RAM in MiB.
+    /// Emulated RAM in MiB (or a size with a unit: `"1G"`).
+    #[serde(deserialize_with = "de_ram_mib")]
     pub ram_mib: u64,
     /// Emulated CPUs; processes are spread over them.
     #[serde(default = "one_u32")]
@@ -248,7 +270,9 @@ fn default_count_max() -> u16 {
 pub struct SwapDeviceConfig {
     /// Swap image file (or block device), relative to the config's folder.
     pub path: PathBuf,
-    /// Size in MiB used when swapvm creates the image.
+    /// Size in MiB used when swapvm creates the image (or a size with a
+    /// unit: `"256MiB"`, `"1G"`).
+    #[serde(deserialize_with = "de_swap_size_mib")]
     pub size_mib: u64,
     /// Higher priority devices are used first (`swapon -p`).
     #[serde(default)]
@@ -404,7 +428,8 @@ pub struct ReclaimConfig {
     #[serde(default = "default_wsf")]
     pub watermark_scale_factor: u32,
     /// `vm.min_free_kbytes`; derived from RAM size as the kernel does when absent.
-    #[serde(default)]
+    /// A size with a unit (`"8M"`) is taken too.
+    #[serde(default, deserialize_with = "de_min_free_kbytes")]
     pub min_free_kbytes: Option<u64>,
     /// `SWAP_CLUSTER_MAX`: folios isolated per scan batch.
     #[serde(default = "default_cluster_max")]
@@ -438,8 +463,9 @@ pub struct ReclaimConfig {
 #[serde(deny_unknown_fields)]
 pub struct MthpConfig {
     /// Sizes in KiB set to `always`: powers of two from 16 to 2048 (a
-    /// shorthand for `hugepages.<size>kB = "always"`).
-    #[serde(default)]
+    /// shorthand for `hugepages.<size>kB = "always"`); sizes with a unit
+    /// (`"64K"`, `"2M"`) are taken too.
+    #[serde(default, deserialize_with = "de_enabled_kb")]
     pub enabled_kb: Vec<u32>,
     /// The top-level `transparent_hugepage/enabled`: what a size set to
     /// `inherit` follows (default `never`).
@@ -1182,6 +1208,86 @@ mod tests {
         assert!(msg.contains("line 6"), "{msg}");
     }
 
+    #[test]
+    fn size_fields_take_units_or_their_own_integer() {
+        let c = parse(
+            "[machine]\nram_mib = \"1G\"\n[[swap]]\npath = \"a.img\"\nsize_mib = \"512M\"\n\
+             [reclaim]\nmin_free_kbytes = \"8MiB\"\n[mthp]\nenabled_kb = [\"64k\", 16, \"2M\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.machine.ram_mib, 1024);
+        assert_eq!(c.swap[0].size_mib, 512);
+        assert_eq!(c.reclaim.min_free_kbytes, Some(8192));
+        assert_eq!(c.mthp.enabled_kb, vec![64, 16, 2048]);
+        // A bare integer keeps the field's own unit; a string without a
+        // unit too (as `--set machine.ram_mib=128` gives an integer).
+        let c = parse("[machine]\nram_mib = 128\n[reclaim]\nmin_free_kbytes = 4096\n").unwrap();
+        assert_eq!(
+            (c.machine.ram_mib, c.reclaim.min_free_kbytes),
+            (128, Some(4096))
+        );
+        // Serialised (report.json's config) as the integer in the unit.
+        let v = toml::Value::try_from(parse("[machine]\nram_mib = \"2G\"\n").unwrap()).unwrap();
+        assert_eq!(v["machine"]["ram_mib"].as_integer(), Some(2048));
+        // And through --set, which hands the deserialiser a toml::Value.
+        let c = with(
+            ONE_SWAP,
+            &[
+                ("reclaim.min_free_kbytes", "8M"),
+                ("mthp.enabled_kb", "[\"64K\"]"),
+                ("swap.0.size_mib", "1G"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.reclaim.min_free_kbytes, Some(8192));
+        assert_eq!(
+            (c.mthp.enabled_kb.clone(), c.swap[0].size_mib),
+            (vec![64], 1024)
+        );
+    }
+
+    #[test]
+    fn a_size_with_a_bad_unit_or_a_fraction_of_the_unit_names_file_line_and_field() {
+        for (text, line, what) in [
+            (
+                "[machine]\nram_mib = \"1000KiB\"\n",
+                "line 2",
+                "machine.ram_mib: \"1000KiB\" is not a whole number of MiB",
+            ),
+            (
+                "[machine]\nram_mib = \"12 parsecs\"\n",
+                "line 2",
+                "not a size",
+            ),
+            ("[machine]\nram_mib = -4\n", "line 2", "negative"),
+            (
+                "[machine]\nram_mib = 64\n[[swap]]\npath = \"a\"\nsize_mib = \"1.5K\"\n",
+                "line 5",
+                "swap.size_mib: \"1.5K\" is not a whole number of MiB",
+            ),
+            (
+                "[machine]\nram_mib = 64\n[mthp]\nenabled_kb = [\"64K\", \"100B\"]\n",
+                "line 4",
+                "whole number of KiB",
+            ),
+            (
+                "[machine]\nram_mib = 64\n[mthp]\nenabled_kb = [\"8T\"]\n",
+                "line 4",
+                "out of range",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            let source = std::error::Error::source(&e);
+            let msg = format!("{e}: {}", source.unwrap_or_else(|| panic!("{text}: {e}")));
+            assert!(msg.starts_with("/cfg/test.toml: invalid: "), "{msg}");
+            assert!(msg.contains(line) && msg.contains(what), "{text}: {msg}");
+        }
+        // A whole size of the wrong kind of value is refused as a type.
+        let e = parse("[machine]\nram_mib = true\n").unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(msg.contains("an integer in MiB"), "{msg}");
+    }
+
     fn with(text: &str, sets: &[(&str, &str)]) -> Result<MachineConfig, ConfigError> {
         let sets: Vec<Override> = sets.iter().map(|(k, v)| Override::new(k, v)).collect();
         MachineConfig::from_toml_with(text, Path::new("/cfg/test.toml"), &sets)
@@ -1269,6 +1375,118 @@ mod tests {
     }
 
     #[test]
+    fn set_takes_every_field_type() {
+        let c = with(
+            ONE_SWAP,
+            &[
+                ("machine.cpus", "4"),               // integer
+                ("fault.read_error_rate", "0.25"),   // float
+                ("swap.0.discard", "true"),          // bool
+                ("swap.0.label", "fast"),            // string, unquoted
+                ("workload", "\"w x.toml\""),        // string, quoted
+                ("swap.0.backend", "zram"),          // enum
+                ("machine.ram_mib", "256MiB"),       // size with a unit
+                ("reclaim.min_free_kbytes", "2048"), // optional size, integer
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.machine.cpus, 4);
+        assert_eq!(c.fault.read_error_rate, 0.25);
+        assert!(c.swap[0].discard);
+        assert_eq!(c.swap[0].label, "fast");
+        assert_eq!(c.workload.as_deref(), Some(Path::new("w x.toml")));
+        assert_eq!(c.swap[0].backend, SwapBackend::Zram);
+        assert_eq!(c.machine.ram_mib, 256);
+        assert_eq!(c.reclaim.min_free_kbytes, Some(2048));
+        // The wrong type for each kind names the key.
+        for (k, v) in [
+            ("machine.cpus", "four"),
+            ("fault.read_error_rate", "often"),
+            ("swap.0.discard", "yes"),
+            ("swap.0.label", "[1]"),
+            ("swap.0.backend", "tape"),
+            ("machine.ram_mib", "2 furlongs"),
+        ] {
+            let e = with(ONE_SWAP, &[(k, v)]).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("--set {k}={v}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    const TWO_CGROUPS: &str = "[machine]\nram_mib = 64\n[[cgroup]]\npath = \"/batch\"\n\
+                               \"memory.max\" = \"1G\"\n[[cgroup]]\npath = \"/web\"\n\
+                               memory.high = \"256M\"\n";
+
+    #[test]
+    fn set_picks_a_cgroup_by_path_and_sets_a_dotted_file() {
+        let pages = |mib: u64| mib * 256;
+        for key in [
+            "cgroup.\"/batch\".memory.max",
+            "cgroup./batch.memory.max",
+            "cgroup.\"/batch\".\"memory.max\"",
+            "cgroup.0.memory.max",
+        ] {
+            let c = with(TWO_CGROUPS, &[(key, "512M")]).unwrap();
+            let cg = c.cgroups().unwrap();
+            assert_eq!(cg[1].max, Some(pages(512)), "{key}");
+            assert_eq!(
+                c.cgroup[0].files.len(),
+                1,
+                "{key}: one spelling of the file"
+            );
+            assert_eq!(cg[2].high, Some(pages(256)), "{key}: /web untouched");
+        }
+        // A file the table spells nested is set nested, and a new one added.
+        let c = with(
+            TWO_CGROUPS,
+            &[
+                ("cgroup./web.memory.high", "128M"),
+                ("cgroup./web.memory.swap.max", "0"),
+            ],
+        )
+        .unwrap();
+        let cg = c.cgroups().unwrap();
+        assert_eq!((cg[2].high, cg[2].swap_max), (Some(pages(128)), Some(0)));
+        // A quoted part keeps its dots: a swap device picked by its image.
+        let c = with(ONE_SWAP, &[("swap.\"a.img\".priority", "5")]).unwrap();
+        assert_eq!(c.swap[0].priority, 5);
+    }
+
+    #[test]
+    fn set_cgroup_errors_name_the_key() {
+        let e = with(TWO_CGROUPS, &[("cgroup./db.memory.max", "1G")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--set cgroup./db.memory.max: no [[cgroup]] entry with path = \"/db\" \
+             (there are \"/batch\", \"/web\")"
+        );
+        let e = with(TWO_CGROUPS, &[("cgroup./batch.memory.maxx", "1G")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("--set cgroup./batch.memory.maxx=1G: ")
+                && msg.contains("no interface file"),
+            "{msg}"
+        );
+        let e = with(TWO_CGROUPS, &[("cgroup./batch.memory.max", "1.5G")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--set cgroup./batch.memory.max=1.5G: "),
+            "{e}"
+        );
+        for bad in [
+            "cgroup.\"/batch.memory.max",
+            "cgroup.\"/batch\"x.memory.max",
+            "cgroup./ba\"tch.x",
+        ] {
+            let e = with(TWO_CGROUPS, &[(bad, "1G")]).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("--set {bad}: ")), "{e}");
+            assert!(e.to_string().contains("quote"), "{e}");
+        }
+    }
+
+    #[test]
     fn set_index_out_of_range_names_the_key_and_the_count() {
         let e = with(ONE_SWAP, &[("swap.3.path", "x.img")]).unwrap_err();
         assert_eq!(
@@ -1318,10 +1536,15 @@ mod tests {
 
     #[test]
     fn set_wrong_type_names_the_key_and_the_expected_type() {
+        let e = with(ONE_SWAP, &[("machine.cpus", "abc")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("--set machine.cpus=abc: "), "{msg}");
+        assert!(msg.contains("u32"), "{msg}");
+        // A size field says what a size is.
         let e = with(ONE_SWAP, &[("machine.ram_mib", "abc")]).unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("--set machine.ram_mib=abc: "), "{msg}");
-        assert!(msg.contains("u64"), "{msg}");
+        assert!(msg.contains("is not a size"), "{msg}");
         let e = with(ONE_SWAP, &[("swap.0.allocator", "best-fit")]).unwrap_err();
         let msg = e.to_string();
         assert!(

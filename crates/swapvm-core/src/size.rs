@@ -65,6 +65,145 @@ pub fn memparse(s: &str, allow_max: bool) -> Result<Option<u64>, String> {
         .map_err(|e| format!("{s:?} is out of range ({e})"))
 }
 
+/// The name of a field unit for messages (`MiB`, `KiB`, bytes).
+fn unit_name(unit_bytes: u64) -> String {
+    match unit_bytes {
+        1 => "bytes".into(),
+        1024 => "KiB".into(),
+        0x10_0000 => "MiB".into(),
+        0x4000_0000 => "GiB".into(),
+        n => format!("units of {n} bytes"),
+    }
+}
+
+/// Serde `deserialize_with` helpers for size fields kept in a unit of
+/// `UNIT` bytes (`ram_mib`: `UNIT = 1 << 20`), named `field` in errors: a field takes the integer
+/// it always took, in its own unit, or a string with units (`"128MiB"`,
+/// `"1G"`, `"64k"`) that [`parse_size_in`] converts; a string that is not
+/// a whole number of the unit, or has a bad unit, is an error, which the
+/// config loader reports with the file, line and field.
+///
+/// Serde's `deserialize_with` takes a function of the deserialiser alone,
+/// so a config names each field in a one-line wrapper:
+///
+/// ```ignore
+/// fn de_ram_mib<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+///     crate::size::de::size_in::<_, _, { 1 << 20 }>(d, "machine.ram_mib")
+/// }
+/// ```
+pub mod de {
+    use serde::de::{DeserializeSeed, Deserializer, Error, SeqAccess, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    /// One size in the unit `UNIT`, as an integer of type `T`, of the
+    /// field named `.0`.
+    struct SizeIn<T, const UNIT: u64>(&'static str, PhantomData<T>);
+
+    impl<'de, T: TryFrom<u64>, const UNIT: u64> DeserializeSeed<'de> for SizeIn<T, UNIT> {
+        type Value = T;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+            struct V<T, const UNIT: u64>(&'static str, PhantomData<T>);
+            impl<T: TryFrom<u64>, const UNIT: u64> Visitor<'_> for V<T, UNIT> {
+                type Value = T;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    write!(
+                        f,
+                        "{}: a size, an integer in {} or a string with a unit (\"128MiB\", \"1G\")",
+                        self.0,
+                        super::unit_name(UNIT)
+                    )
+                }
+                fn visit_u64<E: Error>(self, n: u64) -> Result<Self::Value, E> {
+                    T::try_from(n)
+                        .map_err(|_| E::custom(format!("{}: {n} is out of range", self.0)))
+                }
+                fn visit_i64<E: Error>(self, n: i64) -> Result<Self::Value, E> {
+                    let n = u64::try_from(n).map_err(|_| {
+                        E::custom(format!("{}: {n} is negative; a size is 0 or more", self.0))
+                    })?;
+                    self.visit_u64(n)
+                }
+                fn visit_str<E: Error>(self, s: &str) -> Result<Self::Value, E> {
+                    let n = super::parse_size_in(s, UNIT, &super::unit_name(UNIT))
+                        .map_err(|e| E::custom(format!("{}: {e}", self.0)))?;
+                    self.visit_u64(n)
+                }
+            }
+            d.deserialize_any(V::<T, UNIT>(self.0, PhantomData))
+        }
+    }
+
+    /// `Option<size>`, by the seed.
+    struct OptSizeIn<T, const UNIT: u64>(&'static str, PhantomData<T>);
+
+    impl<'de, T: TryFrom<u64>, const UNIT: u64> Visitor<'de> for OptSizeIn<T, UNIT> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "{}: a size", self.0)
+        }
+        fn visit_none<E: Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            SizeIn::<T, UNIT>(self.0, PhantomData)
+                .deserialize(d)
+                .map(Some)
+        }
+    }
+
+    /// A list of sizes, by the seed.
+    struct VecSizeIn<T, const UNIT: u64>(&'static str, PhantomData<T>);
+
+    impl<'de, T: TryFrom<u64>, const UNIT: u64> Visitor<'de> for VecSizeIn<T, UNIT> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "{}: a list of sizes", self.0)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut v = Vec::new();
+            while let Some(x) = seq.next_element_seed(SizeIn::<T, UNIT>(self.0, PhantomData))? {
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+
+    /// A size field of type `T` (`u64`, `u32`) in units of `UNIT` bytes.
+    ///
+    /// # Errors
+    /// The deserialiser's error for a value that is not a size, has a bad
+    /// unit, is not a whole number of `UNIT`, or does not fit `T`.
+    pub fn size_in<'de, D: Deserializer<'de>, T: TryFrom<u64>, const UNIT: u64>(
+        d: D,
+        field: &'static str,
+    ) -> Result<T, D::Error> {
+        SizeIn::<T, UNIT>(field, PhantomData).deserialize(d)
+    }
+
+    /// [`size_in`] for an optional field (with `#[serde(default)]`).
+    ///
+    /// # Errors
+    /// As [`size_in`].
+    pub fn opt_size_in<'de, D: Deserializer<'de>, T: TryFrom<u64>, const UNIT: u64>(
+        d: D,
+        field: &'static str,
+    ) -> Result<Option<T>, D::Error> {
+        d.deserialize_option(OptSizeIn::<T, UNIT>(field, PhantomData))
+    }
+
+    /// [`size_in`] for a list of sizes.
+    ///
+    /// # Errors
+    /// As [`size_in`], for the first bad element.
+    pub fn vec_size_in<'de, D: Deserializer<'de>, T: TryFrom<u64>, const UNIT: u64>(
+        d: D,
+        field: &'static str,
+    ) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(VecSizeIn::<T, UNIT>(field, PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

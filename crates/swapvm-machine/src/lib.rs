@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod compare;
 mod fault;
 pub mod fuzz;
 pub mod memcg;
@@ -25,6 +26,7 @@ mod swsusp;
 pub mod plot;
 pub mod plot_pressure;
 pub mod run_folder;
+pub mod scale;
 pub mod series;
 pub mod swap_event;
 pub mod thp_alloc_test;
@@ -143,6 +145,10 @@ pub struct RunOptions {
     pub workload: Option<PathBuf>,
     /// Scales the workload down (tests): 0 < scale <= 1.
     pub scale: Option<f64>,
+    /// With `scale`, shrink RAM and swap by the same factor and refuse a
+    /// scale at which the run would no longer swap ([`scale::scale_machine`];
+    /// `swapvm run --scale`). Off, only the workload shrinks.
+    pub scale_machine: bool,
     /// Run the invariant checker every N ticks (0: only at the end).
     pub check_every: u64,
     /// Contract warnings are fatal.
@@ -465,7 +471,7 @@ fn new_histogram() -> Histogram<u64> {
 impl Machine {
     /// Builds a machine from a loaded config: maps RAM, creates and enables
     /// the swap devices, and starts the workload's processes.
-    pub fn new(cfg: MachineConfig, opts: RunOptions) -> Result<Machine, MachineError> {
+    pub fn new(mut cfg: MachineConfig, opts: RunOptions) -> Result<Machine, MachineError> {
         let seed = opts.seed.unwrap_or(cfg.machine.seed);
         let mut text = String::new();
         let mut workload = if opts.mmops.is_some() {
@@ -494,7 +500,13 @@ impl Machine {
             WorkloadSpec::from_toml(&text, &wl_path)?
         };
         if let Some(f) = opts.scale {
-            workload = workload.scaled(f);
+            let scaled = workload.scaled(f);
+            if opts.scale_machine {
+                for w in scale::scale_machine(&mut cfg, &workload, &scaled, f)? {
+                    tracing::warn!("{w}");
+                }
+            }
+            workload = scaled;
         }
         let total = workload.total_accesses();
         let cgroups = workload

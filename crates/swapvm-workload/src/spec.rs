@@ -289,6 +289,32 @@ impl WorkloadSpec {
             .collect()
     }
 
+    /// At most how many pages the workload's processes map at once: each
+    /// process's regions (a phase program's `mmap`s, its children's too,
+    /// as if none were unmapped), times its count. An upper bound, for
+    /// telling whether a machine is small enough to swap.
+    pub fn pages_mapped_max(&self) -> u64 {
+        let mmaps = |v: &[Phase]| {
+            v.iter().fold(0u64, |sum, p| match p {
+                Phase::Mmap { pages, .. } => sum.saturating_add(*pages),
+                _ => sum,
+            })
+        };
+        self.processes.iter().fold(0u64, |sum, p| {
+            let one = match &p.program {
+                Some(prog) => {
+                    let children = prog.main.iter().fold(0u64, |n, ph| match ph {
+                        Phase::Fork { children } => n + u64::from(*children),
+                        _ => n,
+                    });
+                    mmaps(&prog.main).saturating_add(children.saturating_mul(mmaps(&prog.child)))
+                }
+                None => p.size_pages,
+            };
+            sum.saturating_add(u64::from(p.count).saturating_mul(one))
+        })
+    }
+
     /// Total accesses all generators will emit (for a progress bar).
     pub fn total_accesses(&self) -> u64 {
         self.processes.iter().fold(0u64, |sum, p| {

@@ -10,10 +10,18 @@ use super::ConfigError;
 
 /// One `--set KEY=VALUE`: a config field by its dotted path, and its value.
 ///
-/// A path segment names a table key, or indexes an array by number
-/// (`swap.0.allocator` is the first `[[swap]]` entry's `allocator`).
-/// Missing tables on the way are created (`reclaim.swappiness` with no
-/// `[reclaim]` section), as a key may be new; an array index must exist.
+/// A path segment names a table key, or picks an entry of an array of
+/// tables: by number (`swap.0.allocator` is the first `[[swap]]` entry's
+/// `allocator`), or by its `path` (`cgroup./batch.memory.max` is the
+/// `[[cgroup]]` whose `path = "/batch"`; `swap.disk-images/a.img.priority`
+/// the `[[swap]]` whose `path` is that string). A segment in double quotes
+/// is taken whole, dots and all: `cgroup."/batch"."memory.max"`, or
+/// `swap."a.img".priority`. A key the table already has as one dotted
+/// name (`"memory.max" = ..` in a `[[cgroup]]`) is matched whole without
+/// quotes too, so `memory.max` sets that key rather than adding a second
+/// spelling of it. Missing tables on the way are created
+/// (`reclaim.swappiness` with no `[reclaim]` section), as a key may be new;
+/// an array entry must exist.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
     /// Dotted path, e.g. `machine.ram_mib` or `swap.0.allocator`.
@@ -63,28 +71,31 @@ impl Override {
     /// array index is not a number or out of range, or the path goes
     /// through a value that is not a table or array.
     pub(super) fn apply(&self, doc: &mut toml::Value) -> Result<String, ConfigError> {
-        let segs: Vec<&str> = self.key.split('.').collect();
-        if segs.iter().any(|s| s.is_empty()) {
-            return Err(self.key_error(
-                "empty part in the key (expected a dotted path such as machine.ram_mib)".into(),
-            ));
-        }
+        let segs = self.segments()?;
         let mut cur = doc;
         let mut field = String::new();
-        for (n, seg) in segs.iter().enumerate() {
-            let last = n + 1 == segs.len();
+        let mut n = 0;
+        while n < segs.len() {
+            let seg = segs[n].as_str();
             cur = match cur {
                 toml::Value::Table(t) => {
+                    // A key the table spells as one dotted name, matched whole.
+                    let (key, used) = (2..=segs.len() - n)
+                        .rev()
+                        .map(|k| (segs[n..n + k].join("."), k))
+                        .find(|(joined, _)| t.contains_key(joined))
+                        .unwrap_or_else(|| (seg.to_owned(), 1));
+                    n += used;
                     if !field.is_empty() {
                         field.push('.');
                     }
-                    field.push_str(seg);
-                    if last {
-                        t.insert((*seg).to_owned(), self.value.clone());
+                    field.push_str(&key);
+                    if n == segs.len() {
+                        t.insert(key, self.value.clone());
                         return Ok(field);
                     }
-                    let next_is_index = is_index(segs[n + 1]);
-                    t.entry(*seg).or_insert_with(|| {
+                    let next_is_index = is_index(&segs[n]);
+                    t.entry(key).or_insert_with(|| {
                         if next_is_index {
                             toml::Value::Array(Vec::new())
                         } else {
@@ -93,28 +104,10 @@ impl Override {
                     })
                 }
                 toml::Value::Array(a) => {
-                    let len = a.len();
-                    let i = seg
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|_| is_index(seg))
-                        .ok_or_else(|| {
-                            self.key_error(format!(
-                                "`{field}` is an array: `{seg}` is not an index (0, 1, ...)"
-                            ))
-                        })?;
-                    if i >= len {
-                        let tables = a
-                            .first()
-                            .map_or(!field.contains('.'), toml::Value::is_table);
-                        return Err(self.key_error(if tables {
-                            format!("no [[{field}]] entry {i} (the config has {len})")
-                        } else {
-                            format!("no element {i} in `{field}` (it has {len})")
-                        }));
-                    }
+                    let i = self.select(a, seg, &field)?;
+                    n += 1;
                     field.push_str(&format!("[{i}]"));
-                    if last {
+                    if n == segs.len() {
                         a[i] = self.value.clone();
                         return Ok(field);
                     }
@@ -131,7 +124,98 @@ impl Override {
         }
         unreachable!("the loop returns at the last segment")
     }
+
+    /// The key split at dots outside double quotes; a quoted segment is
+    /// taken as written between its quotes.
+    ///
+    /// # Errors
+    /// [`ConfigError::Override`] naming the key for an empty segment, an
+    /// unclosed quote, or a quote inside a segment.
+    fn segments(&self) -> Result<Vec<String>, ConfigError> {
+        let mut segs = Vec::new();
+        let mut rest = self.key.as_str();
+        loop {
+            let (seg, after) = if let Some(q) = rest.strip_prefix('"') {
+                let end = q.find('"').ok_or_else(|| {
+                    self.key_error("a quote is not closed (quote a part as \"/batch\")".into())
+                })?;
+                let after = &q[end + 1..];
+                if !(after.is_empty() || after.starts_with('.')) {
+                    return Err(self.key_error(
+                        "a quoted part must be followed by `.` or the end of the key".into(),
+                    ));
+                }
+                (&q[..end], after)
+            } else {
+                let end = rest.find('.').unwrap_or(rest.len());
+                let seg = &rest[..end];
+                if seg.contains('"') {
+                    return Err(self.key_error(
+                        "a quote inside a part; quote the whole part (\"memory.max\")".into(),
+                    ));
+                }
+                (seg, &rest[end..])
+            };
+            if seg.is_empty() {
+                return Err(self.key_error(
+                    "empty part in the key (expected a dotted path such as machine.ram_mib)".into(),
+                ));
+            }
+            segs.push(seg.to_owned());
+            match after.strip_prefix('.') {
+                Some(r) => rest = r,
+                None => return Ok(segs),
+            }
+        }
+    }
+
+    /// The entry of array `a` (the field `field`) that `seg` names: an
+    /// index, or in an array of tables, the entry whose `path` is `seg`.
+    fn select(&self, a: &[toml::Value], seg: &str, field: &str) -> Result<usize, ConfigError> {
+        let len = a.len();
+        let tables = a
+            .first()
+            .map_or(!field.contains('.'), toml::Value::is_table);
+        if is_index(seg) {
+            return match seg.parse::<usize>() {
+                Ok(i) if i < len => Ok(i),
+                _ if tables => {
+                    Err(self
+                        .key_error(format!("no [[{field}]] entry {seg} (the config has {len})")))
+                }
+                _ => Err(self.key_error(format!("no element {seg} in `{field}` (it has {len})"))),
+            };
+        }
+        if !tables {
+            return Err(self.key_error(format!(
+                "`{field}` is an array: `{seg}` is not an index (0, 1, ...)"
+            )));
+        }
+        fn path_of(v: &toml::Value) -> Option<&str> {
+            v.get(SELECT_BY).and_then(toml::Value::as_str)
+        }
+        if let Some(i) = a.iter().position(|v| path_of(v) == Some(seg)) {
+            return Ok(i);
+        }
+        let paths: Vec<String> = a
+            .iter()
+            .filter_map(path_of)
+            .map(|p| format!("{p:?}"))
+            .collect();
+        Err(self.key_error(if paths.is_empty() {
+            format!("no [[{field}]] entry {seg:?} (the config has none)")
+        } else {
+            format!(
+                "no [[{field}]] entry with {SELECT_BY} = {seg:?} (there are {})",
+                paths.join(", ")
+            )
+        }))
+    }
 }
+
+/// The field by which a non-numeric key part picks an entry of an array of
+/// tables: a `[[cgroup]]`'s path, a `[[swap]]` device's image.
+const SELECT_BY: &str = "path";
 
 /// Whether a key segment is an array index.
 fn is_index(seg: &str) -> bool {
