@@ -79,11 +79,12 @@ enum Cmd {
     },
     /// Create a swap image that Linux tools accept (like mkswap).
     Mkswap {
-        /// Image file to create (overwritten).
+        /// Image file to create (overwritten), or a block device.
         image: PathBuf,
-        /// Size in MiB.
+        /// Size in MiB (a block device: at most its size; the whole device
+        /// if absent).
         #[arg(long)]
-        size_mib: u64,
+        size_mib: Option<u64>,
         /// Label (at most 15 bytes).
         #[arg(long, default_value = "")]
         label: String,
@@ -448,8 +449,17 @@ fn run(cli: Cli) -> Result<i32> {
             uuid,
         } => {
             let uuid = uuid.map(|u| header::parse_uuid(&u)).transpose()?;
-            let Some(bytes) = size_mib.checked_mul(1 << 20) else {
-                bail!("--size-mib {size_mib} is too large")
+            let device = header::device_bytes(&image)?;
+            let bytes = match (size_mib, device) {
+                (Some(mib), _) => match mib.checked_mul(1 << 20) {
+                    Some(bytes) => bytes,
+                    None => bail!("--size-mib {mib} is too large"),
+                },
+                (None, Some(bytes)) => bytes,
+                (None, None) => bail!(
+                    "{}: --size-mib is needed for an image file (only a block device has a size of its own)",
+                    image.display()
+                ),
             };
             let h = header::mkswap(&image, bytes, &label, uuid)?;
             println!(

@@ -585,6 +585,85 @@ mod images {
         assert!(stdout.contains("\"from-ul\""), "{stdout}");
         assert!(stdout.contains(UUID), "{stdout}");
     }
+
+    /// A loop device over a file of `bytes`, detached on drop. Fails (never
+    /// skips) when none can be set up: the test needs root and util-linux.
+    struct Loop {
+        dev: PathBuf,
+        _dir: TempDir,
+    }
+
+    impl Loop {
+        fn new(bytes: usize) -> Loop {
+            let dir = tempdir();
+            let backing = dir.path().join("loop.bin");
+            std::fs::write(&backing, vec![0u8; bytes]).unwrap();
+            let o = Command::new(util_linux("losetup"))
+                .args(["-f", "--show"])
+                .arg(&backing)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "losetup -f --show {} failed (this test needs root and a free loop device): {:?}",
+                backing.display(),
+                text(&o)
+            );
+            let dev = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            Loop { dev, _dir: dir }
+        }
+    }
+
+    impl Drop for Loop {
+        fn drop(&mut self) {
+            let _ = Command::new(util_linux("losetup"))
+                .arg("-d")
+                .arg(&self.dev)
+                .status();
+        }
+    }
+
+    /// mkswap on a block device takes the device's size (BLKGETSIZE64):
+    /// it used to fail with "Invalid argument" from ftruncate. A smaller
+    /// --size-mib is honoured, a larger one refused naming the device.
+    #[test]
+    fn mkswap_on_a_loop_device_takes_its_size() {
+        let lo = Loop::new(8 << 20);
+        let o = swapvm!("mkswap", lo.dev, "--label", "loopy", "--uuid", UUID);
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        // 8 MiB is 2048 pages; the header page is not a slot.
+        assert!(stdout.contains("2047 slots"), "{stdout}");
+        let o = Command::new(util_linux("blkid"))
+            .args(["-p", "-o", "export"])
+            .arg(&lo.dev)
+            .output()
+            .unwrap();
+        let (blk, _) = text(&o);
+        assert!(blk.contains("TYPE=swap"), "blkid: {blk}");
+        assert!(blk.contains("LABEL=loopy"), "blkid: {blk}");
+        assert!(blk.contains(UUID), "blkid: {blk}");
+
+        let o = swapvm!("mkswap", lo.dev, "--size-mib", "4");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1023 slots"), "{stdout}");
+
+        let o = swapvm!("mkswap", lo.dev, "--size-mib", "16");
+        assert_fails(
+            &o,
+            &[&lo.dev.display().to_string(), "8388608 bytes", "--size-mib"],
+        );
+    }
+
+    #[test]
+    fn mkswap_of_a_file_needs_a_size() {
+        let dir = tempdir();
+        let img = dir.path().join("x.img");
+        let o = swapvm!("mkswap", img);
+        assert_fails(&o, &["x.img", "--size-mib"]);
+        assert!(!img.exists());
+    }
 }
 
 mod trust {
