@@ -656,6 +656,39 @@ mod images {
         );
     }
 
+    /// An existing image whose size or label is not the config's is used
+    /// as it is, with a warning naming the image and the field; an image
+    /// that agrees gets none.
+    #[test]
+    fn an_image_that_disagrees_with_its_config_is_warned_about() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}label = \"new\"\n"),
+            Some(TINY_WORKLOAD),
+        );
+        let img = t.path("swap.img");
+        let o = swapvm!("mkswap", img, "--size-mib", "48", "--label", "old");
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let o = swapvm!("run", t.config());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        let shown = t.shows("swap.img");
+        for want in [
+            format!("{shown}: swap[0].size_mib = 32 but the existing image holds 48 MiB"),
+            format!("{shown}: swap[0].label = \"new\" but the existing image's label is \"old\""),
+        ] {
+            assert!(stderr.contains(&want), "stderr lacks {want:?}:\n{stderr}");
+        }
+        // The image was used as it was, not remade.
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 48 << 20);
+
+        let o = swapvm!("mkswap", img, "--size-mib", "32", "--label", "new");
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let o = swapvm!("run", t.config());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(!stderr.contains("existing image"), "{stderr}");
+    }
+
     #[test]
     fn mkswap_of_a_file_needs_a_size() {
         let dir = tempdir();

@@ -339,6 +339,40 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
     Ok(())
 }
 
+/// Warns when an existing image's size or label is not what its
+/// `[[swap]]` entry says: those fields only shape an image swapvm creates,
+/// so the image's own win, and the user should know. An image that cannot
+/// be read is left for swapon to report.
+fn warn_image_disagrees(path: &Path, index: usize, s: &SwapDeviceConfig) {
+    let Ok(h) = header::read_header(path) else {
+        return;
+    };
+    let pages = u64::from(h.last_page) + 1;
+    if pages != s.size_mib.saturating_mul(256) {
+        let holds = if pages % 256 == 0 {
+            format!("{} MiB", pages / 256)
+        } else {
+            format!("{} KiB", pages * 4)
+        };
+        tracing::warn!(
+            "{}: swap[{index}].size_mib = {} but the existing image holds {holds} ({} slots); \
+             the image's size is used (delete the image to have it made at {} MiB)",
+            path.display(),
+            s.size_mib,
+            h.last_page,
+            s.size_mib
+        );
+    }
+    if !s.label.is_empty() && h.label != s.label {
+        tracing::warn!(
+            "{}: swap[{index}].label = {:?} but the existing image's label is {:?}; the image's is kept",
+            path.display(),
+            s.label,
+            h.label
+        );
+    }
+}
+
 /// Enables one `[[swap]]` device: an image file through io_uring (created
 /// if missing and allowed), a zram device in memory, or a null device
 /// (metadata-only machines; no file is created or opened).
@@ -380,6 +414,9 @@ fn swapon_device(
     };
     match s.backend {
         SwapBackend::File => {
+            if path.exists() {
+                warn_image_disagrees(&path, index, s);
+            }
             ensure_image(&path, s.size_mib, &s.label, s.create)?;
             let rotational = match s.rotational {
                 Rotational::Fixed(r) => r,
