@@ -590,12 +590,20 @@ fn print_summary(r: &Report) -> Result<()> {
     for d in &r.devices {
         writeln!(
             o,
-            "  {} prio {}{}: {}/{} slots used; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, most in flight {}",
+            "  {} prio {}{}: {}/{} slots used{}; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, most in flight {}",
             d.path,
             d.priority,
             if d.rotational { ", rotational" } else { "" },
             d.slots_used,
             d.slots,
+            if d.slots_cache_only > 0 {
+                format!(
+                    " ({} by the swap cache alone: unmapped folios, not a leak)",
+                    d.slots_cache_only
+                )
+            } else {
+                String::new()
+            },
             d.reads,
             d.bytes_read as f64 / 1048576.0,
             d.writes,

@@ -1201,6 +1201,7 @@ impl Machine {
         let io = self.swap.io_stats(ty);
         r.on = false;
         r.slots_used = 0;
+        r.slots_cache_only = 0;
         r.reads = io.reads;
         r.writes = io.writes;
         r.bytes_read = io.bytes_read;

@@ -78,6 +78,12 @@ pub struct DeviceReport {
     pub slots: u64,
     /// Slots in use at the end.
     pub slots_used: u64,
+    /// Of `slots_used`, those held by the swap cache alone: swap count 0,
+    /// a folio that no process maps (e.g. the read of a fault whose process
+    /// was killed while it waited; the kernel's `free_swap_and_cache` skips
+    /// a folio locked for I/O). Not a leak: reclaim frees them.
+    #[serde(default)]
+    pub slots_cache_only: u64,
     /// Reads and writes submitted.
     pub reads: u64,
     /// Writes submitted.
@@ -674,7 +680,14 @@ pub(crate) fn device_report(m: &mut Machine, ty: swapvm_core::SwapType) -> Optio
     let lists = d.clusters().list_counts();
     let io = m.swap.io_stats(ty);
     let d = m.swap.device(ty)?;
+    let slots_cache_only = (1..d.max())
+        .filter(|&off| {
+            let s = d.slot(swapvm_core::SwapOffset(off));
+            s.count == 0 && matches!(s.binding, swapvm_swap::SlotBinding::Folio(_))
+        })
+        .count() as u64;
     Some(DeviceReport {
+        slots_cache_only,
         path: d.path.display().to_string(),
         on: true,
         priority: d.priority,

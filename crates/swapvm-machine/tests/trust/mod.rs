@@ -238,6 +238,10 @@ mod faults {
             r.devices[0].slots_used <= r.faults.kills_mid_fault,
             "slots leaked: {d}"
         );
+        assert_eq!(
+            r.devices[0].slots_used, r.devices[0].slots_cache_only,
+            "a slot with an owner outlived the processes: {d}"
+        );
     }
 
     #[test]
