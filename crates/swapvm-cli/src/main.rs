@@ -702,6 +702,20 @@ fn print_summary(r: &Report) -> Result<()> {
             f.swapoffs
         )?;
     }
+    for (key, v) in [
+        ("read_error_slots", &f.read_error_slots_unreached),
+        ("write_error_slots", &f.write_error_slots_unreached),
+    ] {
+        if !v.is_empty() {
+            let list: Vec<String> = v.iter().map(u64::to_string).collect();
+            writeln!(
+                o,
+                "faults not injected: fault.{key} {} never reached (no request touched {})",
+                list.join(", "),
+                if v.len() == 1 { "it" } else { "them" }
+            )?;
+        }
+    }
     for p in &r.direct_reclaim {
         writeln!(
             o,

@@ -104,7 +104,7 @@ pub fn sigpipe_default() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
-pub use faulty::{FaultCounts, FaultPlan, FaultStats, FaultyEngine};
+pub use faulty::{BlocksHit, FaultCounts, FaultPlan, FaultStats, FaultyEngine};
 pub use inline::InlineUringEngine;
 pub use null::NullEngine;
 pub use psync::SyncEngine;

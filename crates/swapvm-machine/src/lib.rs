@@ -288,6 +288,8 @@ pub struct Machine {
     /// Per `[[swap]]` entry, the figures and injected faults of its earlier
     /// swapon periods (summed), kept when a swapoff removes the device.
     retired: Vec<Option<(report::DeviceReport, swapvm_io::FaultCounts)>>,
+    /// Listed error slots reached on devices before their swapoff.
+    retired_blocks_hit: swapvm_io::BlocksHit,
     /// The device report taken when the running swapoff began (its static
     /// fields; the I/O figures are read again when it ends).
     swapoff_snapshot: Option<report::DeviceReport>,
@@ -727,6 +729,7 @@ impl Machine {
             interrupted: false,
             io_errors: 0,
             retired: Vec::new(),
+            retired_blocks_hit: swapvm_io::BlocksHit::default(),
             swapoff_snapshot: None,
             swap_readahead,
         })
@@ -1213,6 +1216,7 @@ impl Machine {
         r.clusters_free_nonfull_frag_full = [clusters, 0, 0, 0];
         r.cluster_usage.iter_mut().for_each(|c| *c = 0);
         let mut faults = self.swap.fault_counts(ty);
+        self.retired_blocks_hit.add(&self.swap.fault_blocks_hit(ty));
         if self.retired.len() <= d {
             self.retired.resize(d + 1, None);
         }

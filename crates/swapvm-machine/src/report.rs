@@ -448,6 +448,13 @@ pub struct FaultReport {
     /// `swap_events`).
     #[serde(default)]
     pub swapoffs: u64,
+    /// Slots of `fault.read_error_slots` that no read reached on any
+    /// device: they injected nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_error_slots_unreached: Vec<u64>,
+    /// Slots of `fault.write_error_slots` that no write reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_error_slots_unreached: Vec<u64>,
 }
 
 impl Report {
@@ -667,6 +674,26 @@ impl Mark {
     }
 }
 
+/// `slot 5` or `slots 5, 0x20` (as the config may write them: hex from
+/// 0x100 up).
+fn slot_list(v: &[u64]) -> String {
+    let each: Vec<String> = v
+        .iter()
+        .map(|&b| {
+            if b >= 0x100 {
+                format!("{b:#x}")
+            } else {
+                b.to_string()
+            }
+        })
+        .collect();
+    format!(
+        "slot{} {}",
+        if v.len() == 1 { "" } else { "s" },
+        each.join(", ")
+    )
+}
+
 /// The report of the device of swap type `ty` while it is on.
 pub(crate) fn device_report(m: &mut Machine, ty: swapvm_core::SwapType) -> Option<DeviceReport> {
     let zram = m.zram_stats(ty);
@@ -770,7 +797,43 @@ pub(crate) fn build(m: &mut Machine) -> Report {
     for (_, f) in m.retired.iter().flatten() {
         io_faults.add(*f);
     }
+    let mut hit = m.retired_blocks_hit.clone();
+    for &ty in m.swap.device_types() {
+        hit.add(&m.swap.fault_blocks_hit(ty));
+    }
+    let unreached = |listed: &[u64], hit: &std::collections::BTreeSet<u64>| {
+        let mut v: Vec<u64> = listed
+            .iter()
+            .copied()
+            .filter(|b| !hit.contains(b))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let read_error_slots_unreached = unreached(&m.cfg.fault.read_error_slots, &hit.read);
+    let write_error_slots_unreached = unreached(&m.cfg.fault.write_error_slots, &hit.write);
+    for (key, v) in [
+        ("read_error_slots", &read_error_slots_unreached),
+        ("write_error_slots", &write_error_slots_unreached),
+    ] {
+        if !v.is_empty() {
+            tracing::warn!(
+                "{}: fault.{key}: {} never reached by a {} on any device, so {} injected nothing",
+                m.cfg.source.display(),
+                slot_list(v),
+                if key.starts_with("read") {
+                    "read"
+                } else {
+                    "write"
+                },
+                if v.len() == 1 { "it" } else { "they" }
+            );
+        }
+    }
     let faults = FaultReport {
+        read_error_slots_unreached,
+        write_error_slots_unreached,
         io: io_faults,
         kills_mid_fault: m.injector.kills,
         swapin_mismatches: m.verify.swapin_mismatches,
