@@ -590,7 +590,7 @@ fn print_summary(r: &Report) -> Result<()> {
     for d in &r.devices {
         writeln!(
             o,
-            "  {} prio {}{}: {}/{} slots used{}; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, most in flight {}",
+            "  {} prio {}{}: {}/{} slots used{}; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, {}",
             d.path,
             d.priority,
             if d.rotational { ", rotational" } else { "" },
@@ -609,7 +609,13 @@ fn print_summary(r: &Report) -> Result<()> {
             d.writes,
             d.bytes_written as f64 / 1048576.0,
             d.errors,
-            d.max_in_flight
+            match d.ring_depth {
+                Some(ring) => format!(
+                    "io_uring ring depth {ring}, most requests queued {} (ring, engine queue and plug)",
+                    d.max_in_flight
+                ),
+                None => format!("most requests queued {}", d.max_in_flight),
+            }
         )?;
         for (name, l) in [("read", &d.read_latency), ("write", &d.write_latency)] {
             if l.count > 0 {

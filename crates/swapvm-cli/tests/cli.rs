@@ -297,6 +297,35 @@ mod bad_input {
 mod run {
     use super::*;
 
+    /// The ring's depth and the emulation's queue are two figures, named
+    /// apart: requests beyond the ring wait in the engine, so the most
+    /// queued may exceed `queue_depth` without the ring doing so.
+    #[test]
+    fn ring_depth_and_queued_requests_are_reported_apart() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}queue_depth = 8\n"),
+            Some(TINY_WORKLOAD),
+        );
+        let o = swapvm!("run", t.config(), "--json");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let dev = &v["devices"][0];
+        assert_eq!(dev["ring_depth"], 8, "{dev}");
+        assert!(dev["max_in_flight"].as_u64().unwrap() > 0, "{dev}");
+        let o = swapvm!("run", t.config());
+        let (stdout, _) = text(&o);
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("slots used"))
+            .unwrap_or_else(|| panic!("no device line:\n{stdout}"));
+        assert!(
+            line.contains("io_uring ring depth 8, most requests queued "),
+            "{line}"
+        );
+        assert!(!line.contains("most in flight"), "{line}");
+    }
+
     #[test]
     fn run_prints_summary_and_exits_zero() {
         let t = Tiny::new();

@@ -389,6 +389,10 @@ impl BlockEngine for FaultyEngine {
     fn size_bytes(&self) -> u64 {
         self.inner.size_bytes()
     }
+
+    fn ring_depth(&self) -> Option<usize> {
+        self.inner.ring_depth()
+    }
 }
 
 #[cfg(test)]

@@ -306,6 +306,14 @@ pub trait BlockEngine: Send {
 
     /// Size of the device or file in bytes, as measured at open.
     fn size_bytes(&self) -> u64;
+
+    /// Entries of the io_uring ring that carries the requests (the
+    /// `queue_depth` asked, or less if the kernel clamped it), `None` for
+    /// an engine without a ring. Requests beyond it wait in the engine's
+    /// own queue, so [`in_flight`](Self::in_flight) may exceed it.
+    fn ring_depth(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Checks what the kernel would otherwise reject or misinterpret, and hands

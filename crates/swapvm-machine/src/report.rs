@@ -94,9 +94,14 @@ pub struct DeviceReport {
     pub bytes_written: u64,
     /// Failed requests.
     pub errors: u64,
-    /// Most requests in flight at once (queued to the engine and not yet
-    /// reaped: the queue depth reached).
+    /// Most requests in flight at once, as the emulation queues them (in
+    /// the ring, waiting in the engine for a ring entry, or plugged, and
+    /// not yet reaped): may exceed `ring_depth`.
     pub max_in_flight: u64,
+    /// Entries of the device's io_uring ring (`queue_depth`, or less if
+    /// the kernel clamped it); absent for a device without a ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_depth: Option<u64>,
     /// This device's swap-in read latency.
     pub read_latency: Latency,
     /// This device's swap-out write latency.
@@ -726,6 +731,7 @@ pub(crate) fn device_report(m: &mut Machine, ty: swapvm_core::SwapType) -> Optio
         bytes_written: io.bytes_written,
         errors: io.errors,
         max_in_flight: io.max_in_flight,
+        ring_depth: m.swap.ring_depth(ty).map(|d| d as u64),
         read_latency,
         write_latency,
         clusters_free_nonfull_frag_full: lists,
