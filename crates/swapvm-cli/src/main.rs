@@ -82,11 +82,12 @@ enum Cmd {
     },
     /// Create a swap image that Linux tools accept (like mkswap).
     Mkswap {
-        /// Image file to create (overwritten).
+        /// Image file to create (overwritten), or a block device.
         image: PathBuf,
-        /// Size in MiB, or with a unit (256MiB, 1G).
+        /// Size in MiB, or with a unit (256MiB, 1G); a block device: at
+        /// most its size, the whole device if absent.
         #[arg(long, value_parser = parse_mib)]
-        size_mib: u64,
+        size_mib: Option<u64>,
         /// Label (at most 15 bytes).
         #[arg(long, default_value = "")]
         label: String,
@@ -461,8 +462,17 @@ fn run(cli: Cli) -> Result<i32> {
             uuid,
         } => {
             let uuid = uuid.map(|u| header::parse_uuid(&u)).transpose()?;
-            let Some(bytes) = size_mib.checked_mul(1 << 20) else {
-                bail!("--size-mib {size_mib} is too large")
+            let device = header::device_bytes(&image)?;
+            let bytes = match (size_mib, device) {
+                (Some(mib), _) => match mib.checked_mul(1 << 20) {
+                    Some(bytes) => bytes,
+                    None => bail!("--size-mib {mib} is too large"),
+                },
+                (None, Some(bytes)) => bytes,
+                (None, None) => bail!(
+                    "{}: --size-mib is needed for an image file (only a block device has a size of its own)",
+                    image.display()
+                ),
             };
             let h = header::mkswap(&image, bytes, &label, uuid)?;
             println!(
@@ -594,18 +604,32 @@ fn print_summary(r: &Report) -> Result<()> {
     for d in &r.devices {
         writeln!(
             o,
-            "  {} prio {}{}: {}/{} slots used; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, most in flight {}",
+            "  {} prio {}{}: {}/{} slots used{}; {} reads ({:.1} MiB), {} writes ({:.1} MiB), {} errors, {}",
             d.path,
             d.priority,
             if d.rotational { ", rotational" } else { "" },
             d.slots_used,
             d.slots,
+            if d.slots_cache_only > 0 {
+                format!(
+                    " ({} by the swap cache alone: unmapped folios, not a leak)",
+                    d.slots_cache_only
+                )
+            } else {
+                String::new()
+            },
             d.reads,
             d.bytes_read as f64 / 1048576.0,
             d.writes,
             d.bytes_written as f64 / 1048576.0,
             d.errors,
-            d.max_in_flight
+            match d.ring_depth {
+                Some(ring) => format!(
+                    "io_uring ring depth {ring}, most requests queued {} (ring, engine queue and plug)",
+                    d.max_in_flight
+                ),
+                None => format!("most requests queued {}", d.max_in_flight),
+            }
         )?;
         for (name, l) in [("read", &d.read_latency), ("write", &d.write_latency)] {
             if l.count > 0 {
@@ -697,6 +721,20 @@ fn print_summary(r: &Report) -> Result<()> {
             f.kills_mid_fault,
             f.swapoffs
         )?;
+    }
+    for (key, v) in [
+        ("read_error_slots", &f.read_error_slots_unreached),
+        ("write_error_slots", &f.write_error_slots_unreached),
+    ] {
+        if !v.is_empty() {
+            let list: Vec<String> = v.iter().map(u64::to_string).collect();
+            writeln!(
+                o,
+                "faults not injected: fault.{key} {} never reached (no request touched {})",
+                list.join(", "),
+                if v.len() == 1 { "it" } else { "them" }
+            )?;
+        }
     }
     for p in &r.direct_reclaim {
         writeln!(

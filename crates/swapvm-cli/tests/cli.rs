@@ -316,6 +316,35 @@ mod bad_input {
 mod run {
     use super::*;
 
+    /// The ring's depth and the emulation's queue are two figures, named
+    /// apart: requests beyond the ring wait in the engine, so the most
+    /// queued may exceed `queue_depth` without the ring doing so.
+    #[test]
+    fn ring_depth_and_queued_requests_are_reported_apart() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}queue_depth = 8\n"),
+            Some(TINY_WORKLOAD),
+        );
+        let o = swapvm!("run", t.config(), "--json");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let dev = &v["devices"][0];
+        assert_eq!(dev["ring_depth"], 8, "{dev}");
+        assert!(dev["max_in_flight"].as_u64().unwrap() > 0, "{dev}");
+        let o = swapvm!("run", t.config());
+        let (stdout, _) = text(&o);
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("slots used"))
+            .unwrap_or_else(|| panic!("no device line:\n{stdout}"));
+        assert!(
+            line.contains("io_uring ring depth 8, most requests queued "),
+            "{line}"
+        );
+        assert!(!line.contains("most in flight"), "{line}");
+    }
+
     #[test]
     fn run_prints_summary_and_exits_zero() {
         let t = Tiny::new();
@@ -664,6 +693,118 @@ mod images {
         assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
         assert!(stdout.contains("\"from-ul\""), "{stdout}");
         assert!(stdout.contains(UUID), "{stdout}");
+    }
+
+    /// A loop device over a file of `bytes`, detached on drop. Fails (never
+    /// skips) when none can be set up: the test needs root and util-linux.
+    struct Loop {
+        dev: PathBuf,
+        _dir: TempDir,
+    }
+
+    impl Loop {
+        fn new(bytes: usize) -> Loop {
+            let dir = tempdir();
+            let backing = dir.path().join("loop.bin");
+            std::fs::write(&backing, vec![0u8; bytes]).unwrap();
+            let o = Command::new(util_linux("losetup"))
+                .args(["-f", "--show"])
+                .arg(&backing)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "losetup -f --show {} failed (this test needs root and a free loop device): {:?}",
+                backing.display(),
+                text(&o)
+            );
+            let dev = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            Loop { dev, _dir: dir }
+        }
+    }
+
+    impl Drop for Loop {
+        fn drop(&mut self) {
+            let _ = Command::new(util_linux("losetup"))
+                .arg("-d")
+                .arg(&self.dev)
+                .status();
+        }
+    }
+
+    /// mkswap on a block device takes the device's size (BLKGETSIZE64):
+    /// it used to fail with "Invalid argument" from ftruncate. A smaller
+    /// --size-mib is honoured, a larger one refused naming the device.
+    #[test]
+    fn mkswap_on_a_loop_device_takes_its_size() {
+        let lo = Loop::new(8 << 20);
+        let o = swapvm!("mkswap", lo.dev, "--label", "loopy", "--uuid", UUID);
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        // 8 MiB is 2048 pages; the header page is not a slot.
+        assert!(stdout.contains("2047 slots"), "{stdout}");
+        let o = Command::new(util_linux("blkid"))
+            .args(["-p", "-o", "export"])
+            .arg(&lo.dev)
+            .output()
+            .unwrap();
+        let (blk, _) = text(&o);
+        assert!(blk.contains("TYPE=swap"), "blkid: {blk}");
+        assert!(blk.contains("LABEL=loopy"), "blkid: {blk}");
+        assert!(blk.contains(UUID), "blkid: {blk}");
+
+        let o = swapvm!("mkswap", lo.dev, "--size-mib", "4");
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1023 slots"), "{stdout}");
+
+        let o = swapvm!("mkswap", lo.dev, "--size-mib", "16");
+        assert_fails(
+            &o,
+            &[&lo.dev.display().to_string(), "8388608 bytes", "--size-mib"],
+        );
+    }
+
+    /// An existing image whose size or label is not the config's is used
+    /// as it is, with a warning naming the image and the field; an image
+    /// that agrees gets none.
+    #[test]
+    fn an_image_that_disagrees_with_its_config_is_warned_about() {
+        let t = Tiny::with(
+            &format!("workload = \"workload.toml\"\n{TINY_MACHINE}{TINY_SWAP}label = \"new\"\n"),
+            Some(TINY_WORKLOAD),
+        );
+        let img = t.path("swap.img");
+        let o = swapvm!("mkswap", img, "--size-mib", "48", "--label", "old");
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let o = swapvm!("run", t.config());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        let shown = t.shows("swap.img");
+        for want in [
+            format!("{shown}: swap[0].size_mib = 32 but the existing image holds 48 MiB"),
+            format!("{shown}: swap[0].label = \"new\" but the existing image's label is \"old\""),
+        ] {
+            assert!(stderr.contains(&want), "stderr lacks {want:?}:\n{stderr}");
+        }
+        // The image was used as it was, not remade.
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 48 << 20);
+
+        let o = swapvm!("mkswap", img, "--size-mib", "32", "--label", "new");
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let o = swapvm!("run", t.config());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(!stderr.contains("existing image"), "{stderr}");
+    }
+
+    #[test]
+    fn mkswap_of_a_file_needs_a_size() {
+        let dir = tempdir();
+        let img = dir.path().join("x.img");
+        let o = swapvm!("mkswap", img);
+        assert_fails(&o, &["x.img", "--size-mib"]);
+        assert!(!img.exists());
     }
 }
 

@@ -1,8 +1,11 @@
 //! What the host says about the block device under a swap image:
 //! `/sys/dev/block/MAJ:MIN/queue/rotational` of a block device, or of the
 //! block device holding an image file (a partition answers with its
-//! disk's queue).
+//! disk's queue); and the size of a block device (`BLKGETSIZE64`), which
+//! `ftruncate` cannot set and `st_size` does not report.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -74,9 +77,53 @@ pub fn rotational(path: &Path) -> Result<bool, RotationalError> {
     .ok_or_else(no_queue)
 }
 
+/// `_IOR(0x12, 114, size_t)` from `<linux/fs.h>`; the libc crate does not
+/// export it.
+const BLKGETSIZE64: u64 =
+    (2 << 30) | ((std::mem::size_of::<usize>() as u64) << 16) | (0x12 << 8) | 114;
+
+/// The size in bytes of the block device open as `file`
+/// (`ioctl(BLKGETSIZE64)`, as util-linux's `blkdev_get_size` asks it).
+///
+/// # Errors
+/// The ioctl's error: `ENOTTY` when `file` is not a block device.
+#[doc(alias = "BLKGETSIZE64")]
+pub fn device_size_bytes(file: &File) -> std::io::Result<u64> {
+    let mut bytes: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points
+    // at a live local of that type; the descriptor is owned by `file`.
+    let r = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            BLKGETSIZE64 as _,
+            std::ptr::from_mut(&mut bytes),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_size_request_is_the_kernels() {
+        // 0x80081272 on every 64-bit Linux target.
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(BLKGETSIZE64, 0x8008_1272);
+    }
+
+    /// A regular file is no block device: the ioctl says so, it does not
+    /// answer 0.
+    #[test]
+    fn a_regular_file_has_no_device_size() {
+        let f = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+        let e = device_size_bytes(f.as_file()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY), "{e}");
+    }
 
     #[test]
     fn dev_numbers_decode_as_glibc_encodes_them() {

@@ -80,6 +80,26 @@ pub struct FaultStats {
     short_writes: AtomicU64,
     torn_writes: AtomicU64,
     enospc: AtomicU64,
+    /// Blocks of `read_error_blocks` / `write_error_blocks` that a request
+    /// reached (and so failed), to tell which listed blocks never were.
+    blocks_hit: Mutex<BlocksHit>,
+}
+
+/// Listed error blocks that requests reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlocksHit {
+    /// Of the plan's `read_error_blocks`, those a read reached.
+    pub read: BTreeSet<u64>,
+    /// Of the plan's `write_error_blocks`, those a write reached.
+    pub write: BTreeSet<u64>,
+}
+
+impl BlocksHit {
+    /// Adds `o`'s blocks to `self`'s.
+    pub fn add(&mut self, o: &BlocksHit) {
+        self.read.extend(&o.read);
+        self.write.extend(&o.write);
+    }
 }
 
 /// A snapshot of [`FaultStats`].
@@ -123,6 +143,15 @@ impl FaultStats {
             torn_writes: l(&self.torn_writes),
             enospc: l(&self.enospc),
         }
+    }
+
+    /// The listed error blocks reached so far.
+    pub fn blocks_hit(&self) -> BlocksHit {
+        self.hits().clone()
+    }
+
+    fn hits(&self) -> std::sync::MutexGuard<'_, BlocksHit> {
+        self.blocks_hit.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -207,7 +236,12 @@ impl FaultyEngine {
         let (e, t, s) = (st.rng.unit(), st.rng.unit(), st.rng.unit());
         let p = &self.plan;
         let blocks = first..first + nr;
-        if e < p.write_error_rate || blocks.clone().any(|b| p.write_error_blocks.contains(&b)) {
+        let listed: Vec<u64> = blocks
+            .clone()
+            .filter(|b| p.write_error_blocks.contains(b))
+            .collect();
+        self.stats.hits().write.extend(&listed);
+        if e < p.write_error_rate || !listed.is_empty() {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             return Some(Err(libc::EIO));
         }
@@ -269,9 +303,11 @@ impl BlockEngine for FaultyEngine {
             IoKind::Read => {
                 let r = st.rng.unit();
                 let p = &self.plan;
-                if r < p.read_error_rate
-                    || (first..first + nr).any(|b| p.read_error_blocks.contains(&b))
-                {
+                let listed: Vec<u64> = (first..first + nr)
+                    .filter(|b| p.read_error_blocks.contains(b))
+                    .collect();
+                self.stats.hits().read.extend(&listed);
+                if r < p.read_error_rate || !listed.is_empty() {
                     self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
                     st.injected.push_back(Self::fail(req, libc::EIO));
                     return Ok(());
@@ -352,6 +388,10 @@ impl BlockEngine for FaultyEngine {
 
     fn size_bytes(&self) -> u64 {
         self.inner.size_bytes()
+    }
+
+    fn ring_depth(&self) -> Option<usize> {
+        self.inner.ring_depth()
     }
 }
 

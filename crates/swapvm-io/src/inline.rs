@@ -211,6 +211,10 @@ impl BlockEngine for InlineUringEngine {
         }
     }
 
+    fn ring_depth(&self) -> Option<usize> {
+        Some(self.lock().depth)
+    }
+
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }

@@ -104,7 +104,7 @@ pub fn sigpipe_default() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
-pub use faulty::{FaultCounts, FaultPlan, FaultStats, FaultyEngine};
+pub use faulty::{BlocksHit, FaultCounts, FaultPlan, FaultStats, FaultyEngine};
 pub use inline::InlineUringEngine;
 pub use null::NullEngine;
 pub use psync::SyncEngine;
@@ -306,6 +306,14 @@ pub trait BlockEngine: Send {
 
     /// Size of the device or file in bytes, as measured at open.
     fn size_bytes(&self) -> u64;
+
+    /// Entries of the io_uring ring that carries the requests (the
+    /// `queue_depth` asked, or less if the kernel clamped it), `None` for
+    /// an engine without a ring. Requests beyond it wait in the engine's
+    /// own queue, so [`in_flight`](Self::in_flight) may exceed it.
+    fn ring_depth(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Checks what the kernel would otherwise reject or misinterpret, and hands

@@ -100,6 +100,8 @@ pub struct UringEngine {
     /// Submitted and not yet taken by the caller.
     in_flight: AtomicUsize,
     size_bytes: u64,
+    /// The ring's entries, as the worker set it up.
+    depth: usize,
 }
 
 impl UringEngine {
@@ -167,6 +169,7 @@ impl UringEngine {
             worker: Some(handle),
             in_flight: AtomicUsize::new(0),
             size_bytes,
+            depth,
         })
     }
 
@@ -242,6 +245,10 @@ impl BlockEngine for UringEngine {
                 Err(RecvTimeoutError::Disconnected) => return Err(IoError::EngineGone),
             }
         }
+    }
+
+    fn ring_depth(&self) -> Option<usize> {
+        Some(self.depth)
     }
 
     fn in_flight(&self) -> usize {

@@ -303,6 +303,8 @@ pub struct Machine {
     /// Per `[[swap]]` entry, the figures and injected faults of its earlier
     /// swapon periods (summed), kept when a swapoff removes the device.
     retired: Vec<Option<(report::DeviceReport, swapvm_io::FaultCounts)>>,
+    /// Listed error slots reached on devices before their swapoff.
+    retired_blocks_hit: swapvm_io::BlocksHit,
     /// The device report taken when the running swapoff began (its static
     /// fields; the I/O figures are read again when it ends).
     swapoff_snapshot: Option<report::DeviceReport>,
@@ -359,6 +361,40 @@ fn ensure_image(path: &Path, size_mib: u64, label: &str, create: bool) -> Result
     Ok(())
 }
 
+/// Warns when an existing image's size or label is not what its
+/// `[[swap]]` entry says: those fields only shape an image swapvm creates,
+/// so the image's own win, and the user should know. An image that cannot
+/// be read is left for swapon to report.
+fn warn_image_disagrees(path: &Path, index: usize, s: &SwapDeviceConfig) {
+    let Ok(h) = header::read_header(path) else {
+        return;
+    };
+    let pages = u64::from(h.last_page) + 1;
+    if pages != s.size_mib.saturating_mul(256) {
+        let holds = if pages % 256 == 0 {
+            format!("{} MiB", pages / 256)
+        } else {
+            format!("{} KiB", pages * 4)
+        };
+        tracing::warn!(
+            "{}: swap[{index}].size_mib = {} but the existing image holds {holds} ({} slots); \
+             the image's size is used (delete the image to have it made at {} MiB)",
+            path.display(),
+            s.size_mib,
+            h.last_page,
+            s.size_mib
+        );
+    }
+    if !s.label.is_empty() && h.label != s.label {
+        tracing::warn!(
+            "{}: swap[{index}].label = {:?} but the existing image's label is {:?}; the image's is kept",
+            path.display(),
+            s.label,
+            h.label
+        );
+    }
+}
+
 /// Enables one `[[swap]]` device: an image file through io_uring (created
 /// if missing and allowed), a zram device in memory, or a null device
 /// (metadata-only machines; no file is created or opened).
@@ -400,6 +436,9 @@ fn swapon_device(
     };
     match s.backend {
         SwapBackend::File => {
+            if path.exists() {
+                warn_image_disagrees(&path, index, s);
+            }
             ensure_image(&path, s.size_mib, &s.label, s.create)?;
             let rotational = match s.rotational {
                 Rotational::Fixed(r) => r,
@@ -720,6 +759,7 @@ impl Machine {
             interrupted: false,
             io_errors: 0,
             retired: Vec::new(),
+            retired_blocks_hit: swapvm_io::BlocksHit::default(),
             swapoff_snapshot: None,
             swap_readahead,
             psi,
@@ -1213,6 +1253,7 @@ impl Machine {
         let io = self.swap.io_stats(ty);
         r.on = false;
         r.slots_used = 0;
+        r.slots_cache_only = 0;
         r.reads = io.reads;
         r.writes = io.writes;
         r.bytes_read = io.bytes_read;
@@ -1224,6 +1265,7 @@ impl Machine {
         r.clusters_free_nonfull_frag_full = [clusters, 0, 0, 0];
         r.cluster_usage.iter_mut().for_each(|c| *c = 0);
         let mut faults = self.swap.fault_counts(ty);
+        self.retired_blocks_hit.add(&self.swap.fault_blocks_hit(ty));
         if self.retired.len() <= d {
             self.retired.resize(d + 1, None);
         }

@@ -78,6 +78,12 @@ pub struct DeviceReport {
     pub slots: u64,
     /// Slots in use at the end.
     pub slots_used: u64,
+    /// Of `slots_used`, those held by the swap cache alone: swap count 0,
+    /// a folio that no process maps (e.g. the read of a fault whose process
+    /// was killed while it waited; the kernel's `free_swap_and_cache` skips
+    /// a folio locked for I/O). Not a leak: reclaim frees them.
+    #[serde(default)]
+    pub slots_cache_only: u64,
     /// Reads and writes submitted.
     pub reads: u64,
     /// Writes submitted.
@@ -88,9 +94,14 @@ pub struct DeviceReport {
     pub bytes_written: u64,
     /// Failed requests.
     pub errors: u64,
-    /// Most requests in flight at once (queued to the engine and not yet
-    /// reaped: the queue depth reached).
+    /// Most requests in flight at once, as the emulation queues them (in
+    /// the ring, waiting in the engine for a ring entry, or plugged, and
+    /// not yet reaped): may exceed `ring_depth`.
     pub max_in_flight: u64,
+    /// Entries of the device's io_uring ring (`queue_depth`, or less if
+    /// the kernel clamped it); absent for a device without a ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_depth: Option<u64>,
     /// This device's swap-in read latency.
     pub read_latency: Latency,
     /// This device's swap-out write latency.
@@ -445,6 +456,13 @@ pub struct FaultReport {
     /// `swap_events`).
     #[serde(default)]
     pub swapoffs: u64,
+    /// Slots of `fault.read_error_slots` that no read reached on any
+    /// device: they injected nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_error_slots_unreached: Vec<u64>,
+    /// Slots of `fault.write_error_slots` that no write reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_error_slots_unreached: Vec<u64>,
 }
 
 impl Report {
@@ -665,6 +683,26 @@ impl Mark {
     }
 }
 
+/// `slot 5` or `slots 5, 0x20` (as the config may write them: hex from
+/// 0x100 up).
+fn slot_list(v: &[u64]) -> String {
+    let each: Vec<String> = v
+        .iter()
+        .map(|&b| {
+            if b >= 0x100 {
+                format!("{b:#x}")
+            } else {
+                b.to_string()
+            }
+        })
+        .collect();
+    format!(
+        "slot{} {}",
+        if v.len() == 1 { "" } else { "s" },
+        each.join(", ")
+    )
+}
+
 /// The report of the device of swap type `ty` while it is on.
 pub(crate) fn device_report(m: &mut Machine, ty: swapvm_core::SwapType) -> Option<DeviceReport> {
     let zram = m.zram_stats(ty);
@@ -678,7 +716,14 @@ pub(crate) fn device_report(m: &mut Machine, ty: swapvm_core::SwapType) -> Optio
     let lists = d.clusters().list_counts();
     let io = m.swap.io_stats(ty);
     let d = m.swap.device(ty)?;
+    let slots_cache_only = (1..d.max())
+        .filter(|&off| {
+            let s = d.slot(swapvm_core::SwapOffset(off));
+            s.count == 0 && matches!(s.binding, swapvm_swap::SlotBinding::Folio(_))
+        })
+        .count() as u64;
     Some(DeviceReport {
+        slots_cache_only,
         path: d.path.display().to_string(),
         on: true,
         priority: d.priority,
@@ -690,6 +735,7 @@ pub(crate) fn device_report(m: &mut Machine, ty: swapvm_core::SwapType) -> Optio
         bytes_written: io.bytes_written,
         errors: io.errors,
         max_in_flight: io.max_in_flight,
+        ring_depth: m.swap.ring_depth(ty).map(|d| d as u64),
         read_latency,
         write_latency,
         clusters_free_nonfull_frag_full: lists,
@@ -761,7 +807,43 @@ pub(crate) fn build(m: &mut Machine) -> Report {
     for (_, f) in m.retired.iter().flatten() {
         io_faults.add(*f);
     }
+    let mut hit = m.retired_blocks_hit.clone();
+    for &ty in m.swap.device_types() {
+        hit.add(&m.swap.fault_blocks_hit(ty));
+    }
+    let unreached = |listed: &[u64], hit: &std::collections::BTreeSet<u64>| {
+        let mut v: Vec<u64> = listed
+            .iter()
+            .copied()
+            .filter(|b| !hit.contains(b))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let read_error_slots_unreached = unreached(&m.cfg.fault.read_error_slots, &hit.read);
+    let write_error_slots_unreached = unreached(&m.cfg.fault.write_error_slots, &hit.write);
+    for (key, v) in [
+        ("read_error_slots", &read_error_slots_unreached),
+        ("write_error_slots", &write_error_slots_unreached),
+    ] {
+        if !v.is_empty() {
+            tracing::warn!(
+                "{}: fault.{key}: {} never reached by a {} on any device, so {} injected nothing",
+                m.cfg.source.display(),
+                slot_list(v),
+                if key.starts_with("read") {
+                    "read"
+                } else {
+                    "write"
+                },
+                if v.len() == 1 { "it" } else { "they" }
+            );
+        }
+    }
     let faults = FaultReport {
+        read_error_slots_unreached,
+        write_error_slots_unreached,
         io: io_faults,
         kills_mid_fault: m.injector.kills,
         swapin_mismatches: m.verify.swapin_mismatches,

@@ -840,3 +840,25 @@ fn a_second_machine_on_an_image_in_use_is_refused() {
     )
     .expect("the image is free once the first machine is done");
 }
+
+/// A process killed while its fault waits for a swap-in read leaves that
+/// read's folio in the swap cache, mapped by nobody: its slot stays in use
+/// with swap count 0, as in the kernel, whose `free_swap_and_cache` skips
+/// a folio locked for I/O; reclaim would free it later. The report names
+/// those slots (`slots_cache_only`), and they are all that is left: no slot
+/// with an owner outlives the processes.
+#[test]
+fn a_kill_mid_fault_leaves_only_swap_cache_slots() {
+    let t = tiny(&Shape {
+        seed: 3,
+        swap_extra: "[fault]\nkill_mid_fault_rate = 0.5",
+        ..Shape::default()
+    });
+    let r = run_checked(&t);
+    let d = describe(&r);
+    assert!(r.violations.is_empty(), "{d}");
+    assert!(!r.killed.is_empty(), "no kill injected: {d}");
+    let dev = &r.devices[0];
+    assert!(dev.slots_cache_only > 0, "the killed fault's slot: {dev:?}");
+    assert_eq!(dev.slots_used, dev.slots_cache_only, "{dev:?}\n{d}");
+}

@@ -114,6 +114,16 @@ pub enum HeaderError {
         /// Space free for it.
         free_mib: u64,
     },
+    /// A size asked of a block device that is smaller than that.
+    #[error("{}: the block device holds {have_bytes} bytes, less than the {want_bytes} asked (omit --size-mib to use the whole device)", path.display())]
+    DeviceTooSmall {
+        /// The block device.
+        path: PathBuf,
+        /// The size asked.
+        want_bytes: u64,
+        /// The device's size.
+        have_bytes: u64,
+    },
     /// No swap signature, and a filesystem is there instead.
     #[error("{}: not a swap area: it holds {what}; refusing to use it (mkswap it only if its contents may go)", path.display())]
     Filesystem {
@@ -519,13 +529,16 @@ impl ByteOrder {
 /// the filesystem cannot hold it), mode 0600 if the
 /// file is new, the header fsynced and the file's directory entry too.
 /// An existing file is truncated first, so no old data survives.
+/// A block device keeps its size: only its first page is written, and
+/// `size_bytes` may not exceed the device ([`device_bytes`] tells it).
 /// `label` "" means no label; `uuid` `None` means a random version-4 UUID.
 ///
 /// All arguments are checked before the file is touched.
 ///
 /// # Errors
 ///
-/// The [`SwapHeader::new`] errors, and [`HeaderError::Io`] naming `path`.
+/// The [`SwapHeader::new`] errors, [`HeaderError::DeviceTooSmall`], and
+/// [`HeaderError::Io`] naming `path`.
 pub fn mkswap(
     path: &Path,
     size_bytes: u64,
@@ -535,6 +548,28 @@ pub fn mkswap(
     let total_pages = size_bytes / PAGE_SIZE as u64;
     let uuid = uuid.unwrap_or_else(|| *Uuid::new_v4().as_bytes());
     let header = SwapHeader::new(total_pages, uuid, label)?;
+    if let Some(have_bytes) = device_bytes(path)? {
+        // A block device has its size: the area may use less of it, as
+        // mkswap's size argument allows, but it cannot be grown.
+        if size_bytes > have_bytes {
+            return Err(HeaderError::DeviceTooSmall {
+                path: path.to_owned(),
+                want_bytes: size_bytes,
+                have_bytes,
+            });
+        }
+        let mut dev = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(HeaderError::io(path, "cannot open block device"))?;
+        dev.write_all(&header.encode())
+            .map_err(HeaderError::io(path, "cannot write swap header"))?;
+        dev.sync_all()
+            .map_err(HeaderError::io(path, "cannot fsync block device"))?;
+        tracing::debug!(path = %path.display(), total_pages, uuid = %header.uuid_string(),
+            label = %header.label, "mkswap on a block device");
+        return Ok(header);
+    }
     let regular = !path.exists() || path.metadata().is_ok_and(|m| m.is_file());
     if regular {
         check_space(path, total_pages * PAGE_SIZE as u64)?;
@@ -566,6 +601,28 @@ pub fn mkswap(
     tracing::debug!(path = %path.display(), total_pages, uuid = %header.uuid_string(),
         label = %header.label, "mkswap");
     Ok(header)
+}
+
+/// The size in bytes of `path` when it is a block device, `None` for
+/// anything else (a missing path included).
+///
+/// # Errors
+/// [`HeaderError::Io`]: a block device that cannot be opened or sized.
+pub fn device_bytes(path: &Path) -> Result<Option<u64>, HeaderError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = path.metadata() else {
+        return Ok(None);
+    };
+    if !meta.file_type().is_block_device() {
+        return Ok(None);
+    }
+    let dev = File::open(path).map_err(HeaderError::io(path, "cannot open block device"))?;
+    swapvm_io::blockdev::device_size_bytes(&dev)
+        .map(Some)
+        .map_err(HeaderError::io(
+            path,
+            "cannot read the size of block device",
+        ))
 }
 
 /// Refuses an image of `bytes` that the filesystem holding `path` cannot

@@ -87,7 +87,8 @@ pub struct DeviceIoStats {
     pub bytes_written: u64,
     /// Requests that failed.
     pub errors: u64,
-    /// Most requests in flight at once.
+    /// Most requests in flight at once, as the emulation queues them: in
+    /// the ring, waiting in the engine for a ring entry, or plugged.
     pub max_in_flight: u64,
     /// Writes merged into an adjacent one before reaching the disk.
     pub writes_merged: u64,
@@ -629,7 +630,17 @@ impl SwapSubsystem {
         (self.io.wait_ns[0], self.io.wait_ns[1])
     }
 
-    /// I/O figures of device `ty`.
+    /// Entries of the io_uring ring of device `ty`'s engine, `None` for
+    /// an engine without one (zram, null, plain pread/pwrite).
+    pub fn ring_depth(&self, ty: SwapType) -> Option<usize> {
+        self.io
+            .engines
+            .get(ty.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|e| e.ring_depth())
+    }
+
+    /// I/O figures of device `ty` (zero for a device never on).
     pub fn io_stats(&self, ty: SwapType) -> DeviceIoStats {
         self.io
             .stats

@@ -589,7 +589,16 @@ impl SwapSubsystem {
         }
     }
 
-    /// Faults injected into device `ty`'s I/O so far (zero without a plan).
+    /// The listed error slots of device `ty`'s fault plan that a request
+    /// reached so far (none without a plan).
+    pub fn fault_blocks_hit(&self, ty: SwapType) -> swapvm_io::BlocksHit {
+        self.fault_stats
+            .get(ty.0 as usize)
+            .and_then(Option::as_ref)
+            .map_or_else(swapvm_io::BlocksHit::default, |s| s.blocks_hit())
+    }
+
+    /// Faults injected on device `ty` so far (zero without a fault plan).
     pub fn fault_counts(&self, ty: SwapType) -> FaultCounts {
         self.fault_stats
             .get(ty.0 as usize)

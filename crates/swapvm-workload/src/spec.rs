@@ -13,7 +13,7 @@ use crate::usemem::ProcessGen;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use swapvm_core::config::{ensure, load_toml, parse_toml, ConfigError};
+use swapvm_core::config::{ensure, parse_toml, ConfigError};
 use swapvm_core::{SimRng, PAGE_SIZE};
 
 /// 4 KiB pages in one MiB.
@@ -125,6 +125,61 @@ struct RawWorkload {
     processes: Vec<RawProcess>,
 }
 
+/// The first `[[process.phase]]` or `[[process.child]]` table of `text`
+/// that does not decode on its own, as an error naming its field
+/// (`process[0].phase[2]`) and its header's line; `None` if every one
+/// decodes (the error is elsewhere) or `text` is not TOML.
+fn locate_phase_error(text: &str, path: &Path) -> Option<ConfigError> {
+    let doc: toml::Table = text.parse().ok()?;
+    let procs = doc.get("process")?.as_array()?;
+    for (i, p) in procs.iter().enumerate() {
+        for key in ["phase", "child"] {
+            let Some(list) = p.get(key).and_then(toml::Value::as_array) else {
+                continue;
+            };
+            for (j, ph) in list.iter().enumerate() {
+                if let Err(e) = ph.clone().try_into::<RawPhase>() {
+                    let at = header_line(text, i, key, j)
+                        .map_or_else(String::new, |l| format!("line {l}: "));
+                    return Some(ConfigError::Invalid {
+                        path: path.to_owned(),
+                        field: format!("process[{i}].{key}[{j}]"),
+                        reason: format!("{at}{}", e.message().trim_end()),
+                    });
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The 1-based line of the `j`th `[[process.KEY]]` header under the `i`th
+/// `[[process]]` header, if both are written as headers.
+fn header_line(text: &str, i: usize, key: &str, j: usize) -> Option<usize> {
+    let want = format!("[[process.{key}]]");
+    let mut proc_seen = 0;
+    let mut sub_seen = 0;
+    for (n, line) in text.lines().enumerate() {
+        let head: String = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if head == "[[process]]" {
+            proc_seen += 1;
+            sub_seen = 0;
+        } else if head == want && proc_seen == i + 1 {
+            if sub_seen == j {
+                return Some(n + 1);
+            }
+            sub_seen += 1;
+        }
+    }
+    None
+}
+
 /// One `[[process]]` table as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,7 +226,11 @@ impl WorkloadSpec {
     ///
     /// [`ConfigError`] naming `path`, and the line or field at fault.
     pub fn load(path: &Path) -> Result<WorkloadSpec, ConfigError> {
-        Self::from_raw(load_toml(path)?, path)
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
     }
 
     /// Parses and validates `text`, which came from `path`.
@@ -183,7 +242,13 @@ impl WorkloadSpec {
     /// [`ConfigError::Invalid`] for a value out of range, naming the field
     /// as in `process[0].size_mib`.
     pub fn from_toml(text: &str, path: &Path) -> Result<WorkloadSpec, ConfigError> {
-        Self::from_raw(parse_toml(text, path)?, path)
+        match parse_toml(text, path) {
+            Ok(raw) => Self::from_raw(raw, path),
+            // serde buffers an `op`-tagged table before it decodes it, so
+            // the TOML error points at the first [[process.phase]] of the
+            // array whichever is wrong: find the one that is.
+            Err(e) => Err(locate_phase_error(text, path).unwrap_or(e)),
+        }
     }
 
     fn from_raw(raw: RawWorkload, path: &Path) -> Result<WorkloadSpec, ConfigError> {
@@ -572,6 +637,26 @@ mod tests {
         assert_eq!(p.write_ratio, 0.0);
         assert_eq!(p.accesses_per_pass, 256);
         assert_eq!(w.total_accesses(), 512);
+    }
+
+    /// A typo in the third `[[process.phase]]` of the second process is
+    /// reported at that table's line, not at the first phase's.
+    #[test]
+    fn a_typo_in_the_nth_phase_names_its_line() {
+        let text = "name = \"t\"\n\
+                    [[process]]\nkind = \"usemem\"\nsize_mib = 1\n\
+                    [[process]]\nkind = \"phases\"\n\
+                    [[process.phase]]\nop = \"mmap\"\nregion = 0\nsize_mib = 1\n\
+                    [[process.phase]]\nop = \"touch\"\nregion = 0\n\
+                    [[process.phase]]  # the third\nop = \"sleep\"\ntiks = 20\n";
+        let msg = message(&parse(text).unwrap_err());
+        assert!(msg.contains(FILE), "{msg}");
+        assert!(msg.contains("process[1].phase[2]"), "{msg}");
+        assert!(msg.contains("line 14: "), "{msg}");
+        assert!(msg.contains("tiks"), "{msg}");
+        // An error outside the phases keeps TOML's own position.
+        let msg = message(&parse("name = \"t\"\nbogus = 1\n").unwrap_err());
+        assert!(msg.contains("line 2"), "{msg}");
     }
 
     /// A phases process: region 0 of 1 MiB, then a madvise with `extra`.

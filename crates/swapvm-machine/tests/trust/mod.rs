@@ -154,6 +154,36 @@ mod faults {
         assert!(r.killed.iter().all(|k| k.contains("SigBus")), "{d}");
     }
 
+    /// A listed error slot that no request reaches injects nothing: the
+    /// report names it, and only it.
+    #[test]
+    fn error_slots_never_reached_are_reported() {
+        // Slots every 401 of a 32 MiB device (some are written, some not),
+        // and two beyond any device.
+        let listed: Vec<u64> = (1..8192).step_by(401).collect();
+        let text: Vec<String> = listed.iter().map(u64::to_string).collect();
+        let r = run_checked(&pressured(&format!(
+            "[fault]\nwrite_error_slots = [{}, 900000]\nread_error_slots = [900001]\n",
+            text.join(",")
+        )));
+        let d = describe(&r);
+        assert!(
+            r.faults.io.write_errors > 0,
+            "no listed slot was written: {d}"
+        );
+        let unreached = &r.faults.write_error_slots_unreached;
+        assert_eq!(unreached.last(), Some(&900000), "{unreached:?}");
+        assert!(
+            unreached.len() < listed.len() + 1,
+            "every slot reported unreached although writes failed: {unreached:?}"
+        );
+        assert!(unreached.iter().all(|s| *s == 900000 || listed.contains(s)));
+        assert_eq!(r.faults.read_error_slots_unreached, [900001], "{d}");
+        let none = run_checked(&pressured("[fault]\nwrite_error_rate = 0.001\n"));
+        assert!(none.faults.write_error_slots_unreached.is_empty());
+        assert!(none.faults.read_error_slots_unreached.is_empty());
+    }
+
     #[test]
     fn torn_writes_are_caught_by_the_read_back_checksum() {
         let r = run_checked(&pressured("[fault]\ntorn_write_rate = 0.01\n"));
@@ -237,6 +267,10 @@ mod faults {
         assert!(
             r.devices[0].slots_used <= r.faults.kills_mid_fault,
             "slots leaked: {d}"
+        );
+        assert_eq!(
+            r.devices[0].slots_used, r.devices[0].slots_cache_only,
+            "a slot with an owner outlived the processes: {d}"
         );
     }
 
