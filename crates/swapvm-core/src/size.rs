@@ -181,6 +181,78 @@ pub mod de {
         SizeIn::<T, UNIT>(field, PhantomData).deserialize(d)
     }
 
+    /// A size kept as a fraction of MiB (`f64`, a workload's `size_mib`):
+    /// a number is MiB as it always was, a string with a unit is converted
+    /// (`"512K"` is 0.5).
+    struct MibF64(&'static str);
+
+    impl<'de> DeserializeSeed<'de> for MibF64 {
+        type Value = f64;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<f64, D::Error> {
+            struct V(&'static str);
+            impl Visitor<'_> for V {
+                type Value = f64;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    write!(
+                        f,
+                        "{}: a size, a number of MiB or a string with a unit (\"512K\", \"1G\")",
+                        self.0
+                    )
+                }
+                fn visit_f64<E: Error>(self, x: f64) -> Result<f64, E> {
+                    Ok(x)
+                }
+                fn visit_i64<E: Error>(self, n: i64) -> Result<f64, E> {
+                    Ok(n as f64)
+                }
+                fn visit_u64<E: Error>(self, n: u64) -> Result<f64, E> {
+                    Ok(n as f64)
+                }
+                fn visit_str<E: Error>(self, s: &str) -> Result<f64, E> {
+                    if let Ok(x) = s.trim().parse::<f64>() {
+                        return Ok(x);
+                    }
+                    super::parse_size(s)
+                        .map(|b| b as f64 / (1u64 << 20) as f64)
+                        .map_err(|e| E::custom(format!("{}: {e}", self.0)))
+                }
+            }
+            d.deserialize_any(V(self.0))
+        }
+    }
+
+    /// A size field in MiB as `f64`: a number, or a string with a unit.
+    ///
+    /// # Errors
+    /// The deserialiser's error for a value that is not a size.
+    pub fn mib_f64<'de, D: Deserializer<'de>>(d: D, field: &'static str) -> Result<f64, D::Error> {
+        MibF64(field).deserialize(d)
+    }
+
+    /// [`mib_f64`] for an optional field.
+    ///
+    /// # Errors
+    /// As [`mib_f64`].
+    pub fn opt_mib_f64<'de, D: Deserializer<'de>>(
+        d: D,
+        field: &'static str,
+    ) -> Result<Option<f64>, D::Error> {
+        struct O(&'static str);
+        impl<'de> Visitor<'de> for O {
+            type Value = Option<f64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{}: a size", self.0)
+            }
+            fn visit_none<E: Error>(self) -> Result<Option<f64>, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+                MibF64(self.0).deserialize(d).map(Some)
+            }
+        }
+        d.deserialize_option(O(field))
+    }
+
     /// [`size_in`] for an optional field (with `#[serde(default)]`).
     ///
     /// # Errors

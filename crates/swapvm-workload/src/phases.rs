@@ -31,12 +31,25 @@ pub const REGIONS_MAX: u32 = 64;
 /// Most children one fork phase may start.
 pub const CHILDREN_MAX: u32 = 256;
 
+// Sizes in MiB take units too (`size_mib = "512K"`), as a config's do.
+
+fn de_size_mib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    swapvm_core::size::de::mib_f64(d, "size_mib")
+}
+fn de_offset_mib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    swapvm_core::size::de::opt_mib_f64(d, "offset_mib")
+}
+fn de_length_mib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    swapvm_core::size::de::opt_mib_f64(d, "length_mib")
+}
+
 /// One phase as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub(crate) enum RawPhase {
     Mmap {
         region: u32,
+        #[serde(deserialize_with = "de_size_mib")]
         size_mib: f64,
         #[serde(default)]
         backing: Backing,
@@ -65,7 +78,9 @@ pub(crate) enum RawPhase {
     Madvise {
         region: u32,
         advice: AdviceName,
+        #[serde(default, deserialize_with = "de_offset_mib")]
         offset_mib: Option<f64>,
+        #[serde(default, deserialize_with = "de_length_mib")]
         length_mib: Option<f64>,
     },
     Munmap {
@@ -73,6 +88,7 @@ pub(crate) enum RawPhase {
     },
     Truncate {
         file: u32,
+        #[serde(deserialize_with = "de_size_mib")]
         size_mib: f64,
     },
     Unlink {

@@ -180,6 +180,11 @@ fn header_line(text: &str, i: usize, key: &str, j: usize) -> Option<usize> {
     None
 }
 
+/// `size_mib`: MiB, or a size with a unit (`"512K"`, `"1G"`).
+fn de_size_mib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    swapvm_core::size::de::mib_f64(d, "size_mib")
+}
+
 /// One `[[process]]` table as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,7 +192,7 @@ struct RawProcess {
     kind: ProcessKind,
     #[serde(default = "one_u32")]
     count: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_size_mib")]
     size_mib: f64,
     #[serde(default = "one_u32")]
     passes: u32,
@@ -622,6 +627,32 @@ mod tests {
 
     fn workloads_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workloads")
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        let pages = |extra: &str| {
+            parse(&one(&format!("{extra}\npattern = \"sequential\"")))
+                .map(|w| w.processes[0].size_pages)
+        };
+        assert_eq!(pages("size_mib = \"512K\"").unwrap(), 128);
+        assert_eq!(pages("size_mib = \"1G\"").unwrap(), 1 << 18);
+        assert_eq!(pages("size_mib = 1.5").unwrap(), 384);
+        assert_eq!(pages("size_mib = \"0.25\"").unwrap(), 64);
+        let e = pages("size_mib = \"lots\"").unwrap_err();
+        let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            msg.contains(FILE) && msg.contains("size_mib: \"lots\" is not a size"),
+            "{msg}"
+        );
+        // Phases too: an mmap, a madvise range.
+        let w = parse(
+            "name = \"t\"\n[[process]]\nkind = \"phases\"\n[[process.phase]]\nop = \"mmap\"\n\
+             region = 0\nsize_mib = \"2M\"\n[[process.phase]]\nop = \"madvise\"\nregion = 0\n\
+             advice = \"cold\"\noffset_mib = \"1M\"\nlength_mib = \"64K\"\n",
+        )
+        .unwrap();
+        assert_eq!(w.pages_mapped_max(), 512);
     }
 
     #[test]
