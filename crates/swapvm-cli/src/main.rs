@@ -3,6 +3,7 @@
 
 mod bench;
 mod diskbench;
+mod sweep;
 mod trace;
 
 use anyhow::{bail, Context, Result};
@@ -104,6 +105,9 @@ enum Cmd {
     Diskbench(diskbench::DiskbenchArgs),
     /// Replay a memory trace on a machine: one process per pid.
     Replay(trace::ReplayArgs),
+    /// Run a study: the product of a spec's axes, each run its own process
+    /// and run folder, on all local cores or as a Slurm job array.
+    Sweep(sweep::SweepArgs),
     /// Look at or convert memory traces.
     Trace {
         #[command(subcommand)]
@@ -463,6 +467,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Diskbench(args) => diskbench::run(args),
         Cmd::Replay(args) => trace::replay(args),
+        Cmd::Sweep(args) => sweep::run(args),
         Cmd::Trace { cmd } => trace::run(cmd),
         Cmd::Fuzz {
             seeds,
