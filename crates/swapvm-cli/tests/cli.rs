@@ -101,6 +101,10 @@ impl Tiny {
 #[path = "cli/run_folder.rs"]
 mod run_folder;
 
+// `sweep`: studies (tests/cli/sweep.rs).
+#[path = "cli/sweep.rs"]
+mod sweep;
+
 mod bad_input {
     use super::*;
 

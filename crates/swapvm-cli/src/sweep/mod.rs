@@ -102,11 +102,21 @@ pub fn run(a: SweepArgs) -> Result<i32> {
         return task::run_index(&spec, i, &out);
     }
     let runs = spec.runs()?;
-    let sets: Vec<String> = a.set.iter().map(|o| format!("{}={}", o.key, o.raw)).collect();
+    let sets: Vec<String> = a
+        .set
+        .iter()
+        .map(|o| format!("{}={}", o.key, o.raw))
+        .collect();
     if a.list {
         for r in &runs {
             let argv = task::command(&spec, r, &task::run_dir(&out, r));
-            println!("{} {} {}\t{}", r.index, r.id, spec::describe(&r.axis_values), argv.join(" "));
+            println!(
+                "{} {} {}\t{}",
+                r.index,
+                r.id,
+                spec::describe(&r.axis_values),
+                argv.join(" ")
+            );
         }
         return Ok(0);
     }
@@ -114,10 +124,9 @@ pub fn run(a: SweepArgs) -> Result<i32> {
         let Some(x) = &a.x else {
             bail!("--plot needs --x AXIS")
         };
-        let path = a
-            .plot_out
-            .clone()
-            .unwrap_or_else(|| out.join(format!("{counter}-vs-{}.svg", x.replace(['/', '.'], "_"))));
+        let path = a.plot_out.clone().unwrap_or_else(|| {
+            out.join(format!("{counter}-vs-{}.svg", x.replace(['/', '.'], "_")))
+        });
         plot::write(&spec, &runs, &out, counter, x, a.series.as_deref(), &path)?;
         println!("{}", path.display());
         return Ok(0);
@@ -133,19 +142,38 @@ pub fn run(a: SweepArgs) -> Result<i32> {
             }
             c
         };
-        println!("{}: {} runs: {done} done, {failed} failed, {missing} missing", out.display(), runs.len());
+        println!(
+            "{}: {} runs: {done} done, {failed} failed, {missing} missing",
+            out.display(),
+            runs.len()
+        );
         let jobs = slurm::job_ids(&out);
         if !jobs.is_empty() {
             if let Some(q) = slurm::queued(&jobs) {
-                let q: Vec<String> = q.iter().map(|(s, n)| format!("{n} {}", s.to_lowercase())).collect();
-                println!("slurm jobs {}: {}", jobs.join(","), if q.is_empty() { "none queued".into() } else { q.join(", ") });
+                let q: Vec<String> = q
+                    .iter()
+                    .map(|(s, n)| format!("{n} {}", s.to_lowercase()))
+                    .collect();
+                println!(
+                    "slurm jobs {}: {}",
+                    jobs.join(","),
+                    if q.is_empty() {
+                        "none queued".into()
+                    } else {
+                        q.join(", ")
+                    }
+                );
             }
             for bad in slurm::ended_badly(&jobs) {
                 println!("slurm task {bad}");
             }
         }
         if a.collect {
-            println!("results: {}, {}", out.join("results.csv").display(), out.join("results.jsonl").display());
+            println!(
+                "results: {}, {}",
+                out.join("results.csv").display(),
+                out.join("results.jsonl").display()
+            );
         }
         return Ok(if failed + missing == 0 { 0 } else { 1 });
     }
@@ -160,7 +188,16 @@ pub fn run(a: SweepArgs) -> Result<i32> {
                 .mem_budget_mib
                 .or_else(|| local::host_available_mib().map(|m| m * 9 / 10))
                 .unwrap_or(u64::MAX);
-            local::run(&spec, &runs, &out, &local::LocalOptions { jobs, mem_budget_mib, sets })
+            local::run(
+                &spec,
+                &runs,
+                &out,
+                &local::LocalOptions {
+                    jobs,
+                    mem_budget_mib,
+                    sets,
+                },
+            )
         }
         Engine::Slurm => {
             let todo: Vec<usize> = runs
@@ -169,11 +206,17 @@ pub fn run(a: SweepArgs) -> Result<i32> {
                 .map(|r| r.index)
                 .collect();
             if todo.is_empty() {
-                println!("{}: every run is finished; --collect writes the results", out.display());
+                println!(
+                    "{}: every run is finished; --collect writes the results",
+                    out.display()
+                );
                 return Ok(0);
             }
             let mem_mib = a.mem_mib.or(spec.slurm.mem_mib).unwrap_or_else(|| {
-                runs.iter().map(|r| local::expected_rss_mib(&r.config)).max().unwrap_or(0)
+                runs.iter()
+                    .map(|r| local::expected_rss_mib(&r.config))
+                    .max()
+                    .unwrap_or(0)
             });
             let req = slurm::JobRequest {
                 partition: a.partition.clone().or_else(|| spec.slurm.partition.clone()),

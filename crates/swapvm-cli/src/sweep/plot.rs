@@ -28,7 +28,12 @@ const COLOURS: [RGBColor; 7] = [
 
 /// A run's value of `counter`, from its report.
 fn counter_value(r: &swapvm_machine::Report, counter: &str) -> Option<f64> {
-    let vm = |n: &str| r.vmstat.iter().find(|(k, _)| k == n).map(|(_, v)| *v as f64);
+    let vm = |n: &str| {
+        r.vmstat
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| *v as f64)
+    };
     match counter {
         "miss_ratio" => Some(vm("pgmajfault")? / (r.accesses.max(1) as f64)),
         "wall_ms" => Some(r.wall_ms as f64),
@@ -63,10 +68,13 @@ pub fn lines(
     series: Option<&str>,
 ) -> Result<Vec<Line>> {
     let keys = spec.axis_keys();
-    let xi = keys
-        .iter()
-        .position(|k| k == x)
-        .with_context(|| format!("--x {x}: not an axis of {} (axes: {})", spec.path.display(), keys.join(", ")))?;
+    let xi = keys.iter().position(|k| k == x).with_context(|| {
+        format!(
+            "--x {x}: not an axis of {} (axes: {})",
+            spec.path.display(),
+            keys.join(", ")
+        )
+    })?;
     let si = series
         .map(|s| {
             keys.iter()
@@ -82,7 +90,11 @@ pub fn lines(
             cats.push(v.clone());
         }
     }
-    let xval = |v: &str| v.parse::<f64>().ok().unwrap_or_else(|| cats.iter().position(|c| c == v).unwrap_or(0) as f64);
+    let xval = |v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .unwrap_or_else(|| cats.iter().position(|c| c == v).unwrap_or(0) as f64)
+    };
     // (series label, x) -> values
     let mut groups: Vec<(String, f64, Vec<f64>)> = Vec::new();
     let mut any = false;
@@ -95,9 +107,15 @@ pub fn lines(
             bail!("--plot {counter}: not a counter (a vmstat name, wall_ms, ticks, accesses, miss_ratio)");
         };
         any = true;
-        let label = si.map_or_else(|| counter.to_owned(), |i| format!("{}={}", keys[i], r.axis_values[i].1));
+        let label = si.map_or_else(
+            || counter.to_owned(),
+            |i| format!("{}={}", keys[i], r.axis_values[i].1),
+        );
         let xv = xval(&r.axis_values[xi].1);
-        match groups.iter_mut().find(|(l, gx, _)| *l == label && *gx == xv) {
+        match groups
+            .iter_mut()
+            .find(|(l, gx, _)| *l == label && *gx == xv)
+        {
             Some((_, _, vals)) => vals.push(v),
             None => groups.push((label, xv, vec![v])),
         }
@@ -155,7 +173,10 @@ fn draw(lines: &[Line], counter: &str, x: &str, title: &str) -> Result<String> {
             counter.to_owned()
         };
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{ylabel} vs {x} ({title}; mean ± 1 sd)"), (FONT, 20))
+            .caption(
+                format!("{ylabel} vs {x} ({title}; mean ± 1 sd)"),
+                (FONT, 20),
+            )
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(90)
@@ -171,10 +192,15 @@ fn draw(lines: &[Line], counter: &str, x: &str, title: &str) -> Result<String> {
         for (i, (label, pts)) in lines.iter().enumerate() {
             let c = COLOURS[i % COLOURS.len()];
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    c.stroke_width(2),
+                ))
                 .map_err(e)?
                 .label(label.clone())
-                .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 20, ly)], c.stroke_width(2)));
+                .legend(move |(lx, ly)| {
+                    PathElement::new(vec![(lx, ly), (lx + 20, ly)], c.stroke_width(2))
+                });
             // Error bars: a vertical stroke with caps a small share of the
             // x range wide (plotters' ErrorBar needs a feature the
             // workspace leaves off).
@@ -183,13 +209,22 @@ fn draw(lines: &[Line], counter: &str, x: &str, title: &str) -> Result<String> {
                 .draw_series(pts.iter().flat_map(|&(xv, m, sd)| {
                     [
                         PathElement::new(vec![(xv, m - sd), (xv, m + sd)], c.stroke_width(1)),
-                        PathElement::new(vec![(xv - cap, m - sd), (xv + cap, m - sd)], c.stroke_width(1)),
-                        PathElement::new(vec![(xv - cap, m + sd), (xv + cap, m + sd)], c.stroke_width(1)),
+                        PathElement::new(
+                            vec![(xv - cap, m - sd), (xv + cap, m - sd)],
+                            c.stroke_width(1),
+                        ),
+                        PathElement::new(
+                            vec![(xv - cap, m + sd), (xv + cap, m + sd)],
+                            c.stroke_width(1),
+                        ),
                     ]
                 }))
                 .map_err(e)?;
             chart
-                .draw_series(pts.iter().map(|&(xv, m, _)| Circle::new((xv, m), 3, c.filled())))
+                .draw_series(
+                    pts.iter()
+                        .map(|&(xv, m, _)| Circle::new((xv, m), 3, c.filled())),
+                )
                 .map_err(e)?;
         }
         chart

@@ -111,9 +111,21 @@ pub fn columns(spec: &Spec) -> Vec<String> {
     let mut c: Vec<String> = ["index", "run_id"].map(String::from).to_vec();
     c.extend(spec.axis_keys());
     c.extend(
-        ["status", "exit_code", "wall_ms", "run_wall_ms", "ticks", "accesses"].map(String::from),
+        [
+            "status",
+            "exit_code",
+            "wall_ms",
+            "run_wall_ms",
+            "ticks",
+            "accesses",
+        ]
+        .map(String::from),
     );
-    c.extend(swapvm_core::VmEvent::ALL.iter().map(|e| e.name().to_owned()));
+    c.extend(
+        swapvm_core::VmEvent::ALL
+            .iter()
+            .map(|e| e.name().to_owned()),
+    );
     c
 }
 
@@ -130,7 +142,8 @@ pub enum Cell {
 
 /// A value as a cell: numbers stay numbers.
 fn axis_cell(v: &str) -> Cell {
-    v.parse::<u64>().map_or_else(|_| Cell::Text(v.to_owned()), Cell::Num)
+    v.parse::<u64>()
+        .map_or_else(|_| Cell::Text(v.to_owned()), Cell::Num)
 }
 
 /// One row per run, in the order of [`columns`].
@@ -157,13 +170,18 @@ pub fn rows(spec: &Spec, runs: &[Run], out: &Path) -> Vec<Vec<Cell>> {
                 Some(r) => {
                     row.extend([r.wall_ms, r.ticks, r.accesses].map(Cell::Num));
                     for e in swapvm_core::VmEvent::ALL {
-                        let v = r.vmstat.iter().find(|(n, _)| n == e.name()).map(|(_, v)| *v);
+                        let v = r
+                            .vmstat
+                            .iter()
+                            .find(|(n, _)| n == e.name())
+                            .map(|(_, v)| *v);
                         row.push(v.map_or(Cell::Empty, Cell::Num));
                     }
                 }
-                None => row.extend(
-                    std::iter::repeat_n(Cell::Empty, 3 + swapvm_core::VmEvent::ALL.len()),
-                ),
+                None => row.extend(std::iter::repeat_n(
+                    Cell::Empty,
+                    3 + swapvm_core::VmEvent::ALL.len(),
+                )),
             }
             debug_assert_eq!(row.len(), columns(spec).len());
             row
@@ -182,7 +200,11 @@ fn csv_field(s: &str) -> String {
 
 /// results.csv's text.
 pub fn csv(cols: &[String], rows: &[Vec<Cell>]) -> String {
-    let mut s = cols.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+    let mut s = cols
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",");
     s.push('\n');
     for row in rows {
         let cells: Vec<String> = row
@@ -236,7 +258,10 @@ pub fn write(spec: &Spec, runs: &[Run], out: &Path) -> Result<[usize; 3]> {
         };
         counts[i] += 1;
     }
-    for (name, text) in [("results.csv", csv(&cols, &rows)), ("results.jsonl", jsonl(&cols, &rows))] {
+    for (name, text) in [
+        ("results.csv", csv(&cols, &rows)),
+        ("results.jsonl", jsonl(&cols, &rows)),
+    ] {
         let path = out.join(name);
         let tmp = out.join(format!("{name}.tmp"));
         std::fs::File::create(&tmp)

@@ -118,8 +118,11 @@ pub fn submit(
     let dir = out.join("slurm");
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let script = dir.join("job.sh");
-    std::fs::write(&script, job_script(&exe, &spec_path, &out, indexes, req, sets))
-        .with_context(|| format!("{}: cannot write", script.display()))?;
+    std::fs::write(
+        &script,
+        job_script(&exe, &spec_path, &out, indexes, req, sets),
+    )
+    .with_context(|| format!("{}: cannot write", script.display()))?;
     let o = Command::new("sbatch")
         .arg("--parsable")
         .arg(&script)
@@ -260,7 +263,14 @@ mod tests {
             time: None,
             mem_mib: 64,
         };
-        let s = job_script(Path::new("/x"), Path::new("/s.toml"), Path::new("/o"), &[0], &req, &[]);
+        let s = job_script(
+            Path::new("/x"),
+            Path::new("/s.toml"),
+            Path::new("/o"),
+            &[0],
+            &req,
+            &[],
+        );
         assert!(!s.contains("--partition") && !s.contains("--time"), "{s}");
         assert!(s.contains("#SBATCH --array=0\n"), "{s}");
     }

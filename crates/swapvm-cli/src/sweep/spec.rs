@@ -165,13 +165,17 @@ impl Spec {
                 base.join(p)
             }
         };
-        let field = |name: &str, why: String| anyhow::anyhow!("{}: field `{name}`: {why}", path.display());
+        let field =
+            |name: &str, why: String| anyhow::anyhow!("{}: field `{name}`: {why}", path.display());
         let Some(config) = f.config.as_deref() else {
             return Err(field("config", "missing: the base machine config".into()));
         };
         let input = match (&f.workload, &f.trace) {
             (Some(_), Some(_)) => {
-                return Err(field("trace", "give `workload` or `trace`, not both".into()))
+                return Err(field(
+                    "trace",
+                    "give `workload` or `trace`, not both".into(),
+                ))
             }
             (None, Some(t)) => Input::Trace(rel(t)),
             (w, None) => Input::Workload(w.as_deref().map(rel)),
@@ -205,7 +209,10 @@ impl Spec {
             }
             if key == WORKLOAD_AXIS {
                 if matches!(input, Input::Trace(_)) {
-                    return Err(field(&name, "a workload axis needs `workload`, not `trace`".into()));
+                    return Err(field(
+                        &name,
+                        "a workload axis needs `workload`, not `trace`".into(),
+                    ));
                 }
                 let mut files = Vec::new();
                 for v in &values {
@@ -271,7 +278,10 @@ impl Spec {
     /// config that does not validate.
     pub fn run(&self, index: usize) -> Result<Run> {
         let n = self.len();
-        ensure!(index < n, "run index {index}: the study has {n} runs (0..{n})");
+        ensure!(
+            index < n,
+            "run index {index}: the study has {n} runs (0..{n})"
+        );
         // Mixed radix, the seed the fastest digit.
         let mut rest = index;
         let seed = self.seeds[rest % self.seeds.len()];
@@ -294,8 +304,13 @@ impl Spec {
             }
         }
         axis_values.push((SEED_AXIS.to_owned(), seed.to_string()));
-        let config = MachineConfig::load_with(&self.config, &set)
-            .with_context(|| format!("{}: run {index} ({})", self.path.display(), describe(&axis_values)))?;
+        let config = MachineConfig::load_with(&self.config, &set).with_context(|| {
+            format!(
+                "{}: run {index} ({})",
+                self.path.display(),
+                describe(&axis_values)
+            )
+        })?;
         let id = run_id(&config, &input, seed, self.scale)?;
         Ok(Run {
             index,
@@ -330,7 +345,12 @@ pub fn describe(axis_values: &[(String, String)]) -> String {
 /// same id; a changed workload file gives a new one. The swap images'
 /// paths are part of the config, as the base config names them (the
 /// sweep moves each run's images into its folder after hashing).
-pub fn run_id(config: &MachineConfig, input: &Input, seed: u64, scale: Option<f64>) -> Result<String> {
+pub fn run_id(
+    config: &MachineConfig,
+    input: &Input,
+    seed: u64,
+    scale: Option<f64>,
+) -> Result<String> {
     use xxhash_rust::xxh3::Xxh3;
     let mut h = Xxh3::new();
     h.update(b"swapvm-sweep-run v1\0");

@@ -61,7 +61,12 @@ fn image_sets(run: &Run, dir: &Path) -> Vec<String> {
         .iter()
         .enumerate()
         .filter(|(_, s)| s.backend == SwapBackend::File)
-        .map(|(i, _)| format!("swap.{i}.path={}", dir.join(format!("swap{i}.img")).display()))
+        .map(|(i, _)| {
+            format!(
+                "swap.{i}.path={}",
+                dir.join(format!("swap{i}.img")).display()
+            )
+        })
         .collect()
 }
 
@@ -139,7 +144,8 @@ pub fn run_index(spec: &Spec, index: usize, out: &Path) -> Result<i32> {
     follow_parent();
     super::spec::check_index(spec, index)?;
     let run = spec.run(index)?;
-    let out = std::path::absolute(out).with_context(|| format!("{}: no such folder", out.display()))?;
+    let out =
+        std::path::absolute(out).with_context(|| format!("{}: no such folder", out.display()))?;
     let dir = run_dir(&out, &run);
     clear_dir(&dir)?;
     let argv = command(spec, &run, &dir);
@@ -173,7 +179,10 @@ pub fn run_index(spec: &Spec, index: usize, out: &Path) -> Result<i32> {
         run_id: run.id.clone(),
         exit_code: code,
         wall_ms: started.elapsed().as_millis() as u64,
-        host: rustix::system::uname().nodename().to_string_lossy().into_owned(),
+        host: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
         command: argv,
     };
     let path = dir.join(MARKER);
