@@ -213,3 +213,35 @@ fn spawn(exe: &Path, spec: &Path, out: &Path, r: &Run, sets: &[String]) -> Resul
     cmd.spawn()
         .with_context(|| format!("cannot start {}", exe.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cfg(text: &str) -> MachineConfig {
+        MachineConfig::from_toml(text, Path::new("c.toml")).unwrap()
+    }
+
+    #[test]
+    fn expected_rss_counts_ram_bytes_only_when_content_is_kept() {
+        let swap = "[[swap]]\npath = \"s.img\"\nsize_mib = 1024\n";
+        let full = cfg(&format!("[machine]\nram_mib = 256\n{swap}"));
+        // 256 MiB of bytes, 2 MiB of frame metadata (65536 x 128 B), 4 MiB
+        // of slot metadata (262144 x 16 B), 32 MiB overhead.
+        assert_eq!(expected_rss_mib(&full), 256 + 8 + 4 + 32);
+        let none = cfg(&format!(
+            "[machine]\nram_mib = 256\ncontent = \"none\"\n{}",
+            swap.replace("size_mib", "backend = \"null\"\nsize_mib")
+        ));
+        assert_eq!(
+            expected_rss_mib(&none),
+            (65536 * 136u64).div_ceil(1 << 20) + 4 + 32
+        );
+        let zram = cfg(
+            "[machine]\nram_mib = 64\n[[swap]]\npath = \"z\"\nbackend = \"zram\"\nsize_mib = 128\n",
+        );
+        // 64 + 2 + 0.5 (slots) + 128 (zram, incompressible), rounded up, + 32.
+        assert_eq!(expected_rss_mib(&zram), 195 + 32);
+    }
+}

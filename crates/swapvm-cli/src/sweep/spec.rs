@@ -389,3 +389,45 @@ pub fn check_index(spec: &Spec, index: usize) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A base config and a spec with `axes` in a temporary folder.
+    fn spec(axes: &str, seeds: &str) -> (tempfile::TempDir, Spec) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "[machine]\nram_mib = 8\n[[swap]]\npath = \"s.img\"\nsize_mib = 16\n",
+        )
+        .unwrap();
+        let path = dir.path().join("s.toml");
+        let text = format!("config = \"c.toml\"\nseeds = {seeds}\n[axes]\n{axes}");
+        let s = Spec::parse(&text, &path, &[]).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn the_study_is_the_product_keys_in_byte_order_seeds_fastest() {
+        let (_d, s) = spec(
+            "\"reclaim.swappiness\" = [10, 60, 100]\n\"machine.ram_mib\" = [8, 12]\n",
+            "[5, 6]",
+        );
+        assert_eq!(s.len(), 12);
+        assert_eq!(
+            s.axis_keys(),
+            ["machine.ram_mib", "reclaim.swappiness", "seed"]
+        );
+        let runs = s.runs().unwrap();
+        let d: Vec<String> = runs.iter().map(|r| describe(&r.axis_values)).collect();
+        assert_eq!(d[0], "machine.ram_mib=8, reclaim.swappiness=10, seed=5");
+        assert_eq!(d[1], "machine.ram_mib=8, reclaim.swappiness=10, seed=6");
+        assert_eq!(d[2], "machine.ram_mib=8, reclaim.swappiness=60, seed=5");
+        assert_eq!(d[11], "machine.ram_mib=12, reclaim.swappiness=100, seed=6");
+        assert_eq!(runs[11].config.machine.ram_mib, 12);
+        assert_eq!(runs[11].config.reclaim.swappiness, 100);
+        assert!(s.run(12).is_err());
+    }
+}

@@ -209,3 +209,29 @@ fn error_exit_code(e: &anyhow::Error) -> i32 {
         2
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_argument_parses_back_to_the_same_value() {
+        let string_128 = Override {
+            key: "swap.0.label".into(),
+            raw: "128".into(),
+            value: toml::Value::String("128".into()),
+        };
+        assert_eq!(set_arg(&string_128), "swap.0.label=\"128\"");
+        let int = Override::new("machine.ram_mib", "128");
+        assert_eq!(set_arg(&int), "machine.ram_mib=128");
+        let word = Override::new("swap.0.allocator", "per-order");
+        assert_eq!(set_arg(&word), "swap.0.allocator=per-order");
+        for o in [string_128, int, word] {
+            let (k, v) = set_arg(&o)
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .unwrap_or_default();
+            assert_eq!(Override::new(&k, &v).value, o.value);
+        }
+    }
+}
