@@ -72,10 +72,15 @@ CONF
 
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
-for _ in $(seq 100); do
+for i in $(seq 150); do
   if sinfo -h -o '%T' 2>/dev/null | grep -q idle; then
     echo "slurm-cluster: up: $(sinfo -h -o '%P %D %T %c CPUs %m MiB' | head -1)"
     exit 0
+  fi
+  # A node an earlier run left drained or down (its state is saved in
+  # StateSaveLocation) is put back in service.
+  if [ "$i" = 25 ]; then
+    scontrol update nodename="$host" state=resume 2>/dev/null || true
   fi
   sleep 0.2
 done
