@@ -350,3 +350,23 @@ fn plot_draws_a_line_per_series_with_error_bars_over_seeds() {
     );
     assert_fails(&o, &["--x ram", "not an axis"]);
 }
+
+#[test]
+fn every_shipped_study_parses_with_the_runs_it_says() {
+    let studies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../studies");
+    for (name, runs) in [
+        ("allocators.toml", 24),
+        ("readahead.toml", 24),
+        ("mrc.toml", 7),
+    ] {
+        let o = swapvm!(
+            "sweep",
+            studies.join(name),
+            "--out",
+            "/nonexistent/sweep",
+            "--list"
+        );
+        assert_eq!(o.status.code(), Some(0), "{name}: {:?}", text(&o));
+        assert_eq!(text(&o).0.lines().count(), runs, "{name}");
+    }
+}
