@@ -4,6 +4,7 @@
 mod bench;
 mod compare;
 mod diskbench;
+mod sweep;
 mod trace;
 
 use anyhow::{bail, Context, Result};
@@ -111,6 +112,9 @@ enum Cmd {
     /// Set runs side by side: counters per run or group of runs, delta and
     /// percent against the first, significance by Welch's t-test.
     Compare(compare::CompareArgs),
+    /// Run a study: the product of a spec's axes, each run its own process
+    /// and run folder, on all local cores or as a Slurm job array.
+    Sweep(sweep::SweepArgs),
     /// Look at or convert memory traces.
     Trace {
         #[command(subcommand)]
@@ -487,6 +491,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Diskbench(args) => diskbench::run(args),
         Cmd::Replay(args) => trace::replay(args),
         Cmd::Compare(args) => compare::run(args),
+        Cmd::Sweep(args) => sweep::run(args),
         Cmd::Trace { cmd } => trace::run(cmd),
         Cmd::Fuzz {
             seeds,

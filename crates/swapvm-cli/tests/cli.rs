@@ -104,6 +104,9 @@ mod run_folder;
 // `compare` on hand-made reports (tests/cli/compare.rs).
 #[path = "cli/compare.rs"]
 mod compare;
+// `sweep`: studies (tests/cli/sweep.rs).
+#[path = "cli/sweep.rs"]
+mod sweep;
 
 mod bad_input {
     use super::*;
