@@ -117,47 +117,19 @@ pub(crate) enum RawPhase {
         file: String,
         value: String,
     },
+    /// Absent fields take Senpai's defaults (see [`Senpai`]).
     Senpai {
         #[serde(default)]
         cgroup: Option<String>,
         rounds: u32,
-        #[serde(default = "default_senpai_interval")]
-        interval_ticks: u64,
-        #[serde(default = "default_senpai_pressure")]
-        pressure_us: u64,
-        #[serde(default = "default_senpai_probe")]
-        max_probe: f64,
-        #[serde(default = "default_senpai_backoff")]
-        max_backoff: f64,
-        #[serde(default = "default_senpai_coeff_probe")]
-        coeff_probe: f64,
-        #[serde(default = "default_senpai_coeff_backoff")]
-        coeff_backoff: f64,
-        #[serde(default = "default_senpai_min_mib")]
-        min_mib: f64,
+        interval_ticks: Option<u64>,
+        pressure_us: Option<u64>,
+        max_probe: Option<f64>,
+        max_backoff: Option<f64>,
+        coeff_probe: Option<f64>,
+        coeff_backoff: Option<f64>,
+        min_mib: Option<f64>,
     },
-}
-
-fn default_senpai_interval() -> u64 {
-    6000
-}
-fn default_senpai_pressure() -> u64 {
-    10_000
-}
-fn default_senpai_probe() -> f64 {
-    0.01
-}
-fn default_senpai_backoff() -> f64 {
-    1.0
-}
-fn default_senpai_coeff_probe() -> f64 {
-    10.0
-}
-fn default_senpai_coeff_backoff() -> f64 {
-    20.0
-}
-fn default_senpai_min_mib() -> f64 {
-    1.0
 }
 
 fn default_pool() -> u32 {
@@ -628,6 +600,14 @@ impl RawPhase {
                 coeff_backoff,
                 min_mib,
             } => {
+                // Senpai's own defaults: 6 s intervals, 10 ms of stall each.
+                let interval_ticks = interval_ticks.unwrap_or(6000);
+                let pressure_us = pressure_us.unwrap_or(10_000);
+                let max_probe = max_probe.unwrap_or(0.01);
+                let max_backoff = max_backoff.unwrap_or(1.0);
+                let coeff_probe = coeff_probe.unwrap_or(10.0);
+                let coeff_backoff = coeff_backoff.unwrap_or(20.0);
+                let min_mib = min_mib.unwrap_or(1.0);
                 ensure(rounds >= 1, path, &f("rounds"), || {
                     "must be at least 1".into()
                 })?;
