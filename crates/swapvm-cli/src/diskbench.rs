@@ -177,8 +177,8 @@ impl LiveBar {
         if dt >= Self::WINDOW {
             let secs = dt.as_secs_f64();
             self.rate = format!(
-                ", {:.0} IOPS, {:.1} MB/s",
-                (p.ops - ops0) as f64 / secs,
+                ", {} IOPS, {:.1} MB/s",
+                crate::progress::human_rate((p.ops - ops0) as f64 / secs),
                 (p.bytes - bytes0) as f64 / 1e6 / secs
             );
             self.window = (p.elapsed, p.ops, p.bytes);

@@ -434,7 +434,7 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let machine = Machine::new(cfg, opts)?;
             let mut bar = progress::Progress::new(machine.total_accesses());
-            let report = machine.run(|done, _| bar.set(done));
+            let report = machine.run_status(|st| bar.set(st));
             // Clear the bar before an error is printed, too.
             bar.finish();
             let report = report?;

@@ -44,7 +44,7 @@ use swapvm_core::config::{
     Allocator, ConfigError, ContentMode, Rotational, SubmitMode, SwapBackend, SwapDeviceConfig,
 };
 use swapvm_core::SwapType;
-use swapvm_core::{MachineConfig, Pfn, VmStat, Vpn, Warnings};
+use swapvm_core::{MachineConfig, Pfn, VmEvent, VmStat, Vpn, Warnings};
 use swapvm_io::{EngineConfig, IoKind};
 use swapvm_mm::ram::Ram;
 use swapvm_mm::{FaultStop, MemCgroups, MemcgId, Memory, MmId, VmaKind, Wait, Watermarks};
@@ -1664,7 +1664,13 @@ impl Machine {
 
     /// Runs the machine to completion in the tokio tick loop, calling
     /// `progress(done, total)` every tick.
-    pub fn run(self, progress: impl FnMut(u64, u64)) -> Result<Report, MachineError> {
+    pub fn run(self, mut progress: impl FnMut(u64, u64)) -> Result<Report, MachineError> {
+        self.run_status(|st| progress(st.accesses, st.total))
+    }
+
+    /// Runs the machine as [`Machine::run`] does, calling `progress` every
+    /// tick with the figures a progress display shows.
+    pub fn run_status(self, progress: impl FnMut(&RunStatus)) -> Result<Report, MachineError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .map_err(MachineError::Runtime)?;
@@ -1674,6 +1680,42 @@ impl Machine {
         let machine = this;
         local.block_on(&rt, tick_loop(machine, progress))
     }
+}
+
+impl Machine {
+    fn status(&self, total: u64) -> RunStatus {
+        RunStatus {
+            accesses: self.accesses,
+            total,
+            tick: self.tick,
+            pswpin: self.stat.get(VmEvent::PswpIn),
+            pswpout: self.stat.get(VmEvent::PswpOut),
+            swap_used_pages: self
+                .swap
+                .total_swap_pages()
+                .saturating_sub(u64::try_from(self.swap.nr_swap_pages()).unwrap_or(0)),
+            swap_total_pages: self.swap.total_swap_pages(),
+        }
+    }
+}
+
+/// What a run's progress display shows, every tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStatus {
+    /// Memory accesses completed.
+    pub accesses: u64,
+    /// Accesses the workload makes in all.
+    pub total: u64,
+    /// Ticks run.
+    pub tick: u64,
+    /// Pages swapped in so far (`pswpin`).
+    pub pswpin: u64,
+    /// Pages swapped out so far (`pswpout`).
+    pub pswpout: u64,
+    /// Swap slots in use now, all devices.
+    pub swap_used_pages: u64,
+    /// Usable swap slots, all devices on.
+    pub swap_total_pages: u64,
 }
 
 /// The content side of a completed access to frame `pfn` whose key is
@@ -1803,7 +1845,7 @@ async fn turn(tx: &tokio::sync::mpsc::Sender<TurnRequest>) -> Turn {
 
 async fn tick_loop(
     machine: Machine,
-    mut progress: impl FnMut(u64, u64),
+    mut progress: impl FnMut(&RunStatus),
 ) -> Result<Report, MachineError> {
     let total = machine.total_accesses();
     let nprocs = machine.procs.len();
@@ -1901,7 +1943,7 @@ async fn tick_loop(
             g.run_checker();
         }
         g.tick += 1;
-        progress(g.accesses, total);
+        progress(&g.status(total));
         if max_ticks > 0 && g.tick >= max_ticks {
             break;
         }
@@ -1918,7 +1960,7 @@ async fn tick_loop(
     // The tick in which the last process exits breaks out of the loop
     // before its progress call; report that tick's accesses too, so the
     // caller sees the run reach its total.
-    progress(g.accesses, total);
+    progress(&g.status(total));
     // Drain what is still in flight so every byte is accounted for.
     while g.swap.io_in_flight() > 0 {
         g.tick += 1;
