@@ -123,6 +123,47 @@ pub(crate) fn legend_line(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement
     move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
 }
 
+/// A chart over ticks, as every time plot draws one.
+pub(crate) type TimeChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordu64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart of `y` over ticks `0..max_tick` on `area`, with `caption`
+/// and the axis descriptions `(x, y)` (no x description: a chart with
+/// another below it), its mesh drawn in the house style.
+pub(crate) fn time_chart<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    plot: &'static str,
+    caption: Option<String>,
+    max_tick: u64,
+    y: std::ops::Range<f64>,
+    (x_desc, y_desc): (Option<&str>, &str),
+) -> Result<TimeChart<'a, 'b>, PlotError> {
+    let mut b = ChartBuilder::on(area);
+    if let Some(c) = caption {
+        b.caption(c, caption_style());
+    }
+    let mut chart = b
+        .margin(16)
+        .x_label_area_size(if x_desc.is_some() { 50 } else { 30 })
+        .y_label_area_size(80)
+        .build_cartesian_2d(0u64..max_tick, y)
+        .map_err(err(plot))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc.unwrap_or(""))
+        .y_desc(y_desc)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .axis_desc_style(label_style())
+        .label_style(label_style())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err(plot))?;
+    Ok(chart)
+}
+
 /// Picks one level column out of a row.
 type Level = fn(&Sample) -> u64;
 
@@ -142,26 +183,15 @@ pub fn memory_svg(r: &Report) -> Result<String, PlotError> {
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err(PLOT))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Memory and swap over time: {}", run_name(r)),
-                caption_style(),
-            )
-            .margin(16)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0u64..max_tick, 0f64..(peak * 1.4).max(10.0))
-            .map_err(err(PLOT))?;
-        chart
-            .configure_mesh()
-            .x_desc("tick")
-            .y_desc("MiB")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .axis_desc_style(label_style())
-            .label_style(label_style())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(err(PLOT))?;
+        let caption = format!("Memory and swap over time: {}", run_name(r));
+        let mut chart = time_chart(
+            &root,
+            PLOT,
+            Some(caption),
+            max_tick,
+            0f64..(peak * 1.4).max(10.0),
+            (Some("tick"), "MiB"),
+        )?;
         let lines: [(&str, RGBColor, Level); 3] = [
             ("RSS (resident anon, all processes)", BLUE, |x| x.rss_pages),
             ("free RAM", GREEN, |x| x.free_ram_pages),

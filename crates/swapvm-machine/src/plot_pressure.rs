@@ -7,11 +7,13 @@
 //!   `memory.swap.current` over ticks, with its pressure below.
 
 use crate::plot::{
-    caption_style, decimate, err, label_style, legend, legend_line, mib, run_name, PlotError,
-    MAX_POINTS, SIZE,
+    decimate, err, legend, legend_line, mib, run_name, time_chart, PlotError, MAX_POINTS, SIZE,
 };
 use crate::report::Report;
 use plotters::prelude::*;
+
+/// The x axis of these plots.
+const TICK_AXIS: &str = "tick (1 ms of emulated time)";
 
 /// Line colours, cycled over cgroups.
 const PALETTE: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
@@ -25,25 +27,15 @@ pub fn pressure_svg(r: &Report) -> Result<String, PlotError> {
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err(PLOT))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Memory pressure (PSI): {}", run_name(r)),
-                caption_style(),
-            )
-            .margin(16)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0u64..max_tick, 0f64..110f64)
-            .map_err(err(PLOT))?;
-        chart
-            .configure_mesh()
-            .x_desc("tick (1 ms of emulated time)")
-            .y_desc("avg10, % of time stalled")
-            .axis_desc_style(label_style())
-            .label_style(label_style())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(err(PLOT))?;
+        let caption = format!("Memory pressure (PSI): {}", run_name(r));
+        let mut chart = time_chart(
+            &root,
+            PLOT,
+            Some(caption),
+            max_tick,
+            0f64..110f64,
+            (Some(TICK_AXIS), "avg10, % of time stalled"),
+        )?;
         for (k, name, color) in [(0, "some avg10", BLUE), (1, "full avg10 (dashed)", RED)] {
             let pts = rows
                 .iter()
@@ -82,22 +74,15 @@ pub fn cgroups_svg(r: &Report) -> Result<String, PlotError> {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err(PLOT))?;
         let (top, bottom) = root.split_vertically(SIZE.1 * 3 / 5);
-        let mut chart = ChartBuilder::on(&top)
-            .caption(format!("Memory cgroups: {}", run_name(r)), caption_style())
-            .margin(16)
-            .x_label_area_size(30)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0u64..max_tick, 0f64..peak * 1.5)
-            .map_err(err(PLOT))?;
-        chart
-            .configure_mesh()
-            .y_desc("MiB")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .axis_desc_style(label_style())
-            .label_style(label_style())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(err(PLOT))?;
+        let caption = format!("Memory cgroups: {}", run_name(r));
+        let mut chart = time_chart(
+            &top,
+            PLOT,
+            Some(caption),
+            max_tick,
+            0f64..peak * 1.5,
+            (None, "MiB"),
+        )?;
         for (k, path) in cg.paths.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
             let cur = rows
@@ -114,20 +99,14 @@ pub fn cgroups_svg(r: &Report) -> Result<String, PlotError> {
                 .map_err(err(PLOT))?;
         }
         legend(&mut chart, PLOT)?;
-        let mut psi = ChartBuilder::on(&bottom)
-            .margin(16)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0u64..max_tick, 0f64..110f64)
-            .map_err(err(PLOT))?;
-        psi.configure_mesh()
-            .x_desc("tick (1 ms of emulated time)")
-            .y_desc("some avg10, %")
-            .axis_desc_style(label_style())
-            .label_style(label_style())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(err(PLOT))?;
+        let mut psi = time_chart(
+            &bottom,
+            PLOT,
+            None,
+            max_tick,
+            0f64..110f64,
+            (Some(TICK_AXIS), "some avg10, %"),
+        )?;
         for k in 0..cg.paths.len() {
             let color = PALETTE[k % PALETTE.len()];
             let pts = rows
