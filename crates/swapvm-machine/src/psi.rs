@@ -121,7 +121,7 @@ impl Psi {
     /// `ticks_done` completes a `PSI_FREQ` period, updates the averages.
     pub fn end_tick(&mut self, ticks_done: u64) {
         let mut buf = std::mem::take(&mut self.buf);
-        buf.sort_unstable_by_key(|&(g, c, t)| (g, c, t.run, t.stall));
+        buf.sort_unstable_by_key(|&(g, c, _)| (g, c));
         for run in buf.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
             let (g, c) = (usize::from(run[0].0), usize::from(run[0].1));
             let times = cpu_tick(run.iter().map(|e| e.2), self.slots);

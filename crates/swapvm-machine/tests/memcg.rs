@@ -427,3 +427,39 @@ fn a_bad_senpai_phase_names_its_field() {
         assert!(e.contains("w.toml") && e.contains(field), "{bad}: {e}");
     }
 }
+
+#[test]
+fn the_run_folder_has_each_cgroups_series_and_pressure() {
+    let r = run(
+        64,
+        "[[cgroup]]\npath = \"/job\"\nmemory.max = \"8M\"\n",
+        &usemem("/job", 16, 2, "random"),
+    );
+    let dir = tempdir();
+    let written = swapvm_machine::run_folder::write(dir.path(), &r).unwrap();
+    for f in ["cgroups.csv", "cgroups.svg", "cgroup/job/memory.pressure"] {
+        assert!(written.contains(&dir.path().join(f)), "{f} not written");
+    }
+    let csv = std::fs::read_to_string(dir.path().join("cgroups.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (cur, swap, v1) = (
+        col("memory_current_pages"),
+        col("swap_current_pages"),
+        col("swap_v1_pages"),
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let job: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == "/job").collect();
+    assert_eq!(job.len() * 2, rows.len(), "one row per sample and cgroup");
+    let n = |r: &Vec<&str>, i: usize| r[i].parse::<u64>().unwrap();
+    // Never over memory.max (8 MiB) at a sample; v1's swap leaves out the
+    // swap-cached slots, so it is at most v2's; the job swapped.
+    assert!(job
+        .iter()
+        .all(|r| n(r, cur) <= 2048 && n(r, v1) <= n(r, swap)));
+    assert!(job.iter().any(|r| n(r, v1) > 0 && n(r, v1) < n(r, swap)));
+    let text = std::fs::read_to_string(dir.path().join("cgroup/job/memory.pressure")).unwrap();
+    assert_eq!(text, cg(&r, "/job").pressure.text());
+    assert!(text.starts_with("some avg10=") && text.contains("\nfull avg10="));
+}
