@@ -128,7 +128,7 @@ pub enum TraceError {
         reason: String,
     },
     /// [`TraceFormat::detect`] could not tell.
-    #[error("{}: cannot tell the trace format from its name or content; pass --format (lackey, csv, oracle-general, native, lcs)", path.display())]
+    #[error("{}: cannot tell the trace format from its name or content; pass --format (lackey, csv, oracle-general, native, lcs, damon)", path.display())]
     Undetected {
         /// The file.
         path: PathBuf,

@@ -41,6 +41,7 @@ mod binary;
 mod chunk_cache;
 pub mod compress;
 pub mod csv;
+pub mod damon;
 mod error;
 pub mod lackey;
 pub mod lcs;
@@ -131,16 +132,19 @@ pub enum TraceFormat {
     Native,
     /// libCacheSim's lcs binary format (header and versioned records).
     Lcs,
+    /// DAMON region reports, replayed through the model of [`damon`].
+    Damon,
 }
 
 impl TraceFormat {
     /// Every format, in the order `--format` lists them.
-    pub const ALL: [TraceFormat; 5] = [
+    pub const ALL: [TraceFormat; 6] = [
         TraceFormat::Lackey,
         TraceFormat::Csv,
         TraceFormat::OracleGeneral,
         TraceFormat::Native,
         TraceFormat::Lcs,
+        TraceFormat::Damon,
     ];
 
     /// The name used on the command line.
@@ -151,12 +155,16 @@ impl TraceFormat {
             TraceFormat::OracleGeneral => "oracle-general",
             TraceFormat::Native => "native",
             TraceFormat::Lcs => "lcs",
+            TraceFormat::Damon => "damon",
         }
     }
 
     /// Whether a file of this format can carry more than one pid.
     pub fn multi_pid(self) -> bool {
-        matches!(self, TraceFormat::Csv | TraceFormat::Native)
+        matches!(
+            self,
+            TraceFormat::Csv | TraceFormat::Native | TraceFormat::Damon
+        )
     }
 
     /// The format of `path`, decompressed first if it is zstd (see
@@ -179,6 +187,9 @@ impl TraceFormat {
         }
         if head.starts_with(&lcs::MAGIC.to_le_bytes()) {
             return Ok(TraceFormat::Lcs);
+        }
+        if damon::is_damon(head) {
+            return Ok(TraceFormat::Damon);
         }
         if let Some(f) = Self::from_extension(path) {
             return Ok(f);
@@ -221,6 +232,8 @@ impl TraceFormat {
             Some(TraceFormat::Native)
         } else if name.ends_with(".lcs") {
             Some(TraceFormat::Lcs)
+        } else if name.ends_with(".damon") {
+            Some(TraceFormat::Damon)
         } else {
             None
         }
@@ -242,6 +255,7 @@ impl std::str::FromStr for TraceFormat {
             "oracle-general" | "oraclegeneral" | "oracle" => Ok(TraceFormat::OracleGeneral),
             "native" | "swapvm" => Ok(TraceFormat::Native),
             "lcs" => Ok(TraceFormat::Lcs),
+            "damon" => Ok(TraceFormat::Damon),
             _ => Err(format!(
                 "unknown trace format {s:?} (use lackey, csv, oracle-general, native or lcs)"
             )),

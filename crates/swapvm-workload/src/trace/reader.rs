@@ -103,6 +103,8 @@ pub enum TraceReader {
     Native(native::NativeReader<FileInput>),
     /// libCacheSim lcs binary.
     Lcs(lcs::LcsReader<FileInput>),
+    /// DAMON regions, as the accesses of the replay model.
+    Damon(damon::DamonReader<FileInput>),
 }
 
 impl TraceReader {
@@ -127,6 +129,7 @@ impl TraceReader {
             }
             TraceFormat::Native => TraceReader::Native(native::NativeReader::new(r, shared)?),
             TraceFormat::Lcs => TraceReader::Lcs(lcs::LcsReader::new(r, shared)?),
+            TraceFormat::Damon => TraceReader::Damon(damon::DamonReader::new(r, shared)?),
         })
     }
 
@@ -138,6 +141,7 @@ impl TraceReader {
             TraceReader::OracleGeneral(_) => TraceFormat::OracleGeneral,
             TraceReader::Native(_) => TraceFormat::Native,
             TraceReader::Lcs(_) => TraceFormat::Lcs,
+            TraceReader::Damon(_) => TraceFormat::Damon,
         }
     }
 
@@ -149,6 +153,7 @@ impl TraceReader {
             TraceReader::OracleGeneral(r) => r.position(),
             TraceReader::Native(r) => r.position(),
             TraceReader::Lcs(r) => r.position(),
+            TraceReader::Damon(r) => r.position(),
         }
     }
 }
@@ -164,6 +169,7 @@ impl Iterator for TraceReader {
             TraceReader::OracleGeneral(r) => r.next(),
             TraceReader::Native(r) => r.next(),
             TraceReader::Lcs(r) => r.next(),
+            TraceReader::Damon(r) => r.next(),
         }
     }
 }

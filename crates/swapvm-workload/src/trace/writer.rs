@@ -13,6 +13,7 @@ enum FormatWriter {
     OracleGeneral(oracle::OracleWriter<Sink>),
     Native(native::NativeWriter<Sink>),
     Lcs(lcs::LcsWriter<Sink>),
+    Damon(damon::DamonWriter<Sink>),
 }
 
 /// A writer of any format, compressed or not. The trace is written to a
@@ -47,12 +48,7 @@ impl TraceWriter {
         format: TraceFormat,
         compress: bool,
     ) -> Result<TraceWriter, TraceError> {
-        let (sink, temp) =
-            compress::create_temp(path, compress, IO_BUF).map_err(|source| TraceError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-        let shared: SharedPath = Arc::from(path);
+        let (sink, temp, shared) = Self::temp(path, compress)?;
         let w = match format {
             TraceFormat::Lackey => FormatWriter::Lackey(lackey::LackeyWriter::new(sink, shared)),
             TraceFormat::Csv => FormatWriter::Csv(csv::CsvWriter::new(sink, shared)?),
@@ -61,12 +57,70 @@ impl TraceWriter {
             }
             TraceFormat::Native => FormatWriter::Native(native::NativeWriter::new(sink, shared)?),
             TraceFormat::Lcs => FormatWriter::Lcs(lcs::LcsWriter::new(sink, shared)?),
+            TraceFormat::Damon => {
+                return Err(TraceError::Unrepresentable {
+                    path: path.to_owned(),
+                    at: Position::Header,
+                    reason: "DAMON regions are captured (`swapvm trace record --damon`), \
+                             not made from accesses"
+                        .into(),
+                })
+            }
         };
         Ok(TraceWriter {
             w,
             temp,
             path: path.to_owned(),
         })
+    }
+
+    /// A writer of DAMON regions ([`damon`]) with header `h`, compressed
+    /// when `compress`; regions go in with [`Self::write_region`].
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Open`] or [`TraceError::Write`].
+    pub fn create_damon(
+        path: &Path,
+        h: &damon::DamonHeader,
+        compress: bool,
+    ) -> Result<TraceWriter, TraceError> {
+        let (sink, temp, shared) = Self::temp(path, compress)?;
+        Ok(TraceWriter {
+            w: FormatWriter::Damon(damon::DamonWriter::new(sink, shared, h)?),
+            temp,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The temporary file beside `path` that [`Self::finish`] renames.
+    fn temp(
+        path: &Path,
+        compress: bool,
+    ) -> Result<(Sink, tempfile::TempPath, SharedPath), TraceError> {
+        let (sink, temp) =
+            compress::create_temp(path, compress, IO_BUF).map_err(|source| TraceError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok((sink, temp, Arc::from(path)))
+    }
+
+    /// Appends one DAMON region.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Write`]; [`TraceError::Unrepresentable`] if this is
+    /// not a DAMON writer.
+    pub fn write_region(&mut self, r: &damon::DamonRegion) -> Result<(), TraceError> {
+        match &mut self.w {
+            FormatWriter::Damon(w) => w.write(r),
+            _ => Err(TraceError::Unrepresentable {
+                path: self.path.clone(),
+                at: Position::Header,
+                reason: "a region into an access trace".into(),
+            }),
+        }
     }
 
     /// Appends one record; `at` names the input record, for errors.
@@ -83,6 +137,11 @@ impl TraceWriter {
             FormatWriter::OracleGeneral(w) => w.write(rec, at),
             FormatWriter::Native(w) => w.write(rec, at),
             FormatWriter::Lcs(w) => w.write(rec, at),
+            FormatWriter::Damon(_) => Err(TraceError::Unrepresentable {
+                path: self.path.clone(),
+                at,
+                reason: "DAMON regions are captured, not made from accesses".into(),
+            }),
         }
     }
 
@@ -99,6 +158,7 @@ impl TraceWriter {
             FormatWriter::OracleGeneral(w) => w.finish()?,
             FormatWriter::Native(w) => w.finish()?,
             FormatWriter::Lcs(w) => w.finish()?,
+            FormatWriter::Damon(w) => w.finish()?,
         };
         compress::commit(sink, self.temp, &self.path).map_err(|source| TraceError::Write {
             path: self.path.clone(),

@@ -207,6 +207,7 @@ impl Decoder {
             TraceReader::OracleGeneral(r) => b.fill(r, pid, path),
             TraceReader::Native(r) => b.fill(r, pid, path),
             TraceReader::Lcs(r) => b.fill(r, pid, path),
+            TraceReader::Damon(r) => b.fill(r, pid, path),
         };
         // Every op so far is an access or an Mmap.
         b.emitted += (b.ops.len() - b.mmaps) as u64;
