@@ -18,6 +18,7 @@ mod check_lru_gen;
 pub mod compare;
 mod fault;
 pub mod fuzz;
+mod lru_gen;
 pub mod memcg;
 pub mod psi;
 pub mod replay;
@@ -1108,6 +1109,10 @@ impl Machine {
             }
             Op::CgroupWrite => {
                 self.cgroup_write(i);
+                Ok(false)
+            }
+            Op::LruGen(cmd) => {
+                self.lru_gen_write(i, cmd);
                 Ok(false)
             }
             Op::Mark { id } => {

@@ -12,7 +12,7 @@
 //! Files: this one holds the reclaim drivers (kswapd's `balance_pgdat`
 //! steps, `do_try_to_free_pages`, `try_to_shrink_lruvec`); `age.rs` the
 //! aging and `min_ttl_ms`; `evict.rs` `evict_folios` and the PID
-//! controller.
+//! controller; `debugfs.rs` the `lru_gen` file's commands.
 //!
 //! swapvm simplifies: memcgs are walked in pre-order each pass (the
 //! kernel's memcg LRU, which orders memcgs by their own generations, is not
@@ -20,6 +20,7 @@
 //! over every memcg that freed nothing, from `set_initial_priority`'s.
 
 mod age;
+mod debugfs;
 mod evict;
 
 use crate::{Progress, Reclaimer, Who, DEF_PRIORITY};
@@ -28,6 +29,7 @@ use swapvm_mm::{MemcgEvent, MemcgId, Memory};
 use swapvm_swap::SwapSubsystem;
 
 pub use age::lru_gen_seq_show;
+pub use debugfs::LruGenCmdError;
 
 /// MGLRU's reclaim state between ticks.
 #[derive(Clone, Debug, Default)]

@@ -180,3 +180,69 @@ fn min_ttl_asks_for_oom_instead_of_thrashing() {
         assert!(!rig.reclaim.take_oom_request(), "the request is taken once");
     }
 }
+
+/// The debugfs commands: `+` ages only at the youngest seq and, with all
+/// generations in use, only with force_scan; `-` needs `MIN_NR_GENS`
+/// younger generations and evicts from the oldest up to its seq, as many
+/// pages as asked.
+#[test]
+fn debugfs_commands_age_and_evict_as_the_kernel_does() {
+    use swapvm_core::config::lru_gen::LruGenCmd;
+    use swapvm_reclaim::mglru::LruGenCmdError;
+    let mut rig = mglru_rig(0);
+    let old = rig.fill(96, 0x56);
+    let max = |rig: &Rig| rig.mem.lru.vec(MemcgId::ROOT).lrugen.max_seq;
+    let cmd = |rig: &mut Rig, text: &str| {
+        let c = LruGenCmd::parse(text).unwrap();
+        let now = rig.now;
+        rig.reclaim
+            .lru_gen_cmd(&mut rig.mem, &mut rig.swap, c, 0, now)
+    };
+    let m = max(&rig);
+    assert_eq!(
+        cmd(&mut rig, &format!("+ 0 0 {m}")),
+        Err(LruGenCmdError::Range)
+    );
+    assert_eq!(
+        cmd(&mut rig, &format!("+ 0 0 {}", m + 1)),
+        Err(LruGenCmdError::Inval)
+    );
+    assert_eq!(
+        cmd(&mut rig, &format!("+ 9 0 {m}")),
+        Err(LruGenCmdError::Inval)
+    );
+    assert_eq!(cmd(&mut rig, &format!("+ 0 0 {} 60 1", m)), Ok(0));
+    assert_eq!(max(&rig), m + 1, "force_scan ages");
+    assert_eq!(cmd(&mut rig, &format!("+ 0 0 {m}")), Ok(0));
+    assert_eq!(max(&rig), m + 1, "an older seq: someone aged already");
+    age(&mut rig);
+    let new = rig.fill(96, 0x57);
+    let m = max(&rig);
+    assert_eq!(
+        cmd(&mut rig, &format!("- 0 0 {}", m - 1)),
+        Err(LruGenCmdError::Inval)
+    );
+    let oldest = seq_of(&rig, old);
+    assert!(oldest + 2 <= m && seq_of(&rig, new) > oldest);
+    let got = cmd(&mut rig, &format!("- 0 0 {oldest} 60 16")).unwrap();
+    assert!((16..96).contains(&got), "asked 16, got {got}");
+    rig.settle();
+    let gone = |rig: &Rig, r: Vpn| {
+        (0..96)
+            .filter(|&i| !matches!(rig.pte(r.add(i)), PteKind::Present { .. }))
+            .count() as u64
+    };
+    assert_eq!(gone(&rig, old), got);
+    assert_eq!(gone(&rig, new), 0);
+    assert_eq!(
+        cmd(&mut rig, &format!("- 0 0 {oldest} 0")),
+        Ok(0),
+        "swappiness 0"
+    );
+    rig.assert_clean();
+    let mut classic = Rig::new();
+    assert_eq!(
+        cmd(&mut classic, "+ 0 0 3"),
+        Err(LruGenCmdError::NotSupported)
+    );
+}
