@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub mod cgroup;
+pub mod lru_gen;
 mod overrides;
 pub use cgroup::{CgroupConfig, CgroupLimits};
+pub use lru_gen::ReclaimPolicy;
 pub use overrides::Override;
 
 /// Smallest emulated RAM swapvm accepts: below this the watermarks leave
@@ -454,6 +456,19 @@ pub struct ReclaimConfig {
     /// offset (cluster readahead).
     #[serde(default = "yes")]
     pub vma_ra_enabled: bool,
+    /// Which LRU picks reclaim's victims: `"classic"` (default) or
+    /// `"mglru"` (see config/lru_gen.rs).
+    #[serde(default)]
+    pub policy: ReclaimPolicy,
+    /// `/sys/kernel/mm/lru_gen/enabled` feature bits under `"mglru"`
+    /// (default 0x7; 0x2 off: aging walks no page tables).
+    #[serde(default = "lru_gen::default_lru_gen_enabled")]
+    pub lru_gen_enabled: u32,
+    /// `/sys/kernel/mm/lru_gen/min_ttl_ms`: under `"mglru"`, kswapd OOM-kills
+    /// rather than evict a generation younger than this (emulated time,
+    /// 1 tick = 1 ms; 0, the default, never).
+    #[serde(default)]
+    pub min_ttl_ms: u64,
 }
 
 /// `[mthp]`: which large anonymous folio sizes faults may allocate, as
@@ -601,6 +616,9 @@ impl Default for ReclaimConfig {
             swappiness: default_swappiness(),
             page_cluster: default_page_cluster(),
             vma_ra_enabled: true,
+            policy: ReclaimPolicy::Classic,
+            lru_gen_enabled: lru_gen::default_lru_gen_enabled(),
+            min_ttl_ms: 0,
         }
     }
 }
@@ -852,6 +870,7 @@ impl MachineConfig {
         ensure(r.page_cluster <= 10, p, "reclaim.page_cluster", || {
             format!("{} is outside 0..=10 (at most 1024 pages)", r.page_cluster)
         })?;
+        lru_gen::validate(p, r.policy, r.lru_gen_enabled, r.min_ttl_ms)?;
         self.fault.validate(p)?;
         self.validate_fault_device()?;
         self.cgroups()?;

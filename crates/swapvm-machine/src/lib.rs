@@ -14,9 +14,11 @@
 
 pub mod bench;
 pub mod check;
+mod check_lru_gen;
 pub mod compare;
 mod fault;
 pub mod fuzz;
+mod lru_gen;
 pub mod memcg;
 pub mod psi;
 pub mod replay;
@@ -645,6 +647,8 @@ impl Machine {
         mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
         mem.swap_ra.vma_ra_enabled = cfg.reclaim.vma_ra_enabled;
         mem.set_memcgs(MemCgroups::new(cfg.cgroups()?));
+        mem.lru
+            .set_lru_gen(cfg.reclaim.policy == swapvm_core::config::ReclaimPolicy::Mglru);
         let proc_memcgs = resolve_cgroups(&mem, &workload.source, cgroups)?;
         let cpus = cfg.machine.cpus as usize;
         let mut swap = SwapSubsystem::new(
@@ -1105,6 +1109,10 @@ impl Machine {
             }
             Op::CgroupWrite => {
                 self.cgroup_write(i);
+                Ok(false)
+            }
+            Op::LruGen(cmd) => {
+                self.lru_gen_write(i, cmd);
                 Ok(false)
             }
             Op::Mark { id } => {

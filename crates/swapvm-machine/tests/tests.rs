@@ -155,6 +155,10 @@ mod swapoff;
 #[path = "tests/hibernate.rs"]
 mod hibernate;
 
+/// The same tiny machines under `reclaim.policy = "mglru"`.
+#[path = "tests/mglru.rs"]
+mod mglru;
+
 mod runs {
     use super::*;
 
