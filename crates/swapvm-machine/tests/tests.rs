@@ -155,6 +155,10 @@ mod swapoff;
 #[path = "tests/hibernate.rs"]
 mod hibernate;
 
+// Realtime mode: tasks await their own I/O (tests/tests/realtime.rs).
+#[path = "tests/realtime.rs"]
+mod realtime;
+
 mod runs {
     use super::*;
 
