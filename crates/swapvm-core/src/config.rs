@@ -214,7 +214,21 @@ pub struct MachineSection {
     /// a deterministic run gives the same counters in both.
     #[serde(default)]
     pub content: ContentMode,
+    /// How the tasks are scheduled: `deterministic` (fixed turns, I/O
+    /// delivered at a logical tick) or `realtime` (tasks await their own
+    /// completions; see [`crate::timing`]).
+    #[serde(default, skip_serializing_if = "Timing::is_deterministic")]
+    pub timing: Timing,
+    /// Realtime mode: wall-clock µs per tick, the sampling interval of
+    /// the time series and the clock of everything counted in ticks.
+    #[serde(
+        default = "crate::timing::default_tick_us",
+        skip_serializing_if = "crate::timing::is_default_tick_us"
+    )]
+    pub tick_us: u64,
 }
+
+pub use crate::timing::Timing;
 
 /// `machine.content`: whether pages have bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -782,6 +796,7 @@ impl MachineConfig {
         ensure(m.tick_accesses >= 1, p, "machine.tick_accesses", || {
             "must be at least 1".into()
         })?;
+        crate::timing::validate_tick_us(m.tick_us, p)?;
         ensure(
             (1..=0x7ffe).contains(&m.swap_count_max),
             p,

@@ -55,6 +55,7 @@ pub(crate) fn io_plan(cfg: &FaultConfig, run_seed: u64, index: usize) -> Option<
         short_write_rate: cfg.short_write_rate,
         torn_write_rate: cfg.torn_write_rate,
         full_after_blocks: cfg.device_full_after_slots,
+        read_delay: std::time::Duration::from_micros(cfg.read_delay_us),
     })
 }
 

@@ -21,6 +21,7 @@ pub mod fuzz;
 mod lru_gen;
 pub mod memcg;
 pub mod psi;
+pub mod realtime;
 pub mod replay;
 pub mod report;
 mod swsusp;
@@ -211,6 +212,8 @@ struct Proc {
     psi: psi::TaskTick,
     /// Its Senpai-like controller's `some` stall total at the last round.
     senpai_last_us: Option<u64>,
+    /// CPU time after each access, µs (realtime runs; `think_us`).
+    think_us: u32,
 }
 
 /// A process's direct-reclaim stalls.
@@ -565,7 +568,11 @@ impl Machine {
                 .collect(),
             None => workload.instantiate(seed),
         };
+        let think = workload.think_us();
         let mut m = Self::build(cfg, opts, seed, workload, sources, cgroups, total)?;
+        for (p, t) in m.procs.iter_mut().zip(think) {
+            p.think_us = t;
+        }
         m.workload_text = text;
         Ok(m)
     }
@@ -715,6 +722,7 @@ impl Machine {
                 throttled_until: 0,
                 psi: psi::TaskTick::default(),
                 senpai_last_us: None,
+                think_us: 0,
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
@@ -807,6 +815,12 @@ impl Machine {
     /// Delivers every swap I/O due by now.
     fn deliver_io(&mut self) -> usize {
         let done = self.swap.complete_due(self.tick);
+        self.deliver(done)
+    }
+
+    /// Hands finished swap I/Os to their owners (a fault's read, reclaim's
+    /// writeback, a hibernation image), recording their latencies.
+    fn deliver(&mut self, done: Vec<swapvm_swap::SwapIoDone>) -> usize {
         let n = done.len();
         for d in done {
             if d.cookie & swsusp::HIB_COOKIE != 0 {
@@ -1395,6 +1409,7 @@ impl Machine {
                     throttled_until: 0,
                     psi: psi::TaskTick::default(),
                     senpai_last_us: None,
+                    think_us: self.procs[i].think_us,
                 });
             }
             Err(e) => {
@@ -1680,13 +1695,20 @@ impl Machine {
     /// Runs the machine as [`Machine::run`] does, calling `progress` every
     /// tick with the figures a progress display shows.
     pub fn run_status(self, progress: impl FnMut(&RunStatus)) -> Result<Report, MachineError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(MachineError::Runtime)?;
+        let realtime = self.cfg.machine.timing == swapvm_core::timing::Timing::Realtime;
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        if realtime {
+            // Think time sleeps on the runtime's timers.
+            b.enable_time();
+        }
+        let rt = b.build().map_err(MachineError::Runtime)?;
         let local = tokio::task::LocalSet::new();
         let mut this = self;
         this.started = std::time::Instant::now();
         let machine = this;
+        if realtime {
+            return local.block_on(&rt, realtime::run(machine, progress));
+        }
         local.block_on(&rt, tick_loop::tick_loop(machine, progress))
     }
 }
