@@ -389,17 +389,7 @@ fn resume(pid: u32) -> Result<()> {
 /// Runs `trace record --damon`; returns the exit code.
 pub fn record(a: DamonArgs) -> Result<i32> {
     let native_s = match (&a.pid, a.baseline, a.command.split_first()) {
-        (None, true, Some((prog, args))) => {
-            let t = Instant::now();
-            let st = Command::new(prog)
-                .args(args)
-                .status()
-                .with_context(|| format!("cannot run {prog}"))?;
-            if !st.success() {
-                tracing::warn!("{prog} exited with {st} when run natively");
-            }
-            Some(t.elapsed().as_secs_f64())
-        }
+        (None, true, Some((prog, args))) => Some(crate::record::native_run(prog, args)?),
         _ => None,
     };
     let kd = Kdamond::take(&a)?;
