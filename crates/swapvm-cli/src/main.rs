@@ -595,6 +595,12 @@ fn print_summary(r: &Report) -> Result<()> {
             r.io_wait_us.write as f64 / 1e6
         )?;
     }
+    writeln!(
+        o,
+        "  {}; {:.0} accesses/s",
+        r.metadata.summary(),
+        r.accesses as f64 * 1e3 / r.wall_ms.max(1) as f64
+    )?;
     writeln!(o, "vmstat:")?;
     for (n, v) in r.vmstat.iter().filter(|(_, v)| *v > 0) {
         writeln!(o, "  {n:<26} {v}")?;

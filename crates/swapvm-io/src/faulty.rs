@@ -487,6 +487,10 @@ impl BlockEngine for FaultyEngine {
     fn ring_depth(&self) -> Option<usize> {
         self.inner.ring_depth()
     }
+
+    fn host_bytes(&self) -> u64 {
+        self.inner.host_bytes()
+    }
 }
 
 #[cfg(test)]

@@ -330,6 +330,13 @@ pub trait BlockEngine: Send {
     fn ring_depth(&self) -> Option<usize> {
         None
     }
+
+    /// Host memory the engine keeps for the blocks themselves (a null
+    /// device's content words), by capacity; 0 for an engine whose blocks
+    /// live in a file or device.
+    fn host_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Checks what the kernel would otherwise reject or misinterpret, and hands

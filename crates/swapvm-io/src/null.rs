@@ -113,6 +113,10 @@ impl BlockEngine for NullEngine {
     fn size_bytes(&self) -> u64 {
         self.size_bytes
     }
+
+    fn host_bytes(&self) -> u64 {
+        self.word_bytes() as u64
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod check;
 mod check_lru_gen;
 pub mod compare;
 mod fault;
+pub mod footprint;
 pub mod fuzz;
 mod lru_gen;
 pub mod memcg;

@@ -293,6 +293,9 @@ pub struct Report {
     /// The loaded-machine figures of a `machine.timing = "realtime"` run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realtime: Option<crate::realtime::RealtimeReport>,
+    /// Host memory of the machine's structures and the peak RSS.
+    #[serde(default)]
+    pub metadata: crate::footprint::MetadataReport,
 }
 
 /// The report.json layout this swapvm writes: 2 has `vmstat` as an
@@ -870,6 +873,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         pressure: m.pressure(0),
         cgroup_writes: m.cgroup_writes.clone(),
         realtime: None,
+        metadata: crate::footprint::MetadataReport::new(&m.mem.footprint(), &m.swap.footprint()),
         schema_version: SCHEMA_VERSION,
         config: m.cfg.source.display().to_string(),
         workload: m.workload.name.clone(),

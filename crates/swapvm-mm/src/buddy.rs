@@ -26,6 +26,12 @@ pub struct BlockSet {
 }
 
 impl BlockSet {
+    /// Host bytes of the bitmap and its summary levels, by capacity.
+    pub fn host_bytes(&self) -> u64 {
+        let words: usize = self.levels.iter().map(Vec::capacity).sum();
+        (words * std::mem::size_of::<u64>()) as u64
+    }
+
     /// An empty set for members `0..bound`.
     pub fn new(bound: u32) -> Self {
         let mut levels = Vec::new();
@@ -134,6 +140,11 @@ pub struct Buddy {
 }
 
 impl Buddy {
+    /// Host bytes of the free-area bitmaps, every order.
+    pub fn host_bytes(&self) -> u64 {
+        self.free_area.iter().map(BlockSet::host_bytes).sum()
+    }
+
     /// Every frame of `frames` free, in the largest aligned blocks.
     pub fn new(frames: u32) -> Self {
         let mut b = Buddy {

@@ -140,6 +140,15 @@ impl Folios {
     pub fn is_empty(&self) -> bool {
         self.pages.is_empty()
     }
+    /// Host bytes of the frames' metadata, by capacity: (`struct Page`
+    /// array, LRU links).
+    pub fn host_bytes(&self) -> (u64, u64) {
+        let bytes = |cap: usize, each: usize| (cap * each) as u64;
+        (
+            bytes(self.pages.capacity(), std::mem::size_of::<Page>()),
+            bytes(self.lru.capacity(), std::mem::size_of::<Link>()),
+        )
+    }
     /// Frame `pfn`'s metadata.
     #[inline]
     pub fn get(&self, pfn: Pfn) -> &Page {

@@ -20,6 +20,7 @@ pub mod anon_vma;
 pub mod buddy;
 pub mod fault;
 pub mod folio;
+pub mod footprint;
 pub mod fork;
 pub mod ksm;
 pub mod lru;

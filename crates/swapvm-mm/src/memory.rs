@@ -148,7 +148,7 @@ pub struct Memory {
     pub ksm: crate::ksm::Ksm,
     /// Zone watermarks.
     pub wmark: Watermarks,
-    buddy: crate::buddy::Buddy,
+    pub(crate) buddy: crate::buddy::Buddy,
     /// mTHP orders anonymous faults may allocate in every VMA without
     /// `VM_NOHUGEPAGE`, largest first (`hugepages-<size>kB/enabled` resolving
     /// to `always`).

@@ -11,6 +11,8 @@ use swapvm_core::{Pfn, Pte, Vpn};
 
 const ENTRIES: usize = 512;
 const LEVEL_BITS: u32 = 9;
+/// Fewest tables the slab grows by (see [`PageTables::alloc_table`]).
+const SLAB_GROW_MIN: usize = 16;
 
 /// Index of a table in the slab.
 pub type TableId = u32;
@@ -117,6 +119,15 @@ impl PageTables {
                 t
             }
             None => {
+                if self.tables.len() == self.tables.capacity() {
+                    // Grow by an eighth (at least 16 tables), not by
+                    // doubling: the slab is most of the page-table cost of
+                    // a large machine, and a doubled slab would hold up to
+                    // twice the tables in use. A large slab is moved by
+                    // the allocator's mremap, not copied.
+                    self.tables
+                        .reserve_exact((self.tables.len() / 8).max(SLAB_GROW_MIN));
+                }
                 self.tables.push([0; ENTRIES]);
                 (self.tables.len() - 1) as TableId
             }
@@ -126,6 +137,16 @@ impl PageTables {
     /// Tables in use.
     pub fn tables_in_use(&self) -> usize {
         self.tables.len() - self.free.len()
+    }
+
+    /// Host bytes of the slab, its free list and the leaf cache, by
+    /// capacity (what the allocator holds, used or not).
+    pub fn host_bytes(&self) -> u64 {
+        let table = std::mem::size_of::<[u64; ENTRIES]>();
+        let slot = std::mem::size_of::<Cell<(u64, u64)>>();
+        (self.tables.capacity() * table
+            + self.free.capacity() * std::mem::size_of::<TableId>()
+            + self.leaves.0.len() * slot) as u64
     }
 
     /// The leaf table and slot for `vpn`, if all levels exist.

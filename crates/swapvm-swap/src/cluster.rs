@@ -183,6 +183,17 @@ impl Clusters {
     pub fn info(&self, ci: usize) -> ClusterInfo {
         self.info[ci]
     }
+    /// Host bytes of the per-cluster state, links and per-CPU hints, by
+    /// capacity.
+    pub fn host_bytes(&self) -> u64 {
+        let each = |cap: usize, size: usize| (cap * size) as u64;
+        each(self.info.capacity(), std::mem::size_of::<ClusterInfo>())
+            + each(self.links.capacity(), std::mem::size_of::<Link>())
+            + each(
+                self.percpu_next.capacity(),
+                std::mem::size_of::<[u64; NR_ORDERS]>(),
+            )
+    }
     /// Clusters on the free list.
     pub fn nr_free(&self) -> u32 {
         self.free.len()

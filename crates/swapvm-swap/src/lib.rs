@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod footprint;
 pub mod header;
 pub mod hibernate;
 pub mod page_io;

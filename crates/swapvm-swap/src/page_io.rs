@@ -566,6 +566,13 @@ impl SwapSubsystem {
         self.io.arrived.insert(tag, c);
     }
 
+    /// Host bytes device `ty`'s engine keeps for its blocks (see
+    /// `BlockEngine::host_bytes`); 0 for a device not swapped on.
+    pub fn engine_host_bytes(&self, ty: SwapType) -> u64 {
+        let engine = self.io.engines.get(ty.0 as usize).and_then(Option::as_ref);
+        engine.map_or(0, |e| e.host_bytes())
+    }
+
     /// Requests the engines hold (in their rings or their own queues, and
     /// plugged): the queue depth the devices see.
     pub fn device_in_flight(&self) -> usize {

@@ -287,6 +287,17 @@ impl SwapInfo {
     pub fn slot(&self, off: SwapOffset) -> Slot {
         self.table.get(off.0)
     }
+    /// Host bytes of the device's per-slot metadata (footprint.rs).
+    pub fn footprint(&self) -> crate::footprint::SwapFootprint {
+        let cgroup = self.swap_cgroup.capacity() * std::mem::size_of::<u16>();
+        crate::footprint::SwapFootprint {
+            slots: self.table.len(),
+            table_bytes: self.table.host_bytes(),
+            cluster_bytes: self.clusters.host_bytes(),
+            swap_cgroup_bytes: cgroup as u64,
+            device_bytes: 0,
+        }
+    }
     /// The cluster allocator, read-only (reports).
     pub fn clusters_ref(&self) -> &Clusters {
         &self.clusters

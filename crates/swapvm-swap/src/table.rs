@@ -91,6 +91,10 @@ impl SwapTable {
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
+    /// Host bytes of the words, by capacity.
+    pub fn host_bytes(&self) -> u64 {
+        (self.words.capacity() * std::mem::size_of::<u64>()) as u64
+    }
 
     /// Decodes slot `i`.
     #[inline]
