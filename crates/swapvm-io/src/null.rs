@@ -11,8 +11,11 @@
 //! zeromap, KSM) decides as it would on the bytes. A read puts each
 //! block's word back at the start of the block and leaves the rest of the
 //! buffer as it was: no reader looks there. That is 8 bytes per slot
-//! (64 MiB for 32 GiB of swap), allocated zeroed and untouched until a
-//! slot is written.
+//! written, kept in chunks of [`CHUNK_WORDS`] allocated when a block of
+//! theirs is first written (a block never written reads as zero), so a
+//! device's host memory follows the slots the run used, not its size: a
+//! 1 TiB device whose run used 80 GiB of it keeps 160 MiB of words, not
+//! 2 GiB. Chunks are never freed: a device keeps what was written to it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -21,10 +24,59 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::psync::complete_inline;
 use crate::{BlockEngine, IoCompletion, IoError, IoKind, IoRequest, BLOCK_SIZE};
 
+/// Words per chunk: one 4 KiB host page, the slots of one swap cluster.
+pub const CHUNK_WORDS: usize = 512;
+
+/// The kept words of a device, by block number, in chunks allocated on
+/// first write.
+#[derive(Debug)]
+struct Words {
+    chunks: Vec<Option<Box<[u64; CHUNK_WORDS]>>>,
+    blocks: usize,
+}
+
+impl Words {
+    fn new(blocks: usize) -> Self {
+        Words {
+            chunks: (0..blocks.div_ceil(CHUNK_WORDS)).map(|_| None).collect(),
+            blocks,
+        }
+    }
+
+    /// Block `b`'s word, 0 if never written; `None` past the end.
+    fn get(&self, b: usize) -> Option<u64> {
+        if b >= self.blocks {
+            return None;
+        }
+        Some(
+            self.chunks[b / CHUNK_WORDS]
+                .as_ref()
+                .map_or(0, |c| c[b % CHUNK_WORDS]),
+        )
+    }
+
+    /// Sets block `b`'s word; false past the end.
+    fn set(&mut self, b: usize, w: u64) -> bool {
+        if b >= self.blocks {
+            return false;
+        }
+        let chunk = self.chunks[b / CHUNK_WORDS].get_or_insert_with(|| Box::new([0; CHUNK_WORDS]));
+        chunk[b % CHUNK_WORDS] = w;
+        true
+    }
+
+    /// Host bytes: the chunks allocated and the chunk index.
+    fn host_bytes(&self) -> usize {
+        let allocated = self.chunks.iter().filter(|c| c.is_some()).count();
+        allocated * std::mem::size_of::<[u64; CHUNK_WORDS]>()
+            + self.chunks.capacity() * std::mem::size_of::<Option<Box<[u64; CHUNK_WORDS]>>>()
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
-    /// The word of each block, by block number.
-    words: Vec<u64>,
+    /// The word of each block written.
+    words: Words,
     /// Completed and not yet taken. Its length is `in_flight()`.
     done: VecDeque<IoCompletion>,
 }
@@ -48,7 +100,7 @@ impl NullEngine {
         NullEngine {
             size_bytes,
             inner: Mutex::new(Inner {
-                words: vec![0; blocks],
+                words: Words::new(blocks),
                 done: VecDeque::new(),
             }),
         }
@@ -60,28 +112,32 @@ impl NullEngine {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Bytes of host memory the kept words take.
+    /// Bytes of host memory the kept words take: the chunks written and
+    /// their index.
     pub fn word_bytes(&self) -> usize {
-        self.inner().words.len() * Self::WORD
+        self.inner().words.host_bytes()
     }
 }
 
 /// Moves the words of the blocks of `buf` at block `first` between `buf`
 /// and `words`. Returns the bytes "transferred": the whole request, cut
 /// short at the end of the device as a file's read or write is.
-fn transfer(words: &mut [u64], kind: IoKind, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+fn transfer(words: &mut Words, kind: IoKind, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let first = (offset / BLOCK_SIZE as u64) as usize;
     let mut n = 0;
     for (i, block) in buf.chunks_exact_mut(BLOCK_SIZE).enumerate() {
-        let Some(w) = words.get_mut(first + i) else {
-            break;
-        };
         let head: &mut [u8; NullEngine::WORD] = (&mut block[..NullEngine::WORD])
             .try_into()
             .map_err(|_| io::Error::other("block shorter than a word"))?;
-        match kind {
-            IoKind::Write => *w = u64::from_le_bytes(*head),
-            IoKind::Read => *head = w.to_le_bytes(),
+        let within = match kind {
+            IoKind::Write => words.set(first + i, u64::from_le_bytes(*head)),
+            IoKind::Read => words
+                .get(first + i)
+                .map(|w| *head = w.to_le_bytes())
+                .is_some(),
+        };
+        if !within {
+            break;
         }
         n += BLOCK_SIZE;
     }
@@ -140,7 +196,8 @@ mod tests {
     #[test]
     fn keeps_each_blocks_word_and_reads_it_back() {
         let e = NullEngine::new(16 * BLOCK_SIZE as u64);
-        assert_eq!(e.word_bytes(), 16 * 8);
+        // One chunk's index entry, no chunk until a write.
+        assert_eq!(e.word_bytes(), 8);
         e.submit(req(1, IoKind::Write, 3, &[7, 9])).unwrap();
         assert_eq!(e.in_flight(), 1);
         let c = e.wait_complete().unwrap();
@@ -157,6 +214,37 @@ mod tests {
             .collect();
         assert_eq!(words, [7, 9, 0]);
         assert!(matches!(e.wait_complete(), Err(IoError::EngineGone)));
+    }
+
+    #[test]
+    fn words_are_kept_in_chunks_allocated_on_first_write() {
+        let blocks = 4 * CHUNK_WORDS as u64 + 3;
+        let e = NullEngine::new(blocks * BLOCK_SIZE as u64);
+        let index = 5 * 8;
+        assert_eq!(e.word_bytes(), index);
+        // A read of never-written blocks allocates nothing and reads zero.
+        e.submit(req(1, IoKind::Read, 700, &[5])).unwrap();
+        let c = e.wait_complete().unwrap();
+        assert_eq!(&c.buf.as_slice()[..8], &[0; 8]);
+        assert_eq!(e.word_bytes(), index);
+        // A write across a chunk boundary allocates both chunks.
+        let last = CHUNK_WORDS as u64 - 1;
+        e.submit(req(2, IoKind::Write, last, &[11, 12])).unwrap();
+        e.wait_complete().unwrap();
+        assert_eq!(e.word_bytes(), index + 2 * CHUNK_WORDS * 8);
+        e.submit(req(3, IoKind::Write, blocks - 1, &[13, 14]))
+            .unwrap();
+        assert_eq!(e.wait_complete().unwrap().result.unwrap(), BLOCK_SIZE);
+        assert_eq!(e.word_bytes(), index + 3 * CHUNK_WORDS * 8);
+        e.submit(req(4, IoKind::Read, last, &[0, 0])).unwrap();
+        let c = e.wait_complete().unwrap();
+        let got: Vec<u8> = c
+            .buf
+            .as_slice()
+            .chunks_exact(BLOCK_SIZE)
+            .map(|b| b[0])
+            .collect();
+        assert_eq!(got, [11, 12]);
     }
 
     #[test]

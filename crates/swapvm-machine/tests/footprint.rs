@@ -83,8 +83,10 @@ fn a_small_swapping_machine_is_within_the_per_page_and_per_slot_budgets() {
     assert!(m.bytes_per_page <= BYTES_PER_PAGE_MAX, "{m:?}");
     assert!(m.bytes_per_slot <= BYTES_PER_SLOT_MAX, "{m:?}");
     assert!(m.within_budget());
-    // The null device keeps at most one content word per slot.
-    assert!(m.device_bytes <= m.swap_slots * 8, "{m:?}");
+    // The null device keeps words only for the chunks written: the run
+    // used well under half of its 256 MiB.
+    assert!(m.device_bytes > 0, "{m:?}");
+    assert!(m.device_bytes < m.swap_slots * 8 / 2, "{m:?}");
     assert!(m.peak_rss_bytes.is_some_and(|b| b > 0));
 }
 

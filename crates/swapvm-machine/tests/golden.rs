@@ -144,6 +144,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "workloads/quickstart.toml",
     ),
     (
+        "whatif-256g",
+        "configs/whatif-256g.toml",
+        "workloads/quickstart.toml",
+    ),
+    (
         "vmstat-compare",
         "configs/vmstat-compare.toml",
         "workloads/usemem-seq.toml",
@@ -214,6 +219,7 @@ cases! {
     ksm "ksm";
     two_devices "two-devices";
     whatif_16g "whatif-16g";
+    whatif_256g "whatif-256g";
     vmstat_compare "vmstat-compare";
     fork_server "fork-server";
     hibernate_cycle "hibernate-cycle";
