@@ -100,10 +100,17 @@ impl MetadataReport {
             Some(b) => format!("peak RSS {:.2} GiB", b as f64 / (1u64 << 30) as f64),
             None => "peak RSS unknown".to_owned(),
         };
+        let words = if self.device_bytes > 0 {
+            format!(
+                " (+ {:.2} B of null-device words)",
+                self.device_bytes_per_slot
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "host memory: {rss}; metadata {:.1} B per emulated page, {:.2} B per swap slot \
-             (+ {:.2} B of null-device words)",
-            self.bytes_per_page, self.bytes_per_slot, self.device_bytes_per_slot
+            "host memory: {rss}; metadata {:.1} B per emulated page, {:.2} B per swap slot{words}",
+            self.bytes_per_page, self.bytes_per_slot
         )
     }
 }
@@ -131,5 +138,27 @@ mod tests {
         assert_eq!(parse_vm_hwm(status), Some(1234 * 1024));
         assert_eq!(parse_vm_hwm("VmRSS: 10 kB\n"), None);
         assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn the_summary_names_the_null_device_words_only_when_there_are_some() {
+        let mut m = MetadataReport {
+            bytes_per_page: 58.3,
+            bytes_per_slot: 8.03,
+            peak_rss_bytes: Some(3 << 29),
+            ..MetadataReport::default()
+        };
+        let line = m.summary();
+        assert!(line.contains("peak RSS 1.50 GiB"), "{line}");
+        assert!(
+            line.contains("58.3 B per emulated page, 8.03 B per swap slot"),
+            "{line}"
+        );
+        assert!(!line.contains("null-device"), "{line}");
+        assert!(m.within_budget());
+        (m.device_bytes, m.device_bytes_per_slot) = (4096, 0.5);
+        assert!(m.summary().contains("(+ 0.50 B of null-device words)"));
+        m.bytes_per_slot = 9.5;
+        assert!(!m.within_budget());
     }
 }

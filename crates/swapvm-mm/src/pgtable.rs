@@ -322,6 +322,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_slab_grows_by_an_eighth_not_by_doubling() {
+        let mut pt = PageTables::default();
+        let pgd = pt.alloc_table();
+        // 5000 leaf tables: one per 2 MiB range.
+        for r in 0..5000u64 {
+            pt.walk_alloc(pgd, Vpn(r << 9));
+        }
+        let (used, cap) = (pt.tables.len(), pt.tables.capacity());
+        assert!(used > 5000, "{used}");
+        assert!(cap <= used + used / 8 + SLAB_GROW_MIN, "{cap} for {used}");
+        let slab = (cap * ENTRIES * 8) as u64;
+        assert!(pt.host_bytes() >= slab, "{} < {slab}", pt.host_bytes());
+    }
+
+    #[test]
     fn walk_alloc_set_lookup() {
         let mut pt = PageTables::default();
         let pgd = pt.alloc_table();
