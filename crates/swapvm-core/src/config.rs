@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 
 pub mod cgroup;
 mod overrides;
+pub mod zswap;
 pub use cgroup::{CgroupConfig, CgroupLimits};
 pub use overrides::Override;
+pub use zswap::ZswapConfig;
 
 /// Smallest emulated RAM swapvm accepts: below this the watermarks leave
 /// nothing to run in.
@@ -144,6 +146,10 @@ pub struct MachineConfig {
     /// Large anonymous folios (`/sys/kernel/mm/transparent_hugepage`).
     #[serde(default)]
     pub mthp: MthpConfig,
+    /// zswap, the compressed cache in front of the swap devices (off by
+    /// default).
+    #[serde(default, skip_serializing_if = "ZswapConfig::is_default")]
+    pub zswap: ZswapConfig,
     /// Default workload file, relative to this config's folder.
     #[serde(default)]
     pub workload: Option<PathBuf>,
@@ -853,6 +859,7 @@ impl MachineConfig {
             format!("{} is outside 0..=10 (at most 1024 pages)", r.page_cluster)
         })?;
         self.fault.validate(p)?;
+        self.zswap.validate(p)?;
         self.validate_fault_device()?;
         self.cgroups()?;
         self.validate_content()

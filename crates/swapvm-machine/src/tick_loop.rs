@@ -191,6 +191,7 @@ pub(crate) async fn tick_loop(
                 .unwrap_or_default();
             return Err(MachineError::Strict { tick, first });
         }
+        g.zswap_tick();
         g.psi_tick();
         g.hibernate_tick();
         g.inject_swapoff();
