@@ -527,15 +527,18 @@ impl Zswap {
     pub(crate) fn pick_victim(&mut self, only: Option<u16>) -> Option<SwpEntry> {
         // Each entry is met at most twice: once referenced, once not.
         let budget = 2 * self.tree.len();
-        let mut skipped = 0;
+        // Entries below `from` were skipped (writeback off) and
+        // stay where they are; a rotated entry moves past them all.
+        // Resuming at `from` keeps the walk linear in the pool.
+        let mut from = 0u64;
         for _ in 0..budget {
             let (seq, at) = match only {
                 Some(m) => self
                     .memcg_lru
-                    .range((m, 0)..=(m, u64::MAX))
-                    .nth(skipped)
+                    .range((m, from)..=(m, u64::MAX))
+                    .next()
                     .map(|(&(_, s), &a)| (s, a))?,
-                None => self.lru.iter().nth(skipped).map(|(&s, &a)| (s, a))?,
+                None => self.lru.range(from..).next().map(|(&s, &a)| (s, a))?,
             };
             let e = self.tree.get_mut(&at)?;
             debug_assert_eq!(e.seq, seq);
@@ -544,7 +547,7 @@ impl Zswap {
                 if self.writeback_enabled(objcg) {
                     return Some(at);
                 }
-                skipped += 1;
+                from = seq + 1;
                 continue;
             }
             e.referenced = false;
