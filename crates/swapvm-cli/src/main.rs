@@ -16,8 +16,10 @@ use swapvm_core::MachineConfig;
 use swapvm_machine::{Machine, Outcome, Report, RunOptions};
 use swapvm_swap::header;
 
+mod pagemap;
 mod progress;
 mod record;
+mod record_damon;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -50,15 +50,7 @@ pub fn record(a: RecordArgs) -> Result<i32> {
     };
     find_valgrind()?;
     let native_s = if a.baseline {
-        let t = Instant::now();
-        let st = Command::new(prog)
-            .args(args)
-            .status()
-            .with_context(|| format!("cannot run {prog}"))?;
-        if !st.success() {
-            tracing::warn!("{prog} exited with {st} when run natively");
-        }
-        Some(t.elapsed().as_secs_f64())
+        Some(native_run(prog, args)?)
     } else {
         None
     };
@@ -116,6 +108,19 @@ pub fn record(a: RecordArgs) -> Result<i32> {
     writer.finish()?;
     summary(&a.output, n, pids.len(), traced_s, native_s, prog, status)?;
     Ok(0)
+}
+
+/// Runs the program natively, for the slowdown; its wall time in seconds.
+pub fn native_run(prog: &str, args: &[String]) -> Result<f64> {
+    let t = Instant::now();
+    let st = Command::new(prog)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {prog}"))?;
+    if !st.success() {
+        tracing::warn!("{prog} exited with {st} when run natively");
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// A clear error when valgrind is missing.

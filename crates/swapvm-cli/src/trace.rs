@@ -16,12 +16,12 @@ pub const DEFAULT_CONFIG: &str = "configs/replay.toml";
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     /// Trace file: Valgrind lackey, CSV, libCacheSim oracleGeneral or
-    /// swapvm's native format or libCacheSim lcs, plain or zstd-compressed.
+    /// swapvm's native format, libCacheSim lcs or DAMON regions, plain or zstd-compressed.
     trace: PathBuf,
     /// Machine config (TOML); its `workload` is not used.
     #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Trace format: lackey, csv, oracle-general, native, lcs [default: from
+    /// Trace format: lackey, csv, oracle-general, native, lcs, damon [default: from
     /// the file's magic, name or first line].
     #[arg(long, value_parser = parse_format)]
     format: Option<TraceFormat>,
@@ -108,7 +108,8 @@ pub enum TraceCmd {
         compress: bool,
     },
     /// Run a program under Valgrind lackey and write its memory trace,
-    /// converted as it runs (forked children get their own pids).
+    /// converted as it runs (forked children get their own pids); or, with
+    /// --damon, capture its access pattern at native speed with DAMON.
     Record {
         /// The trace to write (overwritten; written whole at the end).
         #[arg(short = 'o', long = "output")]
@@ -123,10 +124,39 @@ pub enum TraceCmd {
         /// slowdown printed at the end).
         #[arg(long)]
         no_baseline: bool,
+        /// Capture with DAMON (region reports of each aggregation
+        /// interval, a `.damon` trace) instead of Valgrind lackey.
+        #[arg(long)]
+        damon: bool,
+        /// DAMON's sampling interval, microseconds.
+        #[arg(long, default_value_t = 5000, requires = "damon", value_parser = clap::value_parser!(u64).range(100..))]
+        sample_us: u64,
+        /// DAMON's aggregation interval, milliseconds.
+        #[arg(long, default_value_t = 100, requires = "damon", value_parser = clap::value_parser!(u64).range(1..))]
+        aggr_ms: u64,
+        /// The least and the most regions DAMON keeps.
+        #[arg(long, default_value = "10,1000", requires = "damon", value_parser = parse_regions)]
+        regions: (u64, u64),
+        /// Monitor this running process instead of starting a command.
+        #[arg(long, requires = "damon", conflicts_with = "command")]
+        pid: Option<u32>,
         /// The program and its arguments, after `--`.
-        #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
+        #[arg(trailing_var_arg = true, required_unless_present = "pid", num_args = 1..)]
         command: Vec<String>,
     },
+}
+
+fn parse_regions(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("{s:?}: expected MIN,MAX with 3 <= MIN <= MAX");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a < 3 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 fn parse_ratio(s: &str) -> Result<f64, String> {
@@ -262,8 +292,28 @@ pub fn run(cmd: TraceCmd) -> Result<i32> {
             format,
             no_compress,
             no_baseline,
+            damon,
+            sample_us,
+            aggr_ms,
+            regions,
+            pid,
             command,
         } => {
+            if damon {
+                if sample_us > aggr_ms * 1000 {
+                    anyhow::bail!("--sample-us {sample_us} is longer than --aggr-ms {aggr_ms}");
+                }
+                return crate::record_damon::record(crate::record_damon::DamonArgs {
+                    compress: !no_compress || trace::compress::is_zst_name(&output),
+                    output,
+                    sample_us,
+                    aggr_us: aggr_ms * 1000,
+                    regions,
+                    baseline: !no_baseline,
+                    pid,
+                    command,
+                });
+            }
             if !matches!(format, TraceFormat::Native | TraceFormat::Lackey) {
                 anyhow::bail!(
                     "trace record writes --format native or lackey, not {}",

@@ -1161,6 +1161,52 @@ mod record {
         assert!(v["records"].as_u64().unwrap() > 10_000, "{v}");
     }
 
+    /// With DAMON free (root), a capture of a 32 MiB program replays as a
+    /// `damon` trace of its footprint; with a kdamond on (this project's
+    /// reference machine boots with one), the capture refuses, naming it,
+    /// and writes nothing. Either way, the interface is left as found.
+    #[test]
+    fn damon_capture_records_a_program_or_names_the_busy_kdamond() {
+        let kd = Path::new("/sys/kernel/mm/damon/admin/kdamonds");
+        let states = || -> Vec<String> {
+            let n: usize = std::fs::read_to_string(kd.join("nr_kdamonds"))
+                .map_or(0, |s| s.trim().parse().unwrap_or(0));
+            (0..n)
+                .map(|i| std::fs::read_to_string(kd.join(format!("{i}/state"))).unwrap_or_default())
+                .collect()
+        };
+        let before = states();
+        let d = tempdir();
+        let out = d.path().join("t.damon.zst");
+        let touch = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/src/touch.py");
+        let o = swapvm!(
+            "trace",
+            "record",
+            "--damon",
+            "--no-baseline",
+            "-o",
+            &out,
+            "--",
+            "python3",
+            &touch,
+            "32",
+            "30"
+        );
+        let (stdout, stderr) = text(&o);
+        if before.iter().any(|s| s.trim() == "on") {
+            assert_fails(&o, &["DAMON is busy: kdamond.", "echo off"]);
+            assert!(!out.exists());
+        } else {
+            assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+            assert!(stdout.contains("aggregation intervals"), "{stdout}");
+            let o = swapvm!("trace", "stats", &out, "--json");
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["format"], "damon", "{v}");
+            assert!(v["footprint_bytes"].as_u64().unwrap() >= 30 << 20, "{v}");
+        }
+        assert_eq!(states(), before, "the DAMON interface is left as found");
+    }
+
     #[test]
     fn without_valgrind_it_says_how_to_install_it_and_writes_nothing() {
         let d = tempdir();

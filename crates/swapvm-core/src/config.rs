@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub mod cgroup;
+pub mod lru_gen;
 mod overrides;
 pub mod zswap;
 pub use cgroup::{CgroupConfig, CgroupLimits};
+pub use lru_gen::ReclaimPolicy;
 pub use overrides::Override;
 pub use zswap::ZswapConfig;
 
@@ -218,7 +220,21 @@ pub struct MachineSection {
     /// a deterministic run gives the same counters in both.
     #[serde(default)]
     pub content: ContentMode,
+    /// How the tasks are scheduled: `deterministic` (fixed turns, I/O
+    /// delivered at a logical tick) or `realtime` (tasks await their own
+    /// completions; see [`crate::timing`]).
+    #[serde(default, skip_serializing_if = "Timing::is_deterministic")]
+    pub timing: Timing,
+    /// Realtime mode: wall-clock µs per tick, the sampling interval of
+    /// the time series and the clock of everything counted in ticks.
+    #[serde(
+        default = "crate::timing::default_tick_us",
+        skip_serializing_if = "crate::timing::is_default_tick_us"
+    )]
+    pub tick_us: u64,
 }
+
+pub use crate::timing::Timing;
 
 /// `machine.content`: whether pages have bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -460,6 +476,19 @@ pub struct ReclaimConfig {
     /// offset (cluster readahead).
     #[serde(default = "yes")]
     pub vma_ra_enabled: bool,
+    /// Which LRU picks reclaim's victims: `"classic"` (default) or
+    /// `"mglru"` (see config/lru_gen.rs).
+    #[serde(default)]
+    pub policy: ReclaimPolicy,
+    /// `/sys/kernel/mm/lru_gen/enabled` feature bits under `"mglru"`
+    /// (default 0x7; 0x2 off: aging walks no page tables).
+    #[serde(default = "lru_gen::default_lru_gen_enabled")]
+    pub lru_gen_enabled: u32,
+    /// `/sys/kernel/mm/lru_gen/min_ttl_ms`: under `"mglru"`, kswapd OOM-kills
+    /// rather than evict a generation younger than this (emulated time,
+    /// 1 tick = 1 ms; 0, the default, never).
+    #[serde(default)]
+    pub min_ttl_ms: u64,
 }
 
 /// `[mthp]`: which large anonymous folio sizes faults may allocate, as
@@ -607,6 +636,9 @@ impl Default for ReclaimConfig {
             swappiness: default_swappiness(),
             page_cluster: default_page_cluster(),
             vma_ra_enabled: true,
+            policy: ReclaimPolicy::Classic,
+            lru_gen_enabled: lru_gen::default_lru_gen_enabled(),
+            min_ttl_ms: 0,
         }
     }
 }
@@ -770,6 +802,7 @@ impl MachineConfig {
         ensure(m.tick_accesses >= 1, p, "machine.tick_accesses", || {
             "must be at least 1".into()
         })?;
+        crate::timing::validate_tick_us(m.tick_us, p)?;
         ensure(
             (1..=0x7ffe).contains(&m.swap_count_max),
             p,
@@ -858,6 +891,7 @@ impl MachineConfig {
         ensure(r.page_cluster <= 10, p, "reclaim.page_cluster", || {
             format!("{} is outside 0..=10 (at most 1024 pages)", r.page_cluster)
         })?;
+        lru_gen::validate(p, r.policy, r.lru_gen_enabled, r.min_ttl_ms)?;
         self.fault.validate(p)?;
         self.zswap.validate(p)?;
         self.validate_fault_device()?;

@@ -61,6 +61,16 @@ pub struct FaultConfig {
     /// The `[[swap]]` entry `swapoff_at_tick` takes off (default 0).
     #[serde(default)]
     pub swapoff_device: u32,
+    /// A slow disk: every swap-in read completes this many µs after its
+    /// submission at the earliest (0: off). Writes are not slowed. For
+    /// realtime runs, where the order of completions drives scheduling; a
+    /// deterministic run only waits longer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read_delay_us: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// The fault kinds, by the key that sets them.
@@ -77,6 +87,7 @@ pub const FAULT_KEYS: &[&str] = &[
     "kill_mid_fault_rate",
     "swapoff_at_tick",
     "swapoff_device",
+    "read_delay_us",
 ];
 
 impl FaultConfig {
@@ -97,6 +108,7 @@ impl FaultConfig {
             || self.short_write_rate > 0.0
             || self.torn_write_rate > 0.0
             || self.device_full_after_slots.is_some()
+            || self.read_delay_us > 0
     }
 
     /// Sets one field from `key=value` (the command line's `--fault`).
@@ -141,6 +153,7 @@ impl FaultConfig {
             "kill_mid_fault_rate" => self.kill_mid_fault_rate = rate(value)?,
             "device_full_after_slots" => self.device_full_after_slots = Some(int(value)?),
             "swapoff_at_tick" => self.swapoff_at_tick = Some(int(value)?),
+            "read_delay_us" => self.read_delay_us = int(value)?,
             "swapoff_device" => {
                 self.swapoff_device = u32::try_from(int(value)?)
                     .map_err(|_| bad(key, format!("{value} does not fit in 32 bits")))?
@@ -204,9 +217,18 @@ impl FaultConfig {
                 "must be at least 1 (use a rate of write errors to fail every write)".into()
             })?;
         }
+        ensure(
+            self.read_delay_us <= READ_DELAY_US_MAX,
+            path,
+            "fault.read_delay_us",
+            || format!("{} is above {READ_DELAY_US_MAX} (10 s)", self.read_delay_us),
+        )?;
         Ok(())
     }
 }
+
+/// Longest injected read delay, µs.
+pub const READ_DELAY_US_MAX: u64 = 10_000_000;
 
 /// Parses a decimal or `0x` hexadecimal integer.
 fn parse_u64(s: &str) -> Result<u64, std::num::ParseIntError> {
@@ -247,6 +269,10 @@ mod tests {
         assert!(e.contains("fault.read_error_slots"), "{e}");
         let e = f.set("seed", p).unwrap_err().to_string();
         assert!(e.contains("KEY=VALUE"), "{e}");
+        f.set("read_delay_us=2000", p).unwrap();
+        assert_eq!(f.read_delay_us, 2000);
+        let e = f.set("read_delay_us=20000000", p).unwrap_err().to_string();
+        assert!(e.contains("fault.read_delay_us"), "{e}");
     }
 
     #[test]

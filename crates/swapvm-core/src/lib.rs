@@ -20,6 +20,7 @@ pub mod lockdep;
 pub mod pte;
 pub mod rng;
 pub mod size;
+pub mod timing;
 pub mod vmstat;
 pub mod warn;
 

@@ -14,7 +14,10 @@
 //! - a device that fills (a thin-provisioned or memory-limited device
 //!   running out of space): once `full_after_blocks` distinct blocks have
 //!   been written, a write to a block never written before fails with
-//!   `ENOSPC`; rewriting a block already written still works.
+//!   `ENOSPC`; rewriting a block already written still works;
+//! - a slow disk: a read the device has finished is held until
+//!   `read_delay` after its submission, then handed back (its latency
+//!   includes the wait), so a reader sees a slower device.
 //!
 //! The caller always gets back the buffer it submitted, with the bytes it
 //! meant to write: what reached the device is the wrapper's own copy.
@@ -31,6 +34,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use swapvm_core::SimRng;
 
@@ -57,6 +61,8 @@ pub struct FaultPlan {
     pub torn_write_rate: f64,
     /// Distinct blocks the device can hold before it is full.
     pub full_after_blocks: Option<u64>,
+    /// Each read completes no sooner than this after its submission.
+    pub read_delay: Duration,
 }
 
 impl FaultPlan {
@@ -69,6 +75,7 @@ impl FaultPlan {
             || self.short_write_rate > 0.0
             || self.torn_write_rate > 0.0
             || self.full_after_blocks.is_some()
+            || !self.read_delay.is_zero()
     }
 }
 
@@ -175,6 +182,11 @@ struct State {
     /// Blocks written at least once (for `full_after_blocks`). Only ever
     /// tested for membership, so its iteration order cannot leak.
     written: HashSet<u64>,
+    /// Submission times of reads to be delayed, by tag.
+    read_submitted: HashMap<u64, Instant>,
+    /// Delayed reads the device has finished, with their submission
+    /// times, in the order the device finished them.
+    held: VecDeque<(Instant, IoCompletion)>,
 }
 
 /// A [`BlockEngine`] that injects the faults of a [`FaultPlan`] into the
@@ -211,6 +223,8 @@ impl FaultyEngine {
                 injected: VecDeque::new(),
                 substituted: HashMap::new(),
                 written: HashSet::new(),
+                read_submitted: HashMap::new(),
+                held: VecDeque::new(),
             }),
             stats: Arc::new(FaultStats::default()),
         }
@@ -277,6 +291,30 @@ impl FaultyEngine {
         }
     }
 
+    /// A completion of the device: handed on, or held if it is a delayed
+    /// read whose time has not come (then `None`).
+    fn arrive(&self, c: IoCompletion) -> Option<IoCompletion> {
+        let c = self.restore(c);
+        let mut st = self.state();
+        let Some(t0) = st.read_submitted.remove(&c.tag) else {
+            return Some(c);
+        };
+        st.held.push_back((t0, c));
+        None
+    }
+
+    /// The first held read whose delay has passed, its latency counted
+    /// from submission (so it includes the delay).
+    fn release(&self) -> Option<IoCompletion> {
+        let mut st = self.state();
+        let now = Instant::now();
+        let delay = self.plan.read_delay;
+        let i = st.held.iter().position(|(t0, _)| *t0 + delay <= now)?;
+        let (t0, mut c) = st.held.remove(i)?;
+        c.latency_ns = c.latency_ns.max(now.duration_since(t0).as_nanos() as u64);
+        Some(c)
+    }
+
     /// Gives a substituted write its caller's buffer back, and shortens
     /// the reported length of a short write.
     fn restore(&self, mut c: IoCompletion) -> IoCompletion {
@@ -311,6 +349,9 @@ impl BlockEngine for FaultyEngine {
                     self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
                     st.injected.push_back(Self::fail(req, libc::EIO));
                     return Ok(());
+                }
+                if !p.read_delay.is_zero() {
+                    st.read_submitted.insert(req.tag, Instant::now());
                 }
                 drop(st);
                 self.inner.submit(req)
@@ -372,18 +413,71 @@ impl BlockEngine for FaultyEngine {
         if let Some(c) = self.state().injected.pop_front() {
             return Some(c);
         }
-        self.inner.try_complete().map(|c| self.restore(c))
+        while let Some(c) = self.inner.try_complete() {
+            if let Some(c) = self.arrive(c) {
+                return Some(c);
+            }
+        }
+        self.release()
     }
 
     fn wait_complete(&self) -> Result<IoCompletion, IoError> {
         if let Some(c) = self.state().injected.pop_front() {
             return Ok(c);
         }
-        self.inner.wait_complete().map(|c| self.restore(c))
+        loop {
+            if let Some(c) = self.try_complete() {
+                return Ok(c);
+            }
+            // A held read is due before anything the device may still
+            // finish would need to wait for: sleep until it is released.
+            let next = self.state().held.iter().map(|(t0, _)| *t0).min();
+            match next {
+                Some(t0) => {
+                    let release = t0 + self.plan.read_delay;
+                    std::thread::sleep(release.saturating_duration_since(Instant::now()));
+                }
+                None => {
+                    let c = self.inner.wait_complete()?;
+                    if let Some(c) = self.arrive(c) {
+                        return Ok(c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn wait_complete_timeout(&self, timeout: Duration) -> Result<Option<IoCompletion>, IoError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.try_complete() {
+                return Ok(Some(c));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let next = self.state().held.iter().map(|(t0, _)| *t0).min();
+            match next {
+                Some(t0) => {
+                    let until = (t0 + self.plan.read_delay).min(deadline);
+                    std::thread::sleep(until.saturating_duration_since(now));
+                }
+                None => match self.inner.wait_complete_timeout(deadline - now)? {
+                    Some(c) => {
+                        if let Some(c) = self.arrive(c) {
+                            return Ok(Some(c));
+                        }
+                    }
+                    None => return Ok(None),
+                },
+            }
+        }
     }
 
     fn in_flight(&self) -> usize {
-        self.inner.in_flight() + self.state().injected.len()
+        let st = self.state();
+        self.inner.in_flight() + st.injected.len() + st.held.len()
     }
 
     fn size_bytes(&self) -> u64 {
@@ -453,6 +547,41 @@ mod tests {
         assert!(disk[..BLOCK_SIZE / 2].iter().all(|&b| b == 0x11));
         assert!(disk[BLOCK_SIZE / 2..].iter().all(|&b| b == GARBAGE));
         assert_eq!(e.stats().snapshot().torn_writes, 1);
+    }
+
+    /// A delayed read is not handed back before its delay, by either call,
+    /// and its latency counts the delay; a write is not delayed.
+    #[test]
+    fn read_delay_holds_reads_only() {
+        let delay = Duration::from_millis(30);
+        let (_f, e) = engine(FaultPlan {
+            read_delay: delay,
+            ..FaultPlan::default()
+        });
+        let w = write(&e, 1, 2, 0x33);
+        assert!(w.result.is_ok());
+        let read = |tag| {
+            e.submit(IoRequest {
+                tag,
+                kind: IoKind::Read,
+                offset: 2 * BLOCK_SIZE as u64,
+                buf: AlignedBuf::new_zeroed(BLOCK_SIZE),
+            })
+            .expect("submit")
+        };
+        let t0 = Instant::now();
+        read(2);
+        while t0.elapsed() < delay / 2 {
+            assert!(e.try_complete().is_none(), "a delayed read came back early");
+        }
+        assert_eq!(e.in_flight(), 1);
+        let none = e.wait_complete_timeout(Duration::from_millis(1));
+        assert!(matches!(none, Ok(None)), "a bounded wait returned {none:?}");
+        let c = e.wait_complete().expect("completion");
+        assert!(t0.elapsed() >= delay);
+        assert!(c.latency_ns >= delay.as_nanos() as u64);
+        assert!(c.buf.as_slice().iter().all(|&b| b == 0x33));
+        assert_eq!(e.in_flight(), 0);
     }
 
     #[test]

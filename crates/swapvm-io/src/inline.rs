@@ -211,6 +211,29 @@ impl BlockEngine for InlineUringEngine {
         }
     }
 
+    fn wait_complete_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<IoCompletion>, IoError> {
+        let deadline = Instant::now() + timeout;
+        let mut r = self.lock();
+        loop {
+            if let Some(c) = r.done.pop_front() {
+                return Ok(Some(self.taken(c)));
+            }
+            if r.table.len() == 0 && r.pending.is_empty() {
+                return Err(IoError::EngineGone);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            r.push_sqes();
+            r.enter_timeout(left);
+            r.reap();
+        }
+    }
+
     fn ring_depth(&self) -> Option<usize> {
         Some(self.lock().depth)
     }
@@ -269,6 +292,31 @@ impl Ring {
                     return;
                 }
             }
+        }
+    }
+
+    /// As `enter(1)`, but returns after `timeout` without a completion
+    /// (`IORING_ENTER_EXT_ARG`, Linux 5.11). A kernel without it gets a
+    /// short sleep instead, so the caller's deadline still holds.
+    fn enter_timeout(&mut self, timeout: std::time::Duration) {
+        if self.broken.is_some() {
+            return;
+        }
+        if self.table.len() == 0 {
+            self.enter(0);
+            return;
+        }
+        let ts = io_uring::types::Timespec::from(timeout);
+        let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(n) => self.unsubmitted = self.unsubmitted.saturating_sub(n),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.enter(0);
+                std::thread::sleep(timeout.min(std::time::Duration::from_micros(50)));
+            }
+            // EAGAIN, EBUSY and real failures: `enter` handles them as ever.
+            Err(_) => self.enter(1),
         }
     }
 

@@ -302,6 +302,22 @@ pub trait BlockEngine: Send {
     /// flight, or the engine thread has exited.
     fn wait_complete(&self) -> Result<IoCompletion, IoError>;
 
+    /// As [`wait_complete`](Self::wait_complete), but gives up after
+    /// `timeout` and returns `Ok(None)`. An engine that cannot bound its
+    /// wait (the default; engines that complete in the submitting context
+    /// never need to) blocks as `wait_complete` does.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_complete`](Self::wait_complete).
+    fn wait_complete_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<IoCompletion>, IoError> {
+        let _ = timeout;
+        self.wait_complete().map(Some)
+    }
+
     /// Requests submitted and not yet returned by `try_complete` or
     /// `wait_complete`.
     fn in_flight(&self) -> usize;

@@ -247,6 +247,17 @@ impl BlockEngine for UringEngine {
         }
     }
 
+    fn wait_complete_timeout(&self, timeout: Duration) -> Result<Option<IoCompletion>, IoError> {
+        if self.in_flight() == 0 {
+            return Err(IoError::EngineGone);
+        }
+        match self.done_rx.recv_timeout(timeout) {
+            Ok(c) => Ok(Some(self.taken(c))),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(IoError::EngineGone),
+        }
+    }
+
     fn ring_depth(&self) -> Option<usize> {
         Some(self.depth)
     }

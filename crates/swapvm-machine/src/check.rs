@@ -476,6 +476,9 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
         ));
     }
     let mut on = vec![0u8; n as usize];
+    if mem.lru.lru_gen_enabled() {
+        crate::check_lru_gen::check_lru_gen(mem, &mut on, bad);
+    }
     for (l, active) in [(LruList::InactiveAnon, false), (LruList::ActiveAnon, true)] {
         for i in mem.lru.members(&mut mem.folios, l) {
             on[i as usize] += 1;

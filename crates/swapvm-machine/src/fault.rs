@@ -55,6 +55,7 @@ pub(crate) fn io_plan(cfg: &FaultConfig, run_seed: u64, index: usize) -> Option<
         short_write_rate: cfg.short_write_rate,
         torn_write_rate: cfg.torn_write_rate,
         full_after_blocks: cfg.device_full_after_slots,
+        read_delay: std::time::Duration::from_micros(cfg.read_delay_us),
     })
 }
 
@@ -139,7 +140,11 @@ impl crate::Machine {
     /// its first scan), and writeback that is merely slow, or a machine
     /// that is thrashing but still moving, must not be mistaken for one
     /// that cannot move at all.
+    ///
+    /// Under MGLRU with `min_ttl_ms`, kswapd may ask for a kill at once
+    /// (every generation is younger than that: `lru_gen_age_node`).
     pub(crate) fn out_of_memory_tick(&mut self, ran: bool) -> bool {
+        let min_ttl = self.reclaim.take_oom_request();
         let free = self.mem.nr_free();
         let waiting = self
             .procs
@@ -152,7 +157,7 @@ impl crate::Machine {
         }
         self.last_free = free;
         let limit = OOM_TICKS + 4 * u64::from(self.cfg.machine.io_latency_ticks);
-        if self.no_progress_ticks < limit {
+        if self.no_progress_ticks < limit && !min_ttl {
             return false;
         }
         self.no_progress_ticks = 0;
@@ -160,8 +165,13 @@ impl crate::Machine {
             return false;
         };
         self.stat.inc(swapvm_core::VmEvent::OomKill);
+        let cause = if min_ttl {
+            "every generation younger than min_ttl_ms"
+        } else {
+            "reclaim made no progress"
+        };
         let why = format!(
-            "{}: out of memory at tick {}, reclaim made no progress \
+            "{}: out of memory at tick {}, {cause} \
              (badness {points} pages: resident + swap entries)",
             crate::report::OOM_KILL,
             self.tick

@@ -59,6 +59,10 @@ pub struct FuzzOutcome {
 
 /// RNG stream of the case derivation (the run itself uses other streams).
 const CASE_STREAM: u64 = 0xf022;
+/// The stream that picks the reclaim policy: a stream of its own, so that
+/// a seed's other choices (and a classic seed's whole config) are what they
+/// were before MGLRU existed.
+const POLICY_STREAM: u64 = 0xf023;
 
 fn pick<'a, T>(rng: &mut SimRng, xs: &'a [T]) -> &'a T {
     &xs[rng.below(xs.len() as u64) as usize]
@@ -93,6 +97,7 @@ pub fn derive_case(seed: u64) -> FuzzCase {
         pick(&mut r, &[10, 100, 500, 1000])
     );
     let _ = writeln!(c, "swap_cluster_max = {}", pick(&mut r, &[8, 32, 64]));
+    random_policy(seed, &mut c);
     let devices = range(&mut r, 1, 3);
     for i in 0..devices {
         let _ = writeln!(c, "[[swap]]");
@@ -129,6 +134,16 @@ pub fn derive_case(seed: u64) -> FuzzCase {
         seed,
         config_toml: c,
         workload_toml: random_workload(&mut r, ram_mib),
+    }
+}
+
+/// MGLRU on half the seeds, with every `lru_gen` feature or without the
+/// page-table walk; classic seeds get no `policy` line.
+fn random_policy(seed: u64, c: &mut String) {
+    let mut p = SimRng::derive(seed, POLICY_STREAM);
+    if p.chance(0.5) {
+        let enabled = pick(&mut p, &["0x7", "0x7", "0x3", "0x1"]);
+        let _ = writeln!(c, "policy = \"mglru\"\nlru_gen_enabled = {enabled}");
     }
 }
 

@@ -14,11 +14,14 @@
 
 pub mod bench;
 pub mod check;
+mod check_lru_gen;
 pub mod compare;
 mod fault;
 pub mod fuzz;
+mod lru_gen;
 pub mod memcg;
 pub mod psi;
+pub mod realtime;
 pub mod replay;
 pub mod report;
 mod swsusp;
@@ -210,6 +213,8 @@ struct Proc {
     psi: psi::TaskTick,
     /// Its Senpai-like controller's `some` stall total at the last round.
     senpai_last_us: Option<u64>,
+    /// CPU time after each access, µs (realtime runs; `think_us`).
+    think_us: u32,
 }
 
 /// A process's direct-reclaim stalls.
@@ -564,7 +569,11 @@ impl Machine {
                 .collect(),
             None => workload.instantiate(seed),
         };
+        let think = workload.think_us();
         let mut m = Self::build(cfg, opts, seed, workload, sources, cgroups, total)?;
+        for (p, t) in m.procs.iter_mut().zip(think) {
+            p.think_us = t;
+        }
         m.workload_text = text;
         Ok(m)
     }
@@ -646,6 +655,8 @@ impl Machine {
         mem.swap_ra.page_cluster = cfg.reclaim.page_cluster;
         mem.swap_ra.vma_ra_enabled = cfg.reclaim.vma_ra_enabled;
         mem.set_memcgs(MemCgroups::new(cfg.cgroups()?));
+        mem.lru
+            .set_lru_gen(cfg.reclaim.policy == swapvm_core::config::ReclaimPolicy::Mglru);
         let proc_memcgs = resolve_cgroups(&mem, &workload.source, cgroups)?;
         let cpus = cfg.machine.cpus as usize;
         let mut swap = SwapSubsystem::new(
@@ -714,6 +725,7 @@ impl Machine {
                 throttled_until: 0,
                 psi: psi::TaskTick::default(),
                 senpai_last_us: None,
+                think_us: 0,
             })
             .collect();
         let next_pid = procs.len() as u32 + 1;
@@ -806,6 +818,12 @@ impl Machine {
     /// Delivers every swap I/O due by now.
     fn deliver_io(&mut self) -> usize {
         let done = self.swap.complete_due(self.tick);
+        self.deliver(done)
+    }
+
+    /// Hands finished swap I/Os to their owners (a fault's read, reclaim's
+    /// writeback, a hibernation image), recording their latencies.
+    fn deliver(&mut self, done: Vec<swapvm_swap::SwapIoDone>) -> usize {
         let n = done.len();
         for d in done {
             if d.cookie & swsusp::HIB_COOKIE != 0 {
@@ -1114,6 +1132,10 @@ impl Machine {
                 self.cgroup_write(i);
                 Ok(false)
             }
+            Op::LruGen(cmd) => {
+                self.lru_gen_write(i, cmd);
+                Ok(false)
+            }
             Op::Mark { id } => {
                 let pid = self.procs[i].pid;
                 self.marks
@@ -1394,6 +1416,7 @@ impl Machine {
                     throttled_until: 0,
                     psi: psi::TaskTick::default(),
                     senpai_last_us: None,
+                    think_us: self.procs[i].think_us,
                 });
             }
             Err(e) => {
@@ -1682,13 +1705,20 @@ impl Machine {
     /// Runs the machine as [`Machine::run`] does, calling `progress` every
     /// tick with the figures a progress display shows.
     pub fn run_status(self, progress: impl FnMut(&RunStatus)) -> Result<Report, MachineError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(MachineError::Runtime)?;
+        let realtime = self.cfg.machine.timing == swapvm_core::timing::Timing::Realtime;
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        if realtime {
+            // Think time sleeps on the runtime's timers.
+            b.enable_time();
+        }
+        let rt = b.build().map_err(MachineError::Runtime)?;
         let local = tokio::task::LocalSet::new();
         let mut this = self;
         this.started = std::time::Instant::now();
         let machine = this;
+        if realtime {
+            return local.block_on(&rt, realtime::run(machine, progress));
+        }
         local.block_on(&rt, tick_loop::tick_loop(machine, progress))
     }
 }

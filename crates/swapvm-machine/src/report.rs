@@ -293,6 +293,9 @@ pub struct Report {
     /// Cgroup interface file writes the workload made (`cgroup_write`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroup_writes: Vec<crate::memcg::CgroupWriteReport>,
+    /// The loaded-machine figures of a `machine.timing = "realtime"` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<crate::realtime::RealtimeReport>,
 }
 
 /// The report.json layout this swapvm writes: 2 has `vmstat` as an
@@ -600,7 +603,7 @@ fn run_lengths(v: &[u16]) -> String {
     out.join(" ")
 }
 
-fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
+pub(crate) fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
     if h.is_empty() {
         return Latency::default();
     }
@@ -876,6 +879,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
         zswap: crate::zswap::report(&m.mem, &m.swap),
         pressure: m.pressure(0),
         cgroup_writes: m.cgroup_writes.clone(),
+        realtime: None,
         schema_version: SCHEMA_VERSION,
         config: m.cfg.source.display().to_string(),
         workload: m.workload.name.clone(),

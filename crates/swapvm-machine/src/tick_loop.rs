@@ -33,22 +33,7 @@ fn spawn_kswapd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
     let m = Rc::clone(m);
     tokio::task::spawn_local(async move {
         while let Some(reply) = rx.recv().await {
-            let mut g = m.borrow_mut();
-            let mm = &mut *g;
-            if !mm.kswapd_due() {
-                let _ = reply.send(Turn::Blocked);
-                continue;
-            }
-            let p = mm
-                .reclaim
-                .kswapd_tick(&mut mm.mem, &mut mm.swap, 0, mm.tick);
-            // balance_pgdat runs in a memstall section.
-            mm.kswapd_stalled = p.scanned > 0;
-            let _ = reply.send(if p.made() {
-                Turn::Ran(p.scanned)
-            } else {
-                Turn::Blocked
-            });
+            let _ = reply.send(kswapd_turn(&mut m.borrow_mut()));
         }
     });
     tx
@@ -73,21 +58,56 @@ fn spawn_ksmd_task(m: &Shared) -> tokio::sync::mpsc::Sender<TurnRequest> {
     let m = Rc::clone(m);
     tokio::task::spawn_local(async move {
         while let Some(reply) = rx.recv().await {
-            let mut g = m.borrow_mut();
-            let mm = &mut *g;
-            let merged = if mm.ksmd_due() {
-                mm.mem.ksm_do_scan(&mut mm.swap)
-            } else {
-                0
-            };
-            let _ = reply.send(if merged > 0 {
-                Turn::Ran(merged)
-            } else {
-                Turn::Blocked
-            });
+            let _ = reply.send(ksmd_turn(&mut m.borrow_mut()));
         }
     });
     tx
+}
+
+/// One kswapd pass (`balance_pgdat`) if it is due; `Ran` if it made
+/// progress.
+pub(crate) fn kswapd_turn(mm: &mut Machine) -> Turn {
+    if !mm.kswapd_due() {
+        return Turn::Blocked;
+    }
+    let p = mm
+        .reclaim
+        .kswapd_tick(&mut mm.mem, &mut mm.swap, 0, mm.tick);
+    // balance_pgdat runs in a memstall section.
+    mm.kswapd_stalled = p.scanned > 0;
+    if p.made() {
+        Turn::Ran(p.scanned)
+    } else {
+        Turn::Blocked
+    }
+}
+
+/// One `ksm_do_scan` if ksmd is due; `Ran` if it merged pages.
+pub(crate) fn ksmd_turn(mm: &mut Machine) -> Turn {
+    let merged = if mm.ksmd_due() {
+        mm.mem.ksm_do_scan(&mut mm.swap)
+    } else {
+        0
+    };
+    if merged > 0 {
+        Turn::Ran(merged)
+    } else {
+        Turn::Blocked
+    }
+}
+
+/// The first contract warning, when warnings are fatal and one fired.
+pub(crate) fn strict_error(g: &Machine, tick: u64) -> Option<MachineError> {
+    if !g.warn.fatal() {
+        return None;
+    }
+    let first = g
+        .warn
+        .records()
+        .first()
+        .map(|r| format!("{}: {}: {}", r.site.func, r.site.rule, r.first))
+        .unwrap_or_default();
+    Some(MachineError::Strict { tick, first })
 }
 
 async fn turn(tx: &tokio::sync::mpsc::Sender<TurnRequest>) -> Turn {
@@ -182,14 +202,8 @@ pub(crate) async fn tick_loop(
                 return Err(MachineError::Stalled { tick });
             }
         }
-        if g.warn.fatal() {
-            let first = g
-                .warn
-                .records()
-                .first()
-                .map(|r| format!("{}: {}: {}", r.site.func, r.site.rule, r.first))
-                .unwrap_or_default();
-            return Err(MachineError::Strict { tick, first });
+        if let Some(e) = strict_error(&g, tick) {
+            return Err(e);
         }
         g.zswap_tick();
         g.psi_tick();
@@ -222,6 +236,13 @@ pub(crate) async fn tick_loop(
         g.tick += 1;
         g.deliver_io();
     }
+    Ok(shutdown(&mut g))
+}
+
+/// The end of a run, nothing in flight any more: unmounts tmpfs, releases
+/// hibernation slots, runs the checker, takes the last sample and builds
+/// the report.
+pub(crate) fn shutdown(g: &mut Machine) -> Report {
     // Shutdown unmounts tmpfs: files outlive their processes, not the
     // machine. Every slot must then be free again.
     let files: Vec<u32> = {
@@ -244,6 +265,6 @@ pub(crate) async fn tick_loop(
     g.run_checker();
     g.psi.flush();
     // The last row: every delta column now sums to its counter.
-    series::sample(&mut g);
-    Ok(report::build(&mut g))
+    series::sample(g);
+    report::build(g)
 }

@@ -155,6 +155,13 @@ mod swapoff;
 #[path = "tests/hibernate.rs"]
 mod hibernate;
 
+/// The same tiny machines under `reclaim.policy = "mglru"`.
+#[path = "tests/mglru.rs"]
+mod mglru;
+// Realtime mode: tasks await their own I/O (tests/tests/realtime.rs).
+#[path = "tests/realtime.rs"]
+mod realtime;
+
 mod runs {
     use super::*;
 

@@ -209,3 +209,22 @@ fn a_stale_entry_after_swap_free_is_caught() {
         r.violations
     );
 }
+
+/// Realtime mode delivers zswap's loads and stores, which finish without
+/// the disk, beside the device's reads: a run whose pool overflows (so
+/// both kinds are in flight) ends with every swap-in verified.
+#[test]
+fn realtime_runs_deliver_zswap_completions() {
+    let r = run_in(
+        "timing = \"realtime\"\ncpus = 2\n",
+        "max_pool_percent = 1\n",
+        "",
+        &usemem(24, ""),
+    );
+    clean(&r);
+    let (zin, pswpin) = (r.counter(VmEvent::ZswpIn), r.counter(VmEvent::PswpIn));
+    assert!(zin > 0 && pswpin > 0, "zswpin {zin}, pswpin {pswpin}");
+    assert!(r.swapin_verified >= zin + pswpin, "{}", r.swapin_verified);
+    let z = r.zswap.as_ref().unwrap();
+    assert_eq!((z.stored_pages, z.pool_frames), (0, 0), "{z:?}");
+}

@@ -112,8 +112,25 @@ impl Memory {
         Err(FaultStop::Retry(Wait::Memory))
     }
 
-    /// `handle_mm_fault`.
+    /// `handle_mm_fault`, inside `lru_gen_enter_fault` /
+    /// `lru_gen_exit_fault`: folios the fault adds to the LRU are set active
+    /// first under MGLRU.
     pub fn handle_mm_fault(
+        &mut self,
+        swap: &mut SwapSubsystem,
+        id: MmId,
+        vpn: Vpn,
+        write: bool,
+        now: u64,
+    ) -> Result<(), FaultStop> {
+        let was = std::mem::replace(&mut self.lru.in_fault, true);
+        let r = self.handle_mm_fault_inner(swap, id, vpn, write, now);
+        self.lru.in_fault = was;
+        r
+    }
+
+    /// `__handle_mm_fault`.
+    fn handle_mm_fault_inner(
         &mut self,
         swap: &mut SwapSubsystem,
         id: MmId,

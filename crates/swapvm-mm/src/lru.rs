@@ -2,9 +2,13 @@
 //!
 //! The list heads and the add/delete helpers live here because every path
 //! that creates or frees a folio must keep them right; the scanning policy
-//! (what to isolate, activate, reclaim) is swapvm-reclaim's.
+//! (what to isolate, activate, reclaim) is swapvm-reclaim's. Under the
+//! multi-generational LRU the same entry points put folios on the
+//! lruvec's generation lists instead (see lru_gen.rs), so the paths that
+//! create and free folios need not know which policy runs.
 
 use crate::folio::{pg, Folios};
+use crate::lru_gen::LruGen;
 use crate::memcg::MemcgId;
 use swapvm_core::list::ListHead;
 use swapvm_core::Pfn;
@@ -25,11 +29,18 @@ pub struct Lruvec {
     /// `lruvec->nonresident_age`: pages evicted or activated so far, the
     /// clock of workingset shadows (see workingset.rs).
     pub nonresident_age: u64,
+    /// The generations (`lruvec->lrugen`), used instead of `lists` while
+    /// `lrugen.enabled`.
+    pub lrugen: LruGen,
 }
 
 impl Lruvec {
-    /// Folios on `l`.
+    /// Folios on `l`; under MGLRU, in the generations that count as `l`
+    /// (the two youngest are "active").
     pub fn len(&self, l: LruList) -> u32 {
+        if self.lrugen.enabled {
+            return self.lrugen.compat_len(l == LruList::ActiveAnon);
+        }
         self.lists[l as usize].len()
     }
     /// The list head (for scanners).
@@ -40,6 +51,9 @@ impl Lruvec {
     /// Adds a folio at the head of the list its `PG_active` says
     /// (`lruvec_add_folio`).
     pub fn add(&mut self, folios: &mut Folios, pfn: Pfn) {
+        if self.lrugen.enabled {
+            return self.lrugen.add_folio(folios, pfn, false);
+        }
         let p = folios.get_mut(pfn);
         debug_assert!(!p.test(pg::LRU));
         p.set(pg::LRU);
@@ -53,6 +67,9 @@ impl Lruvec {
 
     /// Adds at the tail (rotation for quick reclaim).
     pub fn add_tail(&mut self, folios: &mut Folios, pfn: Pfn) {
+        if self.lrugen.enabled {
+            return self.lrugen.add_folio(folios, pfn, true);
+        }
         let p = folios.get_mut(pfn);
         p.set(pg::LRU);
         let l = if p.test(pg::ACTIVE) {
@@ -65,6 +82,9 @@ impl Lruvec {
 
     /// Removes a folio from its list (`lruvec_del_folio`) if it is on one.
     pub fn del(&mut self, folios: &mut Folios, pfn: Pfn) -> bool {
+        if self.lrugen.enabled {
+            return self.lrugen.del_folio(folios, pfn, false);
+        }
         let p = folios.get_mut(pfn);
         if !p.test(pg::LRU) {
             return false;
@@ -92,12 +112,23 @@ impl Lruvec {
 #[derive(Debug)]
 pub struct Lruvecs {
     vecs: Vec<Lruvec>,
+    lru_gen: bool,
+    /// `current->in_lru_fault`: a page fault is being handled, so folios it
+    /// adds are set active first (`folio_add_lru` under MGLRU).
+    pub in_fault: bool,
+    /// MGLRU's `evict_folios` is putting back folios it rejected: none may
+    /// land in the oldest generation ("don't add rejected folios to the
+    /// oldest generation").
+    pub evicting: bool,
 }
 
 impl Default for Lruvecs {
     fn default() -> Self {
         Lruvecs {
             vecs: vec![Lruvec::default()],
+            lru_gen: false,
+            in_fault: false,
+            evicting: false,
         }
     }
 }
@@ -105,7 +136,33 @@ impl Default for Lruvecs {
 impl Lruvecs {
     /// One lruvec for each of `nr` memcgs.
     pub fn resize(&mut self, nr: usize) {
-        self.vecs.resize_with(nr.max(1), Lruvec::default);
+        let on = self.lru_gen;
+        self.vecs.resize_with(nr.max(1), || {
+            let mut v = Lruvec::default();
+            v.lrugen.enabled = on;
+            v
+        });
+    }
+    /// Turns the multi-generational LRU on or off for every lruvec
+    /// (`lru_gen_change_state`); only while every list is empty.
+    ///
+    /// # Panics
+    /// If a folio is on an LRU list.
+    pub fn set_lru_gen(&mut self, on: bool) {
+        assert!(
+            self.vecs
+                .iter()
+                .all(|v| v.lists.iter().all(|l| l.is_empty()) && v.lrugen.nr_folios() == 0),
+            "the LRU policy changes only while the lists are empty"
+        );
+        self.lru_gen = on;
+        for v in &mut self.vecs {
+            v.lrugen.enabled = on;
+        }
+    }
+    /// `lru_gen_enabled()`.
+    pub fn lru_gen_enabled(&self) -> bool {
+        self.lru_gen
     }
     /// Memcgs (lruvecs).
     pub fn nr(&self) -> usize {
@@ -122,9 +179,23 @@ impl Lruvecs {
     fn of(folios: &Folios, pfn: Pfn) -> usize {
         usize::from(folios.get(pfn).memcg)
     }
-    /// [`Lruvec::add`] on the folio's lruvec.
+    /// [`Lruvec::add`] on the folio's lruvec. Under MGLRU a folio a fault
+    /// adds is set active first (`folio_add_lru`), and one that eviction
+    /// rejected is kept out of the oldest generation.
     pub fn add(&mut self, folios: &mut Folios, pfn: Pfn) {
-        self.vecs[Self::of(folios, pfn)].add(folios, pfn);
+        let v = &mut self.vecs[Self::of(folios, pfn)];
+        if self.lru_gen {
+            let min_seq = v.lrugen.min_seq;
+            let rejected = self.evicting && v.lrugen.folio_seq(folios.get(pfn), false) == min_seq;
+            if self.in_fault || rejected {
+                let p = folios.get_mut(pfn);
+                if rejected {
+                    p.flags &= !crate::lru_gen::LRU_REFS_FLAGS;
+                }
+                p.set(pg::ACTIVE);
+            }
+        }
+        v.add(folios, pfn);
     }
     /// [`Lruvec::add_tail`] on the folio's lruvec.
     pub fn add_tail(&mut self, folios: &mut Folios, pfn: Pfn) {

@@ -248,6 +248,34 @@ impl PageTables {
         }
     }
 
+    /// Calls `f(vpn, pte)` for every non-empty PTE of the tree; a `Some`
+    /// it returns replaces the PTE (MGLRU's aging walk clearing accessed
+    /// bits). Upper levels are not changed.
+    pub fn for_each_pte_mut(&mut self, pgd: TableId, mut f: impl FnMut(Vpn, Pte) -> Option<Pte>) {
+        self.visit_mut(pgd, 3, 0, &mut f);
+    }
+
+    fn visit_mut(
+        &mut self,
+        t: TableId,
+        level: u32,
+        base: u64,
+        f: &mut impl FnMut(Vpn, Pte) -> Option<Pte>,
+    ) {
+        for i in 0..ENTRIES {
+            let e = self.tables[t as usize][i];
+            if e == 0 {
+                continue;
+            }
+            let vpn = base | ((i as u64) << (LEVEL_BITS * level));
+            if level > 0 {
+                self.visit_mut((e - 1) as TableId, level - 1, vpn, f);
+            } else if let Some(new) = f(Vpn(vpn), Pte::from_raw(e)) {
+                self.tables[t as usize][i] = new.raw();
+            }
+        }
+    }
+
     /// Frees the whole tree under `pgd`, `pgd` included (`free_pgtables`).
     /// The caller has zapped every PTE first.
     pub fn free_tree(&mut self, pgd: TableId) {

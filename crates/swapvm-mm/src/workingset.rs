@@ -54,7 +54,7 @@ const SHADOW_PAYLOAD_SHIFT: u32 = 18;
 /// `EVICTION_BITS`: bits of the eviction age kept in a shadow.
 pub const EVICTION_BITS: u32 = SHADOW_BITS - EVICTION_SHIFT;
 /// `EVICTION_MASK`.
-const EVICTION_MASK: u64 = (1 << EVICTION_BITS) - 1;
+pub(crate) const EVICTION_MASK: u64 = (1 << EVICTION_BITS) - 1;
 
 const _: () = assert!(EVICTION_BITS >= 20);
 const _: () = assert!(swapvm_swap::SHADOW_MAX == (1u64 << SHADOW_BITS) - 1);
@@ -124,6 +124,9 @@ impl Memory {
     /// # Context
     /// Folio locked, isolated, about to leave the swap cache for reclaim.
     pub fn workingset_eviction(&mut self, pfn: Pfn) -> u64 {
+        if self.lru.lru_gen_enabled() {
+            return self.lru_gen_eviction(pfn);
+        }
         let nr = u64::from(1u32 << self.folios.get(pfn).order);
         let memcg = self.folio_memcg(pfn);
         self.workingset_age_nonresident(memcg, nr);
@@ -167,6 +170,9 @@ impl Memory {
     /// # Context
     /// Folio locked, in the swap cache, charged, not yet on the LRU.
     pub fn workingset_refault(&mut self, pfn: Pfn, shadow: u64) {
+        if self.lru.lru_gen_enabled() {
+            return self.lru_gen_refault(pfn, shadow);
+        }
         let nr = u64::from(1u32 << self.folios.get(pfn).order);
         let memcg = self.folio_memcg(pfn);
         self.count_event(memcg, VmEvent::WorkingsetRefaultAnon, nr);

@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod mglru;
 pub mod swapoff;
 
 pub use swapoff::{Swapoff, SwapoffError, SwapoffStep};
@@ -154,6 +155,8 @@ pub struct Reclaimer {
     kswapd_run: Option<BalancePgdat>,
     /// Most kswapd batches per tick (bounds the work of one tick).
     pub kswapd_batches_per_tick: u32,
+    /// The multi-generational LRU's state (used while the lruvecs run it).
+    lru_gen: mglru::LruGenState,
 }
 
 impl Reclaimer {
@@ -169,6 +172,7 @@ impl Reclaimer {
             walk_pos: Vec::new(),
             kswapd_run: None,
             kswapd_batches_per_tick: 32,
+            lru_gen: mglru::LruGenState::default(),
         }
     }
 
@@ -206,6 +210,9 @@ impl Reclaimer {
         let mut total = Progress::default();
         if !self.kswapd_awake {
             return total;
+        }
+        if mem.lru.lru_gen_enabled() {
+            return self.lru_gen_kswapd_tick(mem, swap, cpu, now);
         }
         // A batch that frees nothing is no reason to stop: a freshly
         // referenced list needs a first pass (which only clears accessed
@@ -444,6 +451,9 @@ impl Reclaimer {
         cpu: usize,
         now: u64,
     ) -> Progress {
+        if mem.lru.lru_gen_enabled() {
+            return self.lru_gen_try_to_free_pages(mem, swap, target, want, cpu, now);
+        }
         let mut total = Progress::default();
         let mut force_deactivate = false;
         let mut memcg_low_reclaim = false;
@@ -870,7 +880,12 @@ impl Reclaimer {
         if p.test(pg::LOCKED | pg::WRITEBACK) || !p.test(pg::UPTODATE) {
             return Self::putback(mem, pfn, false);
         }
-        match Self::check_references(mem, pfn) {
+        let references = if mem.lru.lru_gen_enabled() {
+            self.lru_gen_check_references(mem, pfn)
+        } else {
+            Self::check_references(mem, pfn)
+        };
+        match references {
             FolioRef::Activate => return Self::putback(mem, pfn, true),
             FolioRef::Keep => return Self::putback(mem, pfn, false),
             FolioRef::Reclaim => {}

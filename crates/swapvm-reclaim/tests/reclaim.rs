@@ -1352,3 +1352,7 @@ fn refault_activations_since_the_last_invocation_let_reclaim_deactivate() {
     assert_eq!(direct(&mut rig), 0, "snapshot taken: no deactivation");
     rig.assert_clean();
 }
+
+/// The multi-generational LRU on the same rig.
+#[path = "reclaim/mglru.rs"]
+mod mglru;

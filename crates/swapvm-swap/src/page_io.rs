@@ -565,42 +565,157 @@ impl SwapSubsystem {
         }
         for p in due {
             let c = self.wait_tag(p.entry.ty(), p.tag, p.kind);
-            let want = p.nr as usize * PAGE_SIZE;
-            let (result, mut buf, latency_ns) = match c {
-                Ok(c) => {
-                    let r = match c.result {
-                        Ok(n) if n == want => Ok(()),
-                        Ok(n) => Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("short transfer: {n} of {want} bytes"),
-                        )),
-                        Err(e) => Err(e),
-                    };
-                    (r, c.buf, c.latency_ns)
-                }
-                Err(e) => (Err(e), AlignedBuf::new_zeroed(want), 0),
-            };
-            for (i, page) in &p.overlay {
-                let at = i * PAGE_SIZE;
-                buf.as_mut_slice()[at..at + page.len()].copy_from_slice(page);
-            }
-            if result.is_err() {
-                if let Some(st) = self.io.stats.get_mut(p.entry.ty().0 as usize) {
-                    st.errors += 1;
-                }
-            }
-            out.push(SwapIoDone {
-                cookie: p.cookie,
-                kind: p.kind,
-                entry: p.entry,
-                nr: p.nr,
-                buf,
-                result,
-                latency_ns,
-                zswap: false,
-            });
+            out.push(self.done_of(p, c));
         }
         out
+    }
+
+    /// The emulation's view of pending request `p` finished as `c`.
+    fn done_of(&mut self, p: Pending, c: io::Result<IoCompletion>) -> SwapIoDone {
+        let want = p.nr as usize * PAGE_SIZE;
+        let (result, mut buf, latency_ns) = match c {
+            Ok(c) => {
+                let r = match c.result {
+                    Ok(n) if n == want => Ok(()),
+                    Ok(n) => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("short transfer: {n} of {want} bytes"),
+                    )),
+                    Err(e) => Err(e),
+                };
+                (r, c.buf, c.latency_ns)
+            }
+            Err(e) => (Err(e), AlignedBuf::new_zeroed(want), 0),
+        };
+        // Pages of the batch that zswap held are laid over the read.
+        for (i, page) in &p.overlay {
+            let at = i * PAGE_SIZE;
+            buf.as_mut_slice()[at..at + page.len()].copy_from_slice(page);
+        }
+        if result.is_err() {
+            if let Some(st) = self.io.stats.get_mut(p.entry.ty().0 as usize) {
+                st.errors += 1;
+            }
+        }
+        SwapIoDone {
+            cookie: p.cookie,
+            kind: p.kind,
+            entry: p.entry,
+            nr: p.nr,
+            buf,
+            result,
+            latency_ns,
+            zswap: false,
+        }
+    }
+
+    /// Realtime delivery: every I/O the disk has finished by now, in
+    /// submission order among themselves, whatever its due tick; never
+    /// blocks. Plugged writes go to the disk first.
+    pub fn complete_ready(&mut self) -> Vec<SwapIoDone> {
+        self.blk_finish_plug();
+        self.reap_ready();
+        // zswap finished its loads and stores when they were made.
+        let mut out: Vec<SwapIoDone> = self.io.zswap_done.drain(..).map(|(_, d)| d).collect();
+        if self.io.arrived.is_empty() {
+            return out;
+        }
+        for p in std::mem::take(&mut self.io.pending) {
+            match self.io.arrived.remove(&p.tag) {
+                Some(c) => out.push(self.done_of(p, Ok(c))),
+                None => self.io.pending.push_back(p),
+            }
+        }
+        out
+    }
+
+    /// Takes every completion the engines hold now, without waiting.
+    fn reap_ready(&mut self) {
+        let mut got = Vec::new();
+        for e in self.io.engines.iter().flatten() {
+            while let Some(c) = e.try_complete() {
+                got.push(c);
+            }
+        }
+        for c in got {
+            self.arrive(c);
+        }
+    }
+
+    /// A completion from an engine: split if it was a merged request.
+    fn arrive(&mut self, c: IoCompletion) {
+        match self.io.merged.remove(&c.tag) {
+            Some(parts) => self.split_merged(c, &parts),
+            None => {
+                self.io.arrived.insert(c.tag, c);
+            }
+        }
+    }
+
+    /// Realtime: blocks until the disk finishes a request of the device of
+    /// the oldest request not yet finished, or `timeout` passes, for a
+    /// caller with nothing else to run. False if nothing is in flight. An
+    /// engine that fails the wait fails that request.
+    pub fn wait_ready(&mut self, timeout: std::time::Duration) -> bool {
+        self.blk_finish_plug();
+        if !self.io.zswap_done.is_empty() {
+            return true; // zswap's completions are ready now
+        }
+        let Some((ty, tag, kind)) = self
+            .io
+            .pending
+            .iter()
+            .find(|p| !self.io.arrived.contains_key(&p.tag))
+            .map(|p| (p.entry.ty(), p.tag, p.kind))
+        else {
+            return !self.io.pending.is_empty();
+        };
+        let Some(engine) = self.io.engines.get(ty.0 as usize).and_then(Option::as_ref) else {
+            let e = io::Error::other("swap device engine gone");
+            self.fail_pending(tag, kind, e);
+            return true;
+        };
+        let t0 = std::time::Instant::now();
+        let r = engine.wait_complete_timeout(timeout);
+        self.io.wait_ns[usize::from(kind == IoKind::Write)] += t0.elapsed().as_nanos() as u64;
+        match r {
+            Ok(Some(c)) => self.arrive(c),
+            Ok(None) => {}
+            Err(e) => self.fail_pending(tag, kind, io::Error::other(e.to_string())),
+        }
+        true
+    }
+
+    /// Completes pending request `tag` with error `e`.
+    fn fail_pending(&mut self, tag: u64, kind: IoKind, e: io::Error) {
+        let len = self
+            .io
+            .pending
+            .iter()
+            .find(|p| p.tag == tag)
+            .map_or(PAGE_SIZE, |p| p.nr as usize * PAGE_SIZE);
+        let c = IoCompletion {
+            tag,
+            kind,
+            offset: 0,
+            buf: AlignedBuf::new_zeroed(len),
+            result: Err(e),
+            latency_ns: 0,
+        };
+        self.io.arrived.insert(tag, c);
+    }
+
+    /// Requests the engines hold (in their rings or their own queues, and
+    /// plugged): the queue depth the devices see.
+    pub fn device_in_flight(&self) -> usize {
+        let engines: usize = self
+            .io
+            .engines
+            .iter()
+            .flatten()
+            .map(|e| e.in_flight())
+            .sum();
+        engines + self.io.plug.len()
     }
 
     /// The completion of request `tag` (a `kind`) on device `ty`, waiting
@@ -629,12 +744,7 @@ impl SwapSubsystem {
                 }
             };
             match next {
-                Ok(c) => match self.io.merged.remove(&c.tag) {
-                    Some(parts) => self.split_merged(c, &parts),
-                    None => {
-                        self.io.arrived.insert(c.tag, c);
-                    }
-                },
+                Ok(c) => self.arrive(c),
                 Err(e) => return Err(io::Error::other(e.to_string())),
             }
         }

@@ -124,6 +124,8 @@ pub enum Op {
     /// A cgroup interface file write; the machine takes its contents from
     /// the source ([`crate::ProcessSource::take_cgroup_write`]).
     CgroupWrite,
+    /// A command written to `/sys/kernel/debug/lru_gen`.
+    LruGen(swapvm_core::config::lru_gen::LruGenCmd),
 }
 
 /// Page offsets `[start, end)` inside a region.

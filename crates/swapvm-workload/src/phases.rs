@@ -110,6 +110,12 @@ pub(crate) enum RawPhase {
         #[serde(default)]
         device: u32,
     },
+    /// A write to `/sys/kernel/debug/lru_gen` (MGLRU's aging `+` and
+    /// eviction `-` commands).
+    #[serde(rename = "lru_gen")]
+    LruGen {
+        cmd: String,
+    },
     #[serde(rename = "cgroup_write")]
     CgroupWrite {
         #[serde(default)]
@@ -322,6 +328,9 @@ pub enum Phase {
         /// Index of the `[[swap]]` entry.
         device: u32,
     },
+    /// A command to MGLRU's debugfs file, as proactive reclaim scripts
+    /// write them.
+    LruGen(swapvm_core::config::lru_gen::LruGenCmd),
 }
 
 /// A process's phases and the phases its forked children run.
@@ -572,6 +581,15 @@ impl RawPhase {
             RawPhase::Swapoff { device } => Phase::Swapoff { device },
             RawPhase::Swapon { device } => Phase::Swapon { device },
             RawPhase::Hibernate { device } => Phase::Hibernate { device },
+            RawPhase::LruGen { ref cmd } => Phase::LruGen(
+                swapvm_core::config::lru_gen::LruGenCmd::parse(cmd).map_err(|r| {
+                    ConfigError::Invalid {
+                        path: path.to_owned(),
+                        field: f("cmd"),
+                        reason: r,
+                    }
+                })?,
+            ),
             RawPhase::CgroupWrite {
                 ref cgroup,
                 ref file,
@@ -954,6 +972,10 @@ impl PhaseGen {
                 Phase::Hibernate { device } => {
                     self.next_phase();
                     return Some(Op::Hibernate { device });
+                }
+                Phase::LruGen(cmd) => {
+                    self.next_phase();
+                    return Some(Op::LruGen(cmd));
                 }
             }
         }

@@ -68,6 +68,10 @@ pub struct ProcessSpec {
     /// The memory cgroup its processes run in (`cgroup = "/batch"`; the
     /// root when absent). The machine checks that the config has it.
     pub cgroup: Option<String>,
+    /// CPU time each access is followed by, in µs (`think_us`): the
+    /// offered load of a realtime run. A deterministic run ignores it
+    /// (its time is logical).
+    pub think_us: u32,
 }
 
 /// The program a process runs.
@@ -209,7 +213,12 @@ struct RawProcess {
     child: Vec<RawPhase>,
     #[serde(default)]
     cgroup: Option<String>,
+    #[serde(default)]
+    think_us: u32,
 }
+
+/// Longest `think_us`: 1 s per access.
+pub const THINK_US_MAX: u32 = 1_000_000;
 
 /// `pattern = "..."`; the parameters of `hotcold` are separate keys.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -306,6 +315,15 @@ impl WorkloadSpec {
             p.accesses_per_pass = scale(p.accesses_per_pass);
         }
         spec
+    }
+
+    /// `think_us` of each process [`Self::instantiate`] starts, in its
+    /// order.
+    pub fn think_us(&self) -> Vec<u32> {
+        self.processes
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.think_us, p.count as usize))
+            .collect()
     }
 
     /// One generator per emulated process (a ProcessSpec with count = N
@@ -419,6 +437,17 @@ impl RawProcess {
             &field("count"),
             || format!("{} is outside 1..={COUNT_MAX}", self.count),
         )?;
+        ensure(
+            self.think_us <= THINK_US_MAX,
+            path,
+            &field("think_us"),
+            || {
+                format!(
+                    "{} is above the maximum of {THINK_US_MAX} µs",
+                    self.think_us
+                )
+            },
+        )?;
         if self.kind == ProcessKind::Phases {
             return self.validate_phases(i, path);
         }
@@ -469,6 +498,7 @@ impl RawProcess {
             accesses_per_pass,
             program: None,
             cgroup: self.cgroup.clone(),
+            think_us: self.think_us,
         })
     }
 
@@ -518,6 +548,7 @@ impl RawProcess {
             accesses_per_pass: 0,
             program: Some(Arc::new(Program { main, child })),
             cgroup: self.cgroup.clone(),
+            think_us: self.think_us,
         })
     }
 
@@ -988,6 +1019,23 @@ mod tests {
         assert_ne!(streams[0], streams[1]);
         assert_ne!(streams[1], streams[2]);
         assert_ne!(streams[0], streams[2]);
+    }
+
+    /// `think_us` is per table, repeated for each of its `count`
+    /// processes; out of range it is refused by name.
+    #[test]
+    fn think_us_per_process_and_its_range() {
+        let text = "name = \"t\"\n[[process]]\nkind = \"usemem\"\nsize_mib = 1\npattern = \"random\"\ncount = 2\nthink_us = 7\n\
+                    [[process]]\nkind = \"usemem\"\nsize_mib = 1\npattern = \"random\"\n";
+        let w = parse(text).unwrap();
+        assert_eq!(w.think_us(), [7, 7, 0]);
+        assert_eq!(w.think_us().len(), w.instantiate(1).len());
+        let e = parse(&one(
+            "size_mib = 1\npattern = \"random\"\nthink_us = 2000000",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("process[0].think_us"), "{e}");
     }
 
     #[test]

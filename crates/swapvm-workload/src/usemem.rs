@@ -260,6 +260,7 @@ mod tests {
             accesses_per_pass,
             program: None,
             cgroup: None,
+            think_us: 0,
         }
     }
 

@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swapvm_core::{MachineConfig, SimRng};
 use swapvm_workload::trace::{
-    csv, lackey, lcs, native, oracle, AccessKind, Position, TraceError, TraceFormat, TracePlan,
-    TraceRecord, TraceWriter, REGION_PAGES,
+    csv, damon, lackey, lcs, native, oracle, AccessKind, Position, TraceError, TraceFormat,
+    TracePlan, TraceRecord, TraceWriter, REGION_PAGES,
 };
 use swapvm_workload::{Op, WorkloadSpec};
 
@@ -337,6 +337,27 @@ fn lcs_reader() {
         let p = "/fuzz/a.lcs";
         match lcs::LcsReader::new(b, shared(p)) {
             Ok(r) => round_trips(&drain(r, p)?),
+            Err(e) => names_position(&e, p),
+        }
+    });
+}
+
+/// DAMON region traces: a region's accesses are bounded (the model
+/// visits each page of a region once an interval), so a mutant's
+/// expansion is read only so far.
+#[test]
+fn damon_reader() {
+    let mut corpus = samples(".damon");
+    corpus.push(
+        b"# swapvm damon regions v1\n# sample_us=5000\n# aggr_us=100000\n# seed=1\n\
+          interval,pid,start,end,nr_accesses,age\n0,7,0x7f0000000000,0x7f0000010000,20,0\n\
+          1,7,0x7f0000000000,0x7f0000008000,3,1\n1,8,0x1000,0x3000,0,0\n"
+            .to_vec(),
+    );
+    fuzz("damon_reader", &corpus, |b| {
+        let p = "/fuzz/a.damon";
+        match damon::DamonReader::new(b, shared(p)) {
+            Ok(r) => drain(r.take(100_000), p).map(|_| ()),
             Err(e) => names_position(&e, p),
         }
     });

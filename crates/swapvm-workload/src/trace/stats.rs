@@ -128,7 +128,7 @@ impl TraceStats {
         let record_len = match format {
             TraceFormat::OracleGeneral => Some((0, oracle::RECORD_LEN)),
             TraceFormat::Native => Some((native::HEADER_LEN, native::RECORD_LEN)),
-            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs => None,
+            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs | TraceFormat::Damon => None,
         };
         // A compressed file cannot be read from its middle.
         let record_len = record_len.filter(|_| !super::compress::is_zstd_file(path));
@@ -148,6 +148,7 @@ impl TraceStats {
             TraceReader::OracleGeneral(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
             TraceReader::Native(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
             TraceReader::Lcs(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
+            TraceReader::Damon(mut r) => scan_records(&mut r, &mut s, &mut progress)?,
         };
         progress(s.records);
         Ok(s.totals())
@@ -285,7 +286,9 @@ fn scan_halves(
                 Ok(mut r) => scan_records(&mut r, &mut s, &mut p),
                 Err(e) => Err(e),
             },
-            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs => return None,
+            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs | TraceFormat::Damon => {
+                return None
+            }
         };
         Some(fp.map(|fp| (s, fp)))
     };
@@ -306,7 +309,9 @@ fn scan_halves(
                 &mut s,
                 &mut |_| {},
             ),
-            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs => return None,
+            TraceFormat::Lackey | TraceFormat::Csv | TraceFormat::Lcs | TraceFormat::Damon => {
+                return None
+            }
         };
         Some(fp.map(|fp| (s, fp)))
     };
