@@ -676,6 +676,32 @@ fn print_summary(r: &Report) -> Result<()> {
             so.order, so.size_kb, so.swpout_alloc, so.swpout_alloc_fail
         )?;
     }
+    if let Some(z) = &r.zswap {
+        writeln!(
+            o,
+            "zswap ({}, max_pool_percent {}, accept_threshold_percent {}, shrinker {}): \
+             pool_total_size {:.1} MiB, stored_pages {}, same_filled_pages {}, written_back_pages {}",
+            z.compressor,
+            z.max_pool_percent,
+            z.accept_threshold_percent,
+            if z.shrinker_enabled { "on" } else { "off" },
+            z.pool_total_size as f64 / 1048576.0,
+            z.stored_pages,
+            z.same_filled_pages,
+            z.written_back_pages
+        )?;
+        writeln!(
+            o,
+            "  pool_limit_hit {}, reject_compress_poor {}, reject_reclaim_fail {}, reject_alloc_fail {}, \
+             reject_kmemcache_fail {}, memory.zswap.max refusals {}",
+            z.pool_limit_hit,
+            z.reject_compress_poor,
+            z.reject_reclaim_fail,
+            z.reject_alloc_fail,
+            z.reject_kmemcache_fail,
+            z.reject_memcg_max
+        )?;
+    }
     writeln!(o, "all devices:")?;
     for (name, l) in [
         ("swap-in read", &r.read_latency),

@@ -17,9 +17,11 @@ use std::path::{Path, PathBuf};
 pub mod cgroup;
 pub mod lru_gen;
 mod overrides;
+pub mod zswap;
 pub use cgroup::{CgroupConfig, CgroupLimits};
 pub use lru_gen::ReclaimPolicy;
 pub use overrides::Override;
+pub use zswap::ZswapConfig;
 
 /// Smallest emulated RAM swapvm accepts: below this the watermarks leave
 /// nothing to run in.
@@ -146,6 +148,10 @@ pub struct MachineConfig {
     /// Large anonymous folios (`/sys/kernel/mm/transparent_hugepage`).
     #[serde(default)]
     pub mthp: MthpConfig,
+    /// zswap, the compressed cache in front of the swap devices (off by
+    /// default).
+    #[serde(default, skip_serializing_if = "ZswapConfig::is_default")]
+    pub zswap: ZswapConfig,
     /// Default workload file, relative to this config's folder.
     #[serde(default)]
     pub workload: Option<PathBuf>,
@@ -887,6 +893,7 @@ impl MachineConfig {
         })?;
         lru_gen::validate(p, r.policy, r.lru_gen_enabled, r.min_ttl_ms)?;
         self.fault.validate(p)?;
+        self.zswap.validate(p)?;
         self.validate_fault_device()?;
         self.cgroups()?;
         self.validate_content()

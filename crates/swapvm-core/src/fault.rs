@@ -306,6 +306,10 @@ pub struct SeedBugsConfig {
     /// `ksm_might_need_to_copy` made instead of on the swap-cache folio.
     #[serde(default)]
     pub swapoff_put_on_ksm_copy: bool,
+    /// Freeing a swap slot keeps its zswap entry (`zswap_invalidate`
+    /// missing from `swap_range_free`): the stale copy outlives the slot.
+    #[serde(default)]
+    pub zswap_keep_on_free: bool,
 }
 
 /// The names `--seed-bug` accepts.
@@ -314,6 +318,7 @@ pub const SEED_BUG_NAMES: &[&str] = &[
     "hib-alloc-double-dec",
     "slot-check-unlocked",
     "swapoff-put-on-ksm-copy",
+    "zswap-keep-on-free",
 ];
 
 impl SeedBugsConfig {
@@ -327,6 +332,7 @@ impl SeedBugsConfig {
             "hib-alloc-double-dec" => self.hib_alloc_double_dec = true,
             "slot-check-unlocked" => self.slot_check_unlocked = true,
             "swapoff-put-on-ksm-copy" => self.swapoff_put_on_ksm_copy = true,
+            "zswap-keep-on-free" => self.zswap_keep_on_free = true,
             other => {
                 return Err(ConfigError::Invalid {
                     path: source.to_owned(),
@@ -344,5 +350,6 @@ impl SeedBugsConfig {
             || self.hib_alloc_double_dec
             || self.slot_check_unlocked
             || self.swapoff_put_on_ksm_copy
+            || self.zswap_keep_on_free
     }
 }

@@ -105,6 +105,18 @@ vm_events! {
     /// Swap-ins that had to copy a swap-cache folio its rmap could not
     /// reach from this mapping (`ksm_might_need_to_copy`).
     KsmSwapinCopy => "ksm_swpin_copy",
+    /// Pages loaded from the zswap pool on a swap-in (no device read).
+    ZswpIn => "zswpin",
+    /// Pages stored in the zswap pool on a swap-out (no device write).
+    ZswpOut => "zswpout",
+    /// Pages written back from the zswap pool to the swap device.
+    ZswpWb => "zswpwb",
+}
+
+impl VmEvent {
+    /// zswap's counters: left out of the decided figures of a run without
+    /// zswap, which cannot move them.
+    pub const ZSWAP: &'static [VmEvent] = &[VmEvent::ZswpIn, VmEvent::ZswpOut, VmEvent::ZswpWb];
 }
 
 /// The counters of one machine.

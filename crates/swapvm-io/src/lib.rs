@@ -37,6 +37,7 @@
 pub mod blockdev;
 mod buf;
 pub mod claim;
+mod codec;
 pub mod diskbench;
 mod faulty;
 mod inflight;
@@ -104,6 +105,7 @@ pub fn sigpipe_default() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+pub use codec::{CompressedPage, PageCodec};
 pub use faulty::{BlocksHit, FaultCounts, FaultPlan, FaultStats, FaultyEngine};
 pub use inline::InlineUringEngine;
 pub use null::NullEngine;

@@ -122,7 +122,7 @@ impl ZramStats {
 
 /// What one slot of the table holds.
 #[derive(Debug, Default)]
-enum Slot {
+pub(crate) enum Slot {
     /// Never written: reads as zeros.
     #[default]
     Empty,
@@ -183,7 +183,7 @@ fn same_filled(block: &[u8]) -> Option<u64> {
 }
 
 /// An error of a compression library, kept as the cause.
-type CodecCause = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type CodecCause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request failed, carried inside its completion's [`io::Error`].
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +222,7 @@ impl ZstdContexts {
 }
 
 /// A [`Compressor`] with the state it reuses from block to block.
-struct Codec {
+pub(crate) struct Codec {
     comp: Compressor,
     /// Made on first use, so that [`ZramEngine::new`] cannot fail, and a
     /// failure to make them fails the request that needed them.
@@ -232,7 +232,7 @@ struct Codec {
 }
 
 impl Codec {
-    fn new(comp: Compressor) -> Codec {
+    pub(crate) fn new(comp: Compressor) -> Codec {
         let scratch_len = lz4_flex::block::get_maximum_output_size(BLOCK_SIZE)
             .max(zstd::compress_bound(BLOCK_SIZE));
         Codec {
@@ -252,7 +252,7 @@ impl Codec {
 
     /// Turns one block into the slot that stores it (zram's
     /// `zram_write_page`).
-    fn encode(&mut self, block: &[u8]) -> Result<Slot, CodecCause> {
+    pub(crate) fn encode(&mut self, block: &[u8]) -> Result<Slot, CodecCause> {
         if let Some(fill) = same_filled(block) {
             return Ok(Slot::Same { fill });
         }
@@ -269,7 +269,7 @@ impl Codec {
     }
 
     /// Fills `block` from `slot` (zram's `zram_read_page`).
-    fn decode(&mut self, slot: &Slot, block: &mut [u8]) -> Result<(), CodecCause> {
+    pub(crate) fn decode(&mut self, slot: &Slot, block: &mut [u8]) -> Result<(), CodecCause> {
         let data = match slot {
             Slot::Empty => {
                 block.fill(0);

@@ -502,9 +502,9 @@ fn check_frames(mem: &mut Memory, bad: &mut Vec<String>) {
             ));
         }
         // An allocated folio off the LRU must be under I/O (isolated by
-        // reclaim or being read in).
+        // reclaim or being read in); zswap's pool frames are no folios.
         if p.test(pg::ALLOCATED)
-            && !p.test(pg::LRU | pg::TAIL)
+            && !p.test(pg::LRU | pg::TAIL | pg::ZSMALLOC)
             && !p.test(pg::WRITEBACK | pg::LOCKED)
         {
             bad.push(format!(

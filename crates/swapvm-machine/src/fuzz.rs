@@ -63,6 +63,8 @@ const CASE_STREAM: u64 = 0xf022;
 /// a seed's other choices (and a classic seed's whole config) are what they
 /// were before MGLRU existed.
 const POLICY_STREAM: u64 = 0xf023;
+/// The stream that turns zswap on, for the same reason.
+const ZSWAP_STREAM: u64 = 0xf024;
 
 fn pick<'a, T>(rng: &mut SimRng, xs: &'a [T]) -> &'a T {
     &xs[rng.below(xs.len() as u64) as usize]
@@ -130,6 +132,7 @@ pub fn derive_case(seed: u64) -> FuzzCase {
         }
     }
     random_faults(&mut r, &mut c);
+    random_zswap(seed, &mut c);
     FuzzCase {
         seed,
         config_toml: c,
@@ -145,6 +148,24 @@ fn random_policy(seed: u64, c: &mut String) {
         let enabled = pick(&mut p, &["0x7", "0x7", "0x3", "0x1"]);
         let _ = writeln!(c, "policy = \"mglru\"\nlru_gen_enabled = {enabled}");
     }
+}
+
+/// zswap on half the seeds: pools from tiny (writeback all the time) to
+/// the default, either compressor, the shrinker on or off.
+fn random_zswap(seed: u64, c: &mut String) {
+    let mut z = SimRng::derive(seed, ZSWAP_STREAM);
+    if !z.chance(0.5) {
+        return;
+    }
+    let _ = writeln!(
+        c,
+        "[zswap]\nenabled = true\nmax_pool_percent = {}\ncompressor = \"{}\"\n\
+         shrinker_enabled = {}\naccept_threshold_percent = {}",
+        pick(&mut z, &[1, 2, 5, 20]),
+        pick(&mut z, &["lz4", "zstd"]),
+        z.chance(0.5),
+        pick(&mut z, &[50, 90, 100]),
+    );
 }
 
 /// Half the seeds run without faults; the others arm one or two kinds.

@@ -37,6 +37,7 @@ pub mod swap_event;
 pub mod thp_alloc_test;
 pub mod verify;
 mod zram;
+pub mod zswap;
 
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -678,6 +679,7 @@ impl Machine {
             hib_alloc_double_dec: cfg.seed_bugs.hib_alloc_double_dec,
             slot_check_unlocked: cfg.seed_bugs.slot_check_unlocked,
             swapoff_put_on_ksm_copy: cfg.seed_bugs.swapoff_put_on_ksm_copy,
+            zswap_keep_on_free: cfg.seed_bugs.zswap_keep_on_free,
         };
         let mut verify = verify::Verifier::new(content == ContentMode::Full);
         let mut zram = zram::ZramDevices::new();
@@ -689,6 +691,7 @@ impl Machine {
             verify.add_device(ty.0, slots);
             swap_types.push(Some(ty));
         }
+        zswap::setup(&cfg, &mem, &mut swap, ram_pages);
         let swap_readahead = readahead_mode(&mem, &swap);
         // A process can map as many pages as RAM and swap hold together,
         // and under pressure it does: the walk cache is sized for that.
@@ -843,9 +846,13 @@ impl Machine {
                 self.dev_latency_us
                     .resize_with(ty + 1, || [new_histogram(), new_histogram()]);
             }
-            let _ = self.dev_latency_us[ty][k].record(us);
-            let h = &mut self.latency_us[k];
-            let _ = h.record(us);
+            // zswap's completions never reached the device: its latency
+            // figures are the device's alone.
+            if !d.zswap {
+                let _ = self.dev_latency_us[ty][k].record(us);
+                let h = &mut self.latency_us[k];
+                let _ = h.record(us);
+            }
             let ok = d.result.is_ok();
             if let Err(e) = &d.result {
                 if self.io_error_log() {
@@ -1655,6 +1662,8 @@ impl Machine {
 
     fn run_checker(&mut self) {
         self.checks_run += 1;
+        // Entries freed since the tick's end give their frames back first.
+        self.mem.zswap_sync(&self.swap);
         let procs = &self.procs;
         let mm_name = |mm: swapvm_mm::MmId| {
             procs.iter().find(|p| p.mm == Some(mm)).map_or_else(
@@ -1671,7 +1680,8 @@ impl Machine {
             hibernation: &images,
             mm_name: &mm_name,
         };
-        let v = check::check_invariants_with(&mut self.mem, &mut self.swap, &cx);
+        let mut v = check::check_invariants_with(&mut self.mem, &mut self.swap, &cx);
+        zswap::check(&self.mem, &self.swap, &mut v);
         for line in v {
             if self.violations.len() < 64 {
                 self.violations.push(format!("tick {}: {line}", self.tick));

@@ -383,6 +383,7 @@ impl Machine {
                     ("shmem".to_owned(), sum(&shmem) * page),
                     ("swapcached".to_owned(), cached * page),
                 ];
+                stat.extend(crate::zswap::memcg_stat(&self.swap, &sub));
                 stat.extend(STAT_EVENTS.iter().map(|(key, evs)| {
                     let v = evs.iter().map(|&e| c.stat_recursive(id, e)).sum();
                     ((*key).to_owned(), v)
@@ -533,6 +534,9 @@ impl Machine {
             .is_err()
         {
             return ("EINVAL".into(), 0);
+        }
+        if file.starts_with("memory.zswap.") {
+            crate::zswap::memcg_update(&self.mem, &mut self.swap, m);
         }
         let mut reclaimed = 0;
         if matches!(file, "memory.max" | "memory.high") {

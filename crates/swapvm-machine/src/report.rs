@@ -284,6 +284,9 @@ pub struct Report {
     /// Per memory cgroup, the root first; empty without `[[cgroup]]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroups: Vec<crate::memcg::CgroupReport>,
+    /// zswap's parameters and debugfs figures; absent without zswap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zswap: Option<crate::zswap::ZswapReport>,
     /// `/proc/pressure/memory`: the whole machine's memory stalls.
     #[serde(default)]
     pub pressure: crate::psi::PsiReport,
@@ -522,9 +525,12 @@ impl Report {
     /// runs that made the same decisions give the same lines, whatever
     /// their content mode or disk.
     pub fn decided(&self) -> Vec<String> {
+        // zswap's counters cannot move without zswap: such a run's figures
+        // stay as they were before zswap existed.
         let mut v: Vec<String> = self
             .vmstat
             .iter()
+            .filter(|(n, _)| self.zswap.is_some() || !crate::zswap::is_zswap_counter(n))
             .map(|(n, x)| format!("{n} {x}"))
             .collect();
         v.push(format!("ticks {}", self.ticks));
@@ -544,6 +550,9 @@ impl Report {
         v.push(format!("warnings {:?}", self.warning_sites));
         v.push(format!("checks_run {}", self.checks_run));
         v.push(format!("hibernation {:?}", self.hibernation));
+        if let Some(z) = &self.zswap {
+            v.push(format!("zswap {z:?}"));
+        }
         for c in &self.cgroups {
             v.push(format!(
                 "cgroup {} current {} peak {} swap {} swap_peak {} events {:?} swap_max_events {} throttled {}",
@@ -870,6 +879,7 @@ pub(crate) fn build(m: &mut Machine) -> Report {
     let cgroups = m.cgroup_reports();
     Report {
         cgroups,
+        zswap: crate::zswap::report(&m.mem, &m.swap),
         pressure: m.pressure(0),
         cgroup_writes: m.cgroup_writes.clone(),
         realtime: None,

@@ -205,6 +205,7 @@ pub(crate) async fn tick_loop(
         if let Some(e) = strict_error(&g, tick) {
             return Err(e);
         }
+        g.zswap_tick();
         g.psi_tick();
         g.hibernate_tick();
         g.inject_swapoff();

@@ -189,6 +189,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "workloads/memcg-usemem.toml",
     ),
     (
+        "zswap-usemem",
+        "configs/zswap.toml",
+        "workloads/memcg-usemem.toml",
+    ),
+    (
         "replay-true-head",
         "configs/replay.toml",
         "workloads/true-head.lackey",
@@ -228,6 +233,7 @@ cases! {
     usemem_seq "usemem-seq";
     zipf_kv "zipf-kv";
     memcg_usemem "memcg-usemem";
+    zswap_usemem "zswap-usemem";
     memcg_tenants "memcg-tenants";
     memcg_senpai "memcg-senpai";
     memcg_build "memcg-build";

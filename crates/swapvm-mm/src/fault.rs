@@ -774,8 +774,12 @@ impl Memory {
         now: u64,
     ) -> FaultStop {
         let memcg = self.folio_memcg(pfn);
-        self.memcg.count(memcg, VmEvent::PswpIn, u64::from(nr));
-        if let Err(e) = swap.swap_read_folio(entry, nr, u64::from(pfn.0), now) {
+        let read = swap.swap_read_folio(entry, nr, u64::from(pfn.0), now);
+        // Pages zswap served are its memcg's `zswpin`, kept by zswap.
+        let from_device = read.as_ref().map_or(nr, |&n| n);
+        self.memcg
+            .count(memcg, VmEvent::PswpIn, u64::from(from_device));
+        if let Err(e) = read {
             tracing::error!("swap read of {entry:?} (+{nr}) failed to start: {e}");
             self.lru.del(&mut self.folios, pfn);
             let mut f = self.folios.folio(pfn);

@@ -58,6 +58,9 @@ pub mod pg {
     /// entry itself); the first swap-cache hit on it clears the flag and
     /// counts `swap_ra_hit`.
     pub const READAHEAD: u32 = 1 << 17;
+    /// `PGTY_zsmalloc`: a frame of the zswap pool (not a folio: off the
+    /// LRU, unmapped, no I/O; see [`crate::zswap`]).
+    pub const ZSMALLOC: u32 = 1 << 18;
 }
 
 /// No mapping (`folio->mapping == NULL`).

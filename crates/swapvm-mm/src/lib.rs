@@ -36,6 +36,7 @@ pub mod swap_state;
 pub mod swapoff;
 pub mod vma_map;
 pub mod workingset;
+pub mod zswap;
 
 pub use fault::{FaultStop, Wait};
 pub use folio::{pg, FolioMut, Folios, Page};

@@ -165,6 +165,8 @@ pub struct Memory {
     pub stat: Arc<VmStat>,
     /// Shared warning registry.
     pub warn: Arc<Warnings>,
+    /// The frames the zswap pool takes (none without zswap).
+    pub zswap_frames: crate::zswap::ZswapFrames,
     /// Set while swapoff's `unuse_pte` runs `do_swap_page` (only the seed
     /// bug switch `swapoff_put_on_ksm_copy` tells the two callers apart).
     pub(crate) unusing: bool,
@@ -204,6 +206,7 @@ impl Memory {
             anon_orders_madvise: Vec::new(),
             swapin_any_device: false,
             swap_ra: Default::default(),
+            zswap_frames: Default::default(),
             stat,
             warn,
             unusing: false,

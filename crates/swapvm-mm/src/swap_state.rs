@@ -276,14 +276,21 @@ impl Memory {
             self.count_event(owner, VmEvent::SwpinZero, 1);
             return true;
         }
-        self.memcg.count(owner, VmEvent::PswpIn, 1);
-        if let Err(e) = swap.swap_read_folio(entry, 1, u64::from(pfn.0), now) {
-            tracing::debug!("readahead of {entry:?} failed to start: {e}");
-            self.lru.del(&mut self.folios, pfn);
-            let mut f = self.folios.folio(pfn);
-            swap.swap_cache_del_folio(&mut f, None);
-            f.page.clear(pg::LOCKED);
-            self.free_frame(pfn);
+        let read = swap.swap_read_folio(entry, 1, u64::from(pfn.0), now);
+        // Pages zswap served are its memcg's `zswpin`, kept by zswap.
+        let from_device = read.as_ref().map_or(1, |&n| n);
+        self.memcg
+            .count(owner, VmEvent::PswpIn, u64::from(from_device));
+        match read {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("readahead of {entry:?} failed to start: {e}");
+                self.lru.del(&mut self.folios, pfn);
+                let mut f = self.folios.folio(pfn);
+                swap.swap_cache_del_folio(&mut f, None);
+                f.page.clear(pg::LOCKED);
+                self.free_frame(pfn);
+            }
         }
         true
     }

@@ -22,7 +22,7 @@ pub use swapoff::{Swapoff, SwapoffError, SwapoffStep};
 use swapvm_core::config::ReclaimConfig;
 use swapvm_core::{Pfn, VmEvent};
 use swapvm_mm::{pg, LruList, MemcgEvent, MemcgId, Memory};
-use swapvm_swap::{SwapError, SwapSubsystem};
+use swapvm_swap::{SwapError, SwapSubsystem, WriteOut};
 
 /// `DEF_PRIORITY`: the first reclaim priority scans 1/2^12 of the LRU.
 pub const DEF_PRIORITY: u32 = 12;
@@ -66,6 +66,9 @@ enum PageOut {
     Writeback,
     /// Nothing to write (zero page): the folio is clean now.
     Clean,
+    /// Nothing written, and the folio must stay: zswap refused it and its
+    /// memcg forbids writeback to the device (`AOP_WRITEPAGE_ACTIVATE`).
+    Activate,
 }
 
 /// What `folio_check_references` decided.
@@ -963,6 +966,10 @@ impl Reclaimer {
                     return;
                 }
                 Ok(PageOut::Clean) => {}
+                Ok(PageOut::Activate) => {
+                    mem.folios.get_mut(pfn).clear(pg::LOCKED);
+                    return Self::putback(mem, pfn, true);
+                }
                 Err(e) => {
                     tracing::warn!("pageout of {pfn:?} failed to start: {e}");
                     mem.folios.get_mut(pfn).clear(pg::LOCKED);
@@ -1034,14 +1041,19 @@ impl Reclaimer {
             mem.folios.get_mut(pfn).clear(pg::DIRTY);
             return Ok(PageOut::Clean);
         }
-        swap.swap_writepage(entry, mem.ram.pages(pfn, nr), u64::from(pfn.0), now)?;
+        let to = swap.swap_writeout(entry, mem.ram.pages(pfn, nr), u64::from(pfn.0), now)?;
         let memcg = mem.folio_memcg(pfn);
-        mem.memcg.count(memcg, VmEvent::PswpOut, nr as u64);
+        match to {
+            WriteOut::Device => mem.memcg.count(memcg, VmEvent::PswpOut, nr as u64),
+            // The pool grew: its frames are taken now, from the reserves.
+            WriteOut::Zswap => mem.zswap_sync(swap),
+            WriteOut::Activate => return Ok(PageOut::Activate),
+        }
         mem.memcg.get_mut(memcg).nr_writeback += nr as u64;
         if !mem.memcg.is_empty() {
             mem.memcg_swap_peak(swap, memcg);
         }
-        if order > 0 {
+        if order > 0 && to == WriteOut::Device {
             mem.count_event(memcg, VmEvent::ThpSwpout, 1);
         }
         let f = mem.folios.get_mut(pfn);

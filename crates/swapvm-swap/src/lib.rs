@@ -6,7 +6,8 @@
 //! swap-table rework ([`swapfile`]: `folio_alloc_swap`, `folio_dup_swap`,
 //! `folio_put_swap`, `swap_dup_entry_direct`, `swap_put_entries_direct`,
 //! `folio_free_swap`, the hibernation slots), and swap I/O through the
-//! device's io_uring engine ([`page_io`]).
+//! device's io_uring engine ([`page_io`]), and zswap, the compressed cache
+//! in front of the devices ([`zswap`]).
 //!
 //! It refuses to know about page tables, RAM or reclaim policy: a folio is
 //! what the [`SwapFolio`] trait shows (head pfn, order, lock, writeback,
@@ -24,6 +25,7 @@ pub mod hibernate;
 pub mod page_io;
 pub mod swapfile;
 pub mod table;
+pub mod zswap;
 
 pub use cluster::AllocatorKind;
 pub use hibernate::SwsuspExtents;
@@ -33,3 +35,5 @@ pub use swapfile::{
     SwapOnOptions, SwapSubsystem,
 };
 pub use table::{Slot, SlotBinding, SHADOW_MAX};
+pub use zswap::writeback::WriteOut;
+pub use zswap::{Zswap, ZswapMemcg, ZswapParams, ZswapStats};

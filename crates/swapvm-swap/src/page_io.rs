@@ -45,6 +45,9 @@ pub struct SwapIoDone {
     pub result: io::Result<()>,
     /// Real latency.
     pub latency_ns: u64,
+    /// zswap served it whole (a store or a load): no device I/O, and its
+    /// latency is the codec's, not the device's.
+    pub zswap: bool,
 }
 
 /// Most pages one merged write request carries (256 KiB, well under the
@@ -72,6 +75,10 @@ struct Pending {
     kind: IoKind,
     entry: SwpEntry,
     nr: u32,
+    /// Pages zswap holds within a device read (by index in the request),
+    /// decompressed when it was submitted: they replace what the device
+    /// returns for them.
+    overlay: Vec<(usize, Vec<u8>)>,
 }
 
 /// Per-device I/O figures.
@@ -121,6 +128,9 @@ pub(crate) struct PageIo {
     /// the start of its block): `PAGE_SIZE`, or the content word of a
     /// metadata-only machine.
     page_bytes: usize,
+    /// zswap stores and loads, complete already, by the tick they are
+    /// delivered at.
+    zswap_done: VecDeque<(u64, SwapIoDone)>,
 }
 
 impl std::fmt::Debug for PageIo {
@@ -147,6 +157,7 @@ impl PageIo {
             merged: BTreeMap::new(),
             wait_ns: [0; 2],
             page_bytes: PAGE_SIZE,
+            zswap_done: VecDeque::new(),
         }
     }
 
@@ -295,6 +306,7 @@ impl SwapSubsystem {
             kind,
             entry,
             nr,
+            overlay: Vec::new(),
         });
         let st = &mut io.stats[ty.0 as usize];
         let bytes = u64::from(nr) * PAGE_SIZE as u64;
@@ -345,7 +357,9 @@ impl SwapSubsystem {
         Ok(())
     }
 
-    /// `swap_read_folio`: reads `nr` slots from `entry`. Counts `pswpin`.
+    /// `swap_read_folio`: reads `nr` slots from `entry`, each from zswap
+    /// if it holds the page (`zswpin`), else from the device (`pswpin`).
+    /// Returns the pages read from the device.
     ///
     /// # Context
     /// The target folio is locked and in the swap cache until the
@@ -356,11 +370,116 @@ impl SwapSubsystem {
         nr: u32,
         cookie: u64,
         now: u64,
-    ) -> Result<(), SwapError> {
-        let buf = self.io.buf(nr as usize * PAGE_SIZE);
+    ) -> Result<u32, SwapError> {
+        let t0 = std::time::Instant::now();
+        let pages = self.zswap_load(entry, nr);
+        let mut buf = self.io.buf(nr as usize * PAGE_SIZE);
+        let hits = pages.iter().flatten().count() as u32;
+        if hits == nr {
+            for (block, page) in buf
+                .as_mut_slice()
+                .chunks_exact_mut(PAGE_SIZE)
+                .zip(pages.iter().flatten())
+            {
+                block[..page.len()].copy_from_slice(page);
+            }
+            let latency_ns = t0.elapsed().as_nanos() as u64;
+            self.zswap_done(IoKind::Read, entry, nr, buf, cookie, now, latency_ns);
+            return Ok(0);
+        }
         self.submit(IoKind::Read, entry, nr, buf, cookie, now)?;
-        self.stat.add(VmEvent::PswpIn, u64::from(nr));
-        Ok(())
+        if hits > 0 {
+            if let Some(p) = self.io.pending.back_mut() {
+                p.overlay = pages
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, page)| page.map(|page| (i, page)))
+                    .collect();
+            }
+        }
+        self.stat.add(VmEvent::PswpIn, u64::from(nr - hits));
+        Ok(nr - hits)
+    }
+
+    /// Queues the completion of a request zswap served whole, for delivery
+    /// at the next tick.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn zswap_done(
+        &mut self,
+        kind: IoKind,
+        entry: SwpEntry,
+        nr: u32,
+        buf: AlignedBuf,
+        cookie: u64,
+        now: u64,
+        latency_ns: u64,
+    ) {
+        let done = SwapIoDone {
+            cookie,
+            kind,
+            entry,
+            nr,
+            buf,
+            result: Ok(()),
+            latency_ns,
+            zswap: true,
+        };
+        self.io.zswap_done.push_back((now + 1, done));
+    }
+
+    /// The completion of a store zswap took: the buffer carries the bytes
+    /// stored, as a device write's does, for the verifier.
+    pub(crate) fn zswap_write_done(&mut self, entry: SwpEntry, data: &[u8], cookie: u64, now: u64) {
+        let (nr, buf) = self.io.write_buf(data);
+        self.zswap_done(IoKind::Write, entry, nr, buf, cookie, now, 0);
+    }
+
+    /// Content bytes per page (see [`SwapSubsystem::set_page_bytes`]).
+    pub(crate) fn io_page_bytes(&self) -> usize {
+        self.io.page_bytes
+    }
+
+    /// Writes `data` (pages of content) to the slots from `entry` now and
+    /// waits for the write: zswap's writeback. Counts `pswpout` and the
+    /// device's write figures.
+    pub(crate) fn write_sync(&mut self, entry: SwpEntry, data: &[u8]) -> io::Result<()> {
+        let (nr, buf) = self.io.write_buf(data);
+        let ty = entry.ty();
+        let tag = self.io.next_tag;
+        self.io.next_tag += 1;
+        let Some(engine) = self.io.engines.get(ty.0 as usize).and_then(Option::as_ref) else {
+            return Err(io::Error::other("swap device engine gone"));
+        };
+        let req = IoRequest {
+            tag,
+            kind: IoKind::Write,
+            offset: entry.offset().0 * PAGE_SIZE as u64,
+            buf,
+        };
+        engine
+            .submit(req)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let want = nr as usize * PAGE_SIZE;
+        if let Some(st) = self.io.stats.get_mut(ty.0 as usize) {
+            st.writes += 1;
+            st.bytes_written += want as u64;
+        }
+        self.stat.add(VmEvent::PswpOut, u64::from(nr));
+        let c = self.wait_tag(ty, tag, IoKind::Write)?;
+        let r = match c.result {
+            Ok(n) if n == want => Ok(()),
+            Ok(n) => Err(io::Error::other(format!(
+                "short write: {n} of {want} bytes"
+            ))),
+            Err(e) => Err(e),
+        };
+        if r.is_err() {
+            if let Some(st) = self.io.stats.get_mut(ty.0 as usize) {
+                st.errors += 1;
+            }
+        }
+        self.io.recycle(c.buf);
+        r
     }
 
     /// `hib_submit_io` (kernel/power/swap.c) writing one page of a
@@ -400,7 +519,7 @@ impl SwapSubsystem {
 
     /// Swap I/Os submitted and not yet delivered.
     pub fn io_in_flight(&self) -> usize {
-        self.io.pending.len()
+        self.io.pending.len() + self.io.zswap_done.len()
     }
 
     /// Ticks after submission at which a write is due (at least 1;
@@ -411,7 +530,8 @@ impl SwapSubsystem {
 
     /// Tick at which the next in-flight I/O is due.
     pub fn next_io_due(&self) -> Option<u64> {
-        self.io.pending.iter().map(|p| p.due).min()
+        let zswap = self.io.zswap_done.front().map(|(due, _)| *due);
+        self.io.pending.iter().map(|p| p.due).chain(zswap).min()
     }
 
     /// Every I/O due by tick `now`, in submission order; blocks for real
@@ -420,6 +540,15 @@ impl SwapSubsystem {
         // The writes of the last tick reach the disk now, merged.
         self.blk_finish_plug();
         let mut out = Vec::new();
+        // zswap's completions first: they were done before any device's.
+        while self
+            .io
+            .zswap_done
+            .front()
+            .is_some_and(|(due, _)| *due <= now)
+        {
+            out.extend(self.io.zswap_done.pop_front().map(|(_, d)| d));
+        }
         // Reads and writes have their own latencies, so the queue (in
         // submission order) is sorted by due tick only within a kind.
         let mut due = VecDeque::new();
@@ -444,7 +573,7 @@ impl SwapSubsystem {
     /// The emulation's view of pending request `p` finished as `c`.
     fn done_of(&mut self, p: Pending, c: io::Result<IoCompletion>) -> SwapIoDone {
         let want = p.nr as usize * PAGE_SIZE;
-        let (result, buf, latency_ns) = match c {
+        let (result, mut buf, latency_ns) = match c {
             Ok(c) => {
                 let r = match c.result {
                     Ok(n) if n == want => Ok(()),
@@ -458,6 +587,11 @@ impl SwapSubsystem {
             }
             Err(e) => (Err(e), AlignedBuf::new_zeroed(want), 0),
         };
+        // Pages of the batch that zswap held are laid over the read.
+        for (i, page) in &p.overlay {
+            let at = i * PAGE_SIZE;
+            buf.as_mut_slice()[at..at + page.len()].copy_from_slice(page);
+        }
         if result.is_err() {
             if let Some(st) = self.io.stats.get_mut(p.entry.ty().0 as usize) {
                 st.errors += 1;
@@ -471,6 +605,7 @@ impl SwapSubsystem {
             buf,
             result,
             latency_ns,
+            zswap: false,
         }
     }
 
@@ -480,10 +615,11 @@ impl SwapSubsystem {
     pub fn complete_ready(&mut self) -> Vec<SwapIoDone> {
         self.blk_finish_plug();
         self.reap_ready();
+        // zswap finished its loads and stores when they were made.
+        let mut out: Vec<SwapIoDone> = self.io.zswap_done.drain(..).map(|(_, d)| d).collect();
         if self.io.arrived.is_empty() {
-            return Vec::new();
+            return out;
         }
-        let mut out = Vec::new();
         for p in std::mem::take(&mut self.io.pending) {
             match self.io.arrived.remove(&p.tag) {
                 Some(c) => out.push(self.done_of(p, Ok(c))),
@@ -522,6 +658,9 @@ impl SwapSubsystem {
     /// engine that fails the wait fails that request.
     pub fn wait_ready(&mut self, timeout: std::time::Duration) -> bool {
         self.blk_finish_plug();
+        if !self.io.zswap_done.is_empty() {
+            return true; // zswap's completions are ready now
+        }
         let Some((ty, tag, kind)) = self
             .io
             .pending

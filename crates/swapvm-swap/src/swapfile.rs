@@ -401,6 +401,8 @@ pub struct SwapSubsystem {
     /// lockdep); shared with the memory layer, which takes the page-table
     /// locks.
     locks: Arc<Lockdep>,
+    /// The zswap pool, when zswap is on (see [`crate::zswap`]).
+    pub(crate) zswap: Option<crate::zswap::Zswap>,
 }
 
 /// Bugs found in review of the swap-entry API patch, each re-introducible
@@ -422,6 +424,10 @@ pub struct SeedBugs {
     /// cache, no entry) instead of on the swap-cache folio: the put is
     /// refused and the slot keeps a count nobody owns.
     pub swapoff_put_on_ksm_copy: bool,
+    /// Freeing a swap slot forgets to drop its zswap entry
+    /// (`zswap_invalidate` missing from `swap_range_free`): a later owner
+    /// of the slot can load the stale copy.
+    pub zswap_keep_on_free: bool,
 }
 
 /// The kernel's per-slot count maximum in `swap_map` (`SWAP_MAP_MAX`).
@@ -448,6 +454,7 @@ impl SwapSubsystem {
             fault_stats: Vec::new(),
             locks: Lockdep::new(Arc::clone(&warn)),
             warn,
+            zswap: None,
         }
     }
 
@@ -753,6 +760,13 @@ impl SwapSubsystem {
         };
         for i in off..off + nr {
             d.table.clear(i);
+        }
+        // zswap_invalidate: a freed slot's compressed copy goes with it.
+        let keep = self.bugs.zswap_keep_on_free;
+        if let Some(z) = self.zswap.as_mut().filter(|_| !keep) {
+            for e in (off..off + nr).filter_map(|i| SwpEntry::new(ty, SwapOffset(i))) {
+                z.invalidate(e);
+            }
         }
         // mem_cgroup_uncharge_swap: the owner's swap charge ends with the slot.
         if let Some(ids) = d.swap_cgroup.get_mut(off as usize..(off + nr) as usize) {
@@ -1331,6 +1345,13 @@ impl SwapSubsystem {
         if let Some(d) = self.device_mut(entry.ty()) {
             for i in entry.offset().0..entry.offset().0 + nr {
                 d.table.set_zero(i, zero);
+            }
+        }
+        // A zero page is not stored in zswap (the zeromap has it): a copy
+        // from an earlier store of these slots is stale now.
+        if let Some(z) = self.zswap.as_mut().filter(|_| zero) {
+            for i in 0..nr {
+                z.invalidate(entry.add(i));
             }
         }
     }

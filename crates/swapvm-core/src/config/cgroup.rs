@@ -28,6 +28,8 @@ pub const FILES: &[&str] = &[
     "memory.swap.max",
     "memory.oom.group",
     "memory.swappiness",
+    "memory.zswap.max",
+    "memory.zswap.writeback",
 ];
 
 /// Most cgroups a machine may have (ids must fit the kernel's 16-bit
@@ -106,6 +108,11 @@ pub struct CgroupLimits {
     pub oom_group: bool,
     /// `memory.swappiness` (`None`: the parent's, up to `vm.swappiness`).
     pub swappiness: Option<u32>,
+    /// `memory.zswap.max`, in pages of compressed data (`None`: `max`).
+    pub zswap_max: Option<u64>,
+    /// `memory.zswap.writeback`: compressed pages of this memcg may be
+    /// written back to the swap device (if every ancestor allows it too).
+    pub zswap_writeback: bool,
 }
 
 impl CgroupLimits {
@@ -121,6 +128,8 @@ impl CgroupLimits {
             swap_max: None,
             oom_group: false,
             swappiness: None,
+            zswap_max: None,
+            zswap_writeback: true,
         }
     }
 }
@@ -139,7 +148,11 @@ pub fn write_file(lim: &mut CgroupLimits, file: &str, value: &toml::Value) -> Re
     let text = match value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) if *i >= 0 => i.to_string(),
-        toml::Value::Boolean(b) if file == "memory.oom.group" => u8::from(*b).to_string(),
+        toml::Value::Boolean(b)
+            if file == "memory.oom.group" || file == "memory.zswap.writeback" =>
+        {
+            u8::from(*b).to_string()
+        }
         v => return Err(format!("{} is not a value this file takes", v.type_str())),
     };
     let size = |allow_max| memparse(text.trim(), allow_max).map(|o| o.map(pages));
@@ -147,6 +160,14 @@ pub fn write_file(lim: &mut CgroupLimits, file: &str, value: &toml::Value) -> Re
         "memory.max" => lim.max = size(true)?,
         "memory.high" => lim.high = size(true)?,
         "memory.swap.max" => lim.swap_max = size(true)?,
+        "memory.zswap.max" => lim.zswap_max = size(true)?,
+        "memory.zswap.writeback" => {
+            lim.zswap_writeback = match text.trim() {
+                "0" => false,
+                "1" => true,
+                t => return Err(format!("{t:?}: memory.zswap.writeback takes 0 or 1")),
+            }
+        }
         "memory.low" => lim.low = size(true)?.unwrap_or(u64::MAX),
         "memory.min" => lim.min = size(true)?.unwrap_or(u64::MAX),
         "memory.oom.group" => {
