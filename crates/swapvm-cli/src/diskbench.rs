@@ -1,14 +1,14 @@
 //! `swapvm diskbench`: options, the live bar, and the report as text (in
 //! fio's shape: a table, then each direction's latency distribution) or
-//! JSON; the benchmark itself is swapvm-io's.
+//! JSON; the benchmark itself is the swapvm-diskbench crate.
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
-use swapvm_io::diskbench::{
-    self, BenchConfig, BenchEngine, BenchReport, DirStats, LatencyNs, Pattern,
+use swapvm_diskbench::{
+    self as diskbench, BenchConfig, BenchEngine, BenchReport, DirStats, LatencyNs, Pattern,
 };
 
 #[derive(clap::Args, Debug)]
@@ -308,7 +308,7 @@ fn latency_lines(name: &str, l: &LatencyNs) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swapvm_io::diskbench::Percentiles;
+    use swapvm_diskbench::Percentiles;
 
     #[test]
     fn latency_block_lists_every_percentile_as_fio_does() {

@@ -18,9 +18,8 @@
 //! slots, swap entries, clusters or folios: they move bytes at byte offsets,
 //! and the swap layer above decides which bytes go where.
 //!
-//! [`diskbench`] measures swap-shaped I/O on a real disk (`swapvm
-//! diskbench`). It knows the swap geometry only to imitate it: where the
-//! allocator would place swap-outs and readahead its reads.
+//! [`signature`] tells what is already on a device (a swap header, a
+//! filesystem), for the callers that must not overwrite it.
 //!
 //! # Ownership model
 //!
@@ -38,13 +37,13 @@ pub mod blockdev;
 mod buf;
 pub mod claim;
 mod codec;
-pub mod diskbench;
 mod faulty;
 mod inflight;
 mod inline;
 mod null;
 mod psync;
 mod queue;
+pub mod signature;
 mod uring;
 mod zram;
 
@@ -74,6 +73,24 @@ pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     // SAFETY: statvfs returned 0, so it filled `st`.
     let st = unsafe { st.assume_init() };
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// User and system CPU time of this process so far (`getrusage`), or
+/// zeros if it fails.
+pub fn cpu_times() -> (std::time::Duration, std::time::Duration) {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a writable rusage that the call fills on success.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if r != 0 {
+        return (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    }
+    // SAFETY: getrusage returned 0, so it filled `ru` (and it was zeroed).
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
 /// Allocates the blocks of `file` up to `len` bytes (`posix_fallocate`),

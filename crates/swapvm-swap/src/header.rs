@@ -665,7 +665,7 @@ fn sync_parent_dir(path: &Path) -> Result<(), HeaderError> {
 /// What filesystem `file` holds, if its first bytes show one (ext2/3/4,
 /// XFS, btrfs), for a refusal that says what would be lost.
 fn filesystem_on(file: &File) -> Option<String> {
-    use swapvm_io::diskbench::guard::{probe_bytes, PROBE_BYTES};
+    use swapvm_io::signature::{probe_bytes, PROBE_BYTES};
     let mut head = vec![0u8; PROBE_BYTES];
     let mut got = 0;
     while got < PROBE_BYTES {

@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use swapvm_core::SimRng;
 
-use crate::{IoKind, BLOCK_SIZE};
+use swapvm_io::{IoKind, BLOCK_SIZE};
 
 /// Slots per swap cluster (`SWAPFILE_CLUSTER`).
 pub const CLUSTER_PAGES: u64 = 512;

@@ -1,10 +1,5 @@
-//! What is already on the device, and what diskbench may therefore do to
-//! it.
-//!
-//! A benchmark that writes at random offsets destroys whatever it writes
-//! over, so before writing diskbench looks at the first 68 KiB for the
-//! signatures of the filesystems swap devices are most often confused with,
-//! and of a swap area:
+//! Signatures of what is already on a device: a swap header, or the
+//! filesystems swap devices are most often confused with.
 //!
 //! | signature | where |
 //! |---|---|
@@ -13,16 +8,10 @@
 //! | XFS `XFSB` | byte 0 |
 //! | btrfs `_BHRfS_M` | byte 65600 |
 //!
-//! and, on a block device, at whatever `blkid -p` recognises if it is
-//! installed. The rules ([`decide`]):
-//! - a block device with any signature is refused unless `--force`;
-//! - a regular file with a filesystem signature is refused unless `--force`;
-//! - a regular file with a swap header is benchmarked behind its header:
-//!   nothing is written below byte 4096, unless `--force`;
-//! - patterns that only read are never refused: reading destroys nothing.
-//!
-//! Block devices are also opened `O_EXCL`, which the kernel refuses while
-//! the device is mounted or in use as swap.
+//! and, on a block device, whatever `blkid -p` recognises if it is
+//! installed. Used by `swapvm diskbench` before it writes to a device and
+//! by the swap layer before it formats an image, so that neither destroys
+//! a filesystem it was pointed at by mistake.
 
 use std::fs::File;
 use std::io;
@@ -97,7 +86,7 @@ pub fn probe_bytes(head: &[u8]) -> Option<Signature> {
 
 /// Reads the first [`PROBE_BYTES`] of `file` (opened with or without
 /// `O_DIRECT`: the read is block-aligned) and looks for a signature.
-pub(crate) fn probe_file(file: &File) -> io::Result<Option<Signature>> {
+pub fn probe_file(file: &File) -> io::Result<Option<Signature>> {
     let mut head = AlignedBuf::new_zeroed(PROBE_BYTES);
     let mut got = 0;
     while got < PROBE_BYTES {
@@ -117,7 +106,7 @@ pub(crate) fn probe_file(file: &File) -> io::Result<Option<Signature>> {
 
 /// Asks `blkid -p` (if installed) what is on a block device. `None` if it
 /// finds nothing, is missing, or fails.
-pub(crate) fn blkid_type(path: &Path) -> Option<Signature> {
+pub fn blkid_type(path: &Path) -> Option<Signature> {
     let out = Command::new("blkid")
         .args(["-p", "-o", "value", "-s", "TYPE", "--"])
         .arg(path)
@@ -129,41 +118,10 @@ pub(crate) fn blkid_type(path: &Path) -> Option<Signature> {
     (out.status.success() && !ty.is_empty()).then_some(Signature::Blkid(ty))
 }
 
-/// What diskbench may do, given what is on the device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Go ahead; writes may start at this byte offset (0, or 4096 to keep a
-    /// swap header).
-    Proceed { write_start: u64 },
-    /// Refuse, because of this signature.
-    Refuse(Signature),
-}
-
-/// The rules of the module documentation.
-pub(crate) fn decide(
-    signature: Option<Signature>,
-    block_device: bool,
-    writes: bool,
-    force: bool,
-) -> Verdict {
-    let Some(sig) = signature else {
-        return Verdict::Proceed { write_start: 0 };
-    };
-    if !writes || force {
-        return Verdict::Proceed { write_start: 0 };
-    }
-    if block_device || !sig.is_swap() {
-        return Verdict::Refuse(sig);
-    }
-    Verdict::Proceed {
-        write_start: BLOCK_SIZE as u64,
-    }
-}
-
 /// Zeroes, in every 4 KiB block of `buf`, the bytes where [`probe_bytes`]
-/// looks for a signature, so that data diskbench writes can never look like
+/// looks for a signature, so that data a benchmark writes can never look like
 /// a filesystem or swap header to a later run.
-pub(crate) fn scrub_signatures(buf: &mut [u8]) {
+pub fn scrub_signatures(buf: &mut [u8]) {
     for block in buf.chunks_mut(BLOCK_SIZE) {
         for (off, magic) in [
             SWAP_MAGIC,
@@ -204,31 +162,6 @@ mod tests {
         let head = with(EXT_MAGIC);
         assert_eq!(probe_bytes(&head[..1081]), None);
         assert_eq!(probe_bytes(&head[..1082]), Some(Signature::Ext));
-    }
-
-    #[test]
-    fn rules() {
-        use Verdict::*;
-        let keep = Proceed { write_start: 4096 };
-        let all = Proceed { write_start: 0 };
-        let (swap, ext) = (Some(Signature::Swap), Some(Signature::Ext));
-        // (signature, block device, writes, force) -> verdict
-        assert_eq!(decide(None, true, true, false), all);
-        assert_eq!(decide(swap.clone(), false, true, false), keep);
-        assert_eq!(decide(swap.clone(), false, true, true), all);
-        assert_eq!(
-            decide(swap.clone(), true, true, false),
-            Refuse(Signature::Swap)
-        );
-        assert_eq!(decide(swap, true, false, false), all);
-        assert_eq!(
-            decide(ext.clone(), false, true, false),
-            Refuse(Signature::Ext)
-        );
-        assert_eq!(decide(ext.clone(), true, true, true), all);
-        assert_eq!(decide(ext, false, false, false), all);
-        let blkid_swap = Some(Signature::Blkid("swap".into()));
-        assert_eq!(decide(blkid_swap, false, true, false), keep);
     }
 
     #[test]

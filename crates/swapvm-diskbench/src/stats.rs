@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::IoKind;
+use swapvm_io::IoKind;
 
 /// Highest latency the histograms resolve: one hour, in nanoseconds. Longer
 /// ones are clamped to it.
