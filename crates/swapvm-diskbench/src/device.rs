@@ -8,12 +8,12 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use swapvm_core::SimRng;
-use swapvm_io::BLOCK_SIZE;
+use swapvm_io::signature::{blkid_type, probe_file, scrub_signatures, Signature};
+use swapvm_io::{IoKind, QueueConfig, UringQueue, BLOCK_SIZE};
 
-use crate::guard::{self, Signature, Verdict};
+use crate::guard::{self, Verdict};
 use crate::pattern::Region;
 use crate::{BenchConfig, DeviceKind, DiskbenchError, FILL_CHUNK, FILL_DEPTH};
-use swapvm_io::{IoKind, QueueConfig, UringQueue};
 
 /// The device, opened and judged.
 pub(crate) struct Device {
@@ -119,7 +119,7 @@ pub(crate) fn fill_random(buf: &mut [u8], rng: &mut SimRng) {
         let word = rng.next_u64().to_le_bytes();
         chunk.copy_from_slice(&word[..chunk.len()]);
     }
-    guard::scrub_signatures(buf);
+    scrub_signatures(buf);
 }
 
 /// Opens the device as the run needs it (read-only for patterns that only
@@ -153,9 +153,9 @@ pub(crate) fn open_device_checked(cfg: &BenchConfig) -> Result<Device, Diskbench
             _ => cfg.open_err("open")(e),
         })?;
     let size_bytes = file.seek(SeekFrom::End(0)).map_err(cfg.open_err("size"))?;
-    let mut signature = guard::probe_file(&file).map_err(cfg.open_err("read the first blocks"))?;
+    let mut signature = probe_file(&file).map_err(cfg.open_err("read the first blocks"))?;
     if signature.is_none() && kind == DeviceKind::BlockDevice && writes {
-        signature = guard::blkid_type(path);
+        signature = blkid_type(path);
     }
     let header = signature.as_ref().is_some_and(Signature::is_swap);
     let block = kind == DeviceKind::BlockDevice;

@@ -4,7 +4,7 @@
 //! A benchmark that writes at random offsets destroys whatever it writes
 //! over, so before writing diskbench looks at the first 68 KiB for the
 //! signatures of the filesystems swap devices are most often confused with,
-//! and of a swap area ([`swapvm_io::signature`]). The rules ([`decide`]):
+//! and of a swap area ([`swapvm_io::signature`]). The rules (`decide`):
 //! - a block device with any signature is refused unless `--force`;
 //! - a regular file with a filesystem signature is refused unless `--force`;
 //! - a regular file with a swap header is benchmarked behind its header:
@@ -14,13 +14,12 @@
 //! Block devices are also opened `O_EXCL`, which the kernel refuses while
 //! the device is mounted or in use as swap.
 
-pub use swapvm_io::signature::{blkid_type, probe_bytes, probe_file, scrub_signatures};
-pub use swapvm_io::signature::{Signature, PROBE_BYTES};
+use swapvm_io::signature::Signature;
 use swapvm_io::BLOCK_SIZE;
 
 /// What diskbench may do, given what is on the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Go ahead; writes may start at this byte offset (0, or 4096 to keep a
     /// swap header).
     Proceed {
@@ -32,7 +31,7 @@ pub enum Verdict {
 }
 
 /// The rules of the module documentation.
-pub fn decide(
+pub(crate) fn decide(
     signature: Option<Signature>,
     block_device: bool,
     writes: bool,

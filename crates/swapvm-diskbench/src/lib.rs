@@ -22,7 +22,7 @@
 //! data first (as fio lays out its files), so that reads hit allocated
 //! blocks and writes overwrite them in place. All data written is
 //! pseudo-random from the seed, scrubbed of signature bytes
-//! ([`guard::scrub_signatures`]).
+//! ([`swapvm_io::signature::scrub_signatures`]).
 //!
 //! The offsets come from [`pattern`]: they mimic where the swap allocator
 //! and readahead would place requests; nothing here uses swap slots or the
@@ -40,12 +40,12 @@ use std::time::{Duration, Instant};
 use swapvm_core::SimRng;
 
 use device::{create_if_missing, fill_random, open_device_checked, Device};
-use guard::Signature;
 use pattern::OpGen;
 pub use pattern::{Pattern, UnknownPattern};
 pub use stats::{
     write_bw_log, BwSample, DirStats, LatencyNs, Percentiles, BW_LOG_HEADER, PERCENTILES,
 };
+use swapvm_io::signature::Signature;
 use swapvm_io::{
     AlignedBuf, BlockEngine, EngineConfig, InlineUringEngine, IoError, IoRequest, QueueConfig,
     QueueError, QueueFeatures, SyncEngine, UringEngine, UringQueue, BLOCK_SIZE,
